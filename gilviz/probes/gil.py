@@ -1,0 +1,218 @@
+"""The GIL itself, read from the target's memory through /proc/PID/mem.
+
+CPython's GIL state (struct _gil_runtime_state) lives inside _PyRuntime on 3.9 to 3.14:
+  +0   interval        u64  the switch interval in microseconds (5000 by default)
+  +8   last_holder     ptr  the PyThreadState that holds or last held it
+  +16  locked          i32
+  +24  switch_number   u64  hand-offs so far
+  +32  cond            pthread_cond_t (48 bytes): GIL waiters sleep on it
+  +80  mutex           pthread_mutex_t (40 bytes)
+  +120 switch_cond     pthread_cond_t: the dropping thread waits here for the taker
+  +168 switch_mutex
+glibc's condition variable keeps a count of the threads inside pthread_cond_wait in its
+__wrefs word (+36, count << 3), so one 72-byte read gives holder, locked, hand-off count
+and how many threads are waiting right now.
+
+The struct is found without version tables: either from a thread seen asleep in a futex
+inside _PyRuntime (the address of one of the cond's signal words), or by scanning
+_PyRuntime for the struct's shape. Either way it is validated before use.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from .pyprocess import PythonProcess
+
+GIL_STRUCT_SIZE = 208
+_SAMPLE = struct.Struct("<QQI4xQ36xI")  # interval, holder, locked, switch_number, cond.__wrefs
+_SAMPLE_SIZE = _SAMPLE.size
+_COND_WREFS = 68
+_SWITCH_COND_WREFS = 120 + 36
+# Futex words of the struct, relative to its start, that a waiter may sleep on.
+_FUTEX_WORDS = (72, 76, 80, 160, 164, 168)
+# Where PyThreadState keeps the OS thread id (3.11+), as measured on release builds;
+# only a first guess, confirmed against the live thread ids before use.
+_NATIVE_TID_OFFSET = {(3, 11): 160, (3, 12): 144, (3, 13): 160, (3, 14): 160}
+# 3.9/3.10: PyThreadState.thread_id is the pthread_t, and glibc's struct pthread
+# holds the tid at 720 on x86-64.
+_PTHREAD_ID_OFFSET = {(3, 9): 176, (3, 10): 176}
+_PTHREAD_TID_OFFSET = 720
+
+
+def _plausible(buf: bytes, off: int) -> bool:
+    interval, holder, locked, _switch, wrefs = _SAMPLE.unpack_from(buf, off)
+    if not (1 <= interval <= 100_000_000) or locked not in (0, 1):
+        return False
+    if struct.unpack_from("<I", buf, off + 20)[0] != 0:  # padding after `locked`
+        return False
+    if locked and not (0x1000 <= holder < 1 << 47):
+        return False
+    if holder and not (0x1000 <= holder < 1 << 47):
+        return False
+    # both condition variables were made with CLOCK_MONOTONIC, process-private
+    if (wrefs & 3) != 2:
+        return False
+    return (struct.unpack_from("<I", buf, off + _SWITCH_COND_WREFS)[0] & 3) == 2
+
+
+def find_gil_by_shape(buf: bytes) -> int | None:
+    """Offset of the GIL struct in a copy of _PyRuntime, or None if not one fits."""
+    found = [
+        off
+        for off in range(0, len(buf) - GIL_STRUCT_SIZE, 8)
+        if buf[off + _COND_WREFS] & 3 == 2 and _plausible(buf, off)
+    ]
+    if not found:
+        return None
+    defaults = [off for off in found if struct.unpack_from("<Q", buf, off)[0] == 5000]
+    return (defaults or found)[0]
+
+
+class GilProbe:
+    """Samples one process's GIL; also tells which futex addresses are GIL waits."""
+
+    def __init__(self, proc: PythonProcess):
+        self.proc = proc
+        self.status = "no GIL" if proc.free_threaded else "not located"
+        self.address: int | None = None
+        self.fd = os.open(f"/proc/{proc.pid}/mem", os.O_RDONLY)
+        self.holders = HolderMap(self.fd, proc.version)
+        if not proc.free_threaded:
+            self._locate_by_shape()
+
+    @property
+    def runtime_range(self) -> tuple[int, int]:
+        r = self.proc.runtime
+        return r.address, r.address + r.size
+
+    @property
+    def gil_range(self) -> tuple[int, int] | None:
+        """Futex addresses that mean 'waiting for the GIL'."""
+        if self.address is not None:
+            return self.address, self.address + GIL_STRUCT_SIZE
+        if self.status == "no GIL":
+            return None
+        return self.runtime_range  # until located: every GIL wait seen lies in here
+
+    def _locate_by_shape(self) -> None:
+        start, end = self.runtime_range
+        try:
+            buf = os.pread(self.fd, end - start, start)
+        except OSError:
+            return
+        off = find_gil_by_shape(buf)
+        if off is not None:
+            self.address = start + off
+            self.status = "located"
+
+    def consider_futex(self, addr: int) -> None:
+        """A thread sleeps on addr inside _PyRuntime: is it one of the GIL's words?"""
+        if self.address is not None or self.status == "no GIL":
+            return
+        start, end = self.runtime_range
+        for word in _FUTEX_WORDS:
+            base = addr - word
+            if base < start or base + GIL_STRUCT_SIZE > end:
+                continue
+            try:
+                buf = os.pread(self.fd, GIL_STRUCT_SIZE, base)
+            except OSError:
+                return
+            if len(buf) == GIL_STRUCT_SIZE and _plausible(buf, 0):
+                self.address, self.status = base, "located"
+                return
+
+    def sample(self) -> tuple[int, int, int, int]:
+        """(locked, holder pointer, waiters, switch_number); OSError once the process is gone."""
+        data = os.pread(self.fd, _SAMPLE_SIZE, self.address)
+        if len(data) != _SAMPLE_SIZE:  # the process has exited: its memory reads empty
+            raise ProcessLookupError(self.proc.pid)
+        _interval, holder, locked, switch, wrefs = _SAMPLE.unpack(data)
+        return locked, holder, wrefs >> 3, switch
+
+    def switch_interval_us(self) -> int | None:
+        if self.address is None:
+            return None
+        try:
+            return struct.unpack("<Q", os.pread(self.fd, 8, self.address))[0]
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class HolderMap:
+    """PyThreadState pointer -> OS thread id, learned from the target's memory."""
+
+    def __init__(self, fd: int, version: tuple[int, ...]):
+        self.fd = fd
+        self.version = tuple(version[:2])
+        self.direct = self.version >= (3, 11) or not self.version
+        self.offset: int | None = None  # of the tid (direct) or of the pthread_t (3.9/3.10)
+        self._cache: dict[int, int] = {}
+
+    def resolve(self, pointer: int, tids: set[int]) -> int | None:
+        tid = self._cache.get(pointer)
+        if tid is not None and tid in tids:
+            return tid
+        try:
+            tid = self._resolve_direct(pointer, tids) if self.direct else self._resolve_pthread(pointer, tids)
+        except OSError:
+            return None
+        if tid is not None:
+            self._cache[pointer] = tid
+        return tid
+
+    def forget(self, gone_tids: list[int]) -> None:
+        if gone_tids:
+            gone = set(gone_tids)
+            self._cache = {p: t for p, t in self._cache.items() if t not in gone}
+
+    def _resolve_direct(self, pointer: int, tids: set[int]) -> int | None:
+        buf = os.pread(self.fd, 1024, pointer)
+        if self.offset is not None:
+            value = struct.unpack_from("<Q", buf, self.offset)[0]
+            return value if value in tids else None
+        hits = [off for off in range(0, len(buf) - 7, 8) if struct.unpack_from("<Q", buf, off)[0] in tids]
+        if not hits:
+            return None
+        guess = _NATIVE_TID_OFFSET.get(self.version)
+        self.offset = guess if guess in hits else hits[0]
+        return struct.unpack_from("<Q", buf, self.offset)[0]
+
+    def _pthread_tid(self, pthread: int, tids: set[int], offsets) -> tuple[int, int] | None:
+        if not (0x1000 <= pthread < 1 << 47):
+            return None
+        try:
+            pbuf = os.pread(self.fd, 1024, pthread)
+        except OSError:
+            return None
+        for off in offsets:
+            if off + 4 <= len(pbuf):
+                value = struct.unpack_from("<i", pbuf, off)[0]
+                if value in tids:
+                    return off, value
+        return None
+
+    def _resolve_pthread(self, pointer: int, tids: set[int]) -> int | None:
+        buf = os.pread(self.fd, 1024, pointer)
+        if self.offset is not None:
+            pthread = struct.unpack_from("<Q", buf, self.offset)[0]
+            hit = self._pthread_tid(pthread, tids, (self._tid_offset,))
+            return hit[1] if hit else None
+        guess = _PTHREAD_ID_OFFSET.get(self.version)
+        order = ([guess] if guess is not None else []) + [o for o in range(0, 1024, 8) if o != guess]
+        for off in order:
+            pthread = struct.unpack_from("<Q", buf, off)[0]
+            tid_offsets = [_PTHREAD_TID_OFFSET] + [o for o in range(0, 1020, 4) if o != _PTHREAD_TID_OFFSET]
+            hit = self._pthread_tid(pthread, tids, tid_offsets)
+            if hit:
+                self.offset, self._tid_offset = off, hit[0]
+                return hit[1]
+        return None

@@ -1,0 +1,176 @@
+"""Per-thread kernel state from /proc/PID/task/TID/{stat,schedstat,syscall}.
+
+The files stay open and are re-read with os.pread: opening them on every read costs
+four times as much. A thread whose schedstat did not move since the last read has not
+run, so its stat and syscall cannot have changed either and are not read again: that
+is what keeps hundreds of sleeping threads cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+# What a thread asleep in a syscall is waiting for, by syscall number.
+# "sleep?" means: a sleep when it waits on no file descriptor, else I/O.
+_X86_64 = {
+    0: "io", 1: "io", 7: "sleep?", 17: "io", 18: "io", 19: "io", 20: "io", 23: "sleep?",
+    35: "sleep", 40: "io", 42: "io", 43: "io", 44: "io", 45: "io", 46: "io", 47: "io",
+    74: "io", 75: "io", 202: "futex", 230: "sleep", 232: "io", 257: "io", 270: "sleep?",
+    271: "sleep?", 275: "io", 281: "io", 288: "io", 299: "io", 307: "io", 426: "io",
+    441: "io", 449: "lock",
+}
+_AARCH64 = {
+    22: "io", 56: "io", 63: "io", 64: "io", 65: "io", 66: "io", 67: "io", 68: "io",
+    72: "sleep?", 73: "sleep?", 76: "io", 82: "io", 83: "io", 98: "futex", 101: "sleep",
+    115: "sleep", 202: "io", 203: "io", 206: "io", 207: "io", 211: "io", 212: "io",
+    242: "io", 243: "io", 269: "io", 426: "io", 441: "io", 449: "lock",
+}
+SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(), _X86_64)
+# For "sleep?" syscalls, the argument that counts the file descriptors waited on.
+_NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
+
+
+def classify_syscall(text: str, gil_range: tuple[int, int] | None) -> str:
+    """Turns the text of /proc/.../syscall into running, gil, sleep, io, lock or other."""
+    if not text or text.startswith("running"):
+        return "running"
+    parts = text.split()
+    try:
+        nr = int(parts[0])
+    except ValueError:
+        return "other"
+    kind = SYSCALL_KINDS.get(nr)
+    if kind is None:
+        return "other"
+    if kind == "futex":
+        if gil_range is not None and len(parts) > 1:
+            addr = int(parts[1], 16)
+            if gil_range[0] <= addr < gil_range[1]:
+                return "gil"
+        return "lock"
+    if kind == "sleep?":
+        arg = _NFDS_ARG[nr]
+        nfds = int(parts[1 + arg], 16) if len(parts) > 1 + arg else 1
+        return "sleep" if nfds == 0 else "io"
+    return kind
+
+
+def parse_stat(text: str) -> tuple[str, int]:
+    """State letter and the CPU last run on; the name may hold spaces and parentheses."""
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); field 39 (processor) is rest[36]
+    return rest[0], int(rest[36])
+
+
+def parse_schedstat(text: str) -> tuple[int, int, int]:
+    on, wait, slices = text.split()
+    return int(on), int(wait), int(slices)
+
+
+@dataclass(slots=True)
+class ThreadReading:
+    tid: int
+    state: str  # kernel state letter
+    cpu: int
+    on_ns: int  # cumulative time on a CPU
+    runq_ns: int  # cumulative time runnable, waiting for a CPU
+    slices: int
+    syscall: str  # raw text of the syscall file
+    moved: bool  # schedstat changed since the previous reading
+
+
+class _OpenThread:
+    __slots__ = ("tid", "stat", "sched", "sys", "last")
+
+    def __init__(self, task_dir: str, tid: int):
+        self.tid = tid
+        self.sched = os.open(f"{task_dir}/{tid}/schedstat", os.O_RDONLY)
+        self.stat = os.open(f"{task_dir}/{tid}/stat", os.O_RDONLY)
+        try:
+            self.sys = os.open(f"{task_dir}/{tid}/syscall", os.O_RDONLY)
+        except PermissionError:
+            self.sys = -1
+        self.last: ThreadReading | None = None
+
+    def close(self) -> None:
+        for fd in (self.sched, self.stat, self.sys):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class ThreadProbe:
+    """Reads every thread of one process; threads come and go between reads."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.task_dir = f"/proc/{pid}/task"
+        self._threads: dict[int, _OpenThread] = {}
+        self.syscall_readable = True
+
+    def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
+        """Returns (readings of live threads, tids gone since the last read).
+
+        With list_threads False, only the threads already known are read (listing the
+        task folder costs as much as reading a few threads). Raises ProcessLookupError
+        when the process itself is gone.
+        """
+        if list_threads or not self._threads:
+            try:
+                tids = [int(t) for t in os.listdir(self.task_dir)]
+            except FileNotFoundError:
+                raise ProcessLookupError(self.pid) from None
+        else:
+            tids = list(self._threads)
+        pread = os.pread
+        threads = self._threads
+        readings = []
+        for tid in tids:
+            th = threads.get(tid)
+            if th is None:
+                try:
+                    th = _OpenThread(self.task_dir, tid)
+                except OSError:
+                    continue  # exited between listdir and open
+                if th.sys < 0:
+                    self.syscall_readable = False
+                threads[tid] = th
+            try:
+                on, runq, slices = parse_schedstat(pread(th.sched, 128, 0).decode())
+                last = th.last
+                if last is not None and last.on_ns == on and last.runq_ns == runq and last.slices == slices:
+                    r = ThreadReading(tid, last.state, last.cpu, on, runq, slices, last.syscall, False)
+                else:
+                    state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
+                    syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+                    r = ThreadReading(tid, state, cpu, on, runq, slices, syscall, True)
+            except (OSError, ValueError):
+                continue  # the thread ended while being read
+            th.last = r
+            readings.append(r)
+        if not list_threads:
+            return readings, []
+        live = set(tids)
+        gone = [tid for tid in threads if tid not in live]
+        for tid in gone:
+            threads.pop(tid).close()
+        if not readings and not os.path.exists(self.task_dir):
+            raise ProcessLookupError(self.pid)
+        return readings, gone
+
+    def close(self) -> None:
+        for th in self._threads.values():
+            th.close()
+        self._threads.clear()
+
+
+def thread_name(pid: int, tid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return str(tid)

@@ -1,0 +1,445 @@
+"""The sampler: probes in, Ticks out.
+
+One loop in one thread. Between ticks it samples the GIL of every Python process in the
+target (as often as its CPU budget allows, up to the asked rate); at each tick it reads
+every thread's kernel state and turns the interval into per-thread state durations:
+
+  on-CPU time (schedstat)  -> running while it held the GIL, the rest native or waiting
+  run-queue time           -> runnable
+  off-CPU time             -> blocked (sleep / io / lock / other) or waiting, from the
+                              syscall each thread was in at the two ends of the interval
+
+On-CPU time without the GIL is GIL overhead (waiting) when the thread was seen asleep on
+the GIL at either end of the interval, or was waiting in the interval before and nothing
+since says otherwise; else native. py-spy runs beside the loop, in its own thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psutil
+
+from .model import GilTick, ThreadTick, Tick
+from .probes.cpus import CpuProbe
+from .probes.gil import GilProbe
+from .probes.pyprocess import PythonProcess, inspect
+from .probes.pyspy import PySpy, find_pyspy
+from .probes.threads import ThreadProbe, ThreadReading, classify_syscall, thread_name
+from .recording import encode_tick
+
+Sink = Callable[[dict[str, Any]], None]
+CORE_READ_EVERY = 10  # ticks between reads of per-core load
+LIST_THREADS_EVERY = 4  # ticks between looks for new threads
+GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
+
+
+@dataclass
+class _ThreadMemory:
+    on_ns: int
+    runq_ns: int
+    call: str  # classified syscall at the last reading
+    off_kind: str = "other"  # what its last off-CPU time was
+    spinning_for_gil: bool = False
+    name: str = ""
+
+
+@dataclass
+class _Process:
+    pid: int
+    probe: ThreadProbe
+    python: PythonProcess | None
+    gil: GilProbe | None
+    threads: dict[int, _ThreadMemory] = field(default_factory=dict)
+    tids: set[int] = field(default_factory=set)
+    samples: int = 0
+    held: int = 0
+    contended: int = 0
+    holders: Counter = field(default_factory=Counter)
+    switch_number: int | None = None
+    last_switch_number: int | None = None
+    switch_interval_us: int | None = None
+
+    def gil_state(self) -> str:
+        if self.python is None:
+            return "not python"
+        return self.gil.status if self.gil else "not located"
+
+
+@dataclass
+class SamplerStats:
+    ticks: int = 0
+    gil_samples: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    gil_hz_now: float = 0.0
+
+
+class Sampler:
+    def __init__(
+        self,
+        root_pid: int,
+        sink: Sink,
+        *,
+        tick_hz: float = 200.0,
+        gil_hz: float = 10_000.0,
+        cpu_budget: float = 0.15,
+        stacks_hz: float = 1.0,
+        follow_children: bool = True,
+        t0: int | None = None,
+    ):
+        self.root_pid = root_pid
+        self.sink = sink
+        self.tick_ns = int(1e9 / tick_hz)
+        self.gil_hz = max(gil_hz, tick_hz)
+        self.cpu_budget = cpu_budget
+        self.stacks_hz = stacks_hz
+        self.follow_children = follow_children
+        self.processes: dict[int, _Process] = {}
+        self.stats = SamplerStats()
+        self.cpus = CpuProbe()
+        self._t0 = t0 or time.monotonic_ns()  # zero of the stream's clock, shared with other records
+        self._stack_queue: queue.Queue = queue.Queue()
+        self._stop_stacks = threading.Event()
+        pyspy_exe = find_pyspy() if stacks_hz > 0 else None
+        self.pyspy = PySpy(pyspy_exe) if pyspy_exe else None
+        self.add_process(root_pid, ppid=0)
+        if root_pid not in self.processes:
+            raise ProcessLookupError(root_pid)
+
+    # ----------------------------------------------------------------- processes
+    def add_process(self, pid: int, ppid: int) -> None:
+        python = inspect(pid)
+        gil = None
+        if python is not None:
+            try:
+                gil = GilProbe(python)
+            except OSError:
+                gil = None
+        proc = _Process(pid, ThreadProbe(pid), python, gil)
+        try:
+            baseline, _ = proc.probe.read()
+        except ProcessLookupError:
+            return
+        if gil is not None:
+            proc.switch_interval_us = gil.switch_interval_us()
+        self.processes[pid] = proc
+        try:
+            command = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            command = ""
+        self.sink(
+            {
+                "k": "proc",
+                "t": self._now_us(),
+                "pid": pid,
+                "ppid": ppid,
+                "command": command,
+                "python": python.version_string if python else None,
+                "gil": proc.gil_state(),
+                "switch_interval_us": proc.switch_interval_us,
+            }
+        )
+        for r in baseline:
+            mem = self._new_thread(proc, r.tid)
+            mem.on_ns, mem.runq_ns = r.on_ns, r.runq_ns
+            mem.call = classify_syscall(r.syscall, gil.gil_range if gil else None)
+            proc.tids.add(r.tid)
+
+    def _new_thread(self, proc: _Process, tid: int) -> _ThreadMemory:
+        mem = _ThreadMemory(0, 0, "running", name=thread_name(proc.pid, tid))
+        proc.threads[tid] = mem
+        self.sink({"k": "thread", "t": self._now_us(), "tid": tid, "pid": proc.pid, "name": mem.name})
+        return mem
+
+    def _refresh_children(self) -> None:
+        if not self.follow_children:
+            return
+        try:
+            children = psutil.Process(self.root_pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            if child.pid not in self.processes:
+                try:
+                    ppid = child.ppid()
+                except psutil.Error:
+                    continue
+                self.add_process(child.pid, ppid)
+
+    # ----------------------------------------------------------------- the loop
+    def _now_us(self) -> int:
+        return (time.monotonic_ns() - self._t0) // 1000
+
+    def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None,
+            done: Callable[[], bool] | None = None) -> str:
+        """Samples until the target ends, the duration passes, or stop is set; says which."""
+        stop = stop or threading.Event()
+        t_start = time.monotonic_ns()
+        deadline = t_start + int(duration_s * 1e9) if duration_s else None
+        cpu_start = time.process_time()
+        spy_start = self.pyspy.cpu_s if self.pyspy else 0.0
+        last_busy = self.cpus.read()
+        gil_period = int(1e9 / self.gil_hz)
+        min_period = gil_period
+        max_period = max(min_period, min(self.tick_ns, int(1e9 / GIL_HZ_FLOOR)))
+        next_tick = t_start + self.tick_ns
+        next_gil = t_start
+        last_tick = t_start
+        next_children = t_start + 500_000_000
+        next_adapt = t_start + 1_000_000_000
+        adapt_cpu, adapt_wall, adapt_samples = cpu_start + spy_start, t_start, 0
+        stacks_thread = None
+        if self.pyspy is not None:
+            stacks_thread = threading.Thread(target=self._stacks_loop, daemon=True, name="gilviz-stacks")
+            stacks_thread.start()
+        monotonic_ns = time.monotonic_ns
+        sleep = time.sleep
+        reason = "stopped"
+        try:
+            while True:
+                now = monotonic_ns()
+                if now >= next_tick:
+                    core_busy: list[int] = []
+                    if self.stats.ticks % CORE_READ_EVERY == 0:  # /proc/stat counts in 10 ms steps
+                        busy = self.cpus.read()
+                        core_busy = [b - a for a, b in zip(last_busy, busy)]
+                        last_busy = busy
+                    alive = self._tick(now, now - last_tick, core_busy)
+                    last_tick = now
+                    next_tick += self.tick_ns
+                    if next_tick <= now:
+                        next_tick = now + self.tick_ns
+                    self._drain_stacks()
+                    if not alive or (done is not None and done()):
+                        reason = "exited"
+                        break
+                    if stop.is_set():
+                        reason = "stopped"
+                        break
+                    if deadline is not None and now >= deadline:
+                        reason = "duration"
+                        break
+                    if now >= next_children:
+                        self._refresh_children()
+                        next_children = now + 500_000_000
+                    if now >= next_adapt:
+                        cpu = time.process_time() + (self.pyspy.cpu_s if self.pyspy else 0.0)
+                        wall = now - adapt_wall
+                        overhead = (cpu - adapt_cpu) / (wall / 1e9)
+                        rate = (self.stats.gil_samples - adapt_samples) / (wall / 1e9)
+                        # spend the budget on GIL samples: slower when over, faster when under
+                        if overhead > self.cpu_budget:
+                            gil_period = min(max_period, int(gil_period * min(2.0, overhead / self.cpu_budget)))
+                        elif overhead < 0.8 * self.cpu_budget:
+                            gil_period = max(min_period, int(gil_period / 1.2))
+                        self.sink({"k": "stats", "t": (now - self._t0) // 1000, "overhead": round(overhead, 4),
+                                   "gil_hz": round(rate, 1), "gil_hz_target": round(1e9 / gil_period, 1)})
+                        self.stats.gil_hz_now = rate
+                        adapt_cpu, adapt_wall, adapt_samples = cpu, now, self.stats.gil_samples
+                        next_adapt = now + 1_000_000_000
+                if now >= next_gil:
+                    self._sample_gils()
+                    next_gil += gil_period
+                    if next_gil <= now:
+                        next_gil = now + gil_period
+                wake = min(next_gil, next_tick)
+                delay = wake - monotonic_ns()
+                if delay > 0:
+                    sleep(delay / 1e9)
+        finally:
+            self._stop_stacks.set()
+            end = monotonic_ns()
+            self.stats.wall_s = (end - t_start) / 1e9
+            self.stats.cpu_s = time.process_time() - cpu_start + ((self.pyspy.cpu_s - spy_start) if self.pyspy else 0.0)
+            if stacks_thread is not None:
+                stacks_thread.join(timeout=10)
+            self._drain_stacks()
+            for proc in self.processes.values():
+                proc.probe.close()
+                if proc.gil:
+                    proc.gil.close()
+            self.cpus.close()
+        return reason
+
+    def _sample_gils(self) -> None:
+        for proc in self.processes.values():
+            gil = proc.gil
+            if gil is None or gil.address is None:
+                continue
+            try:
+                locked, holder, waiters, switch = gil.sample()
+            except OSError:
+                continue
+            proc.samples += 1
+            self.stats.gil_samples += 1
+            if locked:
+                proc.held += 1
+                proc.holders[holder] += 1
+            if waiters:
+                proc.contended += 1
+            proc.switch_number = switch
+
+    # ----------------------------------------------------------------- one tick
+    def _tick(self, now: int, dt_ns: int, core_busy: list[int]) -> bool:
+        dt = max(1, dt_ns // 1000)
+        threads: list[ThreadTick] = []
+        gils: list[GilTick] = []
+        root_alive = False
+        list_threads = self.stats.ticks % LIST_THREADS_EVERY == 0
+        for pid, proc in list(self.processes.items()):
+            try:
+                readings, gone = proc.probe.read(list_threads)
+            except ProcessLookupError:
+                self._end_process(proc)
+                continue
+            if pid == self.root_pid:
+                root_alive = True
+            gil = proc.gil
+            if gil is not None:
+                gil.holders.forget(gone)
+            for tid in gone:
+                proc.threads.pop(tid, None)
+                proc.tids.discard(tid)
+            tids = {r.tid for r in readings}
+            held_by = self._held_by(proc, tids)
+            gil_range = gil.gil_range if gil is not None else None
+            for r in readings:
+                mem = proc.threads.get(r.tid)
+                first = mem is None or r.tid not in proc.tids
+                if mem is None:
+                    mem = self._new_thread(proc, r.tid)
+                proc.tids.add(r.tid)
+                threads.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_range))
+            if gil is not None and gil.status == "located":
+                switches = 0
+                if proc.switch_number is not None:
+                    if proc.last_switch_number is not None:
+                        switches = max(0, proc.switch_number - proc.last_switch_number)
+                    proc.last_switch_number = proc.switch_number
+                gils.append(GilTick(pid, proc.samples, proc.held, proc.contended, switches))
+            proc.samples = proc.held = proc.contended = 0
+            proc.holders.clear()
+        self.stats.ticks += 1
+        tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
+        self.sink(encode_tick(tick))
+        return root_alive or any(p.pid != self.root_pid for p in self.processes.values())
+
+    def _held_by(self, proc: _Process, tids: set[int]) -> dict[int, float]:
+        """Fraction of this tick's GIL samples in which each thread held the GIL."""
+        if not proc.samples or proc.gil is None:
+            return {}
+        out: dict[int, float] = {}
+        for pointer, count in proc.holders.items():
+            tid = proc.gil.holders.resolve(pointer, tids)
+            if tid is not None:
+                out[tid] = out.get(tid, 0.0) + count / proc.samples
+        return out
+
+    def _classify(self, proc: _Process, r: ThreadReading, mem: _ThreadMemory, dt: int, held_frac: float,
+                  first: bool, gil_range: tuple[int, int] | None) -> ThreadTick:
+        call = classify_syscall(r.syscall, gil_range) if r.moved else mem.call
+        if call == "gil" and proc.gil is not None and proc.gil.address is None:
+            parts = r.syscall.split()
+            proc.gil.consider_futex(int(parts[1], 16))
+        if first and mem.on_ns == 0 and mem.runq_ns == 0:
+            # born during this tick: everything it did is since its birth
+            on, runq = r.on_ns // 1000, r.runq_ns // 1000
+        else:
+            on, runq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
+        on, runq = max(0, on), max(0, runq)
+        if on + runq > dt:  # timer jitter between our reads: keep proportions
+            scale = dt / (on + runq)
+            on, runq = int(on * scale), int(runq * scale)
+        off = dt - on - runq
+        before = mem.call
+        mem.on_ns, mem.runq_ns, mem.call = r.on_ns, r.runq_ns, call
+
+        running = native = waiting = 0
+        held = int(held_frac * dt)
+        gil_state = proc.gil.status if proc.gil else ("not python" if proc.python is None else "not located")
+        if gil_state == "located":
+            running = min(on, held)
+            spin = on - running
+            saw_gil_wait = call == "gil" or before == "gil"
+            if saw_gil_wait or (mem.spinning_for_gil and call == "running" and before == "running" and held == 0):
+                waiting += spin
+                mem.spinning_for_gil = spin > 0 or saw_gil_wait
+            else:
+                native += spin
+                mem.spinning_for_gil = False
+        elif gil_state == "not python":
+            native = on
+        else:  # no GIL (free-threaded) or GIL not located: any time on a CPU counts as running
+            running = on
+
+        blocked = {"sleep": 0, "io": 0, "lock": 0, "other": 0}
+        if off > 0:
+            kinds = [c for c in dict.fromkeys((before, call)) if c != "running"] or [mem.off_kind]
+            share = off // len(kinds)
+            for i, kind in enumerate(kinds):
+                part = share if i else off - share * (len(kinds) - 1)
+                if kind == "gil":
+                    waiting += part
+                else:
+                    blocked[kind] += part
+            mem.off_kind = kinds[-1]
+        return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, blocked["sleep"], blocked["io"],
+                          blocked["lock"], blocked["other"], held, on)
+
+    def _end_process(self, proc: _Process) -> None:
+        self.processes.pop(proc.pid, None)
+        proc.probe.close()
+        if proc.gil:
+            proc.gil.close()
+        self.sink({"k": "proc_end", "t": self._now_us(), "pid": proc.pid})
+
+    # ----------------------------------------------------------------- stacks
+    def _stacks_loop(self) -> None:
+        assert self.pyspy is not None
+        period = 1.0 / self.stacks_hz
+        failures: Counter = Counter()
+        wait = min(period, 0.2)  # names and lines early, then at the asked rate
+        while not self._stop_stacks.wait(wait):
+            wait = period
+            for pid in [p.pid for p in list(self.processes.values()) if p.python is not None]:
+                if failures[pid] >= 5:
+                    continue
+                t = self._now_us()
+                dump = self.pyspy.dump(pid)
+                if dump is None:
+                    failures[pid] += 1
+                    continue
+                failures[pid] = 0
+                self._stack_queue.put((t, pid, dump))
+
+    def _drain_stacks(self) -> None:
+        while True:
+            try:
+                t, pid, dump = self._stack_queue.get_nowait()
+            except queue.Empty:
+                return
+            proc = self.processes.get(pid)
+            for th in dump:
+                mem = proc.threads.get(th.tid) if proc else None
+                if mem is not None and th.name and th.name != mem.name:
+                    mem.name = th.name
+                    self.sink({"k": "thread", "t": t, "tid": th.tid, "pid": pid, "name": th.name})
+            self.sink({
+                "k": "stack", "t": t, "pid": pid,
+                "threads": [
+                    {"tid": th.tid, "name": th.name, "line": th.line, "owns_gil": th.owns_gil,
+                     "active": th.active, "frames": list(th.frames[:12])}
+                    for th in dump
+                ],
+            })
+
+
+def sampler_overhead(stats: SamplerStats) -> float:
+    return stats.cpu_s / stats.wall_s if stats.wall_s else 0.0
+

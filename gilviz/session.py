@@ -1,0 +1,189 @@
+"""One sampling session: launch (or attach), sample, stream every record to a sink.
+
+`gilviz record` writes the stream to a file; the live view reads it from a pipe. The
+session makes sure the workload is ended and reaped however the session ends, and that
+the stream closes with an `end` record saying how.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import __version__
+from .errors import UserError
+from .probes.pyprocess import inspect
+from .recording import FORMAT_VERSION, RecordingWriter
+from .sampler import Sampler
+from .target import Command, Interpreter, Workload
+
+Sink = Callable[[dict[str, Any]], None]
+MAX_OUTPUT_BYTES = 4 << 20  # workload output kept in a recording
+
+
+@dataclass
+class Settings:
+    tick_hz: float = 200.0
+    gil_hz: float = 10_000.0
+    cpu_budget: float = 0.15
+    stacks_hz: float = 1.0
+    duration_s: float | None = None
+
+
+def check_attachable(pid: int) -> None:
+    """Refuses, in one line that says what to do, a PID gilviz cannot sample."""
+    if not os.path.exists(f"/proc/{pid}"):
+        raise UserError(f"no process {pid}: it has exited or never existed; find a running one with `ps`")
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            f.read(1)
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        os.close(fd)
+    except PermissionError:
+        raise UserError(
+            f"no permission to read process {pid}: run gilviz as root or with CAP_SYS_PTRACE "
+            "(sudo setcap cap_sys_ptrace+ep on the python running gilviz), or allow it for all with "
+            "`sudo sysctl kernel.yama.ptrace_scope=0`; or let gilviz start the program (`gilviz record script.py`)"
+        ) from None
+    except FileNotFoundError:
+        raise UserError(f"no process {pid}: it has exited; find a running one with `ps`") from None
+    if inspect(pid) is None:
+        raise UserError(f"process {pid} is not CPython (no libpython or _PyRuntime in it); attach to a Python process")
+
+
+def _header(command: Command | None, interp: Interpreter | None, pid: int | None, settings: Settings) -> dict[str, Any]:
+    return {
+        "k": "header",
+        "format": FORMAT_VERSION,
+        "gilviz": __version__,
+        "start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "tick_hz": settings.tick_hz,
+        "gil_hz": settings.gil_hz,
+        "command": command.display if command else f"attach {pid}",
+        "argv": command.argv if command else None,
+        "scenario": command.scenario if command else None,
+        "python": interp.path if interp else None,
+        "python_version": (interp.version + ("t" if interp.free_threaded else "")) if interp else None,
+        "gil_enabled": interp.gil_enabled if interp else None,
+        "pid": pid,
+    }
+
+
+class _LockedSink:
+    """Records come from the sampling loop and from the output readers: one at a time."""
+
+    def __init__(self, sink: Sink):
+        self._sink = sink
+        self._lock = threading.Lock()
+        self.t0 = time.monotonic_ns()
+        self.output_bytes = 0
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        with self._lock:
+            self._sink(rec)
+
+    def now_us(self) -> int:
+        return (time.monotonic_ns() - self.t0) // 1000
+
+    def output(self, stream: str, data: bytes) -> None:
+        if self.output_bytes >= MAX_OUTPUT_BYTES:
+            return
+        self.output_bytes += len(data)
+        self({"k": "out", "t": self.now_us(), "s": stream, "d": data.decode(errors="replace")})
+
+    def progress(self, line: bytes) -> None:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(rec, dict):
+            rec["k"], rec["t"] = "progress", self.now_us()
+            self(rec)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP end a session like Ctrl-C does
+    raise _Interrupted()
+
+
+def run_session(sink: Sink, settings: Settings, *, command: Command | None = None,
+                interp: Interpreter | None = None, pid: int | None = None,
+                stop: threading.Event | None = None) -> dict[str, Any]:
+    """Samples until the target ends, the duration passes or the user interrupts; returns the end record."""
+    locked = _LockedSink(sink)
+    workload = None
+    if command is not None:
+        workload = Workload(command, on_output=locked.output, on_progress=locked.progress)
+    elif pid is not None:
+        check_attachable(pid)
+    old_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old_handlers[sig] = signal.signal(sig, _raise_interrupt)
+    reason, exit_code, sampler = "error", None, None
+    try:
+        if workload is not None:
+            pid = workload.start()
+        assert pid is not None
+        locked(_header(command, interp, pid, settings))
+        try:
+            sampler = Sampler(pid, locked, tick_hz=settings.tick_hz, gil_hz=settings.gil_hz,
+                              cpu_budget=settings.cpu_budget, stacks_hz=settings.stacks_hz, t0=locked.t0)
+        except ProcessLookupError:
+            reason = "exited"  # ended before the first reading
+        except PermissionError as e:
+            raise UserError(f"no permission to read process {pid} ({e.filename}); run as root or with CAP_SYS_PTRACE") from None
+        if sampler is not None:
+            done = (lambda: workload.poll() is not None) if workload is not None else None
+            reason = sampler.run(duration_s=settings.duration_s, stop=stop, done=done)
+    except (KeyboardInterrupt, _Interrupted):
+        reason = "interrupted"
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        if workload is not None:
+            exit_code = workload.stop()
+        end = {"k": "end", "t": locked.now_us(), "reason": reason, "exit_code": exit_code}
+        if sampler is not None:
+            st = sampler.stats
+            end.update(ticks=st.ticks, gil_samples=st.gil_samples, sampler_cpu_s=round(st.cpu_s, 4),
+                       sampler_wall_s=round(st.wall_s, 4))
+            if sampler.pyspy is not None and sampler.pyspy.last_error:
+                end["stacks_error"] = sampler.pyspy.last_error
+        locked(end)
+    return end
+
+
+def record_to_file(path: str, settings: Settings, **target) -> dict[str, Any]:
+    writer = RecordingWriter(path)
+    try:
+        return run_session(writer.write, settings, **target)
+    finally:
+        writer.close()
+
+
+def stream_to_stdout(settings: Settings, **target) -> dict[str, Any]:
+    """For a live view in another process: uncompressed records on stdout."""
+    writer = RecordingWriter(sys.stdout.buffer, compress=False, flush_every_s=0.03)
+    try:
+        return run_session(writer.write, settings, **target)
+    except BrokenPipeError:
+        return {"k": "end", "reason": "viewer closed"}
+    finally:
+        try:
+            writer.close()
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                raise
