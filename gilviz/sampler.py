@@ -16,6 +16,7 @@ since says otherwise; else native. py-spy runs beside the loop, in its own threa
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ from .model import GilTick, ThreadTick, Tick
 from .probes.cpus import CpuProbe
 from .probes.gil import GilProbe
 from .probes.pyprocess import PythonProcess, inspect
-from .probes.pyspy import PySpy, find_pyspy
+from .probes.pyspy import PySpy, StackThread, find_pyspy
 from .probes.threads import ThreadProbe, ThreadReading, classify_syscall, thread_name
 from .recording import encode_tick
 
@@ -37,6 +38,9 @@ Sink = Callable[[dict[str, Any]], None]
 CORE_READ_EVERY = 10  # ticks between reads of per-core load
 LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
+GIL_HZ_START = 2000
+ADAPT_EVERY_NS = 500_000_000
+MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 
 
 @dataclass
@@ -47,6 +51,8 @@ class _ThreadMemory:
     off_kind: str = "other"  # what its last off-CPU time was
     spinning_for_gil: bool = False
     name: str = ""
+    pending_on: int = 0  # us reported by schedstat and not yet placed in a tick (< 0: placed ahead)
+    pending_rq: int = 0
 
 
 @dataclass
@@ -185,14 +191,14 @@ class Sampler:
         cpu_start = time.process_time()
         spy_start = self.pyspy.cpu_s if self.pyspy else 0.0
         last_busy = self.cpus.read()
-        gil_period = int(1e9 / self.gil_hz)
-        min_period = gil_period
+        min_period = int(1e9 / self.gil_hz)
+        gil_period = max(min_period, int(1e9 / GIL_HZ_START))  # then up, as the budget allows
         max_period = max(min_period, min(self.tick_ns, int(1e9 / GIL_HZ_FLOOR)))
         next_tick = t_start + self.tick_ns
         next_gil = t_start
         last_tick = t_start
         next_children = t_start + 500_000_000
-        next_adapt = t_start + 1_000_000_000
+        next_adapt = t_start + ADAPT_EVERY_NS
         adapt_cpu, adapt_wall, adapt_samples = cpu_start + spy_start, t_start, 0
         stacks_thread = None
         if self.pyspy is not None:
@@ -242,7 +248,7 @@ class Sampler:
                                    "gil_hz": round(rate, 1), "gil_hz_target": round(1e9 / gil_period, 1)})
                         self.stats.gil_hz_now = rate
                         adapt_cpu, adapt_wall, adapt_samples = cpu, now, self.stats.gil_samples
-                        next_adapt = now + 1_000_000_000
+                        next_adapt = now + ADAPT_EVERY_NS
                 if now >= next_gil:
                     self._sample_gils()
                     next_gil += gil_period
@@ -349,16 +355,14 @@ class Sampler:
             proc.gil.consider_futex(int(parts[1], 16))
         if first and mem.on_ns == 0 and mem.runq_ns == 0:
             # born during this tick: everything it did is since its birth
-            on, runq = r.on_ns // 1000, r.runq_ns // 1000
+            rep_on, rep_rq = r.on_ns // 1000, r.runq_ns // 1000
         else:
-            on, runq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
-        on, runq = max(0, on), max(0, runq)
-        if on + runq > dt:  # timer jitter between our reads: keep proportions
-            scale = dt / (on + runq)
-            on, runq = int(on * scale), int(runq * scale)
-        off = dt - on - runq
+            rep_on, rep_rq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
         before = mem.call
         mem.on_ns, mem.runq_ns, mem.call = r.on_ns, r.runq_ns, call
+        on, runq = self._place_cpu_time(mem, rep_on, rep_rq, dt,
+                                        busy=r.state == "R" and call == "running" and before == "running")
+        off = dt - on - runq
 
         running = native = waiting = 0
         held = int(held_frac * dt)
@@ -391,6 +395,29 @@ class Sampler:
             mem.off_kind = kinds[-1]
         return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, blocked["sleep"], blocked["io"],
                           blocked["lock"], blocked["other"], held, on)
+
+    @staticmethod
+    def _place_cpu_time(mem: _ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool) -> tuple[int, int]:
+        """Places schedstat's on-CPU and run-queue time into this tick.
+
+        The kernel adds a running thread's CPU time to schedstat only at scheduler ticks
+        (every 4 ms at HZ=250) and its run-queue wait only when it gets a CPU, so a
+        thread busy for a whole tick can report 0 or 8 ms of it. What was reported but
+        not placed is kept for the next ticks; a thread seen runnable at both ends of
+        the tick has its gap filled now and the reports that follow pay it back. Totals
+        stay exact sums of schedstat time, give or take one scheduler tick.
+        """
+        on = max(0, rep_on + mem.pending_on)
+        runq = max(0, rep_rq + mem.pending_rq)
+        if busy and on + runq < dt:
+            on = dt - runq
+        if on + runq > dt:
+            scale = dt / (on + runq)
+            on = int(on * scale)
+            runq = dt - on if runq else 0
+        mem.pending_on = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_on + mem.pending_on - on))
+        mem.pending_rq = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_rq + mem.pending_rq - runq))
+        return on, runq
 
     def _end_process(self, proc: _Process) -> None:
         self.processes.pop(proc.pid, None)
@@ -425,8 +452,11 @@ class Sampler:
             except queue.Empty:
                 return
             proc = self.processes.get(pid)
+            if proc is None:
+                continue
+            dump = [self._with_tid(proc, th) for th in dump]
             for th in dump:
-                mem = proc.threads.get(th.tid) if proc else None
+                mem = proc.threads.get(th.tid)
                 if mem is not None and th.name and th.name != mem.name:
                     mem.name = th.name
                     self.sink({"k": "thread", "t": t, "tid": th.tid, "pid": pid, "name": th.name})
@@ -435,9 +465,15 @@ class Sampler:
                 "threads": [
                     {"tid": th.tid, "name": th.name, "line": th.line, "owns_gil": th.owns_gil,
                      "active": th.active, "frames": list(th.frames[:12])}
-                    for th in dump
+                    for th in dump if th.tid is not None
                 ],
             })
+
+    @staticmethod
+    def _with_tid(proc: _Process, th: StackThread) -> StackThread:
+        if th.tid is not None or proc.gil is None:
+            return th
+        return dataclasses.replace(th, tid=proc.gil.holders.tid_of_pthread(th.thread_id, proc.tids))
 
 
 def sampler_overhead(stats: SamplerStats) -> float:

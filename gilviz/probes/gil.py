@@ -41,6 +41,14 @@ _PTHREAD_ID_OFFSET = {(3, 9): 176, (3, 10): 176}
 _PTHREAD_TID_OFFSET = 720
 
 
+def read_exact(fd: int, size: int, address: int) -> bytes:
+    """pread that treats a short read (the process has exited) as an error."""
+    data = os.pread(fd, size, address)
+    if len(data) != size:
+        raise ProcessLookupError(f"short read at {address:#x}")
+    return data
+
+
 def _plausible(buf: bytes, off: int) -> bool:
     interval, holder, locked, _switch, wrefs = _SAMPLE.unpack_from(buf, off)
     if not (1 <= interval <= 100_000_000) or locked not in (0, 1):
@@ -117,7 +125,7 @@ class GilProbe:
             if base < start or base + GIL_STRUCT_SIZE > end:
                 continue
             try:
-                buf = os.pread(self.fd, GIL_STRUCT_SIZE, base)
+                buf = read_exact(self.fd, GIL_STRUCT_SIZE, base)
             except OSError:
                 return
             if len(buf) == GIL_STRUCT_SIZE and _plausible(buf, 0):
@@ -126,17 +134,14 @@ class GilProbe:
 
     def sample(self) -> tuple[int, int, int, int]:
         """(locked, holder pointer, waiters, switch_number); OSError once the process is gone."""
-        data = os.pread(self.fd, _SAMPLE_SIZE, self.address)
-        if len(data) != _SAMPLE_SIZE:  # the process has exited: its memory reads empty
-            raise ProcessLookupError(self.proc.pid)
-        _interval, holder, locked, switch, wrefs = _SAMPLE.unpack(data)
+        _interval, holder, locked, switch, wrefs = _SAMPLE.unpack(read_exact(self.fd, _SAMPLE_SIZE, self.address))
         return locked, holder, wrefs >> 3, switch
 
     def switch_interval_us(self) -> int | None:
         if self.address is None:
             return None
         try:
-            return struct.unpack("<Q", os.pread(self.fd, 8, self.address))[0]
+            return struct.unpack("<Q", read_exact(self.fd, 8, self.address))[0]
         except OSError:
             return None
 
@@ -155,6 +160,7 @@ class HolderMap:
         self.version = tuple(version[:2])
         self.direct = self.version >= (3, 11) or not self.version
         self.offset: int | None = None  # of the tid (direct) or of the pthread_t (3.9/3.10)
+        self._tid_offset = _PTHREAD_TID_OFFSET  # of the tid in glibc's struct pthread
         self._cache: dict[int, int] = {}
 
     def resolve(self, pointer: int, tids: set[int]) -> int | None:
@@ -175,7 +181,7 @@ class HolderMap:
             self._cache = {p: t for p, t in self._cache.items() if t not in gone}
 
     def _resolve_direct(self, pointer: int, tids: set[int]) -> int | None:
-        buf = os.pread(self.fd, 1024, pointer)
+        buf = read_exact(self.fd, 1024, pointer)
         if self.offset is not None:
             value = struct.unpack_from("<Q", buf, self.offset)[0]
             return value if value in tids else None
@@ -190,7 +196,7 @@ class HolderMap:
         if not (0x1000 <= pthread < 1 << 47):
             return None
         try:
-            pbuf = os.pread(self.fd, 1024, pthread)
+            pbuf = read_exact(self.fd, 1024, pthread)
         except OSError:
             return None
         for off in offsets:
@@ -200,8 +206,15 @@ class HolderMap:
                     return off, value
         return None
 
+    def tid_of_pthread(self, pthread: int, tids: set[int]) -> int | None:
+        """OS thread id of a pthread_t (what py-spy reports on 3.9 and 3.10)."""
+        offsets = (self._tid_offset,) if self.offset is not None and not self.direct else (
+            [_PTHREAD_TID_OFFSET] + [o for o in range(0, 1020, 4) if o != _PTHREAD_TID_OFFSET])
+        hit = self._pthread_tid(pthread, tids, offsets)
+        return hit[1] if hit else None
+
     def _resolve_pthread(self, pointer: int, tids: set[int]) -> int | None:
-        buf = os.pread(self.fd, 1024, pointer)
+        buf = read_exact(self.fd, 1024, pointer)
         if self.offset is not None:
             pthread = struct.unpack_from("<Q", buf, self.offset)[0]
             hit = self._pthread_tid(pthread, tids, (self._tid_offset,))

@@ -29,7 +29,8 @@ def _children_cpu() -> float:
 
 @dataclass(frozen=True)
 class StackThread:
-    tid: int  # OS thread id
+    tid: int | None  # OS thread id (py-spy leaves it out on 3.9 and 3.10)
+    thread_id: int  # the pthread_t, Python's threading.get_ident()
     name: str
     line: str  # "func (file.py:12)", the innermost Python frame
     owns_gil: bool
@@ -46,11 +47,10 @@ def parse_dump(text: str) -> list[StackThread]:
             for f in th.get("frames") or ()
         )
         tid = th.get("os_thread_id")
-        if tid is None:
-            continue
         out.append(
             StackThread(
-                tid=int(tid),
+                tid=int(tid) if tid is not None else None,
+                thread_id=int(th.get("thread_id") or 0),
                 name=th.get("thread_name") or "",
                 line=frames[0] if frames else "",
                 owns_gil=bool(th.get("owns_gil")),

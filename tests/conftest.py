@@ -1,0 +1,50 @@
+import glob
+import os
+import subprocess
+
+import pytest
+
+from gilviz.recording import load
+from gilviz.report import summarize
+from gilviz.session import Settings, record_to_file
+from gilviz.target import Command, query_interpreter
+
+PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+TARGET_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+
+
+def find_python(version: str) -> str | None:
+    paths = sorted(glob.glob(f"{PYENV_ROOT}/versions/{version}.*/bin/python{version}"))
+    return paths[-1] if paths else None
+
+
+def python_or_skip(version: str) -> str:
+    path = find_python(version)
+    if path is None:
+        pytest.skip(f"no CPython {version} in {PYENV_ROOT}/versions (install it with `pyenv install {version}`)")
+    return path
+
+
+@pytest.fixture(params=TARGET_VERSIONS)
+def python(request) -> str:
+    """Every target interpreter present, 3.9 to 3.13."""
+    return python_or_skip(request.param)
+
+
+def record_code(tmp_path, python: str, code: str, duration: float | None = None, **settings):
+    """Runs code in a child interpreter under the sampler; returns (summary, recording)."""
+    interp = query_interpreter(python)
+    path = tmp_path / "run.gilviz"
+    record_to_file(str(path), Settings(duration_s=duration, **settings),
+                   command=Command([python, "-c", code], "test workload"), interp=interp)
+    rec = load(str(path))
+    return summarize(rec), rec
+
+
+def threads_named(summary, prefix):
+    return [t for t in summary["threads"] if t["name"].startswith(prefix)]
+
+
+def no_process_left(pid: int) -> bool:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+    return not os.path.exists(f"/proc/{pid}") or str(pid) not in out.split()

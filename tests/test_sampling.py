@@ -1,0 +1,143 @@
+"""The sampler on real workloads in real child interpreters, 3.9 to 3.13.
+
+Tolerances are wide enough for a noisy 2-core machine, narrow enough that a
+misclassified state fails: a wrong state moves a fraction by far more than they allow.
+"""
+
+import pytest
+
+from conftest import record_code, threads_named
+
+CPU_THREADS = """
+import threading, time
+end = time.time() + 2.0
+def spin():
+    x = 0
+    while time.time() < end:
+        x += 1
+ts = [threading.Thread(target=spin, name="cpu-%d" % i) for i in range({n})]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+SLEEPERS = """
+import threading, time
+end = time.time() + 1.5
+def nap():
+    while time.time() < end:
+        time.sleep(0.05)
+ts = [threading.Thread(target=nap, name="sleep-%d" % i) for i in range(3)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+LOCK_QUEUE = """
+import threading, time
+lock = threading.Lock()
+lock.acquire()
+def wait_for_lock():
+    with lock:
+        pass
+ts = [threading.Thread(target=wait_for_lock, name="queued-%d" % i) for i in range(3)]
+for t in ts: t.start()
+time.sleep(1.5)
+lock.release()
+for t in ts: t.join()
+"""
+
+HASHING = """
+import hashlib, threading, time
+buf = b"x" * (4 << 20)
+end = time.time() + 2.0
+def hash_loop():
+    while time.time() < end:
+        hashlib.sha256(buf).digest()
+ts = [threading.Thread(target=hash_loop, name="hash-%d" % i) for i in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+POOL = """
+import multiprocessing, time
+def spin(seconds):
+    end = time.time() + seconds
+    x = 0
+    while time.time() < end:
+        x += 1
+    return x
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as pool:
+        pool.map(spin, [2.5, 2.5])
+"""
+
+
+@pytest.mark.parametrize("n", [3])
+def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
+    summary, rec = record_code(tmp_path, python, CPU_THREADS.format(n=n))
+    assert summary["gil_status"] == "located"
+    assert summary["gil"]["held"] > 0.9
+    assert summary["gil"]["contended"] > 0.8
+    assert summary["gil"]["handoffs_per_s"] > 50  # about one per 5 ms switch interval
+    spinners = threads_named(summary, "cpu-")
+    assert len(spinners) == n, [t["name"] for t in summary["threads"]]
+    for t in spinners:
+        assert abs(t["waiting"] - (n - 1) / n) < 0.15, t
+        assert t["native"] < 0.1, t
+        assert 0.15 < t["gil_held"] < 0.5, t
+        assert t["blocked"] < 0.1, t
+    # one Python thread at a time: the spinners' running time adds up to about one core
+    assert 0.6 < sum(t["running"] for t in spinners) < 1.1
+    assert summary["tick_hz"] > 150
+
+
+def test_sleeping_threads_are_blocked_by_sleep(tmp_path, python):
+    summary, _ = record_code(tmp_path, python, SLEEPERS)
+    sleepers = threads_named(summary, "sleep-")
+    assert len(sleepers) == 3
+    for t in sleepers:
+        assert t["blocked_by"]["sleep"] > 0.85, t
+        assert t["waiting"] < 0.05 and t["running"] < 0.05, t
+    assert summary["gil"]["held"] < 0.1
+
+
+def test_threads_queued_on_a_lock_are_blocked_by_lock_not_waiting(tmp_path, python):
+    summary, _ = record_code(tmp_path, python, LOCK_QUEUE)
+    queued = threads_named(summary, "queued-")
+    assert len(queued) == 3
+    for t in queued:
+        assert t["blocked_by"]["lock"] > 0.8, t
+        assert t["waiting"] < 0.05, t
+
+
+def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
+    summary, rec = record_code(tmp_path, python, HASHING)
+    hashers = threads_named(summary, "hash-")
+    assert len(hashers) == 2
+    for t in hashers:
+        # on a busy 2-core machine they also queue for a core (runnable); never for the GIL
+        assert t["native"] > 0.3, t
+        assert t["native"] > 5 * (t["running"] + t["waiting"]), t
+    tids = {t["tid"] for t in hashers}
+    both_on_cpu = both_native_apart = 0
+    for tick in rec.ticks:
+        busy = [th for th in tick.threads if th.tid in tids and th.oncpu >= tick.dt // 2]
+        if len(busy) == 2:
+            both_on_cpu += 1
+            if all(th.native >= th.oncpu * 0.8 for th in busy) and busy[0].cpu != busy[1].cpu:
+                both_native_apart += 1
+    assert both_on_cpu > 0.2 * len(rec.ticks), (both_on_cpu, len(rec.ticks))
+    assert both_native_apart > 0.8 * both_on_cpu, (both_native_apart, both_on_cpu)
+
+
+def test_pool_processes_each_hold_their_own_gil_at_once(tmp_path, python):
+    summary, rec = record_code(tmp_path, python, POOL)
+    root = summary["target"]["pid"]
+    workers = [g for g in summary["gils"] if g["pid"] != root and g.get("held", 0) > 0.7]
+    assert len(workers) >= 2, summary["gils"]
+    pids = {g["pid"] for g in workers}
+    together = sum(
+        1 for tick in rec.ticks
+        if sum(1 for g in tick.gils if g.pid in pids and g.samples and g.held > 0.5 * g.samples) >= 2
+    )
+    with_both = sum(1 for tick in rec.ticks if sum(1 for g in tick.gils if g.pid in pids) >= 2)
+    assert with_both > 100 and together > 0.7 * with_both, (together, with_both)
