@@ -110,6 +110,8 @@ def build_command(target: list[str], interp):
     if head.startswith("-"):
         raise UserError(f"unknown option {head}; see `gilviz --help`")
     if not os.path.exists(head):
+        if head.endswith(".py") or os.sep in head:
+            raise UserError(f"no script at {head}; check the path")
         return _scenario_command(head, rest, interp)
     if os.path.isdir(head):
         raise UserError(f"{head} is a folder; give a Python script, -m MODULE, or a scenario name")
@@ -131,8 +133,6 @@ def _scenario_command(head: str, rest: list[str], interp):
         if problem:
             raise UserError(problem)
         return Command([interp.path, scenarios.script_path(scenario), *rest], " ".join([head, *rest]), scenario=head)
-    if head.endswith(".py") or os.sep in head:
-        raise UserError(f"no script at {head}; check the path")
     raise UserError(f"no scenario or script named '{head}'; `gilviz scenarios` lists the scenarios")
 
 

@@ -1,0 +1,217 @@
+"""The command line on bad input, interrupts, crashes and kills: one line, exit 2, nothing lost."""
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gilviz.recording import load
+from gilviz.report import summarize
+
+GILVIZ = [sys.executable, "-m", "gilviz"]
+SLEEPY = "import time\nfor _ in range(600): time.sleep(0.05)\n"
+
+
+def gilviz(*args, cwd=None, timeout=60):
+    return subprocess.run([*GILVIZ, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def assert_user_error(result, *words):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gilviz: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_missing_script(tmp_path):
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), "nope/missing.py"), "no script at nope/missing.py")
+
+
+def test_unknown_scenario(tmp_path):
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), "no-such-thing"), "gilviz scenarios")
+
+
+def test_folder_is_not_a_script(tmp_path):
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), str(tmp_path)), "is a folder")
+
+
+def test_compiled_program_is_not_a_python_target(tmp_path):
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), shutil.which("ls")), "not a Python script")
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("/no/such/python", ["no interpreter at /no/such/python"]),
+    ("2.5", ["no Python '2.5'"]),
+    ("/bin/true", ["not a Python interpreter"]),
+])
+def test_interpreter_that_is_not_there(tmp_path, spec, words):
+    assert_user_error(gilviz("record", "--python", spec, "-o", str(tmp_path / "r"), "-c", "pass"), *words)
+
+
+def test_pid_that_is_gone(tmp_path):
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), "--pid", str(proc.pid)), f"no process {proc.pid}")
+
+
+def test_pid_that_is_not_python(tmp_path):
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), "--pid", str(proc.pid)), "not CPython")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_corrupt_and_missing_recordings(tmp_path):
+    bad = tmp_path / "bad.gilviz"
+    bad.write_bytes(b"\x1f\x8b" + os.urandom(300))
+    assert_user_error(gilviz("report", str(bad)), "not a gilviz recording")
+    text = tmp_path / "text.gilviz"
+    text.write_text("hello\n")
+    assert_user_error(gilviz("report", str(text)), "not a gilviz recording")
+    not_ours = tmp_path / "other.gz"
+    not_ours.write_bytes(gzip.compress(b'{"some": "json"}\n'))
+    assert_user_error(gilviz("report", str(not_ours)), "no header")
+    assert_user_error(gilviz("report", str(tmp_path / "missing.gilviz")), "no recording at")
+
+
+def _start_record(tmp_path, *target):
+    out = tmp_path / "run.gilviz"
+    proc = subprocess.Popen([*GILVIZ, "record", "-o", str(out), *target], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    # wait for the recording to hold its first ticks
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if out.exists() and out.stat().st_size > 2000:
+            break
+        time.sleep(0.1)
+    return proc, out
+
+
+def _workload_pid(out) -> int:
+    return load(str(out)).header["pid"]
+
+
+def test_ctrl_c_keeps_the_recording_and_ends_the_workload(tmp_path):
+    proc, out = _start_record(tmp_path, "-c", SLEEPY)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    rec = load(str(out))
+    assert rec.end is not None and rec.end["reason"] == "interrupted"
+    assert len(rec.ticks) > 100
+    assert not os.path.exists(f"/proc/{rec.header['pid']}")
+
+
+def test_sigterm_ends_like_ctrl_c(tmp_path):
+    proc, out = _start_record(tmp_path, "-c", SLEEPY)
+    proc.terminate()
+    proc.communicate(timeout=15)
+    rec = load(str(out))
+    assert rec.end["reason"] == "interrupted"
+    assert not os.path.exists(f"/proc/{rec.header['pid']}")
+
+
+def test_killed_gilviz_leaves_a_readable_recording_and_no_workload(tmp_path):
+    proc, out = _start_record(tmp_path, "-c", SLEEPY)
+    time.sleep(1.5)
+    pid = _workload_pid(out)
+    proc.kill()
+    proc.communicate(timeout=10)
+    rec = load(str(out))  # truncated mid-stream: still reads up to the last flush
+    assert rec.truncated
+    assert len(rec.ticks) > 150  # at most half a second lost out of about two
+    summary = summarize(rec)
+    assert summary["truncated"] and summary["end"]["reason"] == "truncated"
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the workload outlived a killed gilviz"
+
+
+def test_crashing_workload_is_recorded_with_its_status(tmp_path):
+    out = tmp_path / "crash.gilviz"
+    code = "import time, sys\ntime.sleep(0.5)\nprint('about to fail', flush=True)\nsys.exit(3)\n"
+    result = gilviz("record", "-o", str(out), "-c", code)
+    assert result.returncode == 0, result.stderr
+    rec = load(str(out))
+    assert rec.end["reason"] == "exited" and rec.end["exit_code"] == 3
+    assert "about to fail" in "".join(o["d"] for o in rec.output if o["s"] == "out")
+    report = gilviz("report", str(out))
+    assert report.returncode == 0 and "exit status 3" in report.stdout
+
+
+def test_report_json_has_the_documented_fields(tmp_path):
+    out = tmp_path / "r.gilviz"
+    assert gilviz("record", "-o", str(out), "--duration", "1", "-c", SLEEPY).returncode == 0
+    import json
+
+    data = json.loads(gilviz("report", str(out), "--json").stdout)
+    assert set(data["target"]) >= {"command", "pid", "python", "gil"}
+    assert data["target"]["gil"] is True
+    assert 0.9 < data["duration_s"] < 1.5
+    assert data["tick_hz"] > 150 and data["gil_sample_hz"] >= 1000
+    assert set(data["gil"]) == {"held", "contended", "handoffs_per_s"}
+    thread = data["threads"][0]
+    assert set(thread) >= {"tid", "name", "pid", "running", "native", "waiting", "runnable", "blocked",
+                           "blocked_by", "gil_held", "cpu_s"}
+    states = ("running", "native", "waiting", "runnable", "blocked")
+    assert abs(sum(thread[s] for s in states) - 1) < 0.002
+    assert abs(sum(thread["blocked_by"].values()) - thread["blocked"]) < 0.002
+    assert thread["blocked_by"]["sleep"] > 0.9
+    assert {"cpu", "busy", "by_target"} <= set(data["cores"][0])
+    assert data["sampler"]["cpu_s"] > 0 and 0 < data["sampler"]["overhead"] < 1
+
+
+def _copy_importable(dest):
+    """gilviz and what it imports, where an unprivileged user can read them."""
+    import elftools
+    import psutil
+
+    import gilviz as pkg
+
+    for mod in (pkg, psutil, elftools):
+        src = os.path.dirname(mod.__file__)
+        shutil.copytree(src, dest / os.path.basename(src), ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, files in os.walk(dest):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a process as another user")
+def test_no_ptrace_permission_says_how_to_grant_it(tmp_path):
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None or shutil.which("setpriv") is None:
+        pytest.skip("needs /usr/bin/python3 and setpriv to run gilviz as an unprivileged user")
+    # pytest's tmp_path lies in a folder only root may enter
+    top = Path(tempfile.mkdtemp(prefix="gilviz-perm-"))
+    os.chmod(top, 0o755)
+    lib = top / "lib"
+    lib.mkdir()
+    _copy_importable(lib)
+    target = subprocess.Popen([sys.executable, "-c", SLEEPY])
+    try:
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", system_python, "-m", "gilviz",
+             "record", "-o", "/dev/null", "--pid", str(target.pid)],
+            capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(lib), "PATH": "/usr/bin:/bin"},
+            cwd=str(top),
+        )
+    finally:
+        target.kill()
+        target.wait()
+        shutil.rmtree(top)
+    assert_user_error(result, f"no permission to read process {target.pid}", "CAP_SYS_PTRACE", "ptrace_scope")
