@@ -141,3 +141,26 @@ def test_pool_processes_each_hold_their_own_gil_at_once(tmp_path, python):
     )
     with_both = sum(1 for tick in rec.ticks if sum(1 for g in tick.gils if g.pid in pids) >= 2)
     assert with_both > 100 and together > 0.7 * with_both, (together, with_both)
+
+
+def test_a_build_without_gil_is_reported_as_such_not_guessed(tmp_path, monkeypatch):
+    """No free-threaded build here: make the probe see one (as a 3.13t's libpython name would)."""
+    import dataclasses
+
+    import gilviz.sampler
+    from conftest import find_python
+
+    python = find_python("3.12") or find_python("3.11")
+    if python is None:
+        pytest.skip("needs CPython 3.11 or 3.12")
+    real_inspect = gilviz.sampler.inspect
+    monkeypatch.setattr(gilviz.sampler, "inspect",
+                        lambda pid: dataclasses.replace(real_inspect(pid), free_threaded=True))
+    summary, rec = record_code(tmp_path, python, CPU_THREADS.format(n=2))
+    assert summary["gil"] is None and summary["gil_status"] == "no GIL"
+    assert summary["target"]["gil"] is False
+    assert all(not tick.gils for tick in rec.ticks)
+    for t in threads_named(summary, "cpu-"):
+        # on a CPU means running Python; nothing is waiting for, or holding, a GIL
+        assert t["native"] == 0 and t["gil_held"] == 0, t
+        assert abs(t["running"] - t["cpu_s"] / t["lifetime_s"]) < 0.05, t

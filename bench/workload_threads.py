@@ -1,0 +1,30 @@
+"""N threads of pure-Python work for a fixed time; prints the work done as JSON."""
+
+import json
+import sys
+import threading
+import time
+
+n, seconds = int(sys.argv[1]), float(sys.argv[2])
+counts = [0] * n
+stop = False
+
+
+def work(k):
+    while not stop:
+        x = 0
+        for i in range(1000):
+            x += i
+        counts[k] += 1
+
+
+threads = [threading.Thread(target=work, args=(k,), name=f"work-{k}") for k in range(n)]
+start = time.perf_counter()
+for t in threads:
+    t.start()
+time.sleep(seconds)
+stop = True
+for t in threads:
+    t.join()
+elapsed = time.perf_counter() - start
+print(json.dumps({"units": sum(counts), "elapsed": elapsed}), flush=True)
