@@ -70,11 +70,18 @@ class _Process:
     switch_number: int | None = None
     last_switch_number: int | None = None
     switch_interval_us: int | None = None
+    ppid: int = 0
+    command: str = ""
 
     def gil_state(self) -> str:
         if self.python is None:
             return "not python"
         return self.gil.status if self.gil else "not located"
+
+    def close(self) -> None:
+        self.probe.close()
+        if self.gil:
+            self.gil.close()
 
 
 @dataclass
@@ -136,26 +143,23 @@ class Sampler:
             proc.switch_interval_us = gil.switch_interval_us()
         self.processes[pid] = proc
         try:
-            command = " ".join(psutil.Process(pid).cmdline())
+            proc.command = " ".join(psutil.Process(pid).cmdline())
         except psutil.Error:
-            command = ""
-        self.sink(
-            {
-                "k": "proc",
-                "t": self._now_us(),
-                "pid": pid,
-                "ppid": ppid,
-                "command": command,
-                "python": python.version_string if python else None,
-                "gil": proc.gil_state(),
-                "switch_interval_us": proc.switch_interval_us,
-            }
-        )
+            pass
+        proc.ppid = ppid
+        self._emit_process(proc)
         for r in baseline:
             mem = self._new_thread(proc, r.tid)
             mem.on_ns, mem.runq_ns = r.on_ns, r.runq_ns
             mem.call = classify_syscall(r.syscall, gil.gil_range if gil else None)
             proc.tids.add(r.tid)
+
+    def _emit_process(self, proc: _Process) -> None:
+        self.sink({
+            "k": "proc", "t": self._now_us(), "pid": proc.pid, "ppid": proc.ppid, "command": proc.command,
+            "python": proc.python.version_string if proc.python else None,
+            "gil": proc.gil_state(), "switch_interval_us": proc.switch_interval_us,
+        })
 
     def _new_thread(self, proc: _Process, tid: int) -> _ThreadMemory:
         mem = _ThreadMemory(0, 0, "running", name=thread_name(proc.pid, tid))
@@ -177,6 +181,15 @@ class Sampler:
                 except psutil.Error:
                     continue
                 self.add_process(child.pid, ppid)
+
+    def _refresh_switch_intervals(self) -> None:
+        """sys.setswitchinterval may change it at any time."""
+        for proc in self.processes.values():
+            if proc.gil is not None and proc.gil.address is not None:
+                interval = proc.gil.switch_interval_us()
+                if interval is not None and interval != proc.switch_interval_us:
+                    proc.switch_interval_us = interval
+                    self._emit_process(proc)
 
     # ----------------------------------------------------------------- the loop
     def _now_us(self) -> int:
@@ -233,6 +246,7 @@ class Sampler:
                         break
                     if now >= next_children:
                         self._refresh_children()
+                        self._refresh_switch_intervals()
                         next_children = now + 500_000_000
                     if now >= next_adapt:
                         cpu = time.process_time() + (self.pyspy.cpu_s if self.pyspy else 0.0)
@@ -267,9 +281,7 @@ class Sampler:
                 stacks_thread.join(timeout=10)
             self._drain_stacks()
             for proc in self.processes.values():
-                proc.probe.close()
-                if proc.gil:
-                    proc.gil.close()
+                proc.close()
             self.cpus.close()
         return reason
 
@@ -351,8 +363,10 @@ class Sampler:
                   first: bool, gil_range: tuple[int, int] | None) -> ThreadTick:
         call = classify_syscall(r.syscall, gil_range) if r.moved else mem.call
         if call == "gil" and proc.gil is not None and proc.gil.address is None:
-            parts = r.syscall.split()
-            proc.gil.consider_futex(int(parts[1], 16))
+            proc.gil.consider_futex(int(r.syscall.split()[1], 16))
+            if proc.gil.address is not None:
+                proc.switch_interval_us = proc.gil.switch_interval_us()
+                self._emit_process(proc)
         if first and mem.on_ns == 0 and mem.runq_ns == 0:
             # born during this tick: everything it did is since its birth
             rep_on, rep_rq = r.on_ns // 1000, r.runq_ns // 1000
@@ -366,7 +380,7 @@ class Sampler:
 
         running = native = waiting = 0
         held = int(held_frac * dt)
-        gil_state = proc.gil.status if proc.gil else ("not python" if proc.python is None else "not located")
+        gil_state = proc.gil_state()
         if gil_state == "located":
             running = min(on, held)
             spin = on - running
@@ -421,9 +435,7 @@ class Sampler:
 
     def _end_process(self, proc: _Process) -> None:
         self.processes.pop(proc.pid, None)
-        proc.probe.close()
-        if proc.gil:
-            proc.gil.close()
+        proc.close()
         self.sink({"k": "proc_end", "t": self._now_us(), "pid": proc.pid})
 
     # ----------------------------------------------------------------- stacks
