@@ -156,7 +156,8 @@ def cmd_record(argv: list[str]) -> int:
     end = record_to_file(out, settings, **kwargs)
     how = {"exited": "the target exited", "duration": "the duration passed", "interrupted": "interrupted",
            "stopped": "stopped"}.get(end["reason"], end["reason"])
-    status = f", exit status {end['exit_code']}" if end.get("exit_code") not in (None, 0) else ""
+    ended_itself = end["reason"] == "exited"
+    status = f", exit status {end['exit_code']}" if ended_itself and end.get("exit_code") not in (None, 0) else ""
     print(f"gilviz: recorded {end.get('sampler_wall_s', 0):.1f} s ({how}{status}) to {out}; "
           f"see it with `gilviz report {out}` or `gilviz replay {out}`", file=sys.stderr)
     return 0
@@ -244,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gilviz: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gilviz report x | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
             "command": header.get("command"),
             "scenario": header.get("scenario"),
             "pid": root,
-            "python": root_proc.get("python") or header.get("python_version"),
+            "python": header.get("python_version") or root_proc.get("python"),
             "gil": bool(has_gil),
         },
         "duration_s": round(duration_s, 3),
@@ -182,7 +182,7 @@ def format_text(summary: dict[str, Any]) -> str:
     if s["overhead"] is not None:
         lines.append(f"sampler   {s['cpu_s']:.2f} CPU s ({s['overhead']:.1%} of a core)")
     end = summary["end"]
-    lines.append(f"ended     {end['reason']}" + (f", exit status {end['exit_code']}" if end["exit_code"] is not None else "")
+    lines.append(f"ended     {end['reason']}" + (f", exit status {end['exit_code']}" if end["reason"] == "exited" else "")
                  + ("  (recording truncated)" if summary["truncated"] else ""))
     lines.append("")
     lines.append(f"{'tid':>7} {'name':<18} {'running':>7} {'native':>7} {'waiting':>7} {'runnable':>8} {'blocked':>7} {'by':<6} {'GIL':>5} {'cpu s':>7}")
