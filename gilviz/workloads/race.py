@@ -1,0 +1,57 @@
+"""A race: the GIL does not make `counter += 1` atomic, so threads lose updates.
+
+`counter += step()` reads the counter, calls a function, adds and stores: several
+bytecodes, and the interpreter may hand the GIL to another thread between them. A thread
+switched out after its read later stores a stale value, wiping out every increment made
+meanwhile. (The call matters from 3.10 on: a bare `counter += 1` in a loop is only switched
+at the loop's jump, so it rarely loses there; real code has calls everywhere.)
+On the timeline: threads taking turns on the GIL, and a final count below the expected one.
+"""
+
+import threading
+
+import _common
+
+BATCH = 1000  # increments between two looks at the stop flag
+counter = 0
+
+
+def step() -> int:
+    return 1
+
+
+def increment(slot: int, counts, stop, lock) -> None:
+    """Adds to the shared counter until stopped; `lock`, if given, guards each increment."""
+    global counter
+    while not stop.is_set():
+        if lock is None:
+            for _ in range(BATCH):
+                counter += step()
+        else:
+            for _ in range(BATCH):
+                with lock:
+                    counter += step()
+        counts[slot] += BATCH
+
+
+def build_parser(doc=__doc__):
+    parser = _common.make_parser(doc)
+    parser.add_argument("--threads", type=_common.positive_int, default=4, help="threads incrementing the counter")
+    return parser
+
+
+def run(args, scenario: str, lock=None) -> None:
+    """Races `args.threads` threads on one counter; lock.py passes a lock to fix it."""
+    counts = [0] * args.threads
+    stop = threading.Event()
+    progress = _common.Progress(scenario, "increments", lambda: sum(counts))
+    workers = [
+        _common.start_thread(f"adder-{i + 1}", increment, i, counts, stop, lock) for i in range(args.threads)
+    ]
+    _common.supervise(workers, stop.set, progress, args.duration)
+    expected = sum(counts)
+    progress.finish(result={"expected": expected, "actual": counter, "lost": expected - counter})
+
+
+if __name__ == "__main__":
+    run(build_parser().parse_args(), "race")
