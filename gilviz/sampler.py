@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -66,6 +67,7 @@ class _Process:
     samples: int = 0
     held: int = 0
     contended: int = 0
+    waiters_sum: int = 0  # over this tick's samples: threads inside the GIL's condition wait
     holders: Counter = field(default_factory=Counter)
     switch_number: int | None = None
     last_switch_number: int | None = None
@@ -301,6 +303,7 @@ class Sampler:
                 proc.holders[holder] += 1
             if waiters:
                 proc.contended += 1
+                proc.waiters_sum += waiters
             proc.switch_number = switch
 
     # ----------------------------------------------------------------- one tick
@@ -327,13 +330,17 @@ class Sampler:
             tids = {r.tid for r in readings}
             held_by = self._held_by(proc, tids)
             gil_range = gil.gil_range if gil is not None else None
+            ticks: list[ThreadTick] = []
             for r in readings:
                 mem = proc.threads.get(r.tid)
                 first = mem is None or r.tid not in proc.tids
                 if mem is None:
                     mem = self._new_thread(proc, r.tid)
                 proc.tids.add(r.tid)
-                threads.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_range))
+                ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_range))
+            if proc.waiters_sum:
+                ticks = _count_gil_waiters(ticks, proc.waiters_sum * dt // proc.samples)
+            threads.extend(ticks)
             if gil is not None and gil.status == "located":
                 switches = 0
                 if proc.switch_number is not None:
@@ -341,7 +348,7 @@ class Sampler:
                         switches = max(0, proc.switch_number - proc.last_switch_number)
                     proc.last_switch_number = proc.switch_number
                 gils.append(GilTick(pid, proc.samples, proc.held, proc.contended, switches))
-            proc.samples = proc.held = proc.contended = 0
+            proc.samples = proc.held = proc.contended = proc.waiters_sum = 0
             proc.holders.clear()
         self.stats.ticks += 1
         tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
@@ -361,6 +368,8 @@ class Sampler:
 
     def _classify(self, proc: _Process, r: ThreadReading, mem: _ThreadMemory, dt: int, held_frac: float,
                   first: bool, gil_range: tuple[int, int] | None) -> ThreadTick:
+        if not r.moved and mem.call != "running" and not first:
+            return self._unchanged(r, mem, dt, held_frac)  # asleep in a syscall all tick
         call = classify_syscall(r.syscall, gil_range) if r.moved else mem.call
         if call == "gil" and proc.gil is not None and proc.gil.address is None:
             proc.gil.consider_futex(int(r.syscall.split()[1], 16))
@@ -385,7 +394,8 @@ class Sampler:
             running = min(on, held)
             spin = on - running
             saw_gil_wait = call == "gil" or before == "gil"
-            if saw_gil_wait or (mem.spinning_for_gil and call == "running" and before == "running" and held == 0):
+            if saw_gil_wait or (
+                    mem.spinning_for_gil and call == "running" and before == "running" and held == 0):
                 waiting += spin
                 mem.spinning_for_gil = spin > 0 or saw_gil_wait
             else:
@@ -409,6 +419,16 @@ class Sampler:
             mem.off_kind = kinds[-1]
         return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, blocked["sleep"], blocked["io"],
                           blocked["lock"], blocked["other"], held, on)
+
+    @staticmethod
+    def _unchanged(r: ThreadReading, mem: _ThreadMemory, dt: int, held_frac: float) -> ThreadTick:
+        """A thread that did not run all tick: off CPU the whole time, for the reason it had."""
+        kind = mem.call if mem.call != "running" else mem.off_kind
+        held = int(held_frac * dt)
+        if kind == "gil":
+            return ThreadTick(r.tid, r.cpu, 0, 0, dt, 0, 0, 0, 0, 0, held, 0)
+        return ThreadTick(r.tid, r.cpu, 0, 0, 0, 0, dt if kind == "sleep" else 0, dt if kind == "io" else 0,
+                          dt if kind == "lock" else 0, dt if kind == "other" else 0, held, 0)
 
     @staticmethod
     def _place_cpu_time(mem: _ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool) -> tuple[int, int]:
@@ -469,7 +489,7 @@ class Sampler:
             dump = [self._with_tid(proc, th) for th in dump]
             for th in dump:
                 mem = proc.threads.get(th.tid)
-                if mem is not None and th.name and th.name != mem.name:
+                if mem is not None and th.name and th.name != mem.name and not _is_default_name(th.name, mem.name):
                     mem.name = th.name
                     self.sink({"k": "thread", "t": t, "tid": th.tid, "pid": pid, "name": th.name})
             self.sink({
@@ -491,3 +511,33 @@ class Sampler:
 def sampler_overhead(stats: SamplerStats) -> float:
     return stats.cpu_s / stats.wall_s if stats.wall_s else 0.0
 
+
+def _count_gil_waiters(ticks: list[ThreadTick], waiting_us: int) -> list[ThreadTick]:
+    """Makes the process's waiting add up to what the GIL itself counted.
+
+    The GIL probe counts the threads inside the GIL's condition wait at every sample:
+    waiting_us is that count integrated over the tick. Waiting that the syscall
+    evidence missed (a thread woken, on a CPU, fighting for the mutex or re-checking
+    the GIL between two reads) sits in native time, which is on a CPU without the GIL;
+    move the shortfall from native to waiting, in proportion to each thread's native time.
+    """
+    shortfall = waiting_us - sum(th.waiting for th in ticks)
+    native = sum(th.native for th in ticks)
+    if shortfall <= 0 or native <= 0:
+        return ticks
+    moved = min(shortfall, native)
+    out = []
+    for th in ticks:
+        if th.native:
+            take = th.native * moved // native
+            th = th._replace(native=th.native - take, waiting=th.waiting + take)
+        out.append(th)
+    return out
+
+
+_DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
+
+
+def _is_default_name(pyspy_name: str, os_name: str) -> bool:
+    """py-spy's name adds nothing when it is Python's default and the OS name was chosen."""
+    return bool(_DEFAULT_THREAD_NAME.match(pyspy_name)) and not os_name.startswith("python")

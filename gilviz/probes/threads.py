@@ -8,6 +8,7 @@ is what keeps hundreds of sleeping threads cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from dataclasses import dataclass
@@ -81,8 +82,12 @@ class ThreadReading:
     moved: bool  # schedstat changed since the previous reading
 
 
+IDLE_AFTER_READS = 20  # a thread unchanged for this many reads counts as idle...
+IDLE_READ_EVERY = 4  # ...and is read on one read in this many, at a phase of its own
+
+
 class _OpenThread:
-    __slots__ = ("tid", "stat", "sched", "sys", "last")
+    __slots__ = ("tid", "stat", "sched", "sys", "last", "unchanged")
 
     def __init__(self, task_dir: str, tid: int):
         self.tid = tid
@@ -93,6 +98,7 @@ class _OpenThread:
         except PermissionError:
             self.sys = -1
         self.last: ThreadReading | None = None
+        self.unchanged = 0  # reads in a row that found its schedstat where it was
 
     def close(self) -> None:
         for fd in (self.sched, self.stat, self.sys):
@@ -111,6 +117,7 @@ class ThreadProbe:
         self.task_dir = f"/proc/{pid}/task"
         self._threads: dict[int, _OpenThread] = {}
         self.syscall_readable = True
+        self._reads = 0
 
     def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
         """Returns (readings of live threads, tids gone since the last read).
@@ -129,6 +136,8 @@ class ThreadProbe:
         pread = os.pread
         threads = self._threads
         readings = []
+        self._reads += 1
+        phase = self._reads % IDLE_READ_EVERY
         for tid in tids:
             th = threads.get(tid)
             if th is None:
@@ -139,12 +148,18 @@ class ThreadProbe:
                 if th.sys < 0:
                     self.syscall_readable = False
                 threads[tid] = th
+            last = th.last
+            if last is not None and th.unchanged >= IDLE_AFTER_READS and tid % IDLE_READ_EVERY != phase:
+                # long asleep: read it less often; what it did meanwhile shows at its next read
+                readings.append(last if not last.moved else dataclasses.replace(last, moved=False))
+                continue
             try:
                 on, runq, slices = parse_schedstat(pread(th.sched, 128, 0).decode())
-                last = th.last
                 if last is not None and last.on_ns == on and last.runq_ns == runq and last.slices == slices:
-                    r = ThreadReading(tid, last.state, last.cpu, on, runq, slices, last.syscall, False)
+                    r = last if not last.moved else dataclasses.replace(last, moved=False)
+                    th.unchanged += 1
                 else:
+                    th.unchanged = 0
                     state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
                     r = ThreadReading(tid, state, cpu, on, runq, slices, syscall, True)
