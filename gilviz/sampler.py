@@ -153,7 +153,7 @@ class Sampler:
         for r in baseline:
             mem = self._new_thread(proc, r.tid)
             mem.on_ns, mem.runq_ns = r.on_ns, r.runq_ns
-            mem.call = classify_syscall(r.syscall, gil.gil_range if gil else None)
+            mem.call = classify_syscall(r.syscall, gil.gil_ranges if gil else ())
             proc.tids.add(r.tid)
 
     def _emit_process(self, proc: _Process) -> None:
@@ -184,10 +184,13 @@ class Sampler:
                     continue
                 self.add_process(child.pid, ppid)
 
-    def _refresh_switch_intervals(self) -> None:
-        """sys.setswitchinterval may change it at any time."""
+    def _refresh_gils(self) -> None:
+        """sys.setswitchinterval may change the interval at any time; subinterpreters come and go."""
         for proc in self.processes.values():
             if proc.gil is not None and proc.gil.address is not None:
+                if proc.gil.find_interpreter_gils():
+                    self.sink({"k": "interpreters", "t": self._now_us(), "pid": proc.pid,
+                               "own_gils": len(proc.gil.interpreter_gils)})
                 interval = proc.gil.switch_interval_us()
                 if interval is not None and interval != proc.switch_interval_us:
                     proc.switch_interval_us = interval
@@ -248,7 +251,7 @@ class Sampler:
                         break
                     if now >= next_children:
                         self._refresh_children()
-                        self._refresh_switch_intervals()
+                        self._refresh_gils()
                         next_children = now + 500_000_000
                     if now >= next_adapt:
                         cpu = time.process_time() + (self.pyspy.cpu_s if self.pyspy else 0.0)
@@ -305,6 +308,12 @@ class Sampler:
                 proc.contended += 1
                 proc.waiters_sum += waiters
             proc.switch_number = switch
+            if gil.interpreter_gils:
+                try:
+                    for holder in gil.sample_interpreter_gils():
+                        proc.holders[holder] += 1
+                except OSError:
+                    continue
 
     # ----------------------------------------------------------------- one tick
     def _tick(self, now: int, dt_ns: int, core_busy: list[int]) -> bool:
@@ -329,7 +338,7 @@ class Sampler:
                 proc.tids.discard(tid)
             tids = {r.tid for r in readings}
             held_by = self._held_by(proc, tids)
-            gil_range = gil.gil_range if gil is not None else None
+            gil_ranges = gil.gil_ranges if gil is not None else ()
             ticks: list[ThreadTick] = []
             for r in readings:
                 mem = proc.threads.get(r.tid)
@@ -337,7 +346,7 @@ class Sampler:
                 if mem is None:
                     mem = self._new_thread(proc, r.tid)
                 proc.tids.add(r.tid)
-                ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_range))
+                ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_ranges))
             if proc.waiters_sum:
                 ticks = _count_gil_waiters(ticks, proc.waiters_sum * dt // proc.samples)
             threads.extend(ticks)
@@ -367,10 +376,10 @@ class Sampler:
         return out
 
     def _classify(self, proc: _Process, r: ThreadReading, mem: _ThreadMemory, dt: int, held_frac: float,
-                  first: bool, gil_range: tuple[int, int] | None) -> ThreadTick:
+                  first: bool, gil_ranges: tuple[tuple[int, int], ...]) -> ThreadTick:
         if not r.moved and mem.call != "running" and not first:
             return self._unchanged(r, mem, dt, held_frac)  # asleep in a syscall all tick
-        call = classify_syscall(r.syscall, gil_range) if r.moved else mem.call
+        call = classify_syscall(r.syscall, gil_ranges) if r.moved else mem.call
         if call == "gil" and proc.gil is not None and proc.gil.address is None:
             proc.gil.consider_futex(int(r.syscall.split()[1], 16))
             if proc.gil.address is not None:

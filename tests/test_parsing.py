@@ -30,23 +30,23 @@ SYSCALLS_39 = {
 
 @pytest.mark.parametrize("text,kind", list(SYSCALLS_312.items()))
 def test_syscall_kinds_312(text, kind):
-    assert classify_syscall(text, RUNTIME_312) == kind
+    assert classify_syscall(text, (RUNTIME_312,)) == kind
 
 
 @pytest.mark.parametrize("text,kind", list(SYSCALLS_39.items()))
 def test_syscall_kinds_39(text, kind):
-    assert classify_syscall(text, None) == kind
+    assert classify_syscall(text) == kind
 
 
 def test_gil_futex_is_a_lock_when_the_gil_is_elsewhere():
     gil_wait = next(t for t, k in SYSCALLS_312.items() if k == "gil")
-    assert classify_syscall(gil_wait, (0x1000, 0x2000)) == "lock"
+    assert classify_syscall(gil_wait, ((0x1000, 0x2000),)) == "lock"
 
 
 def test_select_with_descriptors_is_io_not_sleep():
-    assert classify_syscall("270 0x4 0x7ffc 0x0 0x0 0x7ffcf59c7e20 0x0 0x0 0x0", None) == "io"
-    assert classify_syscall("7 0x7ffc 0x1 0xffffffff 0x0 0x0 0x0 0x0 0x0", None) == "io"
-    assert classify_syscall("7 0x0 0x0 0x3e8 0x0 0x0 0x0 0x0 0x0", None) == "sleep"
+    assert classify_syscall("270 0x4 0x7ffc 0x0 0x0 0x7ffcf59c7e20 0x0 0x0 0x0") == "io"
+    assert classify_syscall("7 0x7ffc 0x1 0xffffffff 0x0 0x0 0x0 0x0 0x0") == "io"
+    assert classify_syscall("7 0x0 0x0 0x3e8 0x0 0x0 0x0 0x0 0x0") == "sleep"
 
 
 def test_stat_with_parentheses_and_spaces_in_the_name():

@@ -85,6 +85,8 @@ class GilProbe:
         self.proc = proc
         self.status = "no GIL" if proc.free_threaded else "not located"
         self.address: int | None = None
+        self.interpreter_gils: list[int] = []  # own GILs of subinterpreters (3.12+)
+        self._interpreters = InterpreterWalk()
         self.fd = os.open(f"/proc/{proc.pid}/mem", os.O_RDONLY)
         self.holders = HolderMap(self.fd, proc.version)
         if not proc.free_threaded:
@@ -96,13 +98,35 @@ class GilProbe:
         return r.address, r.address + r.size
 
     @property
-    def gil_range(self) -> tuple[int, int] | None:
-        """Futex addresses that mean 'waiting for the GIL'."""
+    def gil_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Futex addresses that mean 'waiting for a GIL'."""
         if self.address is not None:
-            return self.address, self.address + GIL_STRUCT_SIZE
+            return tuple((a, a + GIL_STRUCT_SIZE) for a in (self.address, *self.interpreter_gils))
         if self.status == "no GIL":
-            return None
-        return self.runtime_range  # until located: every GIL wait seen lies in here
+            return ()
+        return (self.runtime_range,)  # until located: every GIL wait seen lies in here
+
+    def find_interpreter_gils(self) -> bool:
+        """Looks for subinterpreters with a GIL of their own; True when the list changed."""
+        if self.address is None or tuple(self.proc.version[:2]) < (3, 12):
+            return False
+        try:
+            found = self._interpreters.own_gils(self.fd, self.proc.runtime, self.address)
+        except OSError:
+            return False
+        if found != self.interpreter_gils:
+            self.interpreter_gils = found
+            return True
+        return False
+
+    def sample_interpreter_gils(self) -> list[int]:
+        """Holder pointers of the subinterpreters' GILs that are locked right now."""
+        holders = []
+        for address in self.interpreter_gils:
+            _interval, holder, locked, _switch, _wrefs = _SAMPLE.unpack(read_exact(self.fd, _SAMPLE_SIZE, address))
+            if locked:
+                holders.append(holder)
+        return holders
 
     def _locate_by_shape(self) -> None:
         start, end = self.runtime_range
@@ -150,6 +174,70 @@ class GilProbe:
             os.close(self.fd)
         except OSError:
             pass
+
+
+class InterpreterWalk:
+    """Finds the interpreters of a process and the GIL each owns (3.12+: PEP 684).
+
+    _PyRuntime.interpreters holds {mutex, head, main, next_id}; `main` points at the main
+    interpreter inside _PyRuntime, which also holds the main GIL. Each PyInterpreterState
+    keeps its own GIL at the same offset as the main one does, and links to the next
+    interpreter. Both offsets are learned from the live process and checked against the
+    GIL's shape; an interpreter that shares the main GIL has no valid one of its own.
+    """
+
+    MAX_INTERPRETERS = 64
+
+    def __init__(self) -> None:
+        self._main_field: int | None = None  # offset of interpreters.main in _PyRuntime
+        self._next_field: int | None = None  # offset of `next` in PyInterpreterState
+
+    def own_gils(self, fd: int, runtime, main_gil: int) -> list[int]:
+        head_buf = read_exact(fd, 1024, runtime.address)
+        if self._main_field is None:
+            self._main_field = self._find_main_field(head_buf, runtime.address, main_gil)
+            if self._main_field is None:
+                return []
+        main = struct.unpack_from("<Q", head_buf, self._main_field)[0]
+        head = struct.unpack_from("<Q", head_buf, self._main_field - 8)[0]
+        gil_offset = main_gil - main
+        found: list[int] = []
+        interp, seen = head, set()
+        while interp and interp != main and interp not in seen and len(seen) < self.MAX_INTERPRETERS:
+            seen.add(interp)
+            if _plausible(read_exact(fd, GIL_STRUCT_SIZE, interp + gil_offset), 0):
+                found.append(interp + gil_offset)
+            interp = self._next(fd, interp, main, gil_offset)
+        return sorted(found)
+
+    @staticmethod
+    def _find_main_field(buf: bytes, runtime: int, main_gil: int) -> int | None:
+        for off in range(8, len(buf) - 8, 8):
+            value = struct.unpack_from("<Q", buf, off)[0]
+            if runtime <= value < main_gil and main_gil - value < 1 << 20:
+                head = struct.unpack_from("<Q", buf, off - 8)[0]
+                if 0x1000 <= head < 1 << 47:
+                    return off
+        return None
+
+    def _next(self, fd: int, interp: int, main: int, gil_offset: int) -> int:
+        buf = read_exact(fd, 16384, interp)  # 3.13 keeps `next` after the pending-calls table
+        if self._next_field is None:
+            for off in range(0, len(buf), 8):
+                value = struct.unpack_from("<Q", buf, off)[0]
+                if value == main:
+                    self._next_field = off
+                    break
+                if 0x1000 <= value < 1 << 47 and value != interp:
+                    try:
+                        if _plausible(read_exact(fd, GIL_STRUCT_SIZE, value + gil_offset), 0):
+                            self._next_field = off
+                            break
+                    except OSError:
+                        continue
+            if self._next_field is None:
+                return 0
+        return struct.unpack_from("<Q", buf, self._next_field)[0]
 
 
 class HolderMap:

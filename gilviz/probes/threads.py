@@ -33,7 +33,7 @@ SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(),
 _NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 
-def classify_syscall(text: str, gil_range: tuple[int, int] | None) -> str:
+def classify_syscall(text: str, gil_ranges: tuple[tuple[int, int], ...] = ()) -> str:
     """Turns the text of /proc/.../syscall into running, gil, sleep, io, lock or other."""
     if not text or text.startswith("running"):
         return "running"
@@ -46,10 +46,11 @@ def classify_syscall(text: str, gil_range: tuple[int, int] | None) -> str:
     if kind is None:
         return "other"
     if kind == "futex":
-        if gil_range is not None and len(parts) > 1:
+        if gil_ranges and len(parts) > 1:
             addr = int(parts[1], 16)
-            if gil_range[0] <= addr < gil_range[1]:
-                return "gil"
+            for low, high in gil_ranges:
+                if low <= addr < high:
+                    return "gil"
         return "lock"
     if kind == "sleep?":
         arg = _NFDS_ARG[nr]
