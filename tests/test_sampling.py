@@ -125,7 +125,9 @@ def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
             both_on_cpu += 1
             if all(th.native >= th.oncpu * 0.8 for th in busy) and busy[0].cpu != busy[1].cpu:
                 both_native_apart += 1
-    assert both_on_cpu > 0.2 * len(rec.ticks), (both_on_cpu, len(rec.ticks))
+    # how often both get a core depends on what else the machine runs; that they do at all
+    # and that they are then native on two different cores is the point
+    assert both_on_cpu > 0.05 * len(rec.ticks), (both_on_cpu, len(rec.ticks))
     assert both_native_apart > 0.8 * both_on_cpu, (both_native_apart, both_on_cpu)
 
 
