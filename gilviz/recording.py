@@ -160,7 +160,8 @@ class Recording:
     header: dict[str, Any]
     ticks: list[Tick] = field(default_factory=list)
     threads: dict[int, dict[str, Any]] = field(default_factory=dict)
-    processes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    processes: dict[int, dict[str, Any]] = field(default_factory=dict)  # latest word on each
+    proc_history: list[dict[str, Any]] = field(default_factory=list)  # every word, in order
     stacks: list[dict[str, Any]] = field(default_factory=list)
     output: list[dict[str, Any]] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)
@@ -179,6 +180,7 @@ class Recording:
                 known.update(rec)
         elif kind == "proc":
             self.processes[rec["pid"]] = rec
+            self.proc_history.append(rec)
         elif kind == "stack":
             self.stacks.append(rec)
         elif kind == "out":

@@ -41,6 +41,7 @@ LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
 GIL_HZ_START = 2000
 ADAPT_EVERY_NS = 500_000_000
+REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 
 
@@ -215,7 +216,7 @@ class Sampler:
         next_tick = t_start + self.tick_ns
         next_gil = t_start
         last_tick = t_start
-        next_children = t_start + 500_000_000
+        next_children = t_start + REFRESH_EVERY_NS
         next_adapt = t_start + ADAPT_EVERY_NS
         adapt_cpu, adapt_wall, adapt_samples = cpu_start + spy_start, t_start, 0
         stacks_thread = None
@@ -252,7 +253,7 @@ class Sampler:
                     if now >= next_children:
                         self._refresh_children()
                         self._refresh_gils()
-                        next_children = now + 500_000_000
+                        next_children = now + REFRESH_EVERY_NS
                     if now >= next_adapt:
                         cpu = time.process_time() + (self.pyspy.cpu_s if self.pyspy else 0.0)
                         wall = now - adapt_wall

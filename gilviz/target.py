@@ -215,8 +215,12 @@ class Workload:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+        # as Ctrl-C would: a workload gets to finish its last words (the built-in ones
+        # report their final counts), then it is asked less politely
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if proc.poll() is not None:
+                break
+            _signal_group(proc.pid, sig)
             try:
                 proc.wait(grace_s)
             except subprocess.TimeoutExpired:

@@ -13,6 +13,9 @@ import threading
 import _common
 
 BATCH = 1000  # increments between two looks at the stop flag
+# increments per turn of the lock: a critical section long enough that the GIL often
+# changes hands inside it, which is when the other threads block on the lock
+LOCKED_RUN = 100
 counter = 0
 
 
@@ -28,9 +31,10 @@ def increment(slot: int, counts, stop, lock) -> None:
             for _ in range(BATCH):
                 counter += step()
         else:
-            for _ in range(BATCH):
+            for _ in range(BATCH // LOCKED_RUN):
                 with lock:
-                    counter += step()
+                    for _ in range(LOCKED_RUN):
+                        counter += step()
         counts[slot] += BATCH
 
 

@@ -1,0 +1,161 @@
+"""Each built-in scenario, recorded for a couple of seconds: the measured states show its point."""
+
+import pytest
+
+from conftest import find_python, threads_named
+from gilviz.cli import build_command
+from gilviz.errors import UserError
+from gilviz.recording import load
+from gilviz.report import summarize
+from gilviz.session import Settings, record_to_file
+from gilviz.target import query_interpreter
+
+
+def record_scenario(tmp_path, *target, python=None, duration=2.0):
+    import sys
+
+    interp = query_interpreter(python or sys.executable)
+    path = tmp_path / "scenario.gilviz"
+    record_to_file(str(path), Settings(duration_s=duration), command=build_command(list(target), interp), interp=interp)
+    rec = load(str(path))
+    return summarize(rec), rec
+
+
+def test_cpu_threads(tmp_path):
+    summary, _ = record_scenario(tmp_path, "cpu-threads", "--threads", "3")
+    assert summary["target"]["scenario"] == "cpu-threads"
+    assert summary["gil"]["held"] > 0.9
+    spinners = threads_named(summary, "cpu-")
+    assert len(spinners) == 3
+    for t in spinners:
+        assert 0.45 < t["waiting"] < 0.85, t
+    assert sum(t["running"] for t in spinners) < 1.1  # about one core's worth, never more
+    assert summary["throughput"]["unit"] == "loops" and summary["throughput"]["per_s"] > 0
+
+
+def test_cpu_processes(tmp_path):
+    summary, rec = record_scenario(tmp_path, "cpu-processes", "--processes", "2")
+    root = summary["target"]["pid"]
+    workers = {g["pid"] for g in summary["gils"] if g["pid"] != root and g.get("held", 0) > 0.7}
+    assert len(workers) >= 2, summary["gils"]
+    # each process holds its own GIL at the same time as the other
+    both = [t for t in rec.ticks if sum(1 for g in t.gils if g.pid in workers and g.held * 2 > g.samples) >= 2]
+    assert len(both) > 0.5 * len(rec.ticks)
+    tids = {t["tid"] for t in summary["threads"] if t["pid"] in workers}
+    apart = [t for t in rec.ticks
+             if len({th.cpu for th in t.threads if th.tid in tids and th.running * 2 >= t.dt}) >= 2]
+    assert len(apart) >= 10  # and they run on two cores at once
+
+
+def test_io_threads(tmp_path):
+    summary, _ = record_scenario(tmp_path, "io-threads", "--threads", "8")
+    root = summary["target"]["pid"]
+    workers = [t for t in threads_named(summary, "io-") if t["pid"] == root]
+    assert len(workers) == 8, workers
+    for t in workers:
+        assert t["blocked"] > 0.8, t
+        assert t["blocked_by"]["io"] + t["blocked_by"]["sleep"] > 0.8, t
+    assert summary["gil"]["held"] < 0.3
+    assert summary["throughput"]["per_s"] > 50  # many requests in flight
+
+
+def test_convoy(tmp_path):
+    summary, _ = record_scenario(tmp_path, "convoy", "--ramp", "0.7", "--cpu-threads", "2", duration=2.2)
+    (io_thread,) = [t for t in summary["threads"] if t["name"] == "io"]
+    assert io_thread["waiting"] > 0.15, io_thread  # each wake-up waits for the GIL
+    rates = summary["result"]
+    alone = rates["round trips/s with 0 cpu threads"]
+    loaded = rates["round trips/s with 2 cpu threads"]
+    assert alone > 3 * loaded, rates
+
+
+def test_race_loses_updates(tmp_path):
+    summary, _ = record_scenario(tmp_path, "race", "--threads", "4")
+    assert summary["result"]["lost"] > 0
+    assert summary["result"]["actual"] + summary["result"]["lost"] == summary["result"]["expected"]
+    adders = threads_named(summary, "adder-")
+    assert len(adders) == 4
+    for t in adders:  # they interleave: each holds the GIL in turn
+        assert 0.1 < t["gil_held"] < 0.5, t
+        assert t["waiting"] > 0.4, t
+
+
+def test_lock_fixes_the_race(tmp_path):
+    summary, _ = record_scenario(tmp_path, "lock", "--threads", "4")
+    assert summary["result"]["lost"] == 0
+    adders = threads_named(summary, "adder-")
+    assert len(adders) == 4
+    assert sum(t["blocked_by"]["lock"] for t in adders) > 0.1  # blocked on the lock, a state of its own
+
+
+def test_native_release(tmp_path):
+    summary, rec = record_scenario(tmp_path, "native-release", "--threads", "2")
+    workers = threads_named(summary, "hash-")
+    assert len(workers) == 2
+    for t in workers:
+        assert t["native"] > 0.3 and t["native"] > 5 * (t["running"] + t["waiting"]), t
+    tids = {t["tid"] for t in workers}
+    apart = [t for t in rec.ticks
+             if len({th.cpu for th in t.threads if th.tid in tids and th.native * 2 >= t.dt}) == 2]
+    assert len(apart) >= 10  # how often both get a core depends on the machine's other work
+
+
+def test_asyncio(tmp_path):
+    summary, _ = record_scenario(tmp_path, "asyncio")
+    (loop,) = [t for t in summary["threads"] if t["name"] == "event-loop"]
+    pool = [t for t in summary["threads"] if t["name"].startswith("pool")]
+    assert loop["cpu_s"] > 5 * max(t["cpu_s"] for t in pool)  # the loop is the busy one
+    assert pool and all(t["blocked_by"]["io"] > 0.7 for t in pool), pool
+
+
+def test_pools(tmp_path):
+    summary, _ = record_scenario(tmp_path, "pools", "--phase", "0.9", duration=2.0)
+    root = summary["target"]["pid"]
+    pool_threads = [t for t in threads_named(summary, "pool-thread") if t["pid"] == root]
+    busy = [t for t in pool_threads if t["gil_held"] > 0.15]
+    assert len(busy) >= 2, pool_threads  # threads taking turns on the GIL
+    processes = [g for g in summary["gils"] if g["pid"] != root and g.get("held", 0) > 0.3]
+    assert len(processes) >= 2, summary["gils"]
+
+
+def test_many_threads(tmp_path):
+    summary, _ = record_scenario(tmp_path, "many-threads")
+    sleepers = threads_named(summary, "sleeper-")
+    assert len(sleepers) == 100
+    assert all(t["blocked_by"]["sleep"] > 0.9 for t in sleepers)
+    assert summary["tick_hz"] > 150
+
+
+def test_switch_interval(tmp_path):
+    summary, rec = record_scenario(tmp_path, "switch-interval", "--interval", "1,20", "--step", "0.9", duration=1.8)
+    root = summary["target"]["pid"]
+    changes = sorted((p["t"], p["switch_interval_us"]) for p in rec.proc_history if p["pid"] == root)
+    assert {interval for _, interval in changes} >= {1000, 20000}, changes
+    rates = {}
+    for interval in (1000, 20000):
+        spans = [(t, next((t2 for t2, _ in changes if t2 > t), float("inf"))) for t, i in changes if i == interval]
+        ticks = [tick for tick in rec.ticks if any(a + 100_000 <= tick.t < b for a, b in spans)]
+        switches = sum(g.switches for tick in ticks for g in tick.gils if g.pid == root)
+        rates[interval] = switches / (sum(t.dt for t in ticks) / 1e6)
+    assert rates[1000] > 4 * rates[20000], rates
+
+
+def test_subinterpreters(tmp_path):
+    python = find_python("3.13") or find_python("3.12")
+    if python is None:
+        pytest.skip("needs CPython 3.12 or later")
+    summary, _ = record_scenario(tmp_path, "subinterpreters", "--interpreters", "2", python=python)
+    workers = threads_named(summary, "interp-")
+    assert len(workers) == 2
+    for t in workers:  # each holds a GIL of its own, at the same time as the other
+        assert t["gil_held"] > 0.5, t
+        assert t["running"] > 2 * t["native"], t
+
+
+def test_scenarios_that_cannot_run_here_say_why():
+    old = query_interpreter(find_python("3.11") or find_python("3.10") or find_python("3.9"))
+    with pytest.raises(UserError, match="needs CPython 3.12 or later.*--python 3.12"):
+        build_command(["subinterpreters"], old)
+    if not old.free_threaded:
+        with pytest.raises(UserError, match="free-threaded.*3.13t"):
+            build_command(["free-threaded"], old)
