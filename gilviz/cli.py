@@ -128,12 +128,34 @@ def _scenario_command(head: str, rest: list[str], interp):
     from .target import Command
 
     scenario = scenarios.SCENARIOS.get(head)
+    if scenario is not None and ("-h" in rest or "--help" in rest):
+        raise ShowText(scenario_help(scenario))
     if scenario is not None:
         problem = scenarios.check(scenario, interp.version_info, interp.free_threaded)
         if problem:
             raise UserError(problem)
         return Command([interp.path, scenarios.script_path(scenario), *rest], " ".join([head, *rest]), scenario=head)
     raise UserError(f"no scenario or script named '{head}'; `gilviz scenarios` lists the scenarios")
+
+
+class ShowText(Exception):
+    """Not an error: text the user asked for (a scenario's help), printed with exit 0."""
+
+
+def scenario_help(scenario) -> str:
+    import textwrap
+
+    wrap = lambda text: textwrap.fill(text, 88, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    lines = [f"{scenario.name}: {scenario.summary}", "", wrap(scenario.explanation), "", "What to look for:",
+             wrap(scenario.look_for), "", "Options:"]
+    for flag, default, text in scenario.options:
+        lines.append(f"  {flag:<16} {text} (default {default})")
+    if scenario.min_python > (3, 9):
+        lines += ["", f"Needs CPython {'.'.join(map(str, scenario.min_python))} or later."]
+    if scenario.needs_free_threaded:
+        lines += ["", "Needs a free-threaded CPython (3.13t or later): --python 3.13t."]
+    lines += ["", f"Run it: gilviz run {scenario.name} [options]   (or gilviz record {scenario.name} [options])"]
+    return "\n".join(lines)
 
 
 def _default_output(target: list[str]) -> str:
@@ -242,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"gilviz: {e}", file=sys.stderr)
         return e.exit_status
+    except ShowText as e:
+        print(e)
+        return 0
     except KeyboardInterrupt:
         print("gilviz: interrupted", file=sys.stderr)
         return 130

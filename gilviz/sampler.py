@@ -108,6 +108,7 @@ class Sampler:
         stacks_hz: float = 1.0,
         follow_children: bool = True,
         t0: int | None = None,
+        gil_reenabled: bool = False,
     ):
         self.root_pid = root_pid
         self.sink = sink
@@ -116,6 +117,7 @@ class Sampler:
         self.cpu_budget = cpu_budget
         self.stacks_hz = stacks_hz
         self.follow_children = follow_children
+        self.gil_reenabled = gil_reenabled  # PYTHON_GIL=1 on a free-threaded build
         self.processes: dict[int, _Process] = {}
         self.stats = SamplerStats()
         self.cpus = CpuProbe()
@@ -134,7 +136,7 @@ class Sampler:
         gil = None
         if python is not None:
             try:
-                gil = GilProbe(python)
+                gil = GilProbe(python, self.gil_reenabled)
             except OSError:
                 gil = None
         proc = _Process(pid, ThreadProbe(pid), python, gil)

@@ -140,7 +140,8 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
         locked(_header(command, interp, pid, settings))
         try:
             sampler = Sampler(pid, locked, tick_hz=settings.tick_hz, gil_hz=settings.gil_hz,
-                              cpu_budget=settings.cpu_budget, stacks_hz=settings.stacks_hz, t0=locked.t0)
+                              cpu_budget=settings.cpu_budget, stacks_hz=settings.stacks_hz, t0=locked.t0,
+                              gil_reenabled=bool(interp and interp.free_threaded and interp.gil_enabled))
         except ProcessLookupError:
             reason = "exited"  # ended before the first reading
         except PermissionError as e:

@@ -77,22 +77,28 @@ def _version_key(path: str) -> tuple:
 
 
 def interpreter_candidates(version: str | None = None) -> list[str]:
-    """Interpreter paths found in pyenv's and uv's folders and on PATH, newest first."""
-    want = version or "3.*"
+    """Interpreter paths found in pyenv's and uv's folders and on PATH, newest first.
+
+    version is "3.12" or "3.13t" (free-threaded); None finds every 3.x.
+    """
+    base, ft = (version[:-1], "t") if version and version.endswith("t") else (version or "3.*", "")
     found: list[str] = []
     for pattern in (
-        f"{_pyenv_root()}/versions/{want}*/bin/python{want}",
-        os.path.expanduser(f"~/.local/share/uv/python/cpython-{want}*/bin/python{want}"),
+        f"{_pyenv_root()}/versions/{base}*/bin/python{base}{ft}",
+        os.path.expanduser(f"~/.local/share/uv/python/cpython-{base}*/bin/python{base}{ft}"),
     ):
         found.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         if "shims" in directory:
             continue  # pyenv shims fail for versions not selected; the folders above cover them
-        found.extend(sorted(glob.glob(os.path.join(directory, f"python{want}")), key=_version_key, reverse=True))
+        found.extend(sorted(glob.glob(os.path.join(directory, f"python{base}{ft}")), key=_version_key, reverse=True))
     out = []
     for p in found:
-        if os.access(p, os.X_OK) and not p.endswith("-config") and p not in out:
-            out.append(p)
+        if not os.access(p, os.X_OK) or p.endswith("-config") or p in out:
+            continue
+        if not ft and re.search(r"(\d+t|freethreaded)[^/]*/bin/", p):
+            continue  # asked for a build with the GIL
+        out.append(p)
     return out
 
 

@@ -215,3 +215,26 @@ def test_no_ptrace_permission_says_how_to_grant_it(tmp_path):
         target.wait()
         shutil.rmtree(top)
     assert_user_error(result, f"no permission to read process {target.pid}", "CAP_SYS_PTRACE", "ptrace_scope")
+
+
+def test_scenarios_are_listed_with_their_point_and_options():
+    from gilviz.scenarios import SCENARIOS
+
+    result = gilviz("scenarios")
+    assert result.returncode == 0
+    for name, scenario in SCENARIOS.items():
+        assert f"{name:<16} {scenario.summary}" in result.stdout
+    assert "--threads 4" in result.stdout
+
+
+def test_scenario_help_says_what_to_look_for():
+    from gilviz.scenarios import SCENARIOS
+
+    result = gilviz("record", "convoy", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("convoy: " + SCENARIOS["convoy"].summary)
+    assert "What to look for:" in result.stdout and "--cpu-threads" in result.stdout
+
+
+def test_free_threaded_version_that_is_not_there():
+    assert_user_error(gilviz("record", "--python", "3.99t", "-c", "pass"), "no Python '3.99t'", "pyenv install 3.99t")

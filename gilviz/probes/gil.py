@@ -81,9 +81,14 @@ def find_gil_by_shape(buf: bytes) -> int | None:
 class GilProbe:
     """Samples one process's GIL; also tells which futex addresses are GIL waits."""
 
-    def __init__(self, proc: PythonProcess):
+    def __init__(self, proc: PythonProcess, gil_reenabled: bool = False):
+        """gil_reenabled: a free-threaded build run with PYTHON_GIL=1 has a GIL again,
+        laid out differently; it is then reported as not located, never guessed at."""
         self.proc = proc
-        self.status = "no GIL" if proc.free_threaded else "not located"
+        if proc.free_threaded:
+            self.status = "not located" if gil_reenabled else "no GIL"
+        else:
+            self.status = "not located"
         self.address: int | None = None
         self.interpreter_gils: list[int] = []  # own GILs of subinterpreters (3.12+)
         self._interpreters = InterpreterWalk()
@@ -102,7 +107,7 @@ class GilProbe:
         """Futex addresses that mean 'waiting for a GIL'."""
         if self.address is not None:
             return tuple((a, a + GIL_STRUCT_SIZE) for a in (self.address, *self.interpreter_gils))
-        if self.status == "no GIL":
+        if self.proc.free_threaded:
             return ()
         return (self.runtime_range,)  # until located: every GIL wait seen lies in here
 
@@ -141,7 +146,7 @@ class GilProbe:
 
     def consider_futex(self, addr: int) -> None:
         """A thread sleeps on addr inside _PyRuntime: is it one of the GIL's words?"""
-        if self.address is not None or self.status == "no GIL":
+        if self.address is not None or self.proc.free_threaded:
             return
         start, end = self.runtime_range
         for word in _FUTEX_WORDS:
