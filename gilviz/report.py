@@ -7,8 +7,12 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from .model import BLOCK_REASONS
+from .model import BLOCK_REASONS, GilTick, ThreadTick
 from .recording import Recording
+
+
+_THREAD_SUMS = ThreadTick._fields[2:]  # every duration after tid and cpu
+_GIL_SUMS = GilTick._fields[1:]
 
 
 def _frac(part: float, whole: float) -> float:
@@ -32,25 +36,15 @@ def summarize(rec: Recording) -> dict[str, Any]:
         for th in tick.threads:
             acc = per_thread[th.tid]
             acc["life"] += tick.dt
-            acc["running"] += th.running
-            acc["native"] += th.native
-            acc["waiting"] += th.waiting
-            acc["runnable"] += th.runnable
-            acc["sleep"] += th.sleep
-            acc["io"] += th.io
-            acc["lock"] += th.lock
-            acc["other"] += th.other
-            acc["held"] += th.held
-            acc["oncpu"] += th.oncpu
+            for name, value in zip(_THREAD_SUMS, th[2:]):
+                acc[name] += value
             if th.cpu >= 0:
                 core_target[th.cpu] += th.oncpu
         for g in tick.gils:
             tot = gil_totals[g.pid]
-            tot["samples"] += g.samples
-            tot["held"] += g.held
-            tot["contended"] += g.contended
-            tot["switches"] += g.switches
             tot["life"] += tick.dt
+            for name, value in zip(_GIL_SUMS, g[1:]):
+                tot[name] += value
         for cpu, busy in enumerate(tick.core_busy):
             core_busy[cpu] += busy
 
