@@ -34,23 +34,6 @@ class ThreadTick(NamedTuple):
     def blocked(self) -> int:
         return self.sleep + self.io + self.lock + self.other
 
-    def dominant(self) -> str:
-        """The state that filled most of the tick ('blocked' split by reason)."""
-        best, name = -1, "gone"
-        for value, label in (
-            (self.running, "running"),
-            (self.native, "native"),
-            (self.waiting, "waiting"),
-            (self.runnable, "runnable"),
-            (self.sleep, "sleep"),
-            (self.io, "io"),
-            (self.lock, "lock"),
-            (self.other, "other"),
-        ):
-            if value > best:
-                best, name = value, label
-        return name
-
 
 class GilTick(NamedTuple):
     """One process's GIL over one tick, from the GIL probe's samples."""
