@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-# The order of the states is the order of the fields in ThreadTick and in a recording.
-STATES = ("running", "native", "waiting", "runnable", "blocked")
 BLOCK_REASONS = ("sleep", "io", "lock", "other")
 
 
@@ -55,24 +53,3 @@ class Tick:
     gils: list[GilTick] = field(default_factory=list)
     # per CPU, us busy (any process) since the previous reading; empty on ticks between readings
     core_busy: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ThreadInfo:
-    """What is known about a thread besides its state: who it is."""
-
-    tid: int
-    pid: int
-    name: str
-    first_t: int = 0
-
-
-@dataclass(slots=True)
-class ProcessInfo:
-    pid: int
-    ppid: int
-    command: str
-    python: str | None  # version string, None if not a Python process
-    gil: str  # "located", "no GIL", "not located", "not python"
-    switch_interval_us: int | None = None
-    first_t: int = 0
