@@ -1,0 +1,24 @@
+"""The core runs without the screen: it must never import Textual."""
+
+import subprocess
+import sys
+
+CORE = ["gilviz.sampler", "gilviz.session", "gilviz.recording", "gilviz.report", "gilviz.model", "gilviz.target",
+        "gilviz.scenarios", "gilviz.cli", "gilviz.probes.gil", "gilviz.probes.threads", "gilviz.probes.pyspy",
+        "gilviz.probes.pyprocess", "gilviz.probes.cpus"]
+
+
+def test_core_imports_no_textual():
+    code = f"import sys\nfor m in {CORE!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_report_and_record_run_without_textual(tmp_path):
+    """`gilviz record` and `gilviz report` never load the screen's code."""
+    code = ("import sys, runpy\nsys.argv = ['gilviz', 'record', '-o', sys.argv[1], '--duration', '0.3', '-c', 'import time; time.sleep(1)']\n"
+            "from gilviz.cli import main\nmain()\nsys.argv = ['gilviz', 'report', sys.argv[1]]\nmain()\n"
+            "assert not any(m.startswith('textual') for m in sys.modules), 'textual was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.gilviz")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ticks" in result.stdout
