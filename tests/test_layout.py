@@ -16,8 +16,9 @@ def test_core_imports_no_textual():
 
 def test_report_and_record_run_without_textual(tmp_path):
     """`gilviz record` and `gilviz report` never load the screen's code."""
-    code = ("import sys, runpy\nsys.argv = ['gilviz', 'record', '-o', sys.argv[1], '--duration', '0.3', '-c', 'import time; time.sleep(1)']\n"
-            "from gilviz.cli import main\nmain()\nsys.argv = ['gilviz', 'report', sys.argv[1]]\nmain()\n"
+    code = ("import sys\nfrom gilviz.cli import main\npath = sys.argv[1]\n"
+            "main(['record', '-o', path, '--duration', '0.3', '-c', 'import time; time.sleep(1)'])\n"
+            "main(['report', path])\n"
             "assert not any(m.startswith('textual') for m in sys.modules), 'textual was imported'\n")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.gilviz")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
