@@ -238,3 +238,25 @@ def test_scenario_help_says_what_to_look_for():
 
 def test_free_threaded_version_that_is_not_there():
     assert_user_error(gilviz("record", "--python", "3.99t", "-c", "pass"), "no Python '3.99t'", "pyenv install 3.99t")
+
+
+def test_attach_to_a_running_process_and_leave_it_running(tmp_path):
+    code = ("import threading, time\n"
+            "def spin():\n    while True: pass\n"
+            "for i in range(2): threading.Thread(target=spin, daemon=True).start()\n"
+            "time.sleep(60)\n")
+    target = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.5)
+        out = tmp_path / "attach.gilviz"
+        result = gilviz("record", "-o", str(out), "--duration", "1", "--pid", str(target.pid))
+        assert result.returncode == 0, result.stderr
+        summary = summarize(load(str(out)))
+        assert summary["target"]["pid"] == target.pid
+        assert summary["gil_status"] == "located" and summary["gil"]["held"] > 0.9
+        spinners = [t for t in summary["threads"] if t["cpu_s"] > 0.2]
+        assert len(spinners) == 2
+        assert target.poll() is None, "gilviz ended a process it only attached to"
+    finally:
+        target.kill()
+        target.wait()
