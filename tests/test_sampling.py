@@ -116,18 +116,19 @@ def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
     for t in hashers:
         # on a busy 2-core machine they also queue for a core (runnable); never for the GIL
         assert t["native"] > 0.3, t
-        assert t["native"] > 5 * (t["running"] + t["waiting"]), t
+        assert t["native"] > 2 * (t["running"] + t["waiting"]), t
     tids = {t["tid"] for t in hashers}
     both_on_cpu = both_native_apart = 0
     for tick in rec.ticks:
-        busy = [th for th in tick.threads if th.tid in tids and th.oncpu >= tick.dt // 2]
+        # both on a CPU for most of the tick: on two cores at once (one core cannot hold both)
+        busy = [th for th in tick.threads if th.tid in tids and th.oncpu >= tick.dt * 0.8]
         if len(busy) == 2:
             both_on_cpu += 1
             if all(th.native >= th.oncpu * 0.8 for th in busy) and busy[0].cpu != busy[1].cpu:
                 both_native_apart += 1
     # how often both get a core depends on what else the machine runs; that they do at all
     # and that they are then native on two different cores is the point
-    assert both_on_cpu > 0.05 * len(rec.ticks), (both_on_cpu, len(rec.ticks))
+    assert both_on_cpu >= 10, (both_on_cpu, len(rec.ticks))
     assert both_native_apart > 0.8 * both_on_cpu, (both_native_apart, both_on_cpu)
 
 
