@@ -8,9 +8,11 @@ import time
 n, seconds = int(sys.argv[1]), float(sys.argv[2])
 counts = [0] * n
 stop = False
+go = threading.Event()  # all start together: a thread started among spinners waits its turn for the GIL
 
 
 def work(k):
+    go.wait()
     while not stop:
         x = 0
         for i in range(1000):
@@ -19,9 +21,10 @@ def work(k):
 
 
 threads = [threading.Thread(target=work, args=(k,), name=f"work-{k}") for k in range(n)]
-start = time.perf_counter()
 for t in threads:
     t.start()
+start = time.perf_counter()
+go.set()
 time.sleep(seconds)
 stop = True
 for t in threads:

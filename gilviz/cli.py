@@ -24,7 +24,7 @@ from . import __version__
 from .errors import UserError
 
 # gilviz options that take a value, shared by the commands that start a target
-_VALUE_OPTIONS = {"-o", "--output", "--duration", "--rate", "--gil-rate", "--budget", "--python", "--stacks-rate", "--speed"}
+_VALUE_OPTIONS = {"-o", "--output", "--duration", "--rate", "--gil-rate", "--budget", "--python", "--stacks-rate", "--speed", "--theme"}
 _FLAG_OPTIONS = {"-h", "--help", "--json"}
 
 

@@ -1,0 +1,787 @@
+"""The live view's memory: the whole Tick stream kept compactly, and aggregated into cells.
+
+Plain Python, no Textual: testable without an app. The widgets ask it for the cells of
+one lane over a window of time at a zoom (microseconds per cell) and draw those.
+
+Storage. Every thread keeps one bytearray with REC bytes per tick of its life: each state's
+share of the tick (0..Q), the GIL-held share, the on-CPU share, and the core it was on.
+A tick where it was missing is all zeros: gone. Each core keeps, per tick, the target
+thread with most on-CPU time on it, the target's share, and the share other processes
+took (filled in when a per-core load reading arrives). Each process with a GIL keeps its
+GIL samples per tick. Shares are quantized to 1/Q of the tick (Q = 250), so a cell's
+state is the state with the largest summed share over all the ticks in it: every tick
+counts, none is dropped, and the aggregate follows schedstat's durations.
+
+Cells are aligned on absolute time (cell c covers [c*zoom, (c+1)*zoom) microseconds since
+the start), so a finished cell never changes and is cached; following the live edge only
+computes the newest cells. A tick belongs to the cell holding its midpoint; when cells
+are finer than ticks, a cell shows the tick that covers it.
+
+Prefix sums every BLOCK ticks per thread make a sum over any range cost at most two short
+slices, so zooming out to a second per cell over minutes of history stays fast.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..model import ThreadTick, Tick
+
+Q = 250  # a tick's full share
+REC = 11  # bytes per thread per tick: 8 states, held, oncpu, cpu
+HELD, ONCPU, CPU = 8, 9, 10
+NFIELDS = 10  # summed fields (cpu is not summed)
+BLOCK = 64  # ticks between prefix-sum checkpoints
+
+# state codes, in ThreadTick's order; GONE when the thread did not exist
+RUNNING, NATIVE, WAITING, RUNNABLE, SLEEP, IO, LOCK, OTHER, GONE = range(9)
+CODE_NAMES = ("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other", "gone")
+HELD_BIT = 0x10  # or'ed into a cell code when the thread held the GIL at least half the cell
+STATE_MASK = 0x0F
+
+ZOOMS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
+DEFAULT_ZOOM = 10_000
+
+# core and GIL-holder cells: (kind, serial)
+IDLE, OCCUPIED, PARTLY, OTHERS, UNKNOWN = range(5)
+
+MAX_STACKS = 3_600  # about an hour of py-spy dumps at 1 per second
+MAX_OUTPUT_CHUNKS = 20_000
+CACHE_CELLS = 8192  # finished cells kept per lane per zoom
+
+END_REASONS = {
+    "exited": "the target exited",
+    "duration": "the duration passed",
+    "interrupted": "interrupted",
+    "stopped": "stopped",
+}
+
+
+def fmt_duration(us: float) -> str:
+    """Short human time: 850 us, 12 ms, 1.5 s, 2 min 5 s."""
+    if us < 1000:
+        return f"{us:.0f} µs"
+    if us < 1_000_000:
+        ms = us / 1000
+        return f"{ms:.0f} ms" if ms >= 10 or ms == int(ms) else f"{ms:.1f} ms"
+    s = us / 1e6
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    return f"{int(s // 60)} min {int(s % 60)} s"
+
+
+def fmt_zoom(zoom: int) -> str:
+    return fmt_duration(zoom) + "/cell"
+
+
+@dataclass(slots=True, eq=False)
+class ThreadSeries:
+    tid: int
+    pid: int | None
+    name: str
+    serial: int  # order of appearance, 0-based; picks the colour and the letter
+    start: int  # global tick index of data's first record
+    data: bytearray = field(default_factory=bytearray)
+    codes: bytearray = field(default_factory=bytearray)  # per tick: dominant state | HELD_BIT
+    prefix: list = field(default_factory=list)  # cumulative sums at local BLOCK multiples
+    first_t: int = 0
+    last_t: int = 0
+    cache: dict = field(default_factory=dict)  # zoom -> [first cell, bytearray of finished cells]
+
+    @property
+    def ticks(self) -> int:
+        return len(self.data) // REC
+
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.serial % len(LETTERS)]
+
+    def _block_sums(self, la: int, lb: int) -> list[int]:
+        data = self.data
+        return [sum(data[la * REC + f : lb * REC : REC]) for f in range(NFIELDS)]
+
+    def sums(self, la: int, lb: int) -> list[int]:
+        """Summed shares of fields 0..9 over local ticks [la, lb)."""
+        n = self.ticks
+        la, lb = max(0, la), min(lb, n)
+        if lb <= la:
+            return [0] * NFIELDS
+        if lb - la <= 2 * BLOCK:
+            return self._block_sums(la, lb)
+        return [b - a for a, b in zip(self._prefix_at(la), self._prefix_at(lb))]
+
+    def _prefix_at(self, i: int) -> list[int]:
+        k = i // BLOCK
+        k = min(k, len(self.prefix))
+        base = self.prefix[k - 1] if k else [0] * NFIELDS
+        lo = k * BLOCK
+        if lo == i:
+            return base
+        extra = self._block_sums(lo, i)
+        return [a + b for a, b in zip(base, extra)]
+
+    def close_block(self) -> None:
+        n = len(self.codes)
+        if n and n % BLOCK == 0:
+            sums = self._block_sums(n - BLOCK, n)
+            if self.prefix:
+                sums = [a + b for a, b in zip(self.prefix[-1], sums)]
+            self.prefix.append(sums)
+
+    def code_at(self, li: int) -> int:
+        """The dominant state of one local tick (GONE outside its life)."""
+        if li < 0 or li >= len(self.codes):
+            return GONE
+        return self.codes[li] & STATE_MASK
+
+
+def _quantize(th, dt: int) -> tuple[bytes, int]:
+    """A thread tick's record (shares of the tick, 0..Q) and its dominant state code."""
+    _, cpu, run, nat, wait, runq, slp, io, lck, oth, held, on = th
+    rec = bytes((
+        run * Q // dt if run < dt else Q,
+        nat * Q // dt if nat < dt else Q,
+        wait * Q // dt if wait < dt else Q,
+        runq * Q // dt if runq < dt else Q,
+        slp * Q // dt if slp < dt else Q,
+        io * Q // dt if io < dt else Q,
+        lck * Q // dt if lck < dt else Q,
+        oth * Q // dt if oth < dt else Q,
+        held * Q // dt if held < dt else Q,
+        on * Q // dt if on < dt else Q,
+        cpu if 0 <= cpu < 255 else 255,
+    ))
+    states = rec[:8]
+    best = max(states)
+    if not best:
+        return rec, GONE
+    present = run + nat + wait + runq + slp + io + lck + oth
+    return rec, states.index(best) | (HELD_BIT if held and held * 2 >= present else 0)
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+PALETTE_SIZE = 12
+
+
+@dataclass(slots=True, eq=False)
+class CoreSeries:
+    cpu: int
+    start: int
+    top: array = field(default_factory=lambda: array("H"))  # serial + 1 of the thread with most on-CPU, 0 none
+    top_q: bytearray = field(default_factory=bytearray)  # that thread's share
+    target_q: bytearray = field(default_factory=bytearray)  # all target threads' share
+    other_q: bytearray = field(default_factory=bytearray)  # other processes' share
+    cache: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class GilSeries:
+    pid: int
+    start: int
+    counts: array = field(default_factory=lambda: array("H"))  # samples, held, contended, switches per tick
+    holder: array = field(default_factory=lambda: array("H"))  # serial + 1 of the thread that held it most
+    holder_q: bytearray = field(default_factory=bytearray)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def ticks(self) -> int:
+        return len(self.holder)
+
+
+@dataclass(slots=True)
+class ThreadStats:
+    """A thread's figures over a range of time, as fractions of the time it existed there."""
+
+    tid: int
+    life: float  # ticks present (in full-tick units)
+    running: float = 0.0
+    native: float = 0.0
+    waiting: float = 0.0
+    runnable: float = 0.0
+    blocked: float = 0.0
+    blocked_by: str = ""
+    held: float = 0.0
+    cpu_s: float = 0.0
+    state: str = "gone"
+
+
+class History:
+    """Everything the stream said, ready to be drawn."""
+
+    def __init__(self, max_thread_ticks: int = 20_000_000):
+        self.header: dict[str, Any] = {}
+        self.processes: dict[int, dict[str, Any]] = {}
+        self.proc_ended: dict[int, int] = {}
+        self.threads: dict[int, ThreadSeries] = {}  # by tid (the latest thread of that tid)
+        self.order: list[ThreadSeries] = []  # by serial
+        self.times = array("q")  # tick end times
+        self.mids = array("q")  # tick midpoints
+        self.dts = array("q")
+        self.base = 0  # global index of times[0] (after old ticks were let go)
+        self.cores: list[CoreSeries] = []
+        self.gils: dict[int, GilSeries] = {}
+        self.stacks: list[dict[str, Any]] = []
+        self.stack_times: list[int] = []
+        self.last_stack: dict[int, dict[str, Any]] = {}  # tid -> the thread's entry in its latest dump
+        self.output: list[dict[str, Any]] = []
+        self.output_seen = 0  # chunks ever received (the pane reads from here)
+        self.progress: dict[str, Any] | None = None
+        self.first_progress: dict[str, Any] | None = None
+        self.results: dict[str, Any] | None = None
+        self.stats: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.error: str | None = None  # the source failed: why
+        self.version = 0  # bumped on every change
+        self.max_thread_ticks = max_thread_ticks
+        self._thread_ticks = 0
+        self._core_acc: list[int] = []  # exact target on-CPU us per core since the last load reading
+        self._core_read_at = 0  # global index after the last load reading
+        self.cores_known_t = 0  # cores' other-process share is known up to this time
+        self.t_first = None
+        self._ranges: dict[tuple[int, int], tuple[int, int]] = {}  # finished cells' tick ranges
+        self._memo: dict[tuple, tuple[bytes, int]] = {}  # a thread tick's fields -> (record, code)
+
+    # ----------------------------------------------------------------- ingest
+    def add(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("k")
+        self.version += 1
+        if kind == "tick":
+            self.add_tick_raw(rec["t"], rec["dt"], rec["th"], rec["g"], rec["c"])
+        elif kind == "thread":
+            self._thread_record(rec)
+        elif kind == "stack":
+            self._stack_record(rec)
+        elif kind == "out":
+            self.output.append(rec)
+            self.output_seen += 1
+            if len(self.output) > MAX_OUTPUT_CHUNKS:
+                del self.output[: MAX_OUTPUT_CHUNKS // 4]
+        elif kind == "progress":
+            if self.first_progress is None:
+                self.first_progress = rec
+            self.progress = rec
+            if "result" in rec:
+                self.results = rec["result"]
+        elif kind == "stats":
+            self.stats = rec
+        elif kind == "proc":
+            self.processes[rec["pid"]] = rec
+        elif kind == "proc_end":
+            self.proc_ended[rec["pid"]] = rec.get("t", 0)
+        elif kind == "header":
+            self.header = rec
+            n = rec.get("cpus") or 0
+            self._ensure_cores(n)
+        elif kind == "end":
+            self.end = rec
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        for rec in records:
+            self.add(rec)
+
+    def _thread_record(self, rec: dict[str, Any]) -> None:
+        tid = rec["tid"]
+        s = self.threads.get(tid)
+        if s is not None and (s.pid is None or s.pid == rec.get("pid")):
+            s.pid = rec.get("pid")
+            if rec.get("name"):
+                s.name = rec["name"]
+            return
+        self._new_thread(tid, rec.get("pid"), rec.get("name") or str(tid))
+
+    def _new_thread(self, tid: int, pid: int | None, name: str) -> ThreadSeries:
+        s = ThreadSeries(tid, pid, name, len(self.order), self.base + len(self.times))
+        self.threads[tid] = s
+        self.order.append(s)
+        return s
+
+    def _stack_record(self, rec: dict[str, Any]) -> None:
+        self.stacks.append(rec)
+        self.stack_times.append(rec.get("t", 0))
+        for th in rec.get("threads", ()):
+            self.last_stack[th["tid"]] = th
+        if len(self.stacks) > MAX_STACKS:
+            cut = MAX_STACKS // 4
+            del self.stacks[:cut]
+            del self.stack_times[:cut]
+
+    def _ensure_cores(self, n: int) -> None:
+        g = self.base + len(self.times)
+        while len(self.cores) < n:
+            self.cores.append(CoreSeries(len(self.cores), g))
+            self._core_acc.append(0)
+
+    def add_tick(self, tick: Tick) -> None:
+        self.add_tick_raw(tick.t, tick.dt, tick.threads, tick.gils, tick.core_busy)
+
+    def add_tick_raw(self, t: int, dt: int, rows: Iterable, gils: Iterable, core_busy: list[int]) -> None:
+        """One tick, its threads as ThreadTick or the same fields in a list (as recorded)."""
+        g = self.base + len(self.times)  # this tick's global index
+        dt = dt if dt > 0 else 1
+        if self.t_first is None:
+            self.t_first = t - dt
+        self.times.append(t)
+        self.mids.append(t - dt // 2)
+        self.dts.append(dt)
+        threads = self.threads
+        ncores = len(self.cores)
+        core_on = [0] * ncores
+        core_top = [0] * ncores
+        core_top_on = [0] * ncores
+        hold: dict[int, tuple[int, int]] = {}
+        acc = self._core_acc
+        n_threads = 0
+        memo = self._memo
+        if len(memo) > 20_000:
+            memo.clear()
+        for th in rows:
+            n_threads += 1
+            s = threads.get(th[0])
+            if s is None:
+                s = self._new_thread(th[0], None, str(th[0]))
+                s.first_t = t - dt
+                s.start = g
+            elif not s.data:
+                s.first_t = t - dt
+                s.start = g
+            codes = s.codes
+            if len(codes) < g - s.start:  # missing from some ticks: gone there
+                for _ in range(len(codes), g - s.start):
+                    s.data += bytes(REC)
+                    codes.append(GONE)
+                    s.close_block()
+            key = (dt, *th[1:])
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = _quantize(th, dt)
+            s.data += hit[0]
+            codes.append(hit[1])
+            if len(codes) % BLOCK == 0:
+                s.close_block()
+            s.last_t = t
+            on = th[11]
+            if on > 0:
+                cpu = th[1]
+                if cpu >= 0:
+                    if cpu >= ncores:
+                        self._ensure_cores(cpu + 1)
+                        grow = len(self.cores) - ncores
+                        core_on += [0] * grow
+                        core_top += [0] * grow
+                        core_top_on += [0] * grow
+                        ncores = len(self.cores)
+                    core_on[cpu] += on
+                    acc[cpu] += on
+                    if on > core_top_on[cpu]:
+                        core_top_on[cpu] = on
+                        core_top[cpu] = s.serial + 1
+            held = th[10]
+            if held > 0 and s.pid is not None:
+                best = hold.get(s.pid)
+                if best is None or held > best[0]:
+                    hold[s.pid] = (held, s.serial + 1)
+        self._thread_ticks += n_threads
+        for cpu, core in enumerate(self.cores):
+            core.top.append(core_top[cpu])
+            on = core_top_on[cpu]
+            core.top_q.append(on * Q // dt if on < dt else Q)
+            on = core_on[cpu]
+            core.target_q.append(on * Q // dt if on < dt else Q)
+            core.other_q.append(0)
+        for gt in gils:
+            pid, samples, held_n, contended, switches = gt
+            gs = self.gils.get(pid)
+            if gs is None:
+                gs = self.gils[pid] = GilSeries(pid, g)
+            missing = g - gs.start - gs.ticks
+            for _ in range(missing):
+                gs.counts.extend((0, 0, 0, 0))
+                gs.holder.append(0)
+                gs.holder_q.append(0)
+            gs.counts.extend((min(samples, 65535), min(held_n, 65535), min(contended, 65535), min(switches, 65535)))
+            h = hold.get(pid)
+            if h is None:
+                gs.holder.append(0)
+                gs.holder_q.append(0)
+            else:
+                gs.holder.append(h[1])
+                gs.holder_q.append(h[0] * Q // dt if h[0] < dt else Q)
+        if core_busy:
+            self._core_reading(core_busy, g)
+        if self._thread_ticks > self.max_thread_ticks:
+            self.forget_oldest()
+
+    def _core_reading(self, busy: list[int], g: int) -> None:
+        """Per-core busy time since the last reading: what the target did not use was others'."""
+        self._ensure_cores(len(busy))
+        lo = self._core_read_at
+        hi = g + 1
+        i0, i1 = max(lo, self.base) - self.base, hi - self.base
+        span = sum(self.dts[i0:i1]) if i1 > i0 else 0
+        if lo > 0 and span > 0:  # the first reading is the baseline
+            for cpu, core in enumerate(self.cores):
+                b = busy[cpu] if cpu < len(busy) else 0
+                other = max(0, b - self._core_acc[cpu])
+                q = other * Q // span if other < span else Q
+                a, z = max(lo, core.start) - core.start, hi - core.start
+                if z > a:
+                    core.other_q[a:z] = bytes((q,)) * (z - a)
+        self._core_acc = [0] * len(self.cores)
+        self._core_read_at = hi
+        self.cores_known_t = self.times[-1]
+
+    def forget_oldest(self) -> None:
+        """Lets go of the oldest quarter of the history (memory is bounded)."""
+        n = len(self.times)
+        cut = (n // 4) // BLOCK * BLOCK
+        if cut <= 0:
+            return
+        new_base = self.base + cut
+        self._ranges.clear()
+        del self.times[:cut]
+        del self.mids[:cut]
+        del self.dts[:cut]
+        self.base = new_base
+        total = 0
+        for s in self.order:
+            drop = (new_base - s.start) // BLOCK * BLOCK
+            drop = min(drop, s.ticks // BLOCK * BLOCK)
+            if drop > 0:
+                del s.data[: drop * REC]
+                del s.codes[:drop]
+                k = drop // BLOCK
+                sub = s.prefix[k - 1]
+                s.prefix = [[a - b for a, b in zip(p, sub)] for p in s.prefix[k:]]
+                s.start += drop
+            s.cache.clear()
+            total += s.ticks
+        self._thread_ticks = total
+        for core in self.cores:
+            drop = new_base - core.start
+            if drop > 0:
+                del core.top[:drop]
+                del core.top_q[:drop]
+                del core.target_q[:drop]
+                del core.other_q[:drop]
+                core.start = new_base
+            core.cache.clear()
+        for gs in self.gils.values():
+            drop = new_base - gs.start
+            if drop > 0:
+                del gs.counts[: drop * 4]
+                del gs.holder[:drop]
+                del gs.holder_q[:drop]
+                gs.start += drop
+            gs.cache.clear()
+
+    # ----------------------------------------------------------------- time
+    @property
+    def t_last(self) -> int:
+        return self.times[-1] if self.times else 0
+
+    @property
+    def t_start(self) -> int:
+        """The earliest time still held."""
+        if not self.times:
+            return 0
+        return self.times[0] - self.dts[0]
+
+    @property
+    def ended(self) -> bool:
+        return self.end is not None or self.error is not None
+
+    def tick_rate(self, window_us: int = 1_000_000) -> float:
+        """Ticks per second achieved over the last second of data."""
+        n = len(self.times)
+        if n < 2:
+            return 0.0
+        t1 = self.times[-1]
+        i = bisect.bisect_left(self.times, t1 - window_us)
+        i = min(i, n - 2)
+        span = t1 - self.times[i]
+        return (n - 1 - i) / (span / 1e6) if span > 0 else 0.0
+
+    def cell_range(self, zoom: int, c: int) -> tuple[int, int]:
+        """Global tick indices [a, b) that make cell c at this zoom."""
+        key = (zoom, c)
+        hit = self._ranges.get(key)
+        if hit is not None:
+            return hit
+        found = self._cell_range(zoom, c)
+        if self.finished(zoom, c):
+            if len(self._ranges) > 200_000:
+                self._ranges.clear()
+            self._ranges[key] = found
+        return found
+
+    def _cell_range(self, zoom: int, c: int) -> tuple[int, int]:
+        lo = c * zoom
+        mids = self.mids
+        a = bisect.bisect_left(mids, lo)
+        b = bisect.bisect_left(mids, lo + zoom, a)
+        if a == b:  # cells finer than ticks: the tick covering the cell's middle
+            m = lo + zoom // 2
+            j = bisect.bisect_left(self.times, m)
+            if j < len(self.times) and self.times[j] - self.dts[j] <= m:
+                return self.base + j, self.base + j + 1
+        return self.base + a, self.base + b
+
+    def finished(self, zoom: int, c: int, known_t: int | None = None) -> bool:
+        """True when no later tick can change cell c."""
+        if self.ended:
+            return True
+        limit = self.t_last if known_t is None else min(known_t, self.t_last)
+        return (c + 1) * zoom <= limit
+
+    def _cells(self, cache: dict, zoom: int, c0: int, c1: int, compute, known_t: int | None = None) -> list:
+        """Cells c0..c1 inclusive, finished ones from the cache."""
+        entry = cache.get(zoom)
+        if entry is None or c0 < entry[0] or c0 > entry[0] + len(entry[1]):
+            entry = cache[zoom] = [c0, []]
+        first, cells = entry
+        out = []
+        c = c0
+        have_to = first + len(cells)
+        if c0 < have_to:
+            out.extend(cells[c0 - first : min(c1 + 1, have_to) - first])
+            c = min(c1 + 1, have_to)
+        while c <= c1:
+            value = compute(c)
+            if c == first + len(cells) and self.finished(zoom, c, known_t):
+                cells.append(value)
+            out.append(value)
+            c += 1
+        if len(cells) > CACHE_CELLS:
+            cut = len(cells) - CACHE_CELLS // 2
+            del cells[:cut]
+            entry[0] = first + cut
+        return out
+
+    def clear_caches(self) -> None:
+        self._ranges.clear()
+        for s in self.order:
+            s.cache.clear()
+        for c in self.cores:
+            c.cache.clear()
+        for g in self.gils.values():
+            g.cache.clear()
+
+    # ----------------------------------------------------------------- lanes
+    def thread_cells(self, s: ThreadSeries, zoom: int, c0: int, c1: int) -> bytes:
+        """One code per cell: the state with most time, | HELD_BIT when it held the GIL half of it."""
+        first_c = (s.first_t // zoom) if s.data else None
+        last_c = s.last_t // zoom if s.data else None
+        codes = s.codes
+
+        def compute(c: int) -> int:
+            if first_c is None or c < first_c - 1 or c > last_c + 1:
+                return GONE
+            a, b = self.cell_range(zoom, c)
+            la, lb = max(0, a - s.start), min(b - s.start, len(codes))
+            if lb <= la:
+                return GONE
+            first = codes[la]
+            if lb - la == 1:
+                return first
+            if codes.count(first, la, lb) == lb - la:  # the same all along: no need to add up
+                return first
+            sums = s.sums(la, lb)
+            states = sums[:8]
+            best = max(states)
+            if not best:
+                return GONE
+            code = states.index(best)
+            present = sum(states)
+            return code | (HELD_BIT if sums[8] and sums[8] * 2 >= present else 0)
+
+        return bytes(self._cells(s.cache, zoom, c0, c1, compute))
+
+    def core_cells(self, core: CoreSeries, zoom: int, c0: int, c1: int) -> list[tuple[int, int]]:
+        """Per cell (kind, serial+1): which target thread had the core, or others, or idle."""
+
+        def compute(c: int) -> tuple[int, int]:
+            a, b = self.cell_range(zoom, c)
+            a, b = max(a, core.start) - core.start, b - core.start
+            n = b - a
+            if n <= 0:
+                return (IDLE, 0)
+            target = sum(core.target_q[a:b])
+            other = sum(core.other_q[a:b])
+            full = n * Q
+            if target * 5 >= full and target >= other:
+                if n == 1:
+                    serial = core.top[a]
+                else:
+                    weights: dict[int, int] = {}
+                    tops, tq = core.top, core.top_q
+                    for i in range(a, b):
+                        t = tops[i]
+                        if t:
+                            weights[t] = weights.get(t, 0) + tq[i]
+                    serial = max(weights, key=weights.__getitem__) if weights else 0
+                return (OCCUPIED if target * 2 >= full else PARTLY, serial)
+            if other * 4 >= full:
+                return (OTHERS, 0)
+            return (IDLE, 0)
+
+        return self._cells(core.cache, zoom, c0, c1, compute, known_t=self.cores_known_t)
+
+    def gil_cells(self, gs: GilSeries, zoom: int, c0: int, c1: int) -> list[tuple]:
+        """Per cell (kind, serial+1, held, contended, switches per s) for one process's GIL."""
+
+        def compute(c: int) -> tuple:
+            a, b = self.cell_range(zoom, c)
+            dur = sum(self.dts[max(a, self.base) - self.base : b - self.base]) if b > a else 0
+            a, b = max(a, gs.start) - gs.start, min(b - gs.start, gs.ticks)
+            if b <= a:
+                return (IDLE, 0, -1.0, -1.0, -1.0)
+            counts = gs.counts
+            samples = sum(counts[4 * a : 4 * b : 4])
+            held = sum(counts[4 * a + 1 : 4 * b : 4])
+            cont = sum(counts[4 * a + 2 : 4 * b : 4])
+            sw = sum(counts[4 * a + 3 : 4 * b : 4])
+            held_f = held / samples if samples else -1.0
+            cont_f = cont / samples if samples else -1.0
+            rate = sw / (dur / 1e6) if dur else -1.0
+            serial = 0
+            if b - a == 1:
+                serial = gs.holder[a]
+            else:
+                weights: dict[int, int] = {}
+                hs, hqs = gs.holder, gs.holder_q
+                for i in range(a, b):
+                    t = hs[i]
+                    if t:
+                        weights[t] = weights.get(t, 0) + hqs[i]
+                if weights:
+                    serial = max(weights, key=weights.__getitem__)
+            if held_f < 0:
+                kind = UNKNOWN
+            elif held_f >= 0.5:
+                kind = OCCUPIED if serial else UNKNOWN
+            elif held_f >= 0.15:
+                kind = PARTLY if serial else UNKNOWN
+            else:
+                kind = IDLE
+            return (kind, serial if kind in (OCCUPIED, PARTLY) else 0, held_f, cont_f, rate)
+
+        return self._cells(gs.cache, zoom, c0, c1, compute)
+
+    # ----------------------------------------------------------------- figures
+    def tick_index(self, t: int) -> int:
+        """Global index of the first tick ending at or after t (len if none)."""
+        return self.base + bisect.bisect_left(self.times, t)
+
+    def thread_stats(self, s: ThreadSeries, t0: int, t1: int) -> ThreadStats:
+        """Figures of one thread over (t0, t1], and its state at t1."""
+        a = self.tick_index(t0 + 1)
+        b = self.tick_index(t1)
+        b = min(b + 1, self.base + len(self.times))
+        la, lb = a - s.start, b - s.start
+        sums = s.sums(la, lb)
+        present = sum(sums[:8])
+        st = ThreadStats(s.tid, present / Q)
+        if present:
+            st.running = sums[0] / present
+            st.native = sums[1] / present
+            st.waiting = sums[2] / present
+            st.runnable = sums[3] / present
+            blocked = sums[4:8]
+            st.blocked = sum(blocked) / present
+            if st.blocked >= 0.005:
+                st.blocked_by = ("sleep", "io", "lock", "other")[blocked.index(max(blocked))]
+            st.held = sums[8] / present
+            i0, i1 = max(a, self.base) - self.base, b - self.base
+            avg_dt = sum(self.dts[i0:i1]) / max(1, i1 - i0)
+            st.cpu_s = sums[9] / Q * avg_dt / 1e6
+        last = min(lb, s.ticks) - 1
+        st.state = CODE_NAMES[s.code_at(last)] if last >= 0 and lb > 0 and b - 1 < s.start + s.ticks else "gone"
+        return st
+
+    def gil_stats(self, pid: int, t0: int, t1: int) -> dict[str, float] | None:
+        gs = self.gils.get(pid)
+        if gs is None:
+            return None
+        a = max(self.tick_index(t0 + 1), gs.start) - gs.start
+        b = min(self.tick_index(t1) + 1 - gs.start, gs.ticks)
+        if b <= a:
+            return None
+        counts = gs.counts
+        samples = sum(counts[4 * a : 4 * b : 4])
+        if not samples:
+            return None
+        i0, i1 = a + gs.start - self.base, b + gs.start - self.base
+        dur = sum(self.dts[max(0, i0) : i1])
+        return {
+            "held": sum(counts[4 * a + 1 : 4 * b : 4]) / samples,
+            "contended": sum(counts[4 * a + 2 : 4 * b : 4]) / samples,
+            "handoffs_per_s": sum(counts[4 * a + 3 : 4 * b : 4]) / (dur / 1e6) if dur else 0.0,
+            "samples_per_s": samples / (dur / 1e6) if dur else 0.0,
+        }
+
+    def stack_at(self, tid: int, t: int) -> tuple[int, dict[str, Any]] | None:
+        """The thread's entry in the latest stack dump at or before t (else the first after)."""
+        i = bisect.bisect_right(self.stack_times, t)
+        for j in itertools.chain(range(i - 1, -1, -1), range(i, len(self.stacks))):
+            for th in self.stacks[j].get("threads", ()):
+                if th["tid"] == tid:
+                    return self.stacks[j].get("t", 0), th
+            if abs(self.stack_times[j] - t) > 30_000_000:
+                break
+        return None
+
+    def line_at(self, tid: int, t: int) -> str:
+        found = self.stack_at(tid, t)
+        return found[1].get("line", "") if found else ""
+
+    @property
+    def root_pid(self) -> int | None:
+        return self.header.get("pid")
+
+    def gil_status(self, pid: int | None = None) -> str | None:
+        proc = self.processes.get(pid if pid is not None else self.root_pid)
+        return proc.get("gil") if proc else None
+
+    def describe_end(self) -> str | None:
+        if self.error:
+            return self.error
+        if self.end is None:
+            return None
+        how = END_REASONS.get(self.end.get("reason"), self.end.get("reason") or "ended")
+        code = self.end.get("exit_code")
+        if code not in (None, 0):
+            how += f", exit status {code}"
+        return how
+
+
+# Thread ticks with field names, for tests and synthetic feeds
+def make_thread_tick(tid: int, dt: int, state: str = "running", cpu: int = 0, held: int | None = None,
+                     oncpu: int | None = None) -> ThreadTick:
+    values = dict.fromkeys(("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other"), 0)
+    values[state] = dt
+    if held is None:
+        held = dt if state == "running" else 0
+    if oncpu is None:
+        oncpu = dt if state in ("running", "native") else 0
+    return ThreadTick(tid, cpu, values["running"], values["native"], values["waiting"], values["runnable"],
+                      values["sleep"], values["io"], values["lock"], values["other"], held, oncpu)
+
+
+__all__ = [
+    "History", "ThreadSeries", "ThreadStats", "Tick", "ZOOMS", "DEFAULT_ZOOM", "CODE_NAMES",
+    "HELD_BIT", "STATE_MASK", "fmt_duration", "fmt_zoom", "make_thread_tick",
+]
+
+
+def core_share(model: History, core: CoreSeries, t0: int, t1: int) -> tuple[float, float]:
+    """The target's and other processes' shares of one core over (t0, t1]."""
+    a = max(model.tick_index(t0 + 1), core.start) - core.start
+    b = min(model.tick_index(t1) + 1, model.base + len(model.times)) - core.start
+    if b <= a:
+        return 0.0, 0.0
+    full = (b - a) * Q
+    return sum(core.target_q[a:b]) / full, sum(core.other_q[a:b]) / full

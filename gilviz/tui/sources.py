@@ -1,0 +1,224 @@
+"""Where the live view's records come from: a sampler process, or a recording.
+
+Both have one interface (memray's injected reader): `run(emit)` blocks in a worker thread
+and calls `emit(record)` for every record until the stream ends or `stop()` is called;
+`fresh()` returns the same source from its beginning (restart). No Textual here.
+
+`Feed` is the hand-over between the reading thread and the app: records pile up under a
+lock and the app takes them all at once, so the app never falls behind the stream however
+slow a frame is, and the reader never waits for the screen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from ..errors import UserError
+from ..recording import iter_records
+
+Emit = Callable[[dict[str, Any]], None]
+BATCH_S = 0.015  # a replay hands over what falls due within this, at once
+
+
+class Feed:
+    """Records handed from a reader thread to the app; `wake` is called once per pile."""
+
+    def __init__(self, wake: Callable[[], None] | None = None):
+        self._lock = threading.Lock()
+        self._items: list[dict[str, Any]] = []
+        self._woken = False
+        self.generation = 0
+        self.wake = wake
+
+    def push(self, generation: int, rec: dict[str, Any]) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # from a source that was replaced
+            self._items.append(rec)
+            wake = not self._woken
+            self._woken = True
+        if wake and self.wake is not None:
+            self.wake()
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            items, self._items = self._items, []
+            self._woken = False
+        return items
+
+    def next_generation(self) -> int:
+        with self._lock:
+            self.generation += 1
+            self._items = []
+            self._woken = False
+            return self.generation
+
+
+class Source:
+    kind = "source"
+    label = ""
+    scenario: str | None = None
+
+    def run(self, emit: Emit) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        pass
+
+    def set_paused(self, paused: bool) -> None:
+        pass
+
+    def fresh(self) -> "Source":
+        return self
+
+
+class LiveSource(Source):
+    """A sampler in a process of its own (`gilviz _sample`), its records read from a pipe."""
+
+    kind = "live"
+
+    def __init__(self, target: list[str], options: list[str] | None = None, label: str | None = None,
+                 scenario: str | None = None, python: str = sys.executable):
+        self.target = list(target)
+        self.options = list(options or [])
+        self.label = label or " ".join(self.target) or "default scenario"
+        self.scenario = scenario
+        self.python = python
+        self._proc: subprocess.Popen | None = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.python, "-m", "gilviz", "_sample", *self.options, *self.target]
+
+    def run(self, emit: Emit) -> None:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            try:
+                self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, env=env, start_new_session=True)
+            except OSError as e:
+                raise UserError(f"cannot start the sampler: {e.strerror}") from None
+        proc = self._proc
+        assert proc.stdout is not None and proc.stderr is not None
+        errors: list[bytes] = []
+        pump = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True,
+                                name="gilviz-sampler-stderr")
+        pump.start()
+        saw_end = False
+        try:
+            for rec in iter_records(proc.stdout):
+                if rec.get("k") == "end":
+                    saw_end = True
+                emit(rec)
+        except UserError:
+            pass  # no header: the sampler failed before it began; its stderr says why
+        finally:
+            proc.stdout.close()
+            rc = proc.wait()
+            pump.join(timeout=2)
+        if not saw_end and not self._stopped.is_set():
+            text = b"".join(errors).decode(errors="replace").strip()
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            message = lines[-1] if lines else f"the sampler ended with status {rc}"
+            if message.startswith("gilviz: "):
+                message = message[len("gilviz: "):]
+            raise UserError(message)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)  # it ends and reaps its workload
+            except ProcessLookupError:
+                pass
+
+    def wait_stopped(self, timeout: float = 5.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(2)
+
+    def fresh(self) -> "LiveSource":
+        return LiveSource(self.target, self.options, self.label, self.scenario, self.python)
+
+
+class ReplaySource(Source):
+    """A recording played back at `speed` times real time (0: all at once)."""
+
+    kind = "replay"
+
+    def __init__(self, path: str, speed: float = 1.0, records: list[dict[str, Any]] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.speed = speed
+        self.label = os.path.basename(path)
+        self._records = records
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._clock = clock
+        self.scenario = None
+
+    def run(self, emit: Emit) -> None:
+        records = self._records if self._records is not None else iter_records(self.path)
+        t0_data = None
+        t0_wall = self._clock()
+        for rec in records:
+            if self._stop.is_set():
+                return
+            if self.speed > 0 and rec.get("k") == "tick":
+                if t0_data is None:
+                    t0_data = rec["t"]
+                    t0_wall = self._clock()
+                due = t0_wall + (rec["t"] - t0_data) / 1e6 / self.speed
+                while True:
+                    if not self._resume.is_set():
+                        paused_at = self._clock()
+                        self._resume.wait()
+                        t0_wall += self._clock() - paused_at
+                        due = t0_wall + (rec["t"] - t0_data) / 1e6 / self.speed
+                    if self._stop.is_set():
+                        return
+                    delay = due - self._clock()
+                    if delay <= BATCH_S:  # ticks due within a frame go together
+                        break
+                    self._stop.wait(min(delay, 0.05))
+            emit(rec)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._resume.set()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self._resume.clear()
+        else:
+            self._resume.set()
+
+    def fresh(self) -> "ReplaySource":
+        return ReplaySource(self.path, self.speed, self._records, self._clock)
+
+
+class RecordsSource(ReplaySource):
+    """Records already in memory (tests, benchmarks)."""
+
+    def __init__(self, records: list[dict[str, Any]], speed: float = 0.0, label: str = "records"):
+        super().__init__(label, speed, records)
+        self.label = label

@@ -1,0 +1,122 @@
+"""The commands that open the live view: run, attach, replay (called by gilviz.cli.main).
+
+Each checks its input before the screen opens (a bad target or file is one line on
+stderr and exit status 2, via UserError), then builds the app with the one factory the
+tests and the benchmark use too. Textual is imported only once the input is known good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .cli import _add_sampling_options, resolve_target, settings_from, split_target
+from .errors import UserError
+
+
+THEMES = {"dark": "gilviz-dark", "light": "gilviz-light", "contrast": "gilviz-contrast"}
+
+
+def _add_view_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", choices=sorted(THEMES), help="colours: dark (default), light, or contrast for projectors")
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    _add_sampling_options(p)
+    _add_view_options(p)
+    return p
+
+
+def _default_target() -> list[str]:
+    from .tui import catalog
+
+    name = catalog.default_name()
+    if name is None:
+        raise UserError("this install has no built-in scenarios; give a target, e.g. `gilviz run script.py`")
+    return [name]
+
+
+def _live(opts: list[str], target: list[str], prog: str) -> int:
+    p = _parser(prog, "The live view of a target: a scenario, script.py ARGS, -m MODULE, -c CODE or --pid PID.")
+    args = p.parse_args(opts)
+    settings_from(args)  # refuses bad numbers before the screen opens
+    if not target:
+        target = _default_target()
+    resolved = resolve_target(target, args.python)
+    command = resolved.get("command")
+    scenario = getattr(command, "scenario", None) if command is not None else None
+    label = getattr(command, "display", None) or " ".join(target)
+
+    def check(new_target: list[str]) -> None:
+        resolve_target(new_target, args.python)
+
+    from .tui.sources import LiveSource
+
+    source = LiveSource(target, _sampling_options(opts), label=label, scenario=scenario)
+    return _open(source, args.theme, live_options=_sampling_options(opts), check_target=check)
+
+
+def _sampling_options(opts: list[str]) -> list[str]:
+    """The options to hand on to the sampler: all but the view's own."""
+    out, skip = [], False
+    for opt in opts:
+        if skip:
+            skip = False
+        elif opt == "--theme":
+            skip = True
+        elif not opt.startswith("--theme="):
+            out.append(opt)
+    return out
+
+
+def _open(source, theme: str | None, **options) -> int:
+    if not sys.stdin.isatty() or not (sys.stdout.isatty() or sys.stderr.isatty()):
+        # without a terminal Textual cannot read keys (and spins on the closed input)
+        raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
+    from .tui import make_app
+
+    app = make_app(source, theme_name=THEMES.get(theme or ""), **options)
+    try:
+        app.run()
+    finally:
+        app.source.stop()
+        wait: Callable[..., None] | None = getattr(app.source, "wait_stopped", None)
+        if wait is not None:
+            wait(5.0)  # the sampler ends its workload before we return
+    return app.return_code or 0
+
+
+def cmd_run(argv: list[str]) -> int:
+    opts, target = split_target(argv)
+    return _live(opts, target, "gilviz run")
+
+
+def cmd_attach(argv: list[str]) -> int:
+    opts, rest = split_target(argv)
+    if len(rest) != 1 or not rest[0].isdigit():
+        raise UserError("attach needs a process id, e.g. `gilviz attach 1234`")
+    return _live(opts, ["--pid", rest[0]], "gilviz attach")
+
+
+def cmd_replay(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="gilviz replay", description="The live view of a recording.")
+    p.add_argument("file")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="times real time (default 1); 0 loads the whole recording at once")
+    _add_view_options(p)
+    args = p.parse_args(argv)
+    if args.speed < 0:
+        raise UserError("--speed must be 0 or more")
+    from .recording import iter_records
+
+    records = iter_records(args.file)
+    next(records)  # the header: a missing or corrupt file is refused here
+    records.close()
+    from .tui.sources import ReplaySource
+
+    return _open(ReplaySource(args.file, speed=args.speed), args.theme)
+
+
+TUI_COMMANDS: dict[str, Callable[[list[str]], int]] = {"run": cmd_run, "attach": cmd_attach, "replay": cmd_replay}

@@ -1,0 +1,518 @@
+"""The live view: every key, the click, SVG snapshots, and one run on a real workload.
+
+The app is fed a small recording (tests/data/threads.gilviz: two spinning threads, a
+sleeper, one blocked on a lock, a hasher) replayed all at once, so nothing depends on
+timing: the snapshots are taken once the whole run is in, and the view's own CPU figure
+(a clock) is left out.
+
+Remake the fixture with the script in FIXTURE_SCRIPT:
+    cd /tmp && gilviz record -o threads.gilviz threads_demo.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from pathlib import Path
+
+import pytest
+
+from gilviz.errors import UserError
+from gilviz.tui.app import GilvizApp, make_app
+from gilviz.tui.screens import HelpScreen, PickScreen
+from gilviz.tui.sources import LiveSource, RecordsSource, ReplaySource
+from gilviz.tui.widgets import CoreLanes, ThreadLanes, ThreadTable
+
+FIXTURE = Path(__file__).parent / "data" / "threads.gilviz"
+
+WORKLOAD = """
+import threading, time
+
+def spin():
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        pass
+
+def sleep():
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        time.sleep(0.05)
+
+threads = [threading.Thread(target=spin, name="spinner"), threading.Thread(target=sleep, name="sleeper")]
+for t in threads:
+    t.start()
+print("working", flush=True)
+for t in threads:
+    t.join()
+"""
+
+
+def sync(test):
+    """Runs an async test in its own event loop (no asyncio plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def replay_app(tmp_path: Path | None = None, **options) -> GilvizApp:
+    options.setdefault("show_ui_cost", False)
+    if tmp_path is not None:
+        options.setdefault("screenshot_dir", str(tmp_path))
+    return make_app(ReplaySource(str(FIXTURE), speed=0), **options)
+
+
+async def loaded(pilot) -> None:
+    """Waits until the whole recording is in and painted."""
+    app = pilot.app
+    for _ in range(1500):
+        if app.model.ended:
+            break
+        await pilot.pause(0.02)
+    assert app.model.ended, "the replay did not finish"
+    app.refresh_now()
+    await pilot.pause()
+
+
+def tids(app: GilvizApp) -> dict[str, int]:
+    return {s.name: s.tid for s in app.model.order}
+
+
+# ------------------------------------------------------------------------ snapshots
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_snapshot_ended_run(snap_compare, size):
+    assert snap_compare(replay_app(), terminal_size=size, run_before=loaded)
+
+
+def test_snapshot_selected_thread_zoomed_in(snap_compare):
+    async def run_before(pilot):
+        await loaded(pilot)
+        app = pilot.app
+        app.select(tids(app)["spin-1"], None)
+        await pilot.press("plus", "left")
+        await pilot.pause()
+
+    assert snap_compare(replay_app(), terminal_size=(160, 48), run_before=run_before)
+
+
+def test_snapshot_projector_theme(snap_compare):
+    assert snap_compare(replay_app(theme_name="gilviz-contrast"), terminal_size=(80, 24), run_before=loaded)
+
+
+# ------------------------------------------------------------------------ the screen
+@sync
+async def test_shows_the_whole_run_and_how_it_ended():
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        names = {s.name for s in app.model.order}
+        assert {"spin-1", "spin-2", "sleeper", "blocked", "hasher"} <= names
+        header = str(app.query_one("#header").render())
+        assert "ENDED" in header and "the target exited" in header
+        assert "CPython 3.11" in header and "GIL on" in header and "switch 5 ms" in header
+        assert "ticks/s" in header and "sampler" in header
+        table = {row[0].name: row[1] for row in app.table_rows}
+        assert table["blocked"].blocked_by == "lock"
+        assert table["sleeper"].blocked_by == "sleep"
+        assert table["spin-1"].running > 0.2
+        lines = [app.query_one(ThreadLanes).render_line(y).text for y in range(len(app.rows))]
+        spin = next(line for line in lines if "spin-1" in line)
+        assert "█" in spin and "░" in spin  # running and waiting for the GIL
+        blocked = next(line for line in lines if "blocked" in line)
+        assert "#" in blocked
+        output = app.query_one("#output")
+        assert "releasing the lock" in "\n".join(output.lines)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36), (250, 70)])
+@sync
+async def test_fits_and_redraws_on_resize(size):
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await pilot.resize_terminal(*size)
+        await pilot.pause()
+        await pilot.pause()
+        app.refresh_now()
+        await pilot.pause()
+        width = size[0]
+        assert app.lane_cells == width - app.gutter_width - 2
+        for name in ("#cores", "#gil", "#axis", "#threads"):
+            painter = app.query_one(name)
+            assert painter.render_line(0).cell_length == width
+
+
+@sync
+async def test_hundreds_of_threads_scroll():
+    records = [{"k": "header", "format": 1, "command": "many", "cpus": 2, "pid": 1, "python_version": "3.12.0"},
+               {"k": "proc", "t": 0, "pid": 1, "ppid": 0, "command": "python many.py", "python": "3.12.0",
+                "gil": "located", "switch_interval_us": 5000}]
+    records += [{"k": "thread", "t": 0, "tid": 10 + i, "pid": 1, "name": f"w{i}"} for i in range(300)]
+    for n in range(50):
+        rows = [[10 + i, i % 2, 0, 0, 0, 0, 5000, 0, 0, 0, 0, 0] for i in range(300)]
+        records.append({"k": "tick", "t": (n + 1) * 5000, "dt": 5000, "th": rows, "g": [[1, 10, 0, 0, 0]], "c": []})
+    records.append({"k": "end", "t": 250_000, "reason": "stopped", "exit_code": None})
+    app = make_app(RecordsSource(records), show_ui_cost=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        lanes = app.query_one(ThreadLanes)
+        assert len(app.rows) == 301 and lanes.virtual_size.height == 301
+        assert lanes.max_scroll_y > 0
+        await pilot.press("end")
+        for _ in range(3):
+            await pilot.press("up")
+        assert app.view.selected == 10 + 297  # the last rows, scrolled into view
+        assert lanes.scroll_offset.y > 0
+
+
+@sync
+async def test_free_threaded_build_has_no_gil_to_draw():
+    records = [{"k": "header", "format": 1, "command": "ft", "cpus": 2, "pid": 1, "python_version": "3.13.0t",
+                "gil_enabled": False},
+               {"k": "proc", "t": 0, "pid": 1, "ppid": 0, "command": "python3.13t ft.py", "python": "3.13.0t",
+                "gil": "no GIL", "switch_interval_us": None},
+               {"k": "thread", "t": 0, "tid": 2, "pid": 1, "name": "worker"}]
+    for n in range(20):
+        records.append({"k": "tick", "t": (n + 1) * 5000, "dt": 5000, "c": [], "g": [],
+                        "th": [[2, n % 2, 5000, 0, 0, 0, 0, 0, 0, 0, 0, 5000]]})
+    records.append({"k": "end", "t": 100_000, "reason": "exited", "exit_code": 0})
+    app = make_app(RecordsSource(records), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert "GIL off (free-threaded)" in str(app.query_one("#header").render())
+        assert "no GIL: a free-threaded build" in app.query_one("#gil").render_line(0).text
+        assert app.table_rows[0][1].running == 1.0
+
+
+# ------------------------------------------------------------------------ keys
+@sync
+async def test_pause_resume_and_scroll_back_through_history():
+    app = replay_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert not app.view.paused
+        await pilot.press("space")
+        assert app.view.paused and "PAUSED" not in ""  # ended runs still say ENDED
+        await pilot.press("space")
+        assert not app.view.paused and app.view.following
+        end = app.model.t_last
+        await pilot.press("left")
+        assert app.view.paused and app.view.end_t < end
+        first = app.view.end_t
+        await pilot.press("shift+left")
+        assert app.view.end_t < first
+        await pilot.press("right")
+        assert app.view.end_t > first - app.lane_cells * app.view.zoom
+        await pilot.press("home")
+        assert app.view.end_t == app.model.t_start + app.lane_cells * app.view.zoom or \
+            app.view.end_t == app.model.t_last  # the whole run fits already
+        await pilot.press("shift+right", "shift+right", "shift+right", "shift+right", "shift+right")
+        assert app.view.end_t == app.model.t_last
+        await pilot.press("f")
+        assert app.view.following and not app.view.paused
+
+
+@sync
+async def test_pause_freezes_a_replay():
+    app = make_app(ReplaySource(str(FIXTURE), speed=1.0), show_ui_cost=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(500):
+            if app.model.times:
+                break
+            await pilot.pause(0.02)
+        assert app.model.times and not app.model.ended
+        await pilot.press("space")
+        assert app.view.paused
+        await pilot.pause(0.5)
+        app._take()
+        n = len(app.model.times)
+        await pilot.pause(0.3)
+        app._take()
+        assert len(app.model.times) == n  # the replay waits
+        header = str(app.query_one("#header").render())
+        assert "PAUSED" in header
+        await pilot.press("space")
+        await pilot.pause(0.3)
+        app._take()
+        assert len(app.model.times) > n
+
+
+@sync
+async def test_zoom_in_and_out_from_1_ms_to_1_s():
+    app = replay_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert app.view.zoom == 10_000
+        await pilot.press("plus")
+        assert app.view.zoom == 5_000
+        for _ in range(5):
+            await pilot.press("plus")
+        assert app.view.zoom == 1_000
+        for _ in range(12):
+            await pilot.press("minus")
+        assert app.view.zoom == 1_000_000
+        axis = app.query_one("#axis").render_line(0).text
+        assert "1.0 s/cell" in axis
+        await pilot.press("0")
+        assert app.view.zoom == 20_000  # the finest zoom where the 1.6 s run fits 98 cells
+
+
+@sync
+async def test_select_with_keys_and_clear():
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await pilot.press("down")
+        first = app.table_rows[0][0].tid
+        assert app.view.selected == first
+        await pilot.press("down")
+        assert app.view.selected == app.table_rows[1][0].tid
+        await pilot.press("up")
+        assert app.view.selected == first
+        await pilot.press("escape")
+        assert app.view.selected is None
+
+
+@sync
+async def test_click_a_thread_highlights_it_and_shows_its_stack():
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        lanes = app.query_one(ThreadLanes)
+        index = next(i for i, r in enumerate(app.rows) if r.series is not None and r.series.name == "spin-1")
+        await pilot.click(ThreadLanes, offset=(app.gutter_width + 20, index))
+        await pilot.pause()
+        tid = tids(app)["spin-1"]
+        assert app.view.selected == tid
+        info = str(app.query_one("#info").render())
+        assert "spin-1" in info and "stack at" in info and "spin (threads_demo.py" in info
+        # highlighted in every lane: its gutter, its table row, and its cells on the cores
+        assert list(lanes.render_line(index))[1].style == lanes.pal.gutter_selected
+        table = app.query_one(ThreadTable)
+        row = next(i for i, r in enumerate(app.table_rows) if r[0].tid == tid)
+        assert list(table.render_line(row + 1 - table.scroll_offset.y))[1].style == table.pal.gutter_selected
+        core = app.query_one(CoreLanes)
+        styles = {seg.style for y in range(2) for seg in core.render_line(y)}
+        assert core.pal.selected in styles or core.pal.selected_letter in styles
+        assert app.selected_serial == app.model.threads[tid].serial
+        # click a core cell: selects the thread that ran there
+        core = app.query_one(CoreLanes)
+        c0, c1 = core.window()
+        cells = app.model.core_cells(app.model.cores[0], app.view.zoom, c0, c1)
+        x = next(i for i, (kind, serial) in enumerate(cells) if serial)
+        await pilot.click(CoreLanes, offset=(app.gutter_width + 1 + x, 0))
+        await pilot.pause()
+        assert app.view.selected == app.model.order[cells[x][1] - 1].tid
+        # click a table row
+        await pilot.click(ThreadTable, offset=(5, 1))
+        await pilot.pause()
+        assert app.view.selected == app.table_rows[0][0].tid
+
+
+@sync
+async def test_sort_and_group():
+    app = replay_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert app.view.grouped and app.rows[0].kind == "proc"
+        await pilot.press("g")
+        assert not app.view.grouped and all(r.kind == "thread" for r in app.rows)
+        await pilot.press("g")
+        assert app.rows[0].kind == "proc"
+        seen = []
+        for _ in range(5):
+            await pilot.press("s")
+            seen.append(app.view.sort)
+            names = [r[0].name for r in app.table_rows]
+            if app.view.sort == "name":
+                assert names == sorted(names, key=str.lower)
+            if app.view.sort == "cpu":
+                cpu = [r[1].cpu_s for r in app.table_rows]
+                assert cpu == sorted(cpu, reverse=True)
+        assert seen == ["name", "cpu", "waiting", "state", "started"]
+
+
+@sync
+async def test_show_and_hide_panes():
+    app = replay_app(output_pane=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        for key, name in (("o", "#output"), ("c", "#cores"), ("i", "#gil"), ("d", "#bottom")):
+            before = app.query_one(name).display
+            await pilot.press(key)
+            assert app.query_one(name).display is not before, name
+            await pilot.press(key)
+            assert app.query_one(name).display is before, name
+
+
+@sync
+async def test_themes_cycle_and_no_color(monkeypatch):
+    app = replay_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        assert app.theme == "gilviz-dark"
+        await pilot.press("t")
+        assert app.theme == "gilviz-light"
+        await pilot.press("t")
+        assert app.theme == "gilviz-contrast"
+        await pilot.press("t")
+        assert app.theme == "gilviz-dark"
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = replay_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        assert app.no_color
+        svg = app.export_screenshot()
+        for glyph in ("█", "░", "·", "#"):
+            assert glyph in svg  # the states still differ by glyph
+
+
+@sync
+async def test_screenshot_help_palette_and_quit(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        shots = list(tmp_path.glob("*.svg"))
+        assert len(shots) == 1 and "<svg" in shots[0].read_text()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Pause / resume", "Zoom in", "Zoom out", "Follow", "Restart", "Pick scenario or target",
+                      "Sort threads", "Group / flat", "Show / hide output", "Save SVG screenshot", "Help", "Quit"):
+            assert title in titles
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+@sync
+async def test_restart_replays_from_the_start():
+    app = replay_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        first = app.model
+        await pilot.press("r")
+        assert app.model is not first
+        await loaded(pilot)
+        assert len(app.model.times) == len(first.times)
+
+
+@sync
+async def test_pick_another_target():
+    started = []
+    checked = []
+
+    def check(target):
+        checked.append(target)
+        if target == ["nope.py"]:
+            raise UserError("no script at nope.py; check the path")
+
+    def new_source(target, scenario):
+        started.append(target)
+        return ReplaySource(str(FIXTURE), speed=0)
+
+    app = replay_app(check_target=check, new_source=new_source)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, PickScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PickScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one("#pick-input").focus()
+        await pilot.press(*"nope.py", "enter")
+        for _ in range(50):
+            if checked:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause(0.1)
+        assert started == []  # refused, with the reason in a notification
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one("#pick-input").focus()
+        await pilot.press(*"demo.py 3", "enter")
+        for _ in range(100):
+            if started:
+                break
+            await pilot.pause(0.02)
+        assert started == [["demo.py", "3"]]
+        await loaded(pilot)
+
+
+@sync
+async def test_source_failure_is_shown():
+    class Broken(RecordsSource):
+        def run(self, emit):
+            raise UserError("no scenario or script named 'x'")
+
+    app = make_app(Broken([]), show_ui_cost=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        header = str(app.query_one("#header").render())
+        assert "ENDED" in header and "no scenario or script named 'x'" in header
+        assert "no scenario or script named 'x'" in app.query_one(ThreadLanes).render_line(0).text
+
+
+# ------------------------------------------------------------------------ live, end to end
+@sync
+async def test_live_app_on_a_real_workload(tmp_path):
+    """The real pipeline: a sampler process on a workload with a spinning and a sleeping thread."""
+    script = tmp_path / "work.py"
+    script.write_text(WORKLOAD)
+    source = LiveSource([str(script)], ["--stacks-rate", "2"])
+    app = make_app(source, show_ui_cost=False)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            deadline = time.monotonic() + 30
+            states: dict[str, set] = {}
+            spinner = sleeper = None
+
+            def good() -> bool:
+                return (spinner is not None and sleeper is not None and spinner[1].held > 0.5
+                        and sleeper[1].blocked_by == "sleep" and "sleep" in states.get("sleeper", ())
+                        and states.get("spinner", set()) & {"running", "runnable"} != set())
+
+            while time.monotonic() < deadline and not good():
+                await pilot.pause(0.1)
+                for s, st, _ in app.table_rows:
+                    states.setdefault(s.name, set()).add(st.state)
+                spinner = next((r for r in app.table_rows if r[0].name == "spinner"), None)
+                sleeper = next((r for r in app.table_rows if r[0].name == "sleeper"), None)
+            header = str(app.query_one("#header").render())
+            assert spinner is not None and sleeper is not None, f"threads seen: {sorted(states)}; {header}"
+            # the spinner is alone with the GIL: it holds it, and runs (or waits for a core on a busy machine)
+            assert spinner[1].held > 0.5, spinner[1]
+            assert spinner[1].blocked < 0.1 and states["spinner"] & {"running", "runnable"}, (spinner[1], states)
+            # the sleeper sleeps (each wake-up may wait for the GIL the spinner holds)
+            assert sleeper[1].blocked_by == "sleep" and "sleep" in states["sleeper"], (sleeper[1], states)
+            assert sleeper[1].running < 0.1 and sleeper[1].held < 0.1, sleeper[1]
+            lanes = app.query_one(ThreadLanes)
+            row = next(i for i, r in enumerate(app.rows) if r.series is not None and r.series.name == "sleeper")
+            assert "·" in lanes.render_line(row - lanes.scroll_offset.y).text
+            for _ in range(300):
+                if app.model.ended:
+                    break
+                await pilot.pause(0.1)
+            assert app.model.describe_end() == "the target exited"
+            app.refresh_now()
+            assert "ENDED" in str(app.query_one("#header").render())
+    finally:
+        source.stop()
+        source.wait_stopped(5)
