@@ -59,11 +59,12 @@ def under_pyspy(n: int, seconds: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each kind, interleaved (medians are printed)")
     ap.add_argument("--threads", type=int, nargs="+", default=[4, 64, 512])
     args = ap.parse_args()
-    print(f"{'threads':>7} {'ticks/s':>8} {'GIL/s':>7} {'sampler CPU':>11} {'gilviz ratio':>12} {'py-spy ratio':>12}")
+    print(f"{'threads':>7} {'ticks/s':>8} {'GIL/s':>7} {'sampler CPU':>11} {'gilviz ratio':>12} {'py-spy ratio':>12}"
+          f"  {'alone: spread of runs':>22}")
     for n in args.threads:
         base, gv, spy, ticks, gil, cpu = [], [], [], [], [], []
         for _ in range(args.repeat):
@@ -76,8 +77,10 @@ def main() -> None:
             spy.append(under_pyspy(n, args.seconds))
         b = statistics.median(base)
         print(f"{n:>7} {statistics.median(ticks):>8.0f} {statistics.median(gil):>7.0f} "
-              f"{statistics.median(cpu):>10.1%} {statistics.median(gv) / b:>12.3f} {statistics.median(spy) / b:>12.3f}",
-              flush=True)
+              f"{statistics.median(cpu):>10.1%} {statistics.median(gv) / b:>12.3f} {statistics.median(spy) / b:>12.3f}"
+              f"  {min(base) / b:>10.3f} .. {max(base) / b:.3f}", flush=True)
+    print("ratio: the workload's throughput with the sampler attached / alone (median of runs);"
+          " py-spy: `py-spy record -r 100` (it pauses the target for each sample)")
 
 
 if __name__ == "__main__":
