@@ -17,6 +17,7 @@ since says otherwise; else native. py-spy runs beside the loop, in its own threa
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import re
 import threading
@@ -41,7 +42,10 @@ LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
 GIL_HZ_START = 2000
 ADAPT_EVERY_NS = 500_000_000
+YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
+# GIL overhead comes in short runs on a CPU; C code that released the GIL, in long ones
+SPIN_RUN_US = 300
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 
 
@@ -55,6 +59,7 @@ class _ThreadMemory:
     name: str = ""
     pending_on: int = 0  # us reported by schedstat and not yet placed in a tick (< 0: placed ahead)
     pending_rq: int = 0
+    slices: int = 0  # schedstat's count of times on a CPU, at the last reading
 
 
 @dataclass
@@ -68,13 +73,13 @@ class _Process:
     samples: int = 0
     held: int = 0
     contended: int = 0
-    waiters_sum: int = 0  # over this tick's samples: threads inside the GIL's condition wait
     holders: Counter = field(default_factory=Counter)
     switch_number: int | None = None
     last_switch_number: int | None = None
     switch_interval_us: int | None = None
     ppid: int = 0
     command: str = ""
+    born: float = 0.0  # when the sampler first saw it (monotonic s)
 
     def gil_state(self) -> str:
         if self.python is None:
@@ -126,20 +131,20 @@ class Sampler:
         self._stop_stacks = threading.Event()
         pyspy_exe = find_pyspy() if stacks_hz > 0 else None
         self.pyspy = PySpy(pyspy_exe) if pyspy_exe else None
-        self.add_process(root_pid, ppid=0)
+        self.add_process(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
 
     # ----------------------------------------------------------------- processes
-    def add_process(self, pid: int, ppid: int) -> None:
+    def add_process(self, pid: int, ppid: int, wait_for_python_s: float = 0.0) -> None:
         python = inspect(pid)
-        gil = None
-        if python is not None:
-            try:
-                gil = GilProbe(python, self.gil_reenabled)
-            except OSError:
-                gil = None
+        deadline = time.monotonic() + wait_for_python_s
+        while python is None and time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.005)  # just exec'd: the loader may not have mapped libpython yet
+            python = inspect(pid)
+        gil = self._gil_probe(python)
         proc = _Process(pid, ThreadProbe(pid), python, gil)
+        proc.born = time.monotonic()
         try:
             baseline, _ = proc.probe.read()
         except ProcessLookupError:
@@ -155,9 +160,29 @@ class Sampler:
         self._emit_process(proc)
         for r in baseline:
             mem = self._new_thread(proc, r.tid)
-            mem.on_ns, mem.runq_ns = r.on_ns, r.runq_ns
+            mem.on_ns, mem.runq_ns, mem.slices = r.on_ns, r.runq_ns, r.slices
             mem.call = classify_syscall(r.syscall, gil.gil_ranges if gil else ())
             proc.tids.add(r.tid)
+
+    def _gil_probe(self, python: PythonProcess | None) -> GilProbe | None:
+        if python is None:
+            return None
+        try:
+            return GilProbe(python, self.gil_reenabled)
+        except OSError:
+            return None
+
+    def _recheck_young_processes(self) -> None:
+        """A process seen in its first moments may turn out to be Python (spawned children)."""
+        now = time.monotonic()
+        for proc in self.processes.values():
+            if proc.python is None and now - proc.born < YOUNG_PROCESS_S:
+                proc.python = inspect(proc.pid)
+                if proc.python is not None:
+                    proc.gil = self._gil_probe(proc.python)
+                    if proc.gil is not None:
+                        proc.switch_interval_us = proc.gil.switch_interval_us()
+                    self._emit_process(proc)
 
     def _emit_process(self, proc: _Process) -> None:
         self.sink({
@@ -189,7 +214,13 @@ class Sampler:
 
     def _refresh_gils(self) -> None:
         """sys.setswitchinterval may change the interval at any time; subinterpreters come and go."""
+        now = time.monotonic()
         for proc in self.processes.values():
+            if proc.gil is not None and proc.gil.address is None and now - proc.born < YOUNG_PROCESS_S:
+                proc.gil.locate()  # seen before Py_Initialize had made its GIL
+                if proc.gil.address is not None:
+                    proc.switch_interval_us = proc.gil.switch_interval_us()
+                    self._emit_process(proc)
             if proc.gil is not None and proc.gil.address is not None:
                 if proc.gil.find_interpreter_gils():
                     self.sink({"k": "interpreters", "t": self._now_us(), "pid": proc.pid,
@@ -254,6 +285,7 @@ class Sampler:
                         break
                     if now >= next_children:
                         self._refresh_children()
+                        self._recheck_young_processes()
                         self._refresh_gils()
                         next_children = now + REFRESH_EVERY_NS
                     if now >= next_adapt:
@@ -309,7 +341,6 @@ class Sampler:
                 proc.holders[holder] += 1
             if waiters:
                 proc.contended += 1
-                proc.waiters_sum += waiters
             proc.switch_number = switch
             if gil.interpreter_gils:
                 try:
@@ -350,8 +381,6 @@ class Sampler:
                     mem = self._new_thread(proc, r.tid)
                 proc.tids.add(r.tid)
                 ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_ranges))
-            if proc.waiters_sum:
-                ticks = _count_gil_waiters(ticks, proc.waiters_sum * dt // proc.samples)
             threads.extend(ticks)
             if gil is not None and gil.status == "located":
                 switches = 0
@@ -360,7 +389,7 @@ class Sampler:
                         switches = max(0, proc.switch_number - proc.last_switch_number)
                     proc.last_switch_number = proc.switch_number
                 gils.append(GilTick(pid, proc.samples, proc.held, proc.contended, switches))
-            proc.samples = proc.held = proc.contended = proc.waiters_sum = 0
+            proc.samples = proc.held = proc.contended = 0
             proc.holders.clear()
         self.stats.ticks += 1
         tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
@@ -394,7 +423,8 @@ class Sampler:
         else:
             rep_on, rep_rq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
         before = mem.call
-        mem.on_ns, mem.runq_ns, mem.call = r.on_ns, r.runq_ns, call
+        slices = r.slices - mem.slices if mem.slices else 1  # times it was put on a CPU this tick
+        mem.on_ns, mem.runq_ns, mem.call, mem.slices = r.on_ns, r.runq_ns, call, r.slices
         on, runq = self._place_cpu_time(mem, rep_on, rep_rq, dt,
                                         busy=r.state == "R" and call == "running" and before == "running")
         off = dt - on - runq
@@ -405,9 +435,13 @@ class Sampler:
         if gil_state == "located":
             running = min(on, held)
             spin = on - running
+            # Time on a CPU without the GIL next to a GIL wait is GIL overhead when it came in
+            # short runs (waking from the timed wait, asking for a drop, sleeping again); in
+            # long runs it is C code that released the GIL (a hash) before queueing for it.
+            short_runs = spin < SPIN_RUN_US * max(1, slices)
             saw_gil_wait = call == "gil" or before == "gil"
-            if saw_gil_wait or (
-                    mem.spinning_for_gil and call == "running" and before == "running" and held == 0):
+            if short_runs and (saw_gil_wait or (
+                    mem.spinning_for_gil and call == "running" and before == "running" and held == 0)):
                 waiting += spin
                 mem.spinning_for_gil = spin > 0 or saw_gil_wait
             else:
@@ -522,29 +556,6 @@ class Sampler:
 
 def sampler_overhead(stats: SamplerStats) -> float:
     return stats.cpu_s / stats.wall_s if stats.wall_s else 0.0
-
-
-def _count_gil_waiters(ticks: list[ThreadTick], waiting_us: int) -> list[ThreadTick]:
-    """Makes the process's waiting add up to what the GIL itself counted.
-
-    The GIL probe counts the threads inside the GIL's condition wait at every sample:
-    waiting_us is that count integrated over the tick. Waiting that the syscall
-    evidence missed (a thread woken, on a CPU, fighting for the mutex or re-checking
-    the GIL between two reads) sits in native time, which is on a CPU without the GIL;
-    move the shortfall from native to waiting, in proportion to each thread's native time.
-    """
-    shortfall = waiting_us - sum(th.waiting for th in ticks)
-    native = sum(th.native for th in ticks)
-    if shortfall <= 0 or native <= 0:
-        return ticks
-    moved = min(shortfall, native)
-    out = []
-    for th in ticks:
-        if th.native:
-            take = th.native * moved // native
-            th = th._replace(native=th.native - take, waiting=th.waiting + take)
-        out.append(th)
-    return out
 
 
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")

@@ -57,6 +57,22 @@ for t in ts: t.start()
 for t in ts: t.join()
 """
 
+HASH_BESIDE_SPINNER = """
+import hashlib, threading, time
+buf = b"x" * (4 << 20)
+end = time.time() + 2.0
+def hash_loop():
+    while time.time() < end:
+        hashlib.sha256(buf).digest()
+def spin():
+    x = 0
+    while time.time() < end:
+        x += 1
+ts = [threading.Thread(target=hash_loop, name="hash"), threading.Thread(target=spin, name="spin")]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
 POOL = """
 import multiprocessing, time
 def spin(seconds):
@@ -130,6 +146,21 @@ def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
     # and that they are then native on two different cores is the point
     assert both_on_cpu >= 10, (both_on_cpu, len(rec.ticks))
     assert both_native_apart > 0.8 * both_on_cpu, (both_native_apart, both_on_cpu)
+
+
+def test_hashing_beside_a_spinner_is_native_then_waits(tmp_path, python):
+    """The trap of DESIGN.md: a thread that hashes, then queues for the GIL a spinner holds.
+
+    Its time on a CPU is the hashing (native); its time off a CPU is the wait for the GIL.
+    """
+    summary, _ = record_code(tmp_path, python, HASH_BESIDE_SPINNER)
+    (hasher,) = threads_named(summary, "hash")
+    (spinner,) = threads_named(summary, "spin")
+    on_cpu = hasher["cpu_s"] / hasher["lifetime_s"]
+    assert hasher["native"] > 0.15, hasher
+    assert abs(hasher["native"] - on_cpu) < 0.1, (hasher, on_cpu)
+    assert hasher["waiting"] > 0.3, hasher  # the convoy: each hash is followed by a wait
+    assert spinner["gil_held"] > 0.8 and spinner["native"] < 0.05, spinner
 
 
 def test_pool_processes_each_hold_their_own_gil_at_once(tmp_path, python):

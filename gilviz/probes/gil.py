@@ -94,8 +94,7 @@ class GilProbe:
         self._interpreters = InterpreterWalk()
         self.fd = os.open(f"/proc/{proc.pid}/mem", os.O_RDONLY)
         self.holders = HolderMap(self.fd, proc.version)
-        if not proc.free_threaded:
-            self._locate_by_shape()
+        self.locate()
 
     @property
     def runtime_range(self) -> tuple[int, int]:
@@ -133,7 +132,10 @@ class GilProbe:
                 holders.append(holder)
         return holders
 
-    def _locate_by_shape(self) -> None:
+    def locate(self) -> None:
+        """Looks for the GIL by its shape (again: a process caught early has none yet)."""
+        if self.address is not None or self.proc.free_threaded:
+            return
         start, end = self.runtime_range
         try:
             buf = os.pread(self.fd, end - start, start)
