@@ -45,7 +45,9 @@ ADAPT_EVERY_NS = 500_000_000
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 # GIL overhead comes in short runs on a CPU; C code that released the GIL, in long ones
-SPIN_RUN_US = 300
+SPIN_RUN_US = 150
+HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 ms
+PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 
 
@@ -60,6 +62,8 @@ class _ThreadMemory:
     pending_on: int = 0  # us reported by schedstat and not yet placed in a tick (< 0: placed ahead)
     pending_rq: int = 0
     slices: int = 0  # schedstat's count of times on a CPU, at the last reading
+    held_unmatched: int = 0  # GIL time of the last tick that found no CPU time reported beside it
+    held_share: float = 0.0  # moving average of the share of each tick it held the GIL
 
 
 @dataclass
@@ -71,6 +75,7 @@ class _Process:
     threads: dict[int, _ThreadMemory] = field(default_factory=dict)
     tids: set[int] = field(default_factory=set)
     samples: int = 0
+    samples_last: int = 0  # GIL samples in the tick being classified
     held: int = 0
     contended: int = 0
     holders: Counter = field(default_factory=Counter)
@@ -372,6 +377,7 @@ class Sampler:
                 proc.tids.discard(tid)
             tids = {r.tid for r in readings}
             held_by = self._held_by(proc, tids)
+            proc.samples_last = proc.samples
             gil_ranges = gil.gil_ranges if gil is not None else ()
             ticks: list[ThreadTick] = []
             for r in readings:
@@ -433,17 +439,25 @@ class Sampler:
         held = int(held_frac * dt)
         gil_state = proc.gil_state()
         if gil_state == "located":
-            running = min(on, held)
+            # schedstat may report a tick's CPU time a tick late, the GIL samples never do: GIL
+            # time that found no CPU time beside it is matched with the next tick's report
+            running = min(on, held + mem.held_unmatched)
+            mem.held_unmatched = min(MAX_PENDING_US, held - min(on, held))
             spin = on - running
-            # Time on a CPU without the GIL next to a GIL wait is GIL overhead when it came in
-            # short runs (waking from the timed wait, asking for a drop, sleeping again); in
-            # long runs it is C code that released the GIL (a hash) before queueing for it.
-            short_runs = spin < SPIN_RUN_US * max(1, slices)
-            saw_gil_wait = call == "gil" or before == "gil"
-            if short_runs and (saw_gil_wait or (
-                    mem.spinning_for_gil and call == "running" and before == "running" and held == 0)):
+            # Time on a CPU without the GIL is GIL overhead (waking from the timed wait, asking
+            # for a drop, handing over), or the noise of matching exact CPU time with sampled
+            # GIL time, when the thread has lately been running Python (it held the GIL for a
+            # good share of the last few ticks), or when it came in short runs from a thread
+            # after the GIL. Otherwise it is C code that released the GIL (a hash, a
+            # compression), even if the thread then queues for the GIL.
+            mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)
+            # (held comes from GIL samples, so when it held the GIL, it may be off by a sample period)
+            sample_period = dt // proc.samples_last if proc.samples_last and held else 0
+            short_runs = spin < SPIN_RUN_US * max(1, slices) + sample_period
+            after_gil = held > 0 or call == "gil" or before == "gil" or mem.spinning_for_gil
+            if mem.held_share > PYTHON_THREAD_HELD_SHARE or (short_runs and after_gil):
                 waiting += spin
-                mem.spinning_for_gil = spin > 0 or saw_gil_wait
+                mem.spinning_for_gil = held == 0 and spin > 0
             else:
                 native += spin
                 mem.spinning_for_gil = False
