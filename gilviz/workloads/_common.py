@@ -196,8 +196,7 @@ def supervise(workers: list, stop, progress: Progress, duration: float, on_tick=
     `stop()` asks the workers to finish; `duration` 0 runs until killed, and Ctrl-C ends the
     run early as the clock would. `on_tick(elapsed)`, called first at about 0 and then about
     every REPORT_EVERY_S, may change the run as it goes (start more workers, append them
-    to `workers`). The waiting is a join with a timeout, so the main thread shows as
-    blocked, not busy.
+    to `workers`). The waiting is a sleep, so the main thread shows as blocked, not busy.
     """
     started = time.monotonic()
     deadline = started + duration if duration > 0 else math.inf
@@ -209,7 +208,9 @@ def supervise(workers: list, stop, progress: Progress, duration: float, on_tick=
                 break
             if on_tick is not None:
                 on_tick(now - started)
-            alive[0].join(min(REPORT_EVERY_S, deadline - now))
+            # a sleep, not a join: Ctrl-C in Thread.join() can mark a live thread as ended
+            # (bpo-45274's fix, 3.9 to 3.11), and the final count would be read too early
+            time.sleep(min(REPORT_EVERY_S, deadline - now))
             progress.report()
     except KeyboardInterrupt:
         pass
