@@ -20,6 +20,7 @@ _PyRuntime for the struct's shape. Either way it is validated before use.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -43,10 +44,16 @@ _PTHREAD_TID_OFFSET = 720
 
 def read_exact(fd: int, size: int, address: int) -> bytes:
     """pread that treats a short read (the process has exited) as an error."""
+    if not 0 < address < 1 << 63:  # a torn or stale pointer read from a live process
+        raise OSError(errno.EFAULT, f"no such address {address:#x}")
     data = os.pread(fd, size, address)
     if len(data) != size:
         raise ProcessLookupError(f"short read at {address:#x}")
     return data
+
+
+def _is_pointer(value: int) -> bool:
+    return 0x1000 <= value < 1 << 47
 
 
 def _plausible(buf: bytes, off: int) -> bool:
@@ -55,9 +62,9 @@ def _plausible(buf: bytes, off: int) -> bool:
         return False
     if struct.unpack_from("<I", buf, off + 20)[0] != 0:  # padding after `locked`
         return False
-    if locked and not (0x1000 <= holder < 1 << 47):
+    if locked and not _is_pointer(holder):
         return False
-    if holder and not (0x1000 <= holder < 1 << 47):
+    if holder and not _is_pointer(holder):
         return False
     # both condition variables were made with CLOCK_MONOTONIC, process-private
     if (wrefs & 3) != 2:
@@ -210,7 +217,8 @@ class InterpreterWalk:
         gil_offset = main_gil - main
         found: list[int] = []
         interp, seen = head, set()
-        while interp and interp != main and interp not in seen and len(seen) < self.MAX_INTERPRETERS:
+        while (_is_pointer(interp) and interp != main and interp not in seen
+               and len(seen) < self.MAX_INTERPRETERS):
             seen.add(interp)
             if _plausible(read_exact(fd, GIL_STRUCT_SIZE, interp + gil_offset), 0):
                 found.append(interp + gil_offset)
@@ -223,7 +231,7 @@ class InterpreterWalk:
             value = struct.unpack_from("<Q", buf, off)[0]
             if runtime <= value < main_gil and main_gil - value < 1 << 20:
                 head = struct.unpack_from("<Q", buf, off - 8)[0]
-                if 0x1000 <= head < 1 << 47:
+                if _is_pointer(head):
                     return off
         return None
 
@@ -235,7 +243,7 @@ class InterpreterWalk:
                 if value == main:
                     self._next_field = off
                     break
-                if 0x1000 <= value < 1 << 47 and value != interp:
+                if _is_pointer(value) and value != interp:
                     try:
                         if _plausible(read_exact(fd, GIL_STRUCT_SIZE, value + gil_offset), 0):
                             self._next_field = off
@@ -288,7 +296,7 @@ class HolderMap:
         return struct.unpack_from("<Q", buf, self.offset)[0]
 
     def _pthread_tid(self, pthread: int, tids: set[int], offsets) -> tuple[int, int] | None:
-        if not (0x1000 <= pthread < 1 << 47):
+        if not _is_pointer(pthread):
             return None
         try:
             pbuf = read_exact(self.fd, 1024, pthread)
