@@ -7,7 +7,6 @@ encoding crosses the pipe from a sampler process to a live view.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
@@ -203,13 +202,3 @@ def load(source: str | os.PathLike | IO[bytes]) -> Recording:
     for r in records:
         rec.add(r)
     return rec
-
-
-def dumps_records(records: list[dict[str, Any]], compress: bool = True) -> bytes:
-    """Encodes records to bytes, as a file would hold them (for fixtures and tests)."""
-    buf = io.BytesIO()
-    w = RecordingWriter(buf, compress=compress)
-    for r in records:
-        w.write(r)
-    w.close()
-    return buf.getvalue()

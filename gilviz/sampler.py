@@ -103,7 +103,6 @@ class SamplerStats:
     gil_samples: int = 0
     cpu_s: float = 0.0
     wall_s: float = 0.0
-    gil_hz_now: float = 0.0
 
 
 class Sampler:
@@ -305,7 +304,6 @@ class Sampler:
                             gil_period = max(min_period, int(gil_period / 1.2))
                         self.sink({"k": "stats", "t": (now - self._t0) // 1000, "overhead": round(overhead, 4),
                                    "gil_hz": round(rate, 1), "gil_hz_target": round(1e9 / gil_period, 1)})
-                        self.stats.gil_hz_now = rate
                         adapt_cpu, adapt_wall, adapt_samples = cpu, now, self.stats.gil_samples
                         next_adapt = now + ADAPT_EVERY_NS
                 if now >= next_gil:
@@ -566,10 +564,6 @@ class Sampler:
         if th.tid is not None or proc.gil is None:
             return th
         return dataclasses.replace(th, tid=proc.gil.holders.tid_of_pthread(th.thread_id, proc.tids))
-
-
-def sampler_overhead(stats: SamplerStats) -> float:
-    return stats.cpu_s / stats.wall_s if stats.wall_s else 0.0
 
 
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -157,7 +156,6 @@ class Workload:
         self.proc: subprocess.Popen | None = None
         self._readers: list[threading.Thread] = []
         self._pipes: list = []
-        self.output_bytes = 0
 
     def start(self) -> int:
         env = dict(os.environ)
@@ -209,7 +207,6 @@ class Workload:
                 break
             if not data:
                 break
-            self.output_bytes += len(data)
             if self.on_output is not None:
                 self.on_output(name, data)
 
@@ -245,12 +242,6 @@ class Workload:
             except OSError:
                 pass
         return proc.returncode
-
-    def drain(self, timeout: float = 1.0) -> None:
-        """Waits for the output pipes to reach their end after the workload exited."""
-        deadline = time.monotonic() + timeout
-        for t in self._readers:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _signal_group(pgid: int, sig: int) -> None:

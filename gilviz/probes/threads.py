@@ -117,7 +117,6 @@ class ThreadProbe:
         self.pid = pid
         self.task_dir = f"/proc/{pid}/task"
         self._threads: dict[int, _OpenThread] = {}
-        self.syscall_readable = True
         self._reads = 0
 
     def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
@@ -146,8 +145,6 @@ class ThreadProbe:
                     th = _OpenThread(self.task_dir, tid)
                 except OSError:
                     continue  # exited between listdir and open
-                if th.sys < 0:
-                    self.syscall_readable = False
                 threads[tid] = th
             last = th.last
             if last is not None and th.unchanged >= IDLE_AFTER_READS and tid % IDLE_READ_EVERY != phase:
