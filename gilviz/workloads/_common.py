@@ -18,7 +18,7 @@ import threading
 import time
 
 PROGRESS_FD_ENV = "GILVIZ_PROGRESS_FD"
-REPORT_EVERY_S = 0.1
+REPORT_EVERY_S = 0.25  # each report wakes the main thread, which then queues for the GIL
 PR_SET_PDEATHSIG = 1
 
 
