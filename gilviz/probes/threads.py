@@ -85,6 +85,7 @@ class ThreadReading:
 
 IDLE_AFTER_READS = 20  # a thread unchanged for this many reads counts as idle...
 IDLE_READ_EVERY = 4  # ...and is read on one read in this many, at a phase of its own
+STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
 
 
 class _OpenThread:
@@ -158,8 +159,13 @@ class ThreadProbe:
                     th.unchanged += 1
                 else:
                     th.unchanged = 0
-                    state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+                    if last is None or on - last.on_ns >= STAT_AFTER_NS or phase == 0:
+                        state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
+                    else:
+                        # on a CPU only briefly (a GIL waiter's wake-up): its core is what it was,
+                        # and whether it is running now the syscall file tells as well
+                        state, cpu = ("R" if syscall.startswith("running") else "S"), last.cpu
                     r = ThreadReading(tid, state, cpu, on, runq, slices, syscall, True)
             except (OSError, ValueError):
                 continue  # the thread ended while being read
