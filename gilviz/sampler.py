@@ -483,6 +483,7 @@ class Sampler:
         """A thread that did not run all tick: off CPU the whole time, for the reason it had."""
         kind = mem.call if mem.call != "running" else mem.off_kind
         held = int(held_frac * dt)
+        mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)  # fades while it sleeps
         if kind == "gil":
             return ThreadTick(r.tid, r.cpu, 0, 0, dt, 0, 0, 0, 0, 0, held, 0)
         return ThreadTick(r.tid, r.cpu, 0, 0, 0, 0, dt if kind == "sleep" else 0, dt if kind == "io" else 0,
