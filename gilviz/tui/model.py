@@ -613,16 +613,7 @@ class History:
             other = sum(core.other_q[a:b])
             full = n * Q
             if target * 5 >= full and target >= other:
-                if n == 1:
-                    serial = core.top[a]
-                else:
-                    weights: dict[int, int] = {}
-                    tops, tq = core.top, core.top_q
-                    for i in range(a, b):
-                        t = tops[i]
-                        if t:
-                            weights[t] = weights.get(t, 0) + tq[i]
-                    serial = max(weights, key=weights.__getitem__) if weights else 0
+                serial = _heaviest(core.top, core.top_q, a, b)
                 return (OCCUPIED if target * 2 >= full else PARTLY, serial)
             if other * 4 >= full:
                 return (OTHERS, 0)
@@ -647,18 +638,7 @@ class History:
             held_f = held / samples if samples else -1.0
             cont_f = cont / samples if samples else -1.0
             rate = sw / (dur / 1e6) if dur else -1.0
-            serial = 0
-            if b - a == 1:
-                serial = gs.holder[a]
-            else:
-                weights: dict[int, int] = {}
-                hs, hqs = gs.holder, gs.holder_q
-                for i in range(a, b):
-                    t = hs[i]
-                    if t:
-                        weights[t] = weights.get(t, 0) + hqs[i]
-                if weights:
-                    serial = max(weights, key=weights.__getitem__)
+            serial = _heaviest(gs.holder, gs.holder_q, a, b)
             if held_f < 0:
                 kind = UNKNOWN
             elif held_f >= 0.5:
@@ -785,3 +765,15 @@ def core_share(model: History, core: CoreSeries, t0: int, t1: int) -> tuple[floa
         return 0.0, 0.0
     full = (b - a) * Q
     return sum(core.target_q[a:b]) / full, sum(core.other_q[a:b]) / full
+
+
+def _heaviest(serials, weights, a: int, b: int) -> int:
+    """The serial with the most weight over ticks a..b (0: none), e.g. a core's main thread."""
+    if b - a == 1:
+        return serials[a]
+    totals: dict[int, int] = {}
+    for i in range(a, b):
+        serial = serials[i]
+        if serial:
+            totals[serial] = totals.get(serial, 0) + weights[i]
+    return max(totals, key=totals.__getitem__) if totals else 0
