@@ -12,7 +12,6 @@ class CpuProbe:
 
     def __init__(self) -> None:
         self._fd = os.open("/proc/stat", os.O_RDONLY)
-        self.count = len(self.read())
 
     def read(self) -> list[int]:
         text = os.pread(self._fd, 1 << 16, 0).decode()
