@@ -40,6 +40,8 @@ _NATIVE_TID_OFFSET = {(3, 11): 160, (3, 12): 144, (3, 13): 160, (3, 14): 160}
 # holds the tid at 720 on x86-64.
 _PTHREAD_ID_OFFSET = {(3, 9): 176, (3, 10): 176}
 _PTHREAD_TID_OFFSET = 720
+# where to look for the tid in a struct pthread of another libc: the usual place first
+_PTHREAD_TID_SEARCH = (_PTHREAD_TID_OFFSET, *(o for o in range(0, 1020, 4) if o != _PTHREAD_TID_OFFSET))
 
 
 def read_exact(fd: int, size: int, address: int) -> bytes:
@@ -311,8 +313,7 @@ class HolderMap:
 
     def tid_of_pthread(self, pthread: int, tids: set[int]) -> int | None:
         """OS thread id of a pthread_t (what py-spy reports on 3.9 and 3.10)."""
-        offsets = (self._tid_offset,) if self.offset is not None and not self.direct else (
-            [_PTHREAD_TID_OFFSET] + [o for o in range(0, 1020, 4) if o != _PTHREAD_TID_OFFSET])
+        offsets = (self._tid_offset,) if self.offset is not None and not self.direct else _PTHREAD_TID_SEARCH
         hit = self._pthread_tid(pthread, tids, offsets)
         return hit[1] if hit else None
 
@@ -326,8 +327,7 @@ class HolderMap:
         order = ([guess] if guess is not None else []) + [o for o in range(0, 1024, 8) if o != guess]
         for off in order:
             pthread = struct.unpack_from("<Q", buf, off)[0]
-            tid_offsets = [_PTHREAD_TID_OFFSET] + [o for o in range(0, 1020, 4) if o != _PTHREAD_TID_OFFSET]
-            hit = self._pthread_tid(pthread, tids, tid_offsets)
+            hit = self._pthread_tid(pthread, tids, _PTHREAD_TID_SEARCH)
             if hit:
                 self.offset, self._tid_offset = off, hit[0]
                 return hit[1]
