@@ -41,6 +41,8 @@ class GilTick(NamedTuple):
     held: int  # samples that found it locked
     contended: int  # samples that found at least one thread waiting for it
     switches: int  # hand-offs (switch_number delta)
+    interp: int = 0  # the interpreter whose GIL it is: 0 is the main one (others: subinterpreters' own)
+    holder: int = 0  # the thread that held it in most samples, 0 if none (or before this was recorded)
 
 
 @dataclass(slots=True)

@@ -7,12 +7,12 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from .model import BLOCK_REASONS, GilTick, ThreadTick
+from .model import BLOCK_REASONS, ThreadTick
 from .recording import Recording
 
 
 _THREAD_SUMS = ThreadTick._fields[2:]  # every duration after tid and cpu
-_GIL_SUMS = GilTick._fields[1:]
+_GIL_SUMS = ("samples", "held", "contended", "switches")
 
 
 def _frac(part: float, whole: float) -> float:
@@ -31,7 +31,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
     per_thread: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     core_target: dict[int, int] = defaultdict(int)
     core_busy: dict[int, int] = defaultdict(int)
-    gil_totals: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    gil_totals: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for tick in ticks:
         for th in tick.threads:
             acc = per_thread[th.tid]
@@ -41,9 +41,9 @@ def summarize(rec: Recording) -> dict[str, Any]:
             if th.cpu >= 0:
                 core_target[th.cpu] += th.oncpu
         for g in tick.gils:
-            tot = gil_totals[g.pid]
+            tot = gil_totals[g.pid, g.interp]
             tot["life"] += tick.dt
-            for name, value in zip(_GIL_SUMS, g[1:]):
+            for name, value in zip(_GIL_SUMS, g[1:5]):
                 tot[name] += value
         for cpu, busy in enumerate(tick.core_busy):
             core_busy[cpu] += busy
@@ -77,17 +77,28 @@ def summarize(rec: Recording) -> dict[str, Any]:
 
     gils = []
     for pid, proc in rec.processes.items():
-        tot = gil_totals.get(pid)
-        entry: dict[str, Any] = {"pid": pid, "status": proc.get("gil"), "switch_interval_us": proc.get("switch_interval_us")}
-        if tot and tot["samples"]:
-            entry.update(
-                held=_frac(tot["held"], tot["samples"]),
-                contended=_frac(tot["contended"], tot["samples"]),
-                handoffs_per_s=round(tot["switches"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
-                sample_hz=round(tot["samples"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
-            )
-        gils.append(entry)
-    root_gil = next((g for g in gils if g["pid"] == root), None)
+        interps = sorted({0, *(i for p, i in gil_totals if p == pid)})
+        for interp in interps:
+            tot = gil_totals.get((pid, interp))
+            if interp and not tot:
+                continue
+            entry: dict[str, Any] = {
+                "pid": pid, "interp": interp,
+                "label": f"pid {pid}" + (f" interpreter {interp}" if interp else ""),
+                "status": proc.get("gil"), "found_by": proc.get("gil_found_by"),
+                "switch_interval_us": proc.get("switch_interval_us") if not interp else None,
+            }
+            if proc.get("gil_why"):
+                entry["why"] = proc["gil_why"]
+            if tot and tot["samples"]:
+                entry.update(
+                    held=_frac(tot["held"], tot["samples"]),
+                    contended=_frac(tot["contended"], tot["samples"]),
+                    handoffs_per_s=round(tot["switches"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
+                    sample_hz=round(tot["samples"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
+                )
+            gils.append(entry)
+    root_gil = next((g for g in gils if g["pid"] == root and g["interp"] == 0), None)
     gil = None
     if root_gil and "held" in root_gil:
         gil = {k: root_gil[k] for k in ("held", "contended", "handoffs_per_s")}
@@ -115,6 +126,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
         "gil_sample_hz": (root_gil or {}).get("sample_hz", 0.0),
         "gil": gil,
         "gil_status": root_proc.get("gil"),
+        "gil_found_by": root_proc.get("gil_found_by"),
         "gils": gils,
         "threads": threads,
         "cores": cores,
@@ -163,10 +175,21 @@ def format_text(summary: dict[str, Any]) -> str:
         f"duration  {summary['duration_s']:.2f} s   ticks {summary['tick_hz']:.0f}/s   GIL samples {summary['gil_sample_hz']:.0f}/s",
     ]
     gil = summary["gil"]
+    found_by = f"   (found by {summary['gil_found_by']})" if summary.get("gil_found_by") else ""
     if gil:
-        lines.append(f"GIL       held {gil['held']:.0%}   contended {gil['contended']:.0%}   hand-offs {gil['handoffs_per_s']:.0f}/s")
+        lines.append(f"GIL       held {gil['held']:.0%}   contended {gil['contended']:.0%}   "
+                     f"hand-offs {gil['handoffs_per_s']:.0f}/s{found_by}")
     else:
-        lines.append(f"GIL       {summary.get('gil_status') or 'unknown'}")
+        root = next((g for g in summary["gils"] if g["pid"] == t["pid"] and g["interp"] == 0), {})
+        status = summary.get("gil_status") or "unknown"
+        if status == "not located":
+            status = "not located: GIL waits come from futexes inside _PyRuntime, held and hand-offs are unknown" + (
+                f" ({root['why']})" if root.get("why") else "")
+        lines.append(f"GIL       {status}")
+    for g in summary["gils"]:
+        if (g["pid"] != t["pid"] or g["interp"]) and "held" in g:
+            lines.append(f"          {g['label']}: held {g['held']:.0%}   contended {g['contended']:.0%}   "
+                         f"hand-offs {g['handoffs_per_s']:.0f}/s")
     if "throughput" in summary:
         tp = summary["throughput"]
         lines.append(f"work      {tp['done']} {tp['unit']} ({tp['per_s']:.1f}/s)")

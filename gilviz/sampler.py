@@ -30,7 +30,7 @@ import psutil
 
 from .model import GilTick, ThreadTick, Tick
 from .probes.cpus import CpuProbe
-from .probes.gil import GilProbe
+from .probes.gil import GilCheck, GilProbe
 from .probes.pyprocess import PythonProcess, inspect
 from .probes.pyspy import PySpy, StackThread, find_pyspy
 from .probes.threads import ThreadProbe, ThreadReading, classify_syscall, thread_name
@@ -57,6 +57,7 @@ class _ThreadMemory:
     runq_ns: int
     call: str  # classified syscall at the last reading
     off_kind: str = "other"  # what its last off-CPU time was
+    in_runtime: bool = False  # its lock wait is on a futex inside _PyRuntime (but not a known GIL)
     spinning_for_gil: bool = False
     name: str = ""
     pending_on: int = 0  # us reported by schedstat and not yet placed in a tick (< 0: placed ahead)
@@ -67,6 +68,23 @@ class _ThreadMemory:
 
 
 @dataclass
+class _SiteSamples:
+    """One GIL's samples since the last tick."""
+
+    interp: int
+    samples: int = 0
+    held: int = 0
+    contended: int = 0
+    holders: Counter = field(default_factory=Counter)
+    switch_number: int | None = None
+    last_switch_number: int | None = None
+
+    def clear(self) -> None:
+        self.samples = self.held = self.contended = 0
+        self.holders.clear()
+
+
+@dataclass
 class _Process:
     pid: int
     probe: ThreadProbe
@@ -74,13 +92,9 @@ class _Process:
     gil: GilProbe | None
     threads: dict[int, _ThreadMemory] = field(default_factory=dict)
     tids: set[int] = field(default_factory=set)
-    samples: int = 0
-    samples_last: int = 0  # GIL samples in the tick being classified
-    held: int = 0
-    contended: int = 0
-    holders: Counter = field(default_factory=Counter)
-    switch_number: int | None = None
-    last_switch_number: int | None = None
+    sites: dict[int, _SiteSamples] = field(default_factory=dict)  # by GIL address
+    samples_last: int = 0  # samples of the main GIL in the tick being classified
+    check: GilCheck = field(default_factory=GilCheck)
     switch_interval_us: int | None = None
     ppid: int = 0
     command: str = ""
@@ -153,9 +167,10 @@ class Sampler:
             baseline, _ = proc.probe.read()
         except ProcessLookupError:
             return
+        self.processes[pid] = proc
         if gil is not None:
             proc.switch_interval_us = gil.switch_interval_us()
-        self.processes[pid] = proc
+            proc.sites = {site.address: _SiteSamples(site.interp) for site in gil.sites}
         try:
             proc.command = " ".join(psutil.Process(pid).cmdline())
         except psutil.Error:
@@ -185,14 +200,18 @@ class Sampler:
                 if proc.python is not None:
                     proc.gil = self._gil_probe(proc.python)
                     if proc.gil is not None:
-                        proc.switch_interval_us = proc.gil.switch_interval_us()
-                    self._emit_process(proc)
+                        self._gil_changed(proc)
+                    else:
+                        self._emit_process(proc)
 
     def _emit_process(self, proc: _Process) -> None:
         self.sink({
             "k": "proc", "t": self._now_us(), "pid": proc.pid, "ppid": proc.ppid, "command": proc.command,
             "python": proc.python.version_string if proc.python else None,
             "gil": proc.gil_state(), "switch_interval_us": proc.switch_interval_us,
+            "gil_found_by": proc.gil.found_by if proc.gil else None,
+            "gil_why": (proc.gil.why or None) if proc.gil and not proc.gil.located else None,
+            "interpreters": proc.gil.interpreters if proc.gil else [],
         })
 
     def _new_thread(self, proc: _Process, tid: int) -> _ThreadMemory:
@@ -217,22 +236,31 @@ class Sampler:
                 self.add_process(child.pid, ppid)
 
     def _refresh_gils(self) -> None:
-        """sys.setswitchinterval may change the interval at any time; subinterpreters come and go."""
-        now = time.monotonic()
+        """sys.setswitchinterval may change the interval at any time; subinterpreters come and go;
+        a process seen before Py_Initialize had made its GIL has one now."""
         for proc in self.processes.values():
-            if proc.gil is not None and proc.gil.address is None and now - proc.born < YOUNG_PROCESS_S:
-                proc.gil.locate()  # seen before Py_Initialize had made its GIL
-                if proc.gil.address is not None:
-                    proc.switch_interval_us = proc.gil.switch_interval_us()
-                    self._emit_process(proc)
-            if proc.gil is not None and proc.gil.address is not None:
-                if proc.gil.find_interpreter_gils():
-                    self.sink({"k": "interpreters", "t": self._now_us(), "pid": proc.pid,
-                               "own_gils": len(proc.gil.interpreter_gils)})
-                interval = proc.gil.switch_interval_us()
-                if interval is not None and interval != proc.switch_interval_us:
-                    proc.switch_interval_us = interval
-                    self._emit_process(proc)
+            gil = proc.gil
+            if gil is None:
+                continue
+            changed = gil.refresh()
+            interval = gil.switch_interval_us()
+            if changed or (interval is not None and interval != proc.switch_interval_us):
+                self._gil_changed(proc)
+            if gil.has_thread_flags:
+                gil.refresh_thread_states()
+
+    def _gil_changed(self, proc: _Process) -> None:
+        """The GILs of a process were found, lost, or changed in number: start their samples anew."""
+        gil = proc.gil
+        assert gil is not None
+        proc.switch_interval_us = gil.switch_interval_us()
+        old = proc.sites
+        proc.sites = {}
+        for site in gil.sites:
+            kept = old.get(site.address)
+            proc.sites[site.address] = kept if kept is not None and kept.interp == site.interp else _SiteSamples(site.interp)
+        proc.check.reset()
+        self._emit_process(proc)
 
     # ----------------------------------------------------------------- the loop
     def _now_us(self) -> int:
@@ -331,26 +359,24 @@ class Sampler:
     def _sample_gils(self) -> None:
         for proc in self.processes.values():
             gil = proc.gil
-            if gil is None or gil.address is None:
+            if gil is None or not gil.sites:
                 continue
-            try:
-                locked, holder, waiters, switch = gil.sample()
-            except OSError:
-                continue
-            proc.samples += 1
-            self.stats.gil_samples += 1
-            if locked:
-                proc.held += 1
-                proc.holders[holder] += 1
-            if waiters:
-                proc.contended += 1
-            proc.switch_number = switch
-            if gil.interpreter_gils:
-                try:
-                    for holder in gil.sample_interpreter_gils():
-                        proc.holders[holder] += 1
-                except OSError:
+            for site in gil.sites:
+                acc = proc.sites.get(site.address)
+                if acc is None:
                     continue
+                try:
+                    locked, holder, waiters, switch = gil.sample_site(site)
+                except OSError:
+                    break
+                acc.samples += 1
+                if locked:
+                    acc.held += 1
+                    acc.holders[holder] += 1
+                if waiters:
+                    acc.contended += 1
+                acc.switch_number = switch
+            self.stats.gil_samples += 1
 
     # ----------------------------------------------------------------- one tick
     def _tick(self, now: int, dt_ns: int, core_busy: list[int]) -> bool:
@@ -374,8 +400,11 @@ class Sampler:
                 proc.threads.pop(tid, None)
                 proc.tids.discard(tid)
             tids = {r.tid for r in readings}
-            held_by = self._held_by(proc, tids)
-            proc.samples_last = proc.samples
+            if gil is not None and gil.candidate is not None and gil.confirm_by_holder(tids):
+                self._gil_changed(proc)
+            held_by, tops, resolved = self._held_by(proc, tids)
+            main = proc.sites.get(gil.address) if gil is not None and gil.sites else None
+            proc.samples_last = main.samples if main is not None else 0
             gil_ranges = gil.gil_ranges if gil is not None else ()
             ticks: list[ThreadTick] = []
             for r in readings:
@@ -386,41 +415,74 @@ class Sampler:
                 proc.tids.add(r.tid)
                 ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_ranges))
             threads.extend(ticks)
-            if gil is not None and gil.status == "located":
-                switches = 0
-                if proc.switch_number is not None:
-                    if proc.last_switch_number is not None:
-                        switches = max(0, proc.switch_number - proc.last_switch_number)
-                    proc.last_switch_number = proc.switch_number
-                gils.append(GilTick(pid, proc.samples, proc.held, proc.contended, switches))
-            proc.samples = proc.held = proc.contended = 0
-            proc.holders.clear()
+            if gil is not None and gil.located:
+                for address, acc in proc.sites.items():
+                    switches = 0
+                    if acc.switch_number is not None:
+                        if acc.last_switch_number is not None:
+                            switches = max(0, acc.switch_number - acc.last_switch_number)
+                        acc.last_switch_number = acc.switch_number
+                    gils.append(GilTick(pid, acc.samples, acc.held, acc.contended, switches, acc.interp,
+                                        tops.get(address, 0)))
+                if main is not None:
+                    self._check_gil(proc, dt, main, resolved, ticks)
+            for acc in proc.sites.values():
+                acc.clear()
         self.stats.ticks += 1
         tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
         self.sink(encode_tick(tick))
         return root_alive or any(p.pid != self.root_pid for p in self.processes.values())
 
-    def _held_by(self, proc: _Process, tids: set[int]) -> dict[int, float]:
-        """Fraction of this tick's GIL samples in which each thread held the GIL."""
-        if not proc.samples or proc.gil is None:
-            return {}
+    def _held_by(self, proc: _Process, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:
+        """Per thread, the fraction of its GIL's samples this tick in which it held it; per GIL, the
+        thread that held it most; and how many locked samples of the main GIL had a known holder."""
+        gil = proc.gil
         out: dict[int, float] = {}
-        for pointer, count in proc.holders.items():
-            tid = proc.gil.holders.resolve(pointer, tids)
-            if tid is not None:
-                out[tid] = out.get(tid, 0.0) + count / proc.samples
-        return out
+        tops: dict[int, int] = {}
+        resolved = 0
+        if gil is None:
+            return out, tops, resolved
+        for address, acc in proc.sites.items():
+            if not acc.samples:
+                continue
+            best = 0
+            for pointer, count in acc.holders.items():
+                tid = gil.holders.resolve(pointer, tids)
+                if tid is None:
+                    continue
+                out[tid] = out.get(tid, 0.0) + count / acc.samples
+                if count > best:
+                    best, tops[address] = count, tid
+                if address == gil.address:
+                    resolved += count
+        return out, tops, resolved
+
+    def _check_gil(self, proc: _Process, dt: int, main: _SiteSamples, resolved: int, ticks: list[ThreadTick]) -> None:
+        """Drops a GIL that contradicts what the threads did over the last second."""
+        waited = elsewhere = 0
+        for th in ticks:
+            waited += th.waiting - max(0, th.oncpu - th.running - th.native)  # asleep on the GIL
+            mem = proc.threads.get(th.tid)
+            if mem is not None and mem.in_runtime:
+                elsewhere += th.lock
+        verdict = proc.check.add(dt, main.samples, main.held, resolved, waited, elsewhere)
+        if verdict is not None and proc.gil is not None:
+            proc.gil.reject(verdict)
+            self._gil_changed(proc)
 
     def _classify(self, proc: _Process, r: ThreadReading, mem: _ThreadMemory, dt: int, held_frac: float,
                   first: bool, gil_ranges: tuple[tuple[int, int], ...]) -> ThreadTick:
         if not r.moved and mem.call != "running" and not first:
             return self._unchanged(r, mem, dt, held_frac)  # asleep in a syscall all tick
         call = classify_syscall(r.syscall, gil_ranges) if r.moved else mem.call
-        if call == "gil" and proc.gil is not None and proc.gil.address is None:
-            proc.gil.consider_futex(int(r.syscall.split()[1], 16))
-            if proc.gil.address is not None:
-                proc.switch_interval_us = proc.gil.switch_interval_us()
-                self._emit_process(proc)
+        if r.moved and proc.gil is not None and call in ("gil", "lock"):
+            address = int(r.syscall.split()[1], 16)
+            low, high = proc.gil.runtime_range
+            mem.in_runtime = call == "lock" and low <= address < high
+            if call == "gil" and not proc.gil.located:
+                proc.gil.consider_futex(address)
+                if proc.gil.located:
+                    self._gil_changed(proc)
         if first and mem.on_ns == 0 and mem.runq_ns == 0:
             # born during this tick: everything it did is since its birth
             rep_on, rep_rq = r.on_ns // 1000, r.runq_ns // 1000

@@ -1,5 +1,11 @@
-"""Finding the GIL by its shape, on _PyRuntime bytes copied out of real 3.9 and 3.10
-processes (one idle, one with three threads fighting over the GIL)."""
+"""Finding the GIL, on memory recorded from real processes.
+
+- _PyRuntime bytes copied out of real 3.9 and 3.10 processes (one idle, one with three
+  threads fighting over the GIL), for the shape finder;
+- every region the probe read from real 3.13, 3.14 and 3.15 processes (two spinning
+  threads and a sleeper; tests/data/record_gil_memory.py), for the debug offsets;
+- built runtimes holding lookalike structs (decoys), which must never be taken for the GIL.
+"""
 
 import base64
 import json
@@ -8,35 +14,252 @@ from pathlib import Path
 
 import pytest
 
-from gilviz.probes.gil import GIL_STRUCT_SIZE, find_gil_by_shape
+from gilviz.probes import debug_offsets
+from gilviz.probes.debug_offsets import DebugOffsetsError
+from gilviz.probes.gil import (
+    GLIBC_2_41, GLIBC_BEFORE_2_41, GilCheck, GilLayout, GilProbe, condvar_layout, find_gil_by_shape,
+)
+from gilviz.probes.pyprocess import PythonProcess, Symbol
 
-RUNTIMES = {k: base64.b64decode(v) for k, v in json.loads(
-    (Path(__file__).parent / "data" / "pyruntime_3.9_3.10.json").read_text()).items()}
+DATA = Path(__file__).parent / "data"
+RUNTIMES = {k: base64.b64decode(v) for k, v in json.loads((DATA / "pyruntime_3.9_3.10.json").read_text()).items()}
+RECORDED = {v: json.loads((DATA / f"gil_memory_{v}.json").read_text()) for v in ("3.13", "3.14", "3.15")}
 
 
+class RecordedMemory:
+    """Serves reads from regions recorded off a real process (or built by a test)."""
+
+    def __init__(self, regions):
+        self.regions = sorted(regions)
+
+    def read(self, address, size):
+        for start, data in self.regions:
+            if start <= address and address + size <= start + len(data):
+                return data[address - start : address - start + size]
+        raise OSError(f"nothing recorded at {address:#x}+{size}")
+
+
+def recorded(version):
+    rec = RECORDED[version]
+    memory = RecordedMemory((a, base64.b64decode(d)) for a, d in rec["regions"])
+    address, size = rec["runtime"]
+    major, minor, micro = map(int, rec["python"].rstrip("t").split("."))
+    proc = PythonProcess(1, "python", Symbol(address, size), (major, minor, micro), False)
+    return rec, memory, proc
+
+
+# ----------------------------------------------------------------- the shape finder
 @pytest.mark.parametrize("name", sorted(RUNTIMES))
 def test_gil_found_at_its_offset(name):
     buf = RUNTIMES[name]
     # measured: the GIL state struct starts 352 bytes into _PyRuntime on 3.9 and 3.10
-    assert find_gil_by_shape(buf) == 352
+    (off, layout), *_ = find_gil_by_shape(buf)
+    assert (off, layout.condvar) == (352, GLIBC_BEFORE_2_41)
     interval, holder, locked = struct.unpack_from("<QQi", buf, 352)
     assert interval == 5000
     assert holder != 0
     if name.endswith("contended"):
         assert locked == 1
-        waiters = struct.unpack_from("<I", buf, 352 + 68)[0] >> 3
+        waiters = layout.sample_struct.unpack_from(buf, 352)[4] >> 3
         assert waiters >= 1
 
 
 def test_nothing_found_where_there_is_no_gil():
     buf = bytearray(RUNTIMES["3.9-idle"])
     buf[352 + 68] = 0  # the condition variable no longer looks like one
-    assert find_gil_by_shape(bytes(buf)) is None
-    assert find_gil_by_shape(bytes(4096)) is None
+    assert all(off != 352 for off, _ in find_gil_by_shape(bytes(buf)))
+    assert find_gil_by_shape(bytes(4096)) == []
 
 
 def test_changed_switch_interval_still_found():
     buf = bytearray(RUNTIMES["3.10-contended"])
     struct.pack_into("<Q", buf, 352, 1000)  # sys.setswitchinterval(0.001)
-    assert find_gil_by_shape(bytes(buf)) == 352
-    assert len(buf) > GIL_STRUCT_SIZE
+    assert find_gil_by_shape(bytes(buf))[0][0] == 352
+
+
+@pytest.mark.parametrize("version, expected", [("3.13", GLIBC_BEFORE_2_41), ("3.14", GLIBC_2_41), ("3.15", GLIBC_2_41)])
+def test_condvar_layout_told_apart_on_real_gils(version, expected):
+    """pyenv's 3.13 runs on glibc 2.36, Debian's 3.14 and 3.15 on 2.43 (pthread_cond_t changed in 2.41)."""
+    rec, memory, proc = recorded(version)
+    probe = GilProbe(proc, memory=memory)
+    site = probe.sites[0]
+    buf = memory.read(site.address, GilLayout().size)
+    assert condvar_layout(buf) == expected
+    assert expected.name == rec["condvar"]
+    # the other layout reads no clock bit where the waiter count should be
+    other = GLIBC_2_41 if expected is GLIBC_BEFORE_2_41 else GLIBC_BEFORE_2_41
+    assert not GilLayout(other).plausible(buf)
+
+
+# ----------------------------------------------------------------- debug offsets
+FIELDS = {  # measured on the recorded builds (x86-64 release builds)
+    "3.13": {"native_thread_id": 160, "next": 8, "holds_gil": None},
+    "3.14": {"native_thread_id": 160, "next": 8, "holds_gil": None},
+    "3.15": {"native_thread_id": 184, "next": 8, "holds_gil": 36},
+}
+
+
+@pytest.mark.parametrize("version", sorted(RECORDED))
+def test_debug_offsets_read_from_real_runtimes(version):
+    rec, memory, proc = recorded(version)
+    off = debug_offsets.read(memory, proc.runtime.address, proc.runtime.size)
+    assert off.version[:2] == proc.version[:2] and not off.free_threaded
+    assert off.runtime["size"] == proc.runtime.size
+    for name, value in FIELDS[version].items():
+        assert off.thread.get(name) == value, name
+    assert off.gil_shift == 0
+    assert off.has_thread_gil_flags == (version == "3.15")
+
+
+@pytest.mark.parametrize("version", sorted(RECORDED))
+def test_gil_and_threads_found_through_debug_offsets(version):
+    rec, memory, proc = recorded(version)
+    probe = GilProbe(proc, memory=memory)
+    assert probe.status == "located" and probe.found_by == "debug offsets"
+    assert probe.interpreters == []  # no subinterpreters in the workload
+    locked, holder, waiters, switch = probe.sample()
+    assert [locked, holder, waiters, switch] == rec["samples"][0]
+    assert locked == 1 and waiters >= 1  # two spinners: one holds, the other waits
+    tids = set(rec["tids"])
+    assert probe.holders.resolve(holder, tids) in tids
+    probe.refresh_thread_states()
+    assert {tid for tid in tids if probe.thread_state(tid)} == tids  # every thread has its state
+    if version == "3.15":
+        flags = {tid: probe.thread_flags(probe.thread_state(tid)) for tid in tids}
+        holding = [tid for tid, (holds, _) in flags.items() if holds]
+        assert holding == [probe.holders.resolve(holder, tids)]
+
+
+def test_debug_offsets_of_an_unknown_version_are_refused():
+    rec, memory, proc = recorded("3.15")
+    data = bytearray(memory.read(proc.runtime.address, 512))
+    struct.pack_into("<Q", data, 8, 0x031000F0)  # 3.16.0
+    with pytest.raises(DebugOffsetsError, match="3.16"):
+        debug_offsets.parse(bytes(data), proc.runtime.size)
+
+
+def test_a_table_that_disagrees_with_itself_is_refused():
+    rec, memory, proc = recorded("3.14")
+    data = memory.read(proc.runtime.address, 512)
+    with pytest.raises(DebugOffsetsError, match="size"):
+        debug_offsets.parse(data, proc.runtime.size + 8)  # not the runtime it sits in
+    off = debug_offsets.parse(data, proc.runtime.size)
+    holder_at = 24 + 8 * (3 + 13)  # head, runtime table, then gil_runtime_state_holder
+    assert struct.unpack_from("<Q", data, holder_at)[0] == off.interpreter["gil_runtime_state_holder"]
+    bad = bytearray(data)
+    struct.pack_into("<Q", bad, holder_at, off.interpreter["gil_runtime_state_holder"] + 8)
+    with pytest.raises(DebugOffsetsError, match="holder"):
+        debug_offsets.parse(bytes(bad), proc.runtime.size)
+
+
+# ----------------------------------------------------------------- decoys
+RUNTIME = 0x7F0000000000
+NATIVE_TID_311 = 160  # PyThreadState.native_thread_id on 3.11
+
+
+def gil_struct(holder, locked=1, interval=5000, switch=7):
+    buf = bytearray(208)
+    struct.pack_into("<QQI4xQ", buf, 0, interval, holder, locked, switch)
+    struct.pack_into("<I", buf, 32 + 36, 2 | (1 << 3))  # cond: CLOCK_MONOTONIC, one waiter
+    struct.pack_into("<I", buf, 120 + 36, 2)  # switch_cond: CLOCK_MONOTONIC
+    return bytes(buf)
+
+
+def thread_state(tid):
+    buf = bytearray(1024)
+    struct.pack_into("<Q", buf, NATIVE_TID_311, tid)
+    return bytes(buf)
+
+
+def runtime_with(structs):
+    buf = bytearray(4096)
+    for off, data in structs:
+        buf[off : off + len(data)] = data
+    return bytes(buf)
+
+
+def probe_of(runtime, extra=()):
+    memory = RecordedMemory([(RUNTIME, runtime), *extra])
+    proc = PythonProcess(1, "python3.11", Symbol(RUNTIME, len(runtime)), (3, 11, 7), False)
+    return GilProbe(proc, memory=memory, condvar=GLIBC_BEFORE_2_41)
+
+
+TIDS = {100, 101}
+FAKE_STATE = 0x7F1000000000  # a struct that holds no thread id where a PyThreadState would
+REAL_STATE = 0x7F2000000000
+
+
+def test_a_decoy_whose_holder_is_no_thread_is_not_taken_for_the_gil():
+    decoy = gil_struct(holder=FAKE_STATE)
+    probe = probe_of(runtime_with([(512, decoy)]), [(FAKE_STATE, bytes(1024)), (REAL_STATE, thread_state(100))])
+    assert probe.candidate is not None and probe.candidate.address == RUNTIME + 512
+    for _ in range(5):
+        assert not probe.confirm_by_holder(TIDS)
+    assert probe.status == "not located" and probe.found_by is None and probe.sites == []
+    # so GIL waits still come from futexes inside _PyRuntime, and nothing is sampled
+    assert probe.gil_ranges == ((RUNTIME, RUNTIME + 4096),)
+
+
+def test_a_thread_id_at_the_wrong_place_does_not_confirm_a_decoy():
+    state = bytearray(1024)
+    struct.pack_into("<Q", state, 64, 100)  # a thread id, but not where 3.11 keeps it
+    probe = probe_of(runtime_with([(512, gil_struct(holder=FAKE_STATE))]), [(FAKE_STATE, bytes(state))])
+    assert not probe.confirm_by_holder(TIDS)
+    assert not probe.located
+
+
+def test_the_real_gil_is_taken_over_a_decoy_once_a_waiter_sleeps_on_it():
+    runtime = runtime_with([(512, gil_struct(holder=FAKE_STATE)), (2048, gil_struct(holder=REAL_STATE))])
+    probe = probe_of(runtime, [(FAKE_STATE, bytes(1024)), (REAL_STATE, thread_state(101))])
+    assert probe.candidate.address == RUNTIME + 512  # the decoy comes first
+    probe.consider_futex(RUNTIME + 2048 + 32 + 40)  # a thread asleep on the real GIL's cond
+    assert probe.located and probe.found_by == "shape"
+    assert probe.address == RUNTIME + 2048
+    assert RUNTIME + 512 in probe.rejected
+    locked, holder, waiters, _ = probe.sample()
+    assert (locked, holder, waiters) == (1, REAL_STATE, 1)
+    assert probe.holders.resolve(holder, TIDS) == 101
+
+
+def test_a_candidate_whose_holder_is_a_thread_is_confirmed():
+    probe = probe_of(runtime_with([(512, gil_struct(holder=REAL_STATE))]), [(REAL_STATE, thread_state(100))])
+    assert not probe.located
+    assert probe.confirm_by_holder(TIDS)
+    assert probe.located and probe.found_by == "shape" and probe.address == RUNTIME + 512
+
+
+def test_a_rejected_gil_is_not_found_again():
+    runtime = runtime_with([(512, gil_struct(holder=REAL_STATE))])
+    probe = probe_of(runtime, [(REAL_STATE, thread_state(100))])
+    assert probe.confirm_by_holder(TIDS)
+    probe.reject("threads waited for it while it was never held")
+    assert not probe.located and "never held" in probe.why
+    probe.refresh()
+    assert probe.candidate is None and not probe.located
+
+
+# ----------------------------------------------------------------- the running check
+def window(check, **per_tick):
+    """A second of 5 ms ticks with the same figures; the verdict at its end."""
+    verdicts = [check.add(5000, **per_tick) for _ in range(200)]
+    assert verdicts[:-1] == [None] * 199
+    return verdicts[-1]
+
+
+def test_running_check_keeps_a_gil_that_agrees_with_the_threads():
+    check = GilCheck()
+    assert window(check, samples=10, locked=10, resolved=10, waited=8000, elsewhere=0) is None  # contended
+    assert window(check, samples=10, locked=0, resolved=0, waited=0, elsewhere=0) is None  # idle
+    assert window(check, samples=10, locked=10, resolved=10, waited=0, elsewhere=5000) is None  # a C call holds it
+
+
+def test_running_check_drops_a_gil_never_held_while_threads_wait_for_it():
+    assert "never held" in window(GilCheck(), samples=10, locked=0, resolved=0, waited=8000, elsewhere=0)
+
+
+def test_running_check_drops_a_gil_held_by_no_thread():
+    assert "none of the process's threads" in window(GilCheck(), samples=10, locked=10, resolved=0, waited=0, elsewhere=0)
+
+
+def test_running_check_drops_a_gil_no_waiter_sleeps_on():
+    assert "another lock" in window(GilCheck(), samples=10, locked=1, resolved=1, waited=0, elsewhere=5000)

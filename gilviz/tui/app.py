@@ -446,6 +446,7 @@ class GilvizApp(App[int]):
         gil = {"located": "GIL on", "no GIL": "GIL off (free-threaded)", "not located": "GIL not located"}.get(
             status or "", "GIL off" if h.get("gil_enabled") is False else "")
         switch = root.get("switch_interval_us")
+        found_by = root.get("gil_found_by") if status == "located" else None
         rate = model.tick_rate() if model.times else None
         gil_hz = (model.stats or {}).get("gil_hz")
         sampler = (model.stats or {}).get("overhead")
@@ -453,10 +454,11 @@ class GilvizApp(App[int]):
 
         def build(level: int) -> list[str]:
             parts = [target if level < 2 else fit_text(target, 32 if level == 2 else 24)]
+            gil_text = gil + (f" ({found_by})" if found_by and level < 2 else "")
             interp = " · ".join(x for x in (
                 (f"CPython {version}" if level < 3 else version) if version else "",
-                gil + (f", switch {fmt_duration(switch)}" if level < 3 else f" {fmt_duration(switch)}")
-                if gil and switch else gil) if x)
+                gil_text + (f", switch {fmt_duration(switch)}" if level < 3 else f" {fmt_duration(switch)}")
+                if gil and switch else gil_text) if x)
             parts.append(interp)
             if rate is not None:
                 tick = f"{rate:.0f} ticks/s" if level < 3 else f"{rate:.0f}/s"

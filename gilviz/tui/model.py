@@ -182,6 +182,7 @@ class CoreSeries:
 class GilSeries:
     pid: int
     start: int
+    interp: int = 0  # 0: the process's main GIL; else a subinterpreter's own
     counts: array = field(default_factory=lambda: array("H"))  # samples, held, contended, switches per tick
     holder: array = field(default_factory=lambda: array("H"))  # serial + 1 of the thread that held it most
     holder_q: bytearray = field(default_factory=bytearray)
@@ -223,7 +224,8 @@ class History:
         self.dts = array("q")
         self.base = 0  # global index of times[0] (after old ticks were let go)
         self.cores: list[CoreSeries] = []
-        self.gils: dict[int, GilSeries] = {}
+        self.gils: dict[int, GilSeries] = {}  # each process's main GIL
+        self.interp_gils: dict[tuple[int, int], GilSeries] = {}  # (pid, interpreter id): subinterpreters' own
         self.stacks: list[dict[str, Any]] = []
         self.stack_times: list[int] = []
         self.last_stack: dict[int, dict[str, Any]] = {}  # tid -> the thread's entry in its latest dump
@@ -393,10 +395,14 @@ class History:
             core.target_q.append(on * Q // dt if on < dt else Q)
             core.other_q.append(0)
         for gt in gils:
-            pid, samples, held_n, contended, switches = gt
-            gs = self.gils.get(pid)
+            pid, samples, held_n, contended, switches = gt[:5]
+            interp = gt[5] if len(gt) > 5 else 0
+            holder_tid = gt[6] if len(gt) > 6 else 0
+            series = self.gils if not interp else self.interp_gils
+            key = pid if not interp else (pid, interp)
+            gs = series.get(key)
             if gs is None:
-                gs = self.gils[pid] = GilSeries(pid, g)
+                gs = series[key] = GilSeries(pid, g, interp)
             missing = g - gs.start - gs.ticks
             for _ in range(missing):
                 gs.counts.extend((0, 0, 0, 0))
@@ -404,6 +410,9 @@ class History:
                 gs.holder_q.append(0)
             gs.counts.extend((min(samples, 65535), min(held_n, 65535), min(contended, 65535), min(switches, 65535)))
             h = hold.get(pid)
+            if holder_tid or interp:  # the sampler says who held this GIL most
+                holder = threads.get(holder_tid) if holder_tid else None
+                h = (dt * held_n // samples, holder.serial + 1) if holder is not None and samples else None
             if h is None:
                 gs.holder.append(0)
                 gs.holder_q.append(0)
@@ -469,7 +478,7 @@ class History:
                 del core.other_q[:drop]
                 core.start = new_base
             core.cache.clear()
-        for gs in self.gils.values():
+        for gs in (*self.gils.values(), *self.interp_gils.values()):
             drop = new_base - gs.start
             if drop > 0:
                 del gs.counts[: drop * 4]
@@ -567,7 +576,7 @@ class History:
             s.cache.clear()
         for c in self.cores:
             c.cache.clear()
-        for g in self.gils.values():
+        for g in (*self.gils.values(), *self.interp_gils.values()):
             g.cache.clear()
 
     # ----------------------------------------------------------------- lanes

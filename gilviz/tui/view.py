@@ -19,9 +19,10 @@ _STATE_ORDER = {"running": 0, "native": 1, "waiting": 2, "runnable": 3, "lock": 
 class Row:
     """One line of the thread lanes: a process heading (grouped view) or a thread."""
 
-    kind: str  # "proc" or "thread"
+    kind: str  # "proc", "gil" (a subinterpreter's own GIL) or "thread"
     pid: int | None
     series: ThreadSeries | None = None
+    interp: int = 0
 
 
 @dataclass
@@ -143,5 +144,6 @@ def build_rows(model: History, stats: dict[int, ThreadStats], view: View) -> lis
         if not mine and pid not in model.processes:
             continue
         rows.append(Row("proc", pid))
+        rows.extend(Row("gil", pid, interp=interp) for p, interp in sorted(model.interp_gils) if p == pid)
         rows.extend(Row("thread", pid, s) for s in order_threads(mine, stats, view.sort))
     return rows

@@ -529,6 +529,8 @@ class ThreadLanes(Painter):
         c0, c1 = self.window()
         if row.kind == "proc":
             return self._process_line(index, row, c0, c1)
+        if row.kind == "gil":
+            return self._interpreter_gil_line(index, row, c0, c1)
         s = row.series
         assert s is not None
         cells = self.model.thread_cells(s, gv.view.zoom, c0, c1)
@@ -571,6 +573,18 @@ class ThreadLanes(Painter):
         return self.cached(index, key, lambda: self.finish(
             self.gutter_segments(label, pal.heading) + self.message_segments(text, pal.muted)))
 
+    def _interpreter_gil_line(self, index: int, row: Row, c0: int, c1: int) -> Strip:
+        """A subinterpreter's own GIL: who held it, like the process's GIL row."""
+        gv, pal = self.gv, self.pal
+        gs = self.model.interp_gils.get((row.pid, row.interp))
+        label = f"  GIL interp {row.interp}"
+        if gs is None:
+            return self.finish(self.gutter_segments(label, pal.heading))
+        cells = self.model.gil_cells(gs, gv.view.zoom, c0, c1)
+        key = ("gil", label, gv.selected_serial, c0, tuple(c[:2] for c in cells), self.gut)
+        return self.cached(index, key, lambda: self.finish(
+            self.gutter_segments(label, pal.heading) + self.owner_segments(cells, gv.selected_serial)))
+
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
@@ -583,9 +597,12 @@ class ThreadLanes(Painter):
         t = self.time_at(offset.x)
         if row.kind == "thread" and row.series is not None:
             self.post_message(ThreadClicked(row.series.tid, t))
-        elif row.pid is not None and t is not None and row.pid in self.model.gils:
+        elif row.pid is not None and t is not None:
+            gs = self.model.gils.get(row.pid) if row.kind == "proc" else self.model.interp_gils.get((row.pid, row.interp))
+            if gs is None:
+                return
             cell = t // self.view.zoom
-            (kind, serial, *_), = self.model.gil_cells(self.model.gils[row.pid], self.view.zoom, cell, cell)
+            (kind, serial, *_), = self.model.gil_cells(gs, self.view.zoom, cell, cell)
             if serial:
                 self.post_message(ThreadClicked(self.model.order[serial - 1].tid, t))
 
