@@ -44,6 +44,9 @@ GIL_HZ_START = 2000
 ADAPT_EVERY_NS = 500_000_000
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
+MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+)
+NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs are looked at...
+NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
 # GIL overhead comes in short runs on a CPU; C code that released the GIL, in long ones
 SPIN_RUN_US = 150
 HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 ms
@@ -95,10 +98,14 @@ class _Process:
     sites: dict[int, _SiteSamples] = field(default_factory=dict)  # by GIL address
     samples_last: int = 0  # samples of the main GIL in the tick being classified
     check: GilCheck = field(default_factory=GilCheck)
+    # 3.15+: threads whose own GIL flags are read with each GIL sample (tid -> PyThreadState)
+    watched: dict[int, int] = field(default_factory=dict)
     switch_interval_us: int | None = None
     ppid: int = 0
     command: str = ""
     born: float = 0.0  # when the sampler first saw it (monotonic s)
+    new_thread_ns: int = -(1 << 62)  # when a thread of it was last seen for the first time
+    next_gil_refresh_ns: int = 0
 
     def gil_state(self) -> str:
         if self.python is None:
@@ -361,6 +368,14 @@ class Sampler:
             gil = proc.gil
             if gil is None or not gil.sites:
                 continue
+            asking = False
+            if proc.watched:
+                # 3.15+: a thread spinning for the GIL is not in the condition variable's count of
+                # sleepers, but its own gil_requested flag is set from its request to its turn
+                try:
+                    asking = any(asks and not holds for holds, asks in map(gil.thread_flags, proc.watched.values()))
+                except OSError:
+                    pass
             for site in gil.sites:
                 acc = proc.sites.get(site.address)
                 if acc is None:
@@ -373,7 +388,7 @@ class Sampler:
                 if locked:
                     acc.held += 1
                     acc.holders[holder] += 1
-                if waiters:
+                if waiters or asking:
                     acc.contended += 1
                 acc.switch_number = switch
             self.stats.gil_samples += 1
@@ -412,9 +427,17 @@ class Sampler:
                 first = mem is None or r.tid not in proc.tids
                 if mem is None:
                     mem = self._new_thread(proc, r.tid)
+                    proc.new_thread_ns = now
                 proc.tids.add(r.tid)
                 ticks.append(self._classify(proc, r, mem, dt, held_by.get(r.tid, 0), first, gil_ranges))
             threads.extend(ticks)
+            if gil is not None and now - proc.new_thread_ns < NEW_THREAD_WATCH_NS and now >= proc.next_gil_refresh_ns:
+                # a new thread may make a subinterpreter with a GIL of its own: look for it soon
+                proc.next_gil_refresh_ns = now + NEW_THREAD_REFRESH_NS
+                if gil.refresh():
+                    self._gil_changed(proc)
+                if gil.has_thread_flags:
+                    gil.refresh_thread_states()
             if gil is not None and gil.located:
                 for address, acc in proc.sites.items():
                     switches = 0
@@ -428,6 +451,10 @@ class Sampler:
                     self._check_gil(proc, dt, main, resolved, ticks)
             for acc in proc.sites.values():
                 acc.clear()
+            if gil is not None and gil.has_thread_flags and len(gil.sites) == 1:
+                self._watch_flags(proc, gil, ticks)
+            elif proc.watched:
+                proc.watched = {}
         self.stats.ticks += 1
         tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
         self.sink(encode_tick(tick))
@@ -456,6 +483,20 @@ class Sampler:
                 if address == gil.address:
                     resolved += count
         return out, tops, resolved
+
+    @staticmethod
+    def _watch_flags(proc: _Process, gil: GilProbe, ticks: list[ThreadTick]) -> None:
+        """Threads that were on a CPU or waited for the GIL last tick (the only ones that can be
+        asking for it now) get their GIL flags read with each GIL sample of the next."""
+        watched = {}
+        for th in ticks:
+            if th.oncpu > 0 or th.waiting > 0:
+                tstate = gil.thread_state(th.tid)
+                if tstate is not None:
+                    watched[th.tid] = tstate
+                    if len(watched) >= MAX_FLAG_THREADS:
+                        break
+        proc.watched = watched
 
     def _check_gil(self, proc: _Process, dt: int, main: _SiteSamples, resolved: int, ticks: list[ThreadTick]) -> None:
         """Drops a GIL that contradicts what the threads did over the last second."""

@@ -59,7 +59,8 @@ def check_attachable(pid: int) -> None:
         raise UserError(f"process {pid} is not CPython (no libpython or _PyRuntime in it); attach to a Python process")
 
 
-def _header(command: Command | None, interp: Interpreter | None, pid: int | None, settings: Settings) -> dict[str, Any]:
+def _header(command: Command | None, interp: Interpreter | None, pid: int | None, settings: Settings,
+            t0_ns: int) -> dict[str, Any]:
     return {
         "k": "header",
         "format": FORMAT_VERSION,
@@ -75,6 +76,7 @@ def _header(command: Command | None, interp: Interpreter | None, pid: int | None
         "python_version": (interp.version + ("t" if interp.free_threaded else "")) if interp else None,
         "gil_enabled": interp.gil_enabled if interp else None,
         "pid": pid,
+        "monotonic_ns": t0_ns,  # CLOCK_MONOTONIC at the stream's time 0, to line it up with other tools
     }
 
 
@@ -137,7 +139,7 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
         if workload is not None:
             pid = workload.start()
         assert pid is not None
-        locked(_header(command, interp, pid, settings))
+        locked(_header(command, interp, pid, settings, locked.t0))
         try:
             sampler = Sampler(pid, locked, tick_hz=settings.tick_hz, gil_hz=settings.gil_hz,
                               cpu_budget=settings.cpu_budget, stacks_hz=settings.stacks_hz, t0=locked.t0,

@@ -1,33 +1,42 @@
-import glob
+import functools
 import os
 import subprocess
 
 import pytest
 
+from gilviz.errors import UserError
 from gilviz.recording import load
 from gilviz.report import summarize
 from gilviz.session import Settings, record_to_file
-from gilviz.target import Command, query_interpreter
+from gilviz.target import Command, interpreter_candidates, query_interpreter
 
-PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-TARGET_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+TARGET_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 
 
+@functools.lru_cache(maxsize=None)
 def find_python(version: str) -> str | None:
-    paths = sorted(glob.glob(f"{PYENV_ROOT}/versions/{version}.*/bin/python{version}"))
-    return paths[-1] if paths else None
+    """The newest CPython `version` with the GIL, on PATH or in pyenv's or uv's folders, as gilviz looks."""
+    for path in interpreter_candidates(version):
+        try:
+            interp = query_interpreter(path)
+        except UserError:
+            continue
+        if not interp.free_threaded and interp.version.startswith(version + "."):
+            return path
+    return None
 
 
 def python_or_skip(version: str) -> str:
     path = find_python(version)
     if path is None:
-        pytest.skip(f"no CPython {version} in {PYENV_ROOT}/versions (install it with `pyenv install {version}`)")
+        pytest.skip(f"no CPython {version} on PATH or in pyenv's or uv's folders "
+                    f"(`pyenv install {version}`, or ../shared/tools/newer-pythons for 3.14 and 3.15)")
     return path
 
 
 @pytest.fixture(params=TARGET_VERSIONS)
 def python(request) -> str:
-    """Every target interpreter present, 3.9 to 3.13."""
+    """Every target interpreter present, 3.9 to 3.15."""
     return python_or_skip(request.param)
 
 

@@ -221,6 +221,20 @@ def test_the_real_gil_is_taken_over_a_decoy_once_a_waiter_sleeps_on_it():
     assert probe.holders.resolve(holder, TIDS) == 101
 
 
+def test_a_candidate_never_confirmed_yields_to_the_next(monkeypatch):
+    import gilviz.probes.gil
+
+    runtime = runtime_with([(512, gil_struct(holder=FAKE_STATE)), (2048, gil_struct(holder=REAL_STATE))])
+    probe = probe_of(runtime, [(FAKE_STATE, bytes(1024)), (REAL_STATE, thread_state(101))])
+    assert probe.candidate.address == RUNTIME + 512 and not probe.confirm_by_holder(TIDS)
+    probe.refresh()
+    assert probe.candidate.address == RUNTIME + 512  # it gets its time
+    monkeypatch.setattr(gilviz.probes.gil, "CANDIDATE_PATIENCE_S", 0.0)
+    probe.refresh()
+    assert probe.candidate.address == RUNTIME + 2048
+    assert probe.confirm_by_holder(TIDS) and probe.address == RUNTIME + 2048
+
+
 def test_a_candidate_whose_holder_is_a_thread_is_confirmed():
     probe = probe_of(runtime_with([(512, gil_struct(holder=REAL_STATE))]), [(REAL_STATE, thread_state(100))])
     assert not probe.located
@@ -263,3 +277,43 @@ def test_running_check_drops_a_gil_held_by_no_thread():
 
 def test_running_check_drops_a_gil_no_waiter_sleeps_on():
     assert "another lock" in window(GilCheck(), samples=10, locked=1, resolved=1, waited=0, elsewhere=5000)
+
+
+# ----------------------------------------------------------------- free-threaded builds
+def free_threaded_runtime(enabled):
+    """The recorded 3.13 runtime, re-laid out as a free-threaded 3.13t's would be (no such build
+    runs here): the table says free-threaded, and the GIL struct starts with `int enabled`, which
+    moves every other field 8 bytes on (Include/internal/pycore_gil.h)."""
+    rec, memory, proc = recorded("3.13")
+    table = bytearray(memory.read(proc.runtime.address, 512))
+    struct.pack_into("<Q", table, 16, 1)  # free_threaded
+    names = ("size", "finalizing", "interpreters_head") + debug_offsets.LAYOUTS[(3, 13)][0]
+    at = {name: 24 + 8 * i for i, name in enumerate(names)}
+    gil_rs = struct.unpack_from("<Q", table, at["gil_runtime_state"])[0]
+    struct.pack_into("<Q", table, at["gil_runtime_state_enabled"], gil_rs)
+    struct.pack_into("<Q", table, at["gil_runtime_state_holder"], gil_rs + 16)
+    struct.pack_into("<Q", table, at["gil_runtime_state_locked"], gil_rs + 24)
+    real = GilProbe(proc, memory=memory)
+    main = real.sites[0].address  # the main interpreter's _gil, which ceval.gil points at
+    gil = bytearray(8) + bytearray(memory.read(main, GilLayout().size))
+    struct.pack_into("<i", gil, 0, enabled)
+    regions = [(proc.runtime.address, bytes(table)), (main, bytes(gil))]
+    regions += [r for r in memory.regions if not (r[0] == main or r[0] == proc.runtime.address)]
+    return proc, RecordedMemory(regions)
+
+
+def test_a_free_threaded_build_is_told_by_its_table_and_has_no_gil():
+    proc, memory = free_threaded_runtime(enabled=0)
+    probe = GilProbe(proc, memory=memory)
+    assert probe.offsets.free_threaded and probe.free_threaded
+    assert probe.status == "no GIL" and probe.sites == [] and probe.gil_ranges == ()
+
+
+def test_a_free_threaded_build_with_its_gil_turned_on_is_read_at_the_moved_fields():
+    proc, memory = free_threaded_runtime(enabled=0x7FFFFFFF)  # PYTHON_GIL=1: enabled for good
+    probe = GilProbe(proc, memory=memory)
+    assert probe.status == "located" and probe.found_by == "debug offsets"
+    assert probe.sites[0].layout.shift == 8
+    assert probe.switch_interval_us() == 5000
+    rec = RECORDED["3.13"]
+    assert list(probe.sample()) == rec["samples"][0]  # the same figures, 8 bytes further on

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import find_python, threads_named
+from conftest import find_python, python_or_skip, threads_named
 from gilviz.cli import build_command
 from gilviz.errors import UserError
 from gilviz.recording import load
@@ -142,20 +142,31 @@ def test_switch_interval(tmp_path):
     assert rates[1000] > 4 * rates[20000], rates
 
 
-def test_subinterpreters(tmp_path):
-    python = find_python("3.13") or find_python("3.12")
-    if python is None:
-        pytest.skip("needs CPython 3.12 or later")
-    summary, _ = record_scenario(tmp_path, "subinterpreters", "--interpreters", "2", python=python)
+@pytest.mark.parametrize("version", ["3.12", "3.13", "3.14", "3.15"])
+def test_subinterpreters(tmp_path, version):
+    python = python_or_skip(version)
+    summary, rec = record_scenario(tmp_path, "subinterpreters", "--interpreters", "2", python=python)
     workers = threads_named(summary, "interp-")
     assert len(workers) == 2
     for t in workers:  # each holds a GIL of its own, at the same time as the other
         assert t["gil_held"] > 0.5, t
         assert t["running"] > 2 * t["native"], t
+    # one GIL per interpreter that has its own, each held by its own thread, both at once
+    root = summary["target"]["pid"]
+    own = [g for g in summary["gils"] if g["pid"] == root and g["interp"]]
+    assert len(own) == 2 and all(g["held"] > 0.5 for g in own), summary["gils"]
+    assert all(g["label"] == f"pid {root} interpreter {g['interp']}" for g in own)
+    holders = {g.interp: g.holder for tick in rec.ticks for g in tick.gils if g.interp and g.holder}
+    assert sorted(holders.values()) == sorted(t["tid"] for t in workers), holders
+    both = sum(1 for tick in rec.ticks if sum(1 for g in tick.gils if g.interp and g.held * 2 > g.samples) == 2)
+    assert both > 0.5 * len(rec.ticks)
 
 
 def test_scenarios_that_cannot_run_here_say_why():
-    old = query_interpreter(find_python("3.11") or find_python("3.10") or find_python("3.9"))
+    path = find_python("3.11") or find_python("3.10") or find_python("3.9")
+    if path is None:
+        pytest.skip("no CPython older than 3.12 on PATH or in pyenv's or uv's folders")
+    old = query_interpreter(path)
     with pytest.raises(UserError, match="needs CPython 3.12 or later.*--python 3.12"):
         build_command(["subinterpreters"], old)
     if not old.free_threaded:

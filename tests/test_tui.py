@@ -187,6 +187,36 @@ async def test_free_threaded_build_has_no_gil_to_draw():
         assert app.table_rows[0][1].running == 1.0
 
 
+@sync
+async def test_each_subinterpreter_gil_has_a_labelled_row():
+    records = [{"k": "header", "format": 1, "command": "subinterpreters", "cpus": 2, "pid": 1,
+                "python_version": "3.14.0"},
+               {"k": "proc", "t": 0, "pid": 1, "ppid": 0, "command": "python3.14 sub.py", "python": "3.14.0",
+                "gil": "located", "gil_found_by": "debug offsets", "switch_interval_us": 5000, "interpreters": [1, 2]}]
+    records += [{"k": "thread", "t": 0, "tid": tid, "pid": 1, "name": name}
+                for tid, name in ((1, "MainThread"), (2, "interp-1"), (3, "interp-2"))]
+    for n in range(40):
+        running = [5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000]
+        records.append({"k": "tick", "t": (n + 1) * 5000, "dt": 5000, "c": [],
+                        "g": [[1, 10, 0, 0, 0, 0, 0], [1, 10, 10, 0, 0, 1, 2], [1, 10, 10, 0, 0, 2, 3]],
+                        "th": [[1, 0, 0, 0, 0, 0, 5000, 0, 0, 0, 0, 0], [2, 0, *running], [3, 1, *running]]})
+    records.append({"k": "end", "t": 200_000, "reason": "exited", "exit_code": 0})
+    app = make_app(RecordsSource(records), show_ui_cost=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await loaded(pilot)
+        assert "GIL on (debug offsets)" in str(app.query_one("#header").render())
+        lanes = app.query_one(ThreadLanes)
+        lines = [lanes.render_line(y).text for y in range(len(app.rows))]
+        letters = {s.name: s.letter for s in app.model.order}
+        for interp, worker in ((1, "interp-1"), (2, "interp-2")):
+            row = next(line for line in lines if f"GIL interp {interp}" in line)
+            cells = row.split("│", 1)[1].strip()
+            # held all along by its own thread: its letter where the run starts, then its blocks
+            assert cells.startswith(letters[worker]) and set(cells) == {letters[worker], "█"}, row
+        # the main GIL, free all along, is the one in the GIL panel
+        assert "held 0%" in app.query_one("#gil").render_line(1).text
+
+
 # ------------------------------------------------------------------------ keys
 @sync
 async def test_pause_resume_and_scroll_back_through_history():

@@ -116,6 +116,25 @@ def test_gil_cells_holder_and_rates():
     assert stats["held"] == pytest.approx(1.0) and stats["handoffs_per_s"] == pytest.approx(50.0)
 
 
+def test_each_subinterpreter_gil_gets_a_row_with_its_holder():
+    h = History()
+    h.add(header())
+    h.add({"k": "proc", "pid": 100, "gil": "located", "gil_found_by": "debug offsets", "interpreters": [1, 2]})
+    for tid, name in ((1, "MainThread"), (2, "interp-1"), (3, "interp-2")):
+        h.add({"k": "thread", "tid": tid, "pid": 100, "name": name, "t": 0})
+    gils = [GilTick(100, 10, 0, 0, 0), GilTick(100, 10, 10, 0, 0, 1, 2), GilTick(100, 10, 9, 0, 0, 2, 3)]
+    feed(h, 4, {1: "sleep", 2: "running", 3: "running"}, gils=gils)
+    rows = build_rows(h, {}, View())
+    assert [(r.kind, r.interp) for r in rows[:3]] == [("proc", 0), ("gil", 1), ("gil", 2)]
+    # the interpreters' GILs are held at once, each by its own thread; the main GIL is free
+    one = h.gil_cells(h.interp_gils[100, 1], 10_000, 0, 1)
+    two = h.gil_cells(h.interp_gils[100, 2], 10_000, 0, 1)
+    assert [c[1] for c in one] == [h.threads[2].serial + 1] * 2
+    assert [c[1] for c in two] == [h.threads[3].serial + 1] * 2
+    assert [c[2] for c in two] == [pytest.approx(0.9)] * 2
+    assert [c[1] for c in h.gil_cells(h.gils[100], 10_000, 0, 1)] == [0, 0]
+
+
 def test_long_history_prefix_sums_and_forgetting():
     h = History(max_thread_ticks=1000)
     h.add(header())

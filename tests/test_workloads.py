@@ -1,13 +1,12 @@
 """The built-in workloads, run directly (no sampling), and the registry that describes them.
 
 Each workload runs for about half a second with small sizes, reporting progress on a pipe
-as gilviz would read it. The race is also run on every pyenv CPython 3.10 to 3.13 found,
+as gilviz would read it. The race is also run on every CPython 3.10 to 3.15 found,
 since from 3.10 a bare `x += 1` loop rarely loses updates and the workload must still.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import sys
 
 import pytest
 
+from conftest import find_python, python_or_skip
 from gilviz import scenarios
 
 DURATION = "0.5"
@@ -45,17 +45,10 @@ EXPECTED_NAMES = [
 ]  # fmt: skip
 
 
-def pyenv_python(minor: int) -> str | None:
-    """The newest pyenv CPython 3.<minor> (not a free-threaded one), or None."""
-    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    found = sorted(glob.glob(f"{root}/versions/3.{minor}.*/bin/python3.{minor}"))
-    return found[-1] if found else None
-
-
 def python_at_least(minor: int) -> str | None:
     if sys.version_info[:2] >= (3, minor):
         return sys.executable
-    return next(filter(None, (pyenv_python(m) for m in range(minor, 20))), None)
+    return next(filter(None, (find_python(f"3.{m}") for m in range(minor, 20))), None)
 
 
 def run_workload(name: str, *args: str, python: str = sys.executable, progress: bool = True):
@@ -142,11 +135,9 @@ def test_summary_on_stdout_without_progress_fd():
     assert out.startswith("cpu-threads: ") and " loops in " in out
 
 
-@pytest.mark.parametrize("minor", [10, 11, 12, 13])
+@pytest.mark.parametrize("minor", [10, 11, 12, 13, 14, 15])
 def test_race_loses_updates(minor):
-    python = pyenv_python(minor)
-    if python is None:
-        pytest.skip(f"no pyenv CPython 3.{minor}")
+    python = python_or_skip(f"3.{minor}")
 
     result = final_result("race", *SMALL_ARGS["race"], python=python)["result"]
 
@@ -161,7 +152,7 @@ def test_lock_loses_nothing():
 
 
 def test_subinterpreters_refuses_python_before_3_12():
-    python = sys.executable if sys.version_info < (3, 12) else pyenv_python(11)
+    python = sys.executable if sys.version_info < (3, 12) else (find_python("3.11") or find_python("3.10"))
     if python is None:
         pytest.skip("no CPython older than 3.12")
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -46,6 +47,7 @@ from .pyprocess import PythonProcess
 
 FOUND_BY_OFFSETS = "debug offsets"
 FOUND_BY_SHAPE = "shape"
+CANDIDATE_PATIENCE_S = 1.0  # a shape candidate not confirmed in this time yields to the next
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ class GilProbe:
         self.candidate: GilSite | None = None  # found by shape, not yet confirmed
         self.offsets: DebugOffsets | None = None
         self.rejected: set[int] = set()
+        self._tried: set[int] = set()  # candidates that had their turn without being confirmed
+        self._candidate_since = 0.0
         self._condvar = condvar if condvar is not None else (
             process_condvar_layout(proc.pid) if memory is None else None)
         self._walk = InterpreterWalk()
@@ -304,20 +308,29 @@ class GilProbe:
         return GilLayout(found, shift) if found is not None else None
 
     def _locate_by_shape(self) -> None:
-        if self.candidate is not None:
+        """Takes the likeliest GIL-shaped struct as a candidate; one that the process has not
+        confirmed after a while yields to the next (a lookalike may come first)."""
+        if self.candidate is not None and time.monotonic() - self._candidate_since < CANDIDATE_PATIENCE_S:
             return
+        if self.candidate is not None:
+            self._tried.add(self.candidate.address)
+            self.candidate = None
         start, end = self.runtime_range
         try:
             buf = self.memory.read(start, end - start)
         except OSError:
             return
         layouts = [GilLayout(self._condvar)] if self._condvar is not None else None
-        for off, layout in find_gil_by_shape(buf, layouts):
-            if start + off not in self.rejected:
-                self.candidate = GilSite(start + off, 0, layout)
-                self.why = "a GIL-shaped struct was found, not yet confirmed by the process"
-                return
-        if not self.why:
+        found = [(start + off, layout) for off, layout in find_gil_by_shape(buf, layouts) if start + off not in self.rejected]
+        fresh = [hit for hit in found if hit[0] not in self._tried]
+        if found and not fresh:  # every one has had its turn: start the round again
+            self._tried.clear()
+            fresh = found
+        if fresh:
+            self.candidate = GilSite(fresh[0][0], 0, fresh[0][1])
+            self._candidate_since = time.monotonic()
+            self.why = "a GIL-shaped struct was found, not yet confirmed by the process"
+        else:
             self.why = "nothing in _PyRuntime has the GIL's shape"
 
     def refresh(self) -> bool:
@@ -337,7 +350,7 @@ class GilProbe:
                 own = None
             if own is not None:
                 self.sites = [self.sites[0], *own]
-        elif not self.sites:
+        elif not self.sites and self.status != "no GIL":
             self.locate()
         return (self.status, tuple(self.sites)) != before
 

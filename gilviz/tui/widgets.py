@@ -455,7 +455,8 @@ class GilLanes(Painter):
                 elif status == "not python":
                     text = "not a Python process"
                 elif status:
-                    text = "GIL not located (yet): no GIL figures for this process"
+                    why = (model.processes.get(pid) or {}).get("gil_why")
+                    text = "GIL not located (yet): no GIL figures for this process" + (f" ({why})" if why else "")
                 else:
                     text = "waiting for the first samples…"
                 segs += self.message_segments(text, pal.muted)
