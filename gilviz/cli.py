@@ -17,15 +17,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import UserError
 
 # gilviz options that take a value, shared by the commands that start a target
 _VALUE_OPTIONS = {"-o", "--output", "--duration", "--rate", "--gil-rate", "--budget", "--python", "--stacks-rate", "--speed", "--theme"}
-_FLAG_OPTIONS = {"-h", "--help", "--json"}
+MAX_TICK_HZ = 2000.0
+MAX_GIL_HZ = 100_000.0
+MAX_STACKS_HZ = 100.0
+_FLAG_OPTIONS = {"-h", "--help", "--json", "--force", "--exit-code"}
 
 
 def split_target(tokens: list[str]) -> tuple[list[str], list[str]]:
@@ -57,23 +62,32 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
 
 
-def _positive(value: float, name: str) -> float:
-    if not value or value <= 0:
-        raise UserError(f"{name} must be a positive number")
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line that says what to do, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message}; see `{self.prog} --help`")
+
+
+def _number(value: float, name: str, low: float, high: float, zero: bool = False) -> float:
+    """A finite number in (low, high], or 0 where zero is allowed (nan and inf are refused)."""
+    if zero and value == 0:
+        return value
+    if not math.isfinite(value) or not low < value <= high:
+        raise UserError(f"{name} must be a number above {low:g}{'' if high == math.inf else f' and at most {high:g}'}"
+                        f"{' (or 0)' if zero else ''}, not {value:g}")
     return value
 
 
 def settings_from(args: argparse.Namespace):
     from .session import Settings
 
-    if args.stacks_rate < 0:
-        raise UserError("--stacks-rate must be 0 or more")
     return Settings(
-        tick_hz=_positive(args.rate, "--rate"),
-        gil_hz=_positive(args.gil_rate, "--gil-rate"),
-        cpu_budget=_positive(args.budget, "--budget") / 100.0,
-        stacks_hz=args.stacks_rate,
-        duration_s=_positive(args.duration, "--duration") if args.duration is not None else None,
+        tick_hz=_number(args.rate, "--rate", 0, MAX_TICK_HZ),
+        gil_hz=_number(args.gil_rate, "--gil-rate", 0, MAX_GIL_HZ),
+        cpu_budget=_number(args.budget, "--budget", 0, 100.0 * (os.cpu_count() or 1)) / 100.0,
+        stacks_hz=_number(args.stacks_rate, "--stacks-rate", 0, MAX_STACKS_HZ, zero=True),
+        duration_s=_number(args.duration, "--duration", 0, math.inf) if args.duration is not None else None,
     )
 
 
@@ -159,36 +173,75 @@ def scenario_help(scenario) -> str:
 
 
 def _default_output(target: list[str]) -> str:
+    """gilviz-NAME-DATE.gilviz, with -2, -3... if that file exists (nothing is written over)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = os.path.splitext(os.path.basename(target[0]))[0] if target and not target[0].startswith("-") else "run"
-    return f"gilviz-{name}-{stamp}.gilviz"
+    path, n = f"gilviz-{name}-{stamp}.gilviz", 1
+    while os.path.lexists(path):
+        n += 1
+        path = f"gilviz-{name}-{stamp}-{n}.gilviz"
+    return path
+
+
+def _check_output(out: str, kwargs: dict[str, Any]) -> None:
+    """Refuses to record over the program being run, even with --force."""
+    command = kwargs.get("command")
+    if command is None or not os.path.exists(out):
+        return
+    for arg in command.argv[1:]:
+        try:
+            if os.path.exists(arg) and os.path.samefile(arg, out):
+                raise UserError(f"{out} is the program being run; give -o another file")
+        except OSError:
+            continue
+
+
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its Popen return code."""
+    if code is None:
+        return "its end is unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit status {code}"
 
 
 def cmd_record(argv: list[str]) -> int:
     opts, target = split_target(argv)
-    p = argparse.ArgumentParser(prog="gilviz record", description="Sample a target into a recording file.")
-    p.add_argument("-o", "--output", help="recording file (default: gilviz-NAME-DATE.gilviz)")
+    p = Parser(prog="gilviz record", description="Sample a target into a recording file.")
+    p.add_argument("-o", "--output", help="recording file (default: gilviz-NAME-DATE.gilviz, never an existing one)")
+    p.add_argument("--force", action="store_true", help="write over the -o file if it exists")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit with the target's status when it ends by itself (128+N if killed by signal N)")
     _add_sampling_options(p)
     args = p.parse_args(opts)
     settings = settings_from(args)
     kwargs = resolve_target(target, args.python)
     out = args.output or _default_output(target)
+    _check_output(out, kwargs)
     from .session import record_to_file
 
-    end = record_to_file(out, settings, **kwargs)
-    how = {"exited": "the target exited", "duration": "the duration passed", "interrupted": "interrupted",
-           "stopped": "stopped"}.get(end["reason"], end["reason"])
+    end = record_to_file(out, settings, force=args.force, **kwargs)
+    code = end.get("exit_code")
+    how = {"exited": "the target exited", "duration": "the duration passed, gilviz ended the target",
+           "interrupted": "interrupted, gilviz ended the target", "stopped": "stopped"}.get(end["reason"], end["reason"])
     ended_itself = end["reason"] == "exited"
-    status = f", exit status {end['exit_code']}" if ended_itself and end.get("exit_code") not in (None, 0) else ""
-    print(f"gilviz: recorded {end.get('sampler_wall_s', 0):.1f} s ({how}{status}) to {out}; "
+    if ended_itself and code is not None and kwargs.get("command") is not None:
+        how += f", {describe_exit(code)}"
+    print(f"gilviz: recorded {end.get('sampler_wall_s', 0):.1f} s ({how}) to {out}; "
           f"see it with `gilviz report {out}` or `gilviz replay {out}`", file=sys.stderr)
+    if args.exit_code and ended_itself and code is not None:
+        return code if code >= 0 else 128 - code
     return 0
 
 
 def cmd_sample(argv: list[str]) -> int:
     """The live view's sampler, in a process of its own: records on stdout, uncompressed."""
     opts, target = split_target(argv)
-    p = argparse.ArgumentParser(prog="gilviz _sample")
+    p = Parser(prog="gilviz _sample")
     _add_sampling_options(p)
     args = p.parse_args(opts)
     settings = settings_from(args)
@@ -200,7 +253,7 @@ def cmd_sample(argv: list[str]) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="gilviz report", description="Totals of a recording.")
+    p = Parser(prog="gilviz report", description="Totals of a recording.")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = p.parse_args(argv)

@@ -7,8 +7,10 @@ encoding crosses the pipe from a sampler process to a live view.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -44,74 +46,144 @@ def decode_tick(rec: dict[str, Any]) -> Tick:
 
 
 class RecordingWriter:
-    """Writes records to a file or pipe; usable from one thread at a time."""
+    """Writes records to a file or pipe; usable from one thread at a time.
+
+    A write that fails (disk full, a closed pipe) never raises into the thread that wrote:
+    the writer keeps the error, drops what comes after, and sets `failed`, so the session
+    can end its target and say why. What was flushed before stays readable.
+    """
 
     def __init__(self, out: str | os.PathLike | IO[bytes], compress: bool = True,
-                 flush_every_s: float = FLUSH_EVERY_S):
+                 flush_every_s: float = FLUSH_EVERY_S, force: bool = False):
         if isinstance(out, (str, os.PathLike)):
+            self.name = str(out)
             try:
-                self._file: IO[bytes] = open(out, "wb")
+                self._file: IO[bytes] = open(out, "wb" if force else "xb")
+            except FileExistsError:
+                raise UserError(f"{out} exists; give another -o, or --force to write over it") from None
             except OSError as e:
                 raise UserError(f"cannot write the recording {out}: {e.strerror}") from None
             self._owns = True
         else:
-            self._file, self._owns = out, False
+            self._file, self._owns, self.name = out, False, "the stream"
         self._zip = zlib.compressobj(1, zlib.DEFLATED, 31) if compress else None
         self._last_flush = time.monotonic()
         self.flush_every_s = flush_every_s
         self.closed = False
+        self.error: OSError | None = None
+        self.failed = threading.Event()
+        self.flushed = False  # something reached the file
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.error is not None:
+            return
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         if self._zip is not None:
             data = self._zip.compress(data)
-        if data:
-            self._file.write(data)
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
-            self.flush()
+        try:
+            if data:
+                self._file.write(data)
+            if time.monotonic() - self._last_flush >= self.flush_every_s:
+                self._flush()
+        except OSError as e:
+            self._fail(e)
 
     def write_tick(self, tick: Tick) -> None:
         self.write(encode_tick(tick))
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         if self._zip is not None:
             self._file.write(self._zip.flush(zlib.Z_SYNC_FLUSH))
         self._file.flush()
         self._last_flush = time.monotonic()
+        self.flushed = True
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self._flush()
+            except OSError as e:
+                self._fail(e)
+
+    def _fail(self, error: OSError) -> None:
+        self.error = error
+        self.failed.set()
+
+    @property
+    def why(self) -> str:
+        """The failure in words, for the user."""
+        e = self.error
+        if e is None:
+            return ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the disk is full"
+        if e.errno == errno.EFBIG:
+            return "the file grew past the size allowed (ulimit -f)"
+        return e.strerror or str(e)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         try:
-            if self._zip is not None:
-                self._file.write(self._zip.flush(zlib.Z_FINISH))
-            self._file.flush()
+            if self.error is None:
+                if self._zip is not None:
+                    self._file.write(self._zip.flush(zlib.Z_FINISH))
+                self._file.flush()
+        except OSError as e:
+            self._fail(e)
         finally:
             if self._owns:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as e:  # the last buffered bytes did not fit
+                    if self.error is None:
+                        self._fail(e)
 
 
-def iter_records(source: str | os.PathLike | IO[bytes]) -> Iterator[dict[str, Any]]:
-    """Yields every whole record; a truncated tail is ignored, a corrupt file refused."""
+class Damage:
+    """Counts records skipped as damaged while reading (a recording cut short is not damage)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.tail = False  # the data ends in damage: what follows it was lost
+
+
+def iter_records(source: str | os.PathLike | IO[bytes], damage: Damage | None = None) -> Iterator[dict[str, Any]]:
+    """Yields every whole, well-formed record; a truncated or damaged tail is read up to the
+    damage, records of the wrong shape are skipped (and counted in `damage`), a file that is
+    no recording is refused."""
     name = str(source) if isinstance(source, (str, os.PathLike)) else "the stream"
     if isinstance(source, (str, os.PathLike)):
         try:
             f: IO[bytes] = open(source, "rb")
         except FileNotFoundError:
             raise UserError(f"no recording at {source}: check the path, or make one with `gilviz record`") from None
+        except IsADirectoryError:
+            raise UserError(f"{source} is a folder, not a recording") from None
         except OSError as e:
             raise UserError(f"cannot read {source}: {e.strerror}") from None
     else:
         f = source
     try:
-        yield from _iter_lines(f, name)
+        yield from _iter_lines(f, name, damage if damage is not None else Damage())
     finally:
         if f is not source:
             f.close()
 
 
-def _iter_lines(f: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+def _salvage(unzip, data: bytes) -> bytes:
+    """What a damaged compressed chunk holds before the damage, fed a little at a time."""
+    out = []
+    for i in range(0, len(data), 256):
+        try:
+            out.append(unzip.decompress(data[i : i + 256]))
+        except zlib.error:
+            break
+    return b"".join(out)
+
+
+def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, Any]]:
     # read1 returns what a pipe has now instead of waiting for a full buffer
     read = getattr(f, "read1", f.read)
     first = f.read(2)
@@ -121,12 +193,14 @@ def _iter_lines(f: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
     seen_header = False
     while True:
         if unzip is not None and chunk:
+            before = unzip.copy()
             try:
                 chunk = unzip.decompress(chunk)
             except zlib.error:
-                if not seen_header:
+                if not seen_header and not pending:
                     raise UserError(f"{name} is not a gilviz recording (corrupt data); record one with `gilviz record`") from None
-                return  # damaged tail: keep what was read
+                chunk = _salvage(before, chunk)
+                damage.tail = True
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -137,19 +211,61 @@ def _iter_lines(f: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
             except ValueError:
                 if not seen_header:
                     raise UserError(f"{name} is not a gilviz recording; record one with `gilviz record`") from None
+                damage.tail = True
                 return
             if not seen_header:
-                if not isinstance(rec, dict) or rec.get("k") != "header":
-                    raise UserError(f"{name} is not a gilviz recording (no header); record one with `gilviz record`")
-                if rec.get("format", 0) > FORMAT_VERSION:
-                    raise UserError(f"{name} was written by a newer gilviz (format {rec.get('format')}); upgrade gilviz to read it")
+                _check_header(rec, name)
                 seen_header = True
+            elif not well_formed(rec):
+                damage.records += 1
+                continue
             yield rec
+        if damage.tail:
+            break
         chunk = read(1 << 16)
         if not chunk:
             break
     if not seen_header:
         raise UserError(f"{name} is not a gilviz recording (empty or no header); record one with `gilviz record`")
+
+
+def _check_header(rec: Any, name: str) -> None:
+    if not isinstance(rec, dict) or rec.get("k") != "header":
+        raise UserError(f"{name} is not a gilviz recording (no header); record one with `gilviz record`")
+    fmt = rec.get("format", 0)
+    if type(fmt) is not int:
+        raise UserError(f"{name} is not a gilviz recording (its header's format is {fmt!r}, not a number)")
+    if fmt > FORMAT_VERSION:
+        raise UserError(f"{name} was written by a newer gilviz (format {fmt}); upgrade gilviz to read it")
+    if not isinstance(rec.get("pid", 0), (int, type(None))) or not isinstance(rec.get("cpus", 0), (int, type(None))):
+        raise UserError(f"{name} is not a gilviz recording (its header is damaged)")
+
+
+def well_formed(rec: Any) -> bool:
+    """Has the record the fields its readers rely on, of the right types? (Unknown kinds pass:
+    a newer gilviz may add some, and readers ignore them.)"""
+    if not isinstance(rec, dict):
+        return False
+    kind = rec.get("k")
+    try:
+        if kind == "tick":
+            return (type(rec["t"]) is int and type(rec["dt"]) is int and rec["dt"] >= 0
+                    and all(len(th) == len(ThreadTick._fields) and type(sum(th)) is int for th in rec["th"])
+                    and all(5 <= len(g) <= len(GilTick._fields) and type(sum(g)) is int for g in rec["g"])
+                    and type(sum(rec["c"])) is int)
+        if kind == "thread":
+            return type(rec["tid"]) is int and type(rec.get("pid")) in (int, type(None))
+        if kind in ("proc", "proc_end"):
+            return type(rec["pid"]) is int
+        if kind == "stack":
+            return type(rec["pid"]) is int and all(type(th["tid"]) is int for th in rec["threads"])
+        if kind == "out":
+            return isinstance(rec["d"], str) and isinstance(rec["s"], str)
+        if kind == "progress":
+            return type(rec.get("done", 0)) in (int, float)
+    except (KeyError, TypeError):
+        return False
+    return isinstance(kind, str)
 
 
 @dataclass
@@ -165,7 +281,9 @@ class Recording:
     output: list[dict[str, Any]] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)
     progress: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # what the sampler warned of, once each
     end: dict[str, Any] | None = None
+    damage: Damage = field(default_factory=Damage)
 
     def add(self, rec: dict[str, Any]) -> None:
         kind = rec.get("k")
@@ -188,6 +306,8 @@ class Recording:
             self.stats.append(rec)
         elif kind == "progress":
             self.progress.append(rec)
+        elif kind == "notice":
+            self.notices.append(str(rec.get("text")))
         elif kind == "end":
             self.end = rec
 
@@ -197,8 +317,9 @@ class Recording:
 
 
 def load(source: str | os.PathLike | IO[bytes]) -> Recording:
-    records = iter_records(source)
-    rec = Recording(header=next(records))
+    damage = Damage()
+    records = iter_records(source, damage)
+    rec = Recording(header=next(records), damage=damage)
     for r in records:
         rec.add(r)
     return rec

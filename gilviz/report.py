@@ -102,7 +102,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
     gil = None
     if root_gil and "held" in root_gil:
         gil = {k: root_gil[k] for k in ("held", "contended", "handoffs_per_s")}
-    has_gil = root_proc.get("gil") != "no GIL" if root_proc else header.get("gil_enabled")
+    has_gil = root_proc.get("gil") != "no GIL" if root_proc else header.get("gil_enabled")  # None: unknown
 
     ncpu = max(header.get("cpus") or 0, len(core_busy), max(core_target, default=-1) + 1)
     cores = [
@@ -119,7 +119,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
             "scenario": header.get("scenario"),
             "pid": root,
             "python": header.get("python_version") or root_proc.get("python"),
-            "gil": bool(has_gil),
+            "gil": None if has_gil is None else bool(has_gil),
         },
         "duration_s": round(duration_s, 3),
         "tick_hz": round(len(ticks) / duration_s, 1) if duration_s else 0.0,
@@ -138,6 +138,9 @@ def summarize(rec: Recording) -> dict[str, Any]:
         },
         "end": {"reason": end.get("reason", "truncated"), "exit_code": end.get("exit_code")},
         "truncated": rec.truncated,
+        "notices": rec.notices,
+        "damaged_records": rec.damage.records,
+        "damaged_tail": rec.damage.tail,
     }
     progress = [p for p in rec.progress if "done" in p]
     if progress and duration_s:
@@ -171,7 +174,8 @@ def holder_agreement(rec: Recording) -> float | None:
 def format_text(summary: dict[str, Any]) -> str:
     t = summary["target"]
     lines = [
-        f"target    {t['command']}  (pid {t['pid']}, Python {t['python']}, {'GIL' if t['gil'] else 'no GIL'})",
+        f"target    {t['command']}  (pid {t['pid']}, Python {t['python'] or '?'}, "
+        f"{'GIL' if t['gil'] else 'GIL unknown' if t['gil'] is None else 'no GIL'})",
         f"duration  {summary['duration_s']:.2f} s   ticks {summary['tick_hz']:.0f}/s   GIL samples {summary['gil_sample_hz']:.0f}/s",
     ]
     gil = summary["gil"]
@@ -200,7 +204,10 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append(f"sampler   {s['cpu_s']:.2f} CPU s ({s['overhead']:.1%} of a core)")
     end = summary["end"]
     lines.append(f"ended     {end['reason']}" + (f", exit status {end['exit_code']}" if end["reason"] == "exited" else "")
-                 + ("  (recording truncated)" if summary["truncated"] else ""))
+                 + ("  (recording truncated)" if summary["truncated"] else "")
+                 + ("  (the rest was damaged and is lost)" if summary["damaged_tail"] else "")
+                 + (f"  ({summary['damaged_records']} damaged records skipped)" if summary["damaged_records"] else ""))
+    lines.extend(f"note      {text}" for text in summary["notices"])
     lines.append("")
     lines.append(f"{'tid':>7} {'name':<18} {'running':>7} {'native':>7} {'waiting':>7} {'runnable':>8} {'blocked':>7} {'by':<6} {'GIL':>5} {'cpu s':>7}")
     for th in summary["threads"]:

@@ -42,6 +42,7 @@ LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
 GIL_HZ_START = 2000
 ADAPT_EVERY_NS = 500_000_000
+CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+)
@@ -290,6 +291,7 @@ class Sampler:
         last_tick = t_start
         next_children = t_start + REFRESH_EVERY_NS
         next_adapt = t_start + ADAPT_EVERY_NS
+        next_check = t_start
         adapt_cpu, adapt_wall, adapt_samples = cpu_start + spy_start, t_start, 0
         stacks_thread = None
         if self.pyspy is not None:
@@ -313,15 +315,10 @@ class Sampler:
                     if next_tick <= now:
                         next_tick = now + self.tick_ns
                     self._drain_stacks()
-                    if not alive or (done is not None and done()):
+                    if not alive:
                         reason = "exited"
                         break
-                    if stop.is_set():
-                        reason = "stopped"
-                        break
-                    if deadline is not None and now >= deadline:
-                        reason = "duration"
-                        break
+                    next_check = now  # after each tick
                     if now >= next_children:
                         self._refresh_children()
                         self._recheck_young_processes()
@@ -341,12 +338,23 @@ class Sampler:
                                    "gil_hz": round(rate, 1), "gil_hz_target": round(1e9 / gil_period, 1)})
                         adapt_cpu, adapt_wall, adapt_samples = cpu, now, self.stats.gil_samples
                         next_adapt = now + ADAPT_EVERY_NS
+                if now >= next_check:  # at every tick, and often between slow ones (--rate 0.1)
+                    if done is not None and done():
+                        reason = "exited"
+                        break
+                    if stop.is_set():
+                        reason = "stopped"
+                        break
+                    if deadline is not None and now >= deadline:
+                        reason = "duration"
+                        break
+                    next_check = now + CHECK_EVERY_NS
                 if now >= next_gil:
                     self._sample_gils()
                     next_gil += gil_period
                     if next_gil <= now:
                         next_gil = now + gil_period
-                wake = min(next_gil, next_tick)
+                wake = min(next_gil, next_tick, next_check)
                 delay = wake - monotonic_ns()
                 if delay > 0:
                     sleep(delay / 1e9)

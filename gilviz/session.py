@@ -8,7 +8,6 @@ the stream closes with an `end` record saying how.
 from __future__ import annotations
 
 import datetime
-import errno
 import json
 import os
 import signal
@@ -27,6 +26,8 @@ from .target import Command, Interpreter, Workload
 
 Sink = Callable[[dict[str, Any]], None]
 MAX_OUTPUT_BYTES = 4 << 20  # workload output kept in a recording
+PYSPY_MISSING = ("py-spy was not found: threads keep their OS names and no Python line is shown; "
+                 "`pip install py-spy` beside gilviz brings them")
 
 
 @dataclass
@@ -149,15 +150,24 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
         except PermissionError as e:
             raise UserError(f"no permission to read process {pid} ({e.filename}); run as root or with CAP_SYS_PTRACE") from None
         if sampler is not None:
+            if sampler.pyspy is None and settings.stacks_hz > 0:
+                locked({"k": "notice", "t": locked.now_us(), "text": PYSPY_MISSING})
             done = (lambda: workload.poll() is not None) if workload is not None else None
             reason = sampler.run(duration_s=settings.duration_s, stop=stop, done=done)
     except (KeyboardInterrupt, _Interrupted):
         reason = "interrupted"
     finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-        if workload is not None:
-            exit_code = workload.stop()
+        hurry = threading.Event()
+        if old_handlers:  # a second Ctrl-C (or SIGTERM) during the polite shutdown makes it quick
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                old_handlers.setdefault(sig, signal.getsignal(sig))
+                signal.signal(sig, lambda *_: hurry.set())
+        try:
+            if workload is not None and workload.pid is not None:
+                exit_code = workload.stop(hurry=hurry.is_set)
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
         end = {"k": "end", "t": locked.now_us(), "reason": reason, "exit_code": exit_code}
         if sampler is not None:
             st = sampler.stats
@@ -169,24 +179,27 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
     return end
 
 
-def record_to_file(path: str, settings: Settings, **target) -> dict[str, Any]:
-    writer = RecordingWriter(path)
+def record_to_file(path: str, settings: Settings, *, force: bool = False, **target) -> dict[str, Any]:
+    """Samples into a new file (an existing one only with force); nothing is created for a
+    target that cannot be sampled. A write that fails ends the session and says why."""
+    if target.get("pid") is not None:
+        check_attachable(target["pid"])
+    writer = RecordingWriter(path, force=force)
     try:
-        return run_session(writer.write, settings, **target)
+        end = run_session(writer.write, settings, stop=writer.failed, **target)
     finally:
         writer.close()
+    if writer.error is not None:
+        kept = "what was written before it is kept" if writer.flushed else "nothing could be kept"
+        raise UserError(f"cannot write the recording {path}: {writer.why}; the target was ended, and {kept}")
+    return end
 
 
 def stream_to_stdout(settings: Settings, **target) -> dict[str, Any]:
-    """For a live view in another process: uncompressed records on stdout."""
+    """For a live view in another process: uncompressed records on stdout; the session ends
+    when the viewer goes away."""
     writer = RecordingWriter(sys.stdout.buffer, compress=False, flush_every_s=0.03)
     try:
-        return run_session(writer.write, settings, **target)
-    except BrokenPipeError:
-        return {"k": "end", "reason": "viewer closed"}
+        return run_session(writer.write, settings, stop=writer.failed, **target)
     finally:
-        try:
-            writer.close()
-        except OSError as e:
-            if e.errno != errno.EPIPE:
-                raise
+        writer.close()

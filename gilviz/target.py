@@ -1,34 +1,33 @@
 """What to sample: an interpreter and a command to launch in it, or a running PID.
 
-The workload is always a child of the sampling process (Yama's ptrace_scope 1 lets a
-process read only its descendants), in a process group of its own so that it and every
-process it starts can be ended together, and it names the sampler as its ptracer so
-that a py-spy started by the sampler, a sibling, may read it too.
+The workload is always a descendant of the sampling process (Yama's ptrace_scope 1 lets a
+process read only its descendants), in a session of its own so that a polite Ctrl-C
+reaches all of it, under a keeper (keeper.py) that ends whatever it started, and it names
+the sampler as its ptracer so that a py-spy started by the sampler may read it too.
 """
 
 from __future__ import annotations
 
-import ctypes
 import glob
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import UserError
 
-PR_SET_PDEATHSIG = 1
-PR_SET_PTRACER = 0x59616D61
-
 _QUERY = (
-    "import sys, sysconfig, json; "
-    "print(json.dumps([sys.implementation.name, sys.version.split()[0], list(sys.version_info[:3]), "
+    # also runs on Python 2, so that an old interpreter is named as such
+    "import sys, sysconfig, json, platform; "
+    "print(json.dumps([platform.python_implementation().lower(), sys.version.split()[0], list(sys.version_info[:3]), "
     "bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
     "bool(getattr(sys, '_is_gil_enabled', lambda: True)())]))"
 )
@@ -50,7 +49,7 @@ class Interpreter:
 def query_interpreter(path: str) -> Interpreter:
     try:
         out = subprocess.run(
-            [path, "-I", "-c", _QUERY], capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL
+            [path, "-E", "-s", "-c", _QUERY], capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL
         )
     except OSError as e:
         raise UserError(f"cannot run {path}: {e.strerror}; give --python an interpreter that exists") from None
@@ -63,7 +62,8 @@ def query_interpreter(path: str) -> Interpreter:
     if impl != "cpython":
         raise UserError(f"{path} is {impl}, not CPython; gilviz reads CPython's GIL, so give --python a CPython")
     if tuple(info[:2]) < (3, 9):
-        raise UserError(f"{path} is Python {version}; gilviz supports targets from CPython 3.9 on")
+        raise UserError(f"{path} is Python {version}, which gilviz does not support: it reads CPython 3.9 and later; "
+                        "give --python a newer one (`gilviz pythons` lists those found)")
     return Interpreter(path, version, tuple(info), bool(ft), bool(gil))
 
 
@@ -133,29 +133,28 @@ class Command:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _set_ptracer_and_deathsig(sampler_pid: int) -> Callable[[], None]:
-    def preexec() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            libc.prctl(PR_SET_PTRACER, sampler_pid, 0, 0, 0)  # fails harmlessly without Yama
-        except Exception:
-            pass
-
-    return preexec
+KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+STOP_GRACE_S = 1.0  # the workload's time to finish its last words after SIGINT, then after SIGTERM
 
 
 class Workload:
-    """A launched child interpreter: its output captured, its whole group ended on stop."""
+    """A launched child interpreter: its output captured, all it starts ended with it.
+
+    The workload runs under a keeper (keeper.py), its parent and a child subreaper, which
+    ends every process the workload started when the workload ends, when gilviz asks, and
+    when gilviz is gone however it ended: a lifeline pipe, held open only by gilviz, tells it.
+    """
 
     def __init__(self, command: Command, on_output: Callable[[str, bytes], None] | None = None,
                  on_progress: Callable[[bytes], None] | None = None):
         self.command = command
         self.on_output = on_output
         self.on_progress = on_progress
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | None = None  # the keeper
+        self.pid: int | None = None  # the workload
+        self._lifeline: int | None = None
         self._readers: list[threading.Thread] = []
-        self._pipes: list = []
+        self._closing = threading.Event()
 
     def start(self) -> int:
         env = dict(os.environ)
@@ -163,84 +162,105 @@ class Workload:
         env.setdefault("PYTHONUNBUFFERED", "1")
         # a side channel on which built-in workloads report the work they have done
         progress_r, progress_w = os.pipe()
+        lifeline_r, self._lifeline = os.pipe()
+        report_r, report_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         env["GILVIZ_PROGRESS_FD"] = str(progress_w)
+        keeper = [sys.executable, "-I", "-S", KEEPER, str(lifeline_r), str(report_w), str(os.getpid())]
         try:
             self.proc = subprocess.Popen(
-                self.command.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_set_ptracer_and_deathsig(os.getpid()),
-                env=env,
-                pass_fds=(progress_w,),
+                [*keeper, *self.command.argv], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                env=env, pass_fds=(progress_w, lifeline_r, report_w),
             )
         except OSError as e:
-            os.close(progress_r)
-            raise UserError(f"cannot start {self.command.argv[0]}: {e.strerror}") from None
+            for fd in (progress_r, lifeline_r, self._lifeline, report_r, out_r, err_r):
+                os.close(fd)
+            raise UserError(f"cannot start {sys.executable}: {e.strerror}") from None
         finally:
-            os.close(progress_w)
-        progress = os.fdopen(progress_r, "rb")
-        for name, pipe in (("out", self.proc.stdout), ("err", self.proc.stderr), ("progress", progress)):
-            t = threading.Thread(target=self._pump, args=(name, pipe), daemon=True, name=f"gilviz-{name}")
+            for fd in (progress_w, lifeline_r, report_w, out_w, err_w):
+                os.close(fd)
+        with os.fdopen(report_r, "rb") as report:
+            word = report.readline().decode(errors="replace").split(None, 1)
+        if word[:1] != ["pid"]:
+            self.proc.wait()
+            for fd in (progress_r, out_r, err_r):
+                os.close(fd)
+            why = word[1].strip() if len(word) > 1 else "it did not start"
+            raise UserError(f"cannot start {self.command.argv[0]}: {why}")
+        self.pid = int(word[1])
+        for name, fd in (("out", out_r), ("err", err_r), ("progress", progress_r)):
+            t = threading.Thread(target=self._pump, args=(name, fd), daemon=True, name=f"gilviz-{name}")
             t.start()
             self._readers.append(t)
-            self._pipes.append(pipe)
-        return self.proc.pid
+        return self.pid
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def _pump(self, name: str, pipe) -> None:
-        if name == "progress":
-            for line in pipe:
-                if self.on_progress is not None:
-                    self.on_progress(line)
-            return
-        fd = pipe.fileno()
-        while True:
-            try:
-                data = os.read(fd, 1 << 16)
-            except OSError:
-                break
-            if not data:
-                break
-            if self.on_output is not None:
-                self.on_output(name, data)
+    def _pump(self, name: str, fd: int) -> None:
+        """Reads until the writers are gone, or the workload is being put away and falls silent:
+        a process that inherited the pipe and escaped could otherwise hold it open for ever."""
+        pending = b""
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    if self._closing.is_set():
+                        break
+                    continue
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError:
+                    break
+                if not data:
+                    break
+                if name != "progress":
+                    if self.on_output is not None:
+                        self.on_output(name, data)
+                    continue
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if self.on_progress is not None:
+                        self.on_progress(line)
+        finally:
+            os.close(fd)
 
     def poll(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def stop(self, grace_s: float = 1.0) -> int | None:
-        """Ends the workload and everything in its process group; returns its exit status."""
+    def stop(self, grace_s: float = STOP_GRACE_S, hurry: Callable[[], bool] = lambda: False) -> int | None:
+        """Ends the workload and everything it started; returns its exit status.
+
+        As Ctrl-C would first (the built-in workloads report their final counts), then less
+        politely; `hurry()` turning true (a second Ctrl-C) skips to the end.
+        """
         proc = self.proc
         if proc is None:
             return None
-        # as Ctrl-C would: a workload gets to finish its last words (the built-in ones
-        # report their final counts), then it is asked less politely
+        assert self.pid is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
-            if proc.poll() is not None:
+            if proc.poll() is not None or hurry():
                 break
-            _signal_group(proc.pid, sig)
+            _signal_group(self.pid, sig)
+            deadline = time.monotonic() + grace_s
+            while proc.poll() is None and time.monotonic() < deadline and not hurry():
+                time.sleep(0.02)
+        if proc.poll() is None:
+            _signal_group(self.pid, signal.SIGKILL)
             try:
-                proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # the keeper ends whatever is left
+            except ProcessLookupError:
                 pass
-        # whatever it started (multiprocessing children) may outlive it in the group
-        _signal_group(proc.pid, signal.SIGKILL)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            pass
+            proc.kill()  # its lifeline closes with us; the workload dies with it (PDEATHSIG)
+            proc.wait()
+        self._closing.set()
         for t in self._readers:
             t.join(timeout=1)
-        for pipe in self._pipes:
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         return proc.returncode
 
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .cli import _add_sampling_options, resolve_target, settings_from, split_target
+from .cli import Parser, _add_sampling_options, resolve_target, settings_from, split_target
 from .errors import UserError
 
 
@@ -23,7 +23,7 @@ def _add_view_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = Parser(prog=prog, description=description)
     _add_sampling_options(p)
     _add_view_options(p)
     return p
@@ -45,6 +45,10 @@ def _live(opts: list[str], target: list[str], prog: str) -> int:
     if not target:
         target = _default_target()
     resolved = resolve_target(target, args.python)
+    if resolved.get("pid") is not None:
+        from .session import check_attachable
+
+        check_attachable(resolved["pid"])  # gone, not Python, not ours: said here, not on the screen
     command = resolved.get("command")
     scenario = getattr(command, "scenario", None) if command is not None else None
     label = getattr(command, "display", None) or " ".join(target)
@@ -101,7 +105,7 @@ def cmd_attach(argv: list[str]) -> int:
 
 
 def cmd_replay(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="gilviz replay", description="The live view of a recording.")
+    p = Parser(prog="gilviz replay", description="The live view of a recording.")
     p.add_argument("file")
     p.add_argument("--speed", type=float, default=1.0,
                    help="times real time (default 1); 0 loads the whole recording at once")

@@ -231,10 +231,12 @@ def test_entry_points_refuse_bad_input_before_the_screen_opens(tmp_path):
     assert set(TUI_COMMANDS) == {"run", "attach", "replay"}
     with pytest.raises(UserError, match="no script at nope.py"):
         TUI_COMMANDS["run"](["nope.py"])
-    with pytest.raises(UserError, match="must be a positive number"):
+    with pytest.raises(UserError, match="--rate must be a number above 0"):
         TUI_COMMANDS["run"](["--rate", "0", "x.py"])
     with pytest.raises(UserError, match="attach needs a process id"):
         TUI_COMMANDS["attach"](["abc"])
+    with pytest.raises(UserError, match="no process 999999999"):
+        TUI_COMMANDS["attach"](["999999999"])  # gone: said before the screen opens
     with pytest.raises(UserError, match="no recording at"):
         TUI_COMMANDS["replay"]([str(tmp_path / "missing.gilviz")])
     bad = tmp_path / "bad.gilviz"

@@ -306,6 +306,8 @@ class GilvizApp(App[int]):
         out = None
         for rec in items:
             model.add(rec)
+            if rec.get("k") == "notice" and isinstance(rec.get("text"), str):
+                self.notify(rec["text"], severity="warning", timeout=10)
         if model.output_seen > self._output_seen:
             new = model.output_seen - self._output_seen
             chunks = model.output[-new:] if new <= len(model.output) else model.output

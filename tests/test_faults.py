@@ -1,0 +1,346 @@
+"""Programs that misbehave, disks that fill, hands that slip: no hang, no orphan, no traceback,
+nothing overwritten. Real processes and real signals throughout; a real tiny tmpfs where the
+machine lets us mount one, else a file-size limit that makes writes fail the same way."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gilviz.recording import load
+from test_cli import GILVIZ, SLEEPY, assert_user_error, gilviz
+
+# A workload that starts children every way a program can: a plain subprocess, one in a
+# session of its own, and a double-forked daemon in a new session; it writes their pids.
+FAMILY = """
+import os, subprocess, sys, time
+pids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]).pid,
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True).pid]
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"])
+    os._exit(0)
+os.close(w)
+pids.append(int(os.read(r, 20)))
+pids.append(os.getpid())
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(" ".join(map(str, pids)))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(300)
+"""
+
+# Ignores SIGINT and SIGTERM, and so does its child.
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"{child.pid} {__import__('os').getpid()}")
+time.sleep(300)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def all_gone(pids, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(p) for p in pids)
+
+
+def wait_for_file(path: Path, within: float = 20.0) -> str:
+    deadline = time.monotonic() + within
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} never appeared"
+    return path.read_text()
+
+
+def script(tmp_path, name, code) -> Path:
+    path = tmp_path / name
+    path.write_text(code)
+    return path
+
+
+# ----------------------------------------------------------------- 1. no hang
+def test_a_forked_child_in_a_new_session_neither_hangs_the_recording_nor_outlives_it(tmp_path):
+    code = ("import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+            "    while True: pass\ntime.sleep(1)\n")
+    out = tmp_path / "x.gilviz"
+    pid_file = tmp_path / "child"
+    started = time.monotonic()
+    result = gilviz("record", "-o", str(out), str(script(tmp_path, "t.py", code)), str(pid_file), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 15
+    rec = load(str(out))
+    assert rec.end is not None and rec.end["reason"] == "exited"
+    assert all_gone([int(pid_file.read_text())])
+
+
+# ----------------------------------------------------------------- 2. no orphan after kill -9
+@pytest.mark.parametrize("command", ["record", "_sample"])
+def test_kill_9_of_the_sampler_ends_every_process_the_workload_started(tmp_path, command):
+    """`record`, and the live view's sampler process (`_sample`): the workload's parent is a
+    keeper that ends all of its descendants when the sampler is gone, however it went."""
+    pids_file = tmp_path / "pids"
+    target = [str(script(tmp_path, "family.py", FAMILY)), str(pids_file)]
+    args = ["record", "-o", str(tmp_path / "r.gilviz"), *target] if command == "record" else ["_sample", *target]
+    proc = subprocess.Popen([*GILVIZ, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        pids = [int(p) for p in wait_for_file(pids_file).split()]
+        assert len(pids) == 4 and all(alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert all_gone(pids), [p for p in pids if alive(p)]
+
+
+def test_the_workload_ending_ends_what_it_started(tmp_path):
+    code = FAMILY.rsplit("time.sleep(300)\n", 1)[0] + "time.sleep(1)\n"  # the workload ends after a second
+    pids_file = tmp_path / "pids"
+    result = gilviz("record", "-o", str(tmp_path / "r.gilviz"), str(script(tmp_path, "f.py", code)), str(pids_file))
+    assert result.returncode == 0, result.stderr
+    assert all_gone(int(p) for p in pids_file.read_text().split())
+
+
+# ----------------------------------------------------------------- 3. a second Ctrl-C
+def test_a_second_ctrl_c_ends_at_once_and_keeps_the_recording(tmp_path):
+    out, pids_file = tmp_path / "r.gilviz", tmp_path / "pids"
+    proc = subprocess.Popen([*GILVIZ, "record", "-o", str(out), str(script(tmp_path, "s.py", STUBBORN)),
+                             str(pids_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = [int(p) for p in wait_for_file(pids_file).split()]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # inside the polite shutdown, which waits for a workload that will not listen
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert time.monotonic() - asked < 3, "the second Ctrl-C did not hurry the shutdown"
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    rec = load(str(out))
+    assert rec.end is not None and rec.end["reason"] == "interrupted"
+    assert all_gone(pids)
+
+
+# ----------------------------------------------------------------- 4. one line, never a traceback
+def test_a_device_that_is_full_from_the_start(tmp_path):
+    result = gilviz("record", "--force", "-o", "/dev/full", "-c", SLEEPY)
+    assert_user_error(result, "cannot write the recording /dev/full", "disk is full", "target was ended")
+
+
+def _small_disk(tmp_path):
+    """A 200 KB tmpfs, or (if mounting is not allowed here) a file-size limit of 50 KB."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], check=True,
+                       capture_output=True)
+        return mount, None, lambda: subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))  # noqa: E731
+        return mount, limit, lambda: None
+
+
+def test_a_disk_that_fills_while_recording(tmp_path):
+    mount, limit, cleanup = _small_disk(tmp_path)
+    try:
+        if limit is None:
+            (mount / "filler").write_bytes(bytes(150_000))  # leave about 50 KB
+        out = mount / "r.gilviz"
+        started = time.monotonic()
+        result = subprocess.run([*GILVIZ, "record", "-o", str(out), "many-threads"],
+                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                                preexec_fn=limit)
+        assert_user_error(result, f"cannot write the recording {out}", "target was ended", "written before it is kept")
+        assert ("disk is full" if limit is None else "size allowed") in result.stderr
+        assert time.monotonic() - started < 60
+        rec = load(str(out))  # what reached the disk reads
+        assert len(rec.ticks) > 10 and rec.truncated
+        assert all_gone([rec.header["pid"]])
+    finally:
+        cleanup()
+
+
+@pytest.mark.parametrize("option, value", [("--rate", "nan"), ("--rate", "inf"), ("--duration", "nan"),
+                                           ("--gil-rate", "-5"), ("--budget", "0"), ("--rate", "abc")])
+def test_numbers_that_are_not(tmp_path, option, value):
+    assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), option, value, "-c", "pass"), option)
+    assert not (tmp_path / "r").exists()
+
+
+def _write_records(path, records):
+    import gzip
+
+    with gzip.open(path, "wt") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+
+
+HEADER = {"k": "header", "format": 1, "pid": 1, "cpus": 2, "command": "demo.py"}
+GOOD_TICK = {"k": "tick", "t": 5000, "dt": 5000, "th": [[2, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000]], "g": [], "c": []}
+
+
+def test_a_header_of_the_wrong_shape_is_refused(tmp_path):
+    bad = tmp_path / "bad.gilviz"
+    _write_records(bad, [{"k": "header", "format": "1"}, GOOD_TICK])
+    for args in (["report"], ["report", "--json"], ["replay"]):
+        assert_user_error(gilviz(*args, str(bad)), "not a gilviz recording", "format")
+
+
+@pytest.mark.parametrize("damaged", [
+    {"k": "tick"},  # a tick without fields
+    {"k": "tick", "t": 10000, "dt": 5000, "th": [["x", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], "g": [], "c": []},
+    {"k": "thread", "pid": 1, "name": "no tid"},  # a thread without tid
+    {"k": "stack", "t": 0, "pid": 1, "threads": [{"name": "no tid"}]},
+    "not even an object",
+])
+def test_damaged_records_are_skipped_and_counted(tmp_path, damaged):
+    from gilviz.tui.model import History
+    from gilviz.tui.sources import ReplaySource
+
+    path = tmp_path / "damaged.gilviz"
+    _write_records(path, [HEADER, {"k": "thread", "tid": 2, "pid": 1, "name": "w"}, damaged, GOOD_TICK,
+                          {"k": "end", "t": 5000, "reason": "exited", "exit_code": 0}])
+    report = gilviz("report", str(path))
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+    assert "1 damaged records skipped" in report.stdout
+    data = json.loads(gilviz("report", "--json", str(path)).stdout)
+    assert data["damaged_records"] == 1 and data["threads"][0]["running"] == 1.0
+    history = History()  # what the live view does with the same records on replay
+    ReplaySource(str(path), speed=0).run(history.add)
+    assert history.end is not None and len(history.times) == 1
+
+
+# ----------------------------------------------------------------- 5. nothing overwritten
+def test_an_existing_file_is_not_written_over_unasked(tmp_path):
+    out = tmp_path / "keep.gilviz"
+    out.write_bytes(b"precious")
+    assert_user_error(gilviz("record", "-o", str(out), "-c", "pass"), "exists", "--force")
+    assert out.read_bytes() == b"precious"
+    result = gilviz("record", "--force", "-o", str(out), "-c", "pass")
+    assert result.returncode == 0, result.stderr
+    assert load(str(out)).end is not None
+
+
+def test_a_refused_pid_leaves_the_file_untouched(tmp_path):
+    out = tmp_path / "keep.gilviz"
+    out.write_bytes(b"precious")
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        for extra in ([], ["--force"]):
+            assert_user_error(gilviz("record", *extra, "-o", str(out), "--pid", str(proc.pid)), "not CPython")
+            assert out.read_bytes() == b"precious"
+    finally:
+        proc.kill()
+        proc.wait()
+    missing = tmp_path / "new.gilviz"
+    assert_user_error(gilviz("record", "-o", str(missing), "--pid", str(proc.pid)), "no process")
+    assert not missing.exists()
+
+
+def test_the_script_being_run_is_never_written_over(tmp_path):
+    target = script(tmp_path, "s.py", "print('hi')\n")
+    for extra in ([], ["--force"]):
+        assert_user_error(gilviz("record", *extra, "-o", str(target), str(target)), "is the program being run")
+        assert target.read_text() == "print('hi')\n"
+
+
+def test_default_names_never_collide(tmp_path):
+    for _ in range(2):
+        assert gilviz("record", "-c", "pass", cwd=tmp_path).returncode == 0
+    made = sorted(p.name for p in tmp_path.glob("gilviz-run-*.gilviz"))
+    assert len(made) == 2, made
+
+
+# ----------------------------------------------------------------- 6. a bad pid, before any screen
+def test_attach_to_a_bad_pid_says_so_before_the_screen_opens(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert_user_error(gilviz("attach", str(gone.pid)), f"no process {gone.pid}")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        assert_user_error(gilviz("attach", str(other.pid)), "not CPython")
+        assert_user_error(gilviz("run", "--pid", str(other.pid)), "not CPython")
+    finally:
+        other.kill()
+        other.wait()
+
+
+# ----------------------------------------------------------------- 7. slow ticks
+def test_duration_and_exit_are_noticed_between_slow_ticks(tmp_path):
+    for args in (["--rate", "0.01", "--duration", "1", "-c", SLEEPY], ["--rate", "0.01", "-c", "pass"]):
+        out = tmp_path / "slow.gilviz"
+        started = time.monotonic()
+        result = gilviz("record", "--force", "-o", str(out), *args, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 8, args
+        assert load(str(out)).end["reason"] in ("duration", "exited")
+
+
+# ----------------------------------------------------------------- 8. smaller things
+def test_one_corrupt_byte_near_the_end_loses_only_what_follows_it(tmp_path):
+    out = tmp_path / "r.gilviz"
+    assert gilviz("record", "-o", str(out), "--duration", "3", "cpu-threads", "--threads", "8").returncode == 0
+    whole = load(str(out))
+    data = bytearray(out.read_bytes())
+    data[len(data) - 3000] ^= 0xFF
+    damaged = tmp_path / "d.gilviz"
+    damaged.write_bytes(bytes(data))
+    rec = load(str(damaged))
+    assert rec.damage.tail
+    # 3 KB of the end compress about 30 ticks: far fewer lost than the 64 KB read around them
+    assert len(whole.ticks) - 100 < len(rec.ticks) < len(whole.ticks), (len(rec.ticks), len(whole.ticks))
+    report = gilviz("report", str(damaged))
+    assert report.returncode == 0 and "damaged" in report.stdout
+
+
+def test_a_missing_py_spy_is_said_once(tmp_path, monkeypatch):
+    from conftest import record_code
+    from gilviz import sampler
+
+    monkeypatch.setattr(sampler, "find_pyspy", lambda: None)  # as on a machine without py-spy
+    summary, rec = record_code(tmp_path, sys.executable, "import time; time.sleep(0.3)")
+    assert len(summary["notices"]) == 1 and "py-spy was not found" in summary["notices"][0]
+    out = tmp_path / "run.gilviz"
+    assert "pip install py-spy" in gilviz("report", str(out)).stdout
+
+
+@pytest.mark.parametrize("code, status, said", [
+    ("raise SystemExit(3)", 3, "exit status 3"),
+    ("import os; os.abort()", 128 + signal.SIGABRT, "killed by SIGABRT"),
+])
+def test_how_the_target_ended_is_said_and_can_be_passed_through(tmp_path, code, status, said):
+    out = tmp_path / "r.gilviz"
+    result = gilviz("record", "-o", str(out), "-c", code)
+    assert result.returncode == 0 and said in result.stderr, result.stderr
+    result = gilviz("record", "--exit-code", "--force", "-o", str(out), "-c", code)
+    assert result.returncode == status and said in result.stderr, result.stderr
+
+
+def test_an_old_python_is_named_as_such(tmp_path):
+    from gilviz.target import interpreter_candidates
+
+    old = next((path for v in ("2.7", "3.8", "3.7", "3.6") for path in interpreter_candidates(v)), None)
+    if old is None:
+        pytest.skip("no Python older than 3.9 here")
+    result = gilviz("record", "--python", old, "-o", str(tmp_path / "r"), "-c", "pass")
+    assert_user_error(result, "which gilviz does not support", "3.9")
