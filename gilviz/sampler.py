@@ -248,6 +248,15 @@ class Sampler:
         a process seen before Py_Initialize had made its GIL has one now."""
         for proc in self.processes.values():
             gil = proc.gil
+            if gil is not None and gil.unreadable:
+                # it exec'd (what was opened of its memory shows the image it left): look again
+                python = inspect(proc.pid)
+                if python is not None:
+                    gil.close()
+                    proc.python, proc.gil = python, self._gil_probe(python)
+                    gil = proc.gil
+                    if gil is not None:
+                        self._gil_changed(proc)
             if gil is None:
                 continue
             changed = gil.refresh()
@@ -390,7 +399,8 @@ class Sampler:
                     continue
                 try:
                     locked, holder, waiters, switch = gil.sample_site(site)
-                except OSError:
+                except OSError as e:
+                    gil.unreadable = isinstance(e, ProcessLookupError)
                     break
                 acc.samples += 1
                 if locked:

@@ -149,7 +149,7 @@ def test_subinterpreters(tmp_path, version):
     workers = threads_named(summary, "interp-")
     assert len(workers) == 2
     for t in workers:  # each holds a GIL of its own, at the same time as the other
-        assert t["gil_held"] > 0.5, t
+        assert t["gil_held"] > 0.5, (t, rec.proc_history)
         assert t["running"] > 2 * t["native"], t
     # one GIL per interpreter that has its own, each held by its own thread, both at once
     root = summary["target"]["pid"]

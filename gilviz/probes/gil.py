@@ -211,6 +211,7 @@ class GilProbe:
         self.rejected: set[int] = set()
         self._tried: set[int] = set()  # candidates that had their turn without being confirmed
         self._candidate_since = 0.0
+        self.unreadable = False  # a read came back short from a live process: see Sampler._refresh_gils
         self._condvar = condvar if condvar is not None else (
             process_condvar_layout(proc.pid) if memory is None else None)
         self._walk = InterpreterWalk()
@@ -258,6 +259,7 @@ class GilProbe:
                 self.why = str(e)
             except OSError as e:
                 self.why = f"cannot follow the debug offsets: {e}"
+                self.unreadable = isinstance(e, ProcessLookupError)
         if self.free_threaded:
             self.status = "not located" if self.gil_reenabled else "no GIL"
             return False
@@ -318,7 +320,8 @@ class GilProbe:
         start, end = self.runtime_range
         try:
             buf = self.memory.read(start, end - start)
-        except OSError:
+        except OSError as e:
+            self.unreadable = isinstance(e, ProcessLookupError)
             return
         layouts = [GilLayout(self._condvar)] if self._condvar is not None else None
         found = [(start + off, layout) for off, layout in find_gil_by_shape(buf, layouts) if start + off not in self.rejected]
@@ -542,6 +545,8 @@ class InterpreterWalk:
             if layout.plausible(memory.read(interp + gil_offset, layout.size)):
                 found.append(interp + gil_offset)
             interp = self._next(memory, interp, main, gil_offset, layout)
+        if not found:  # learned from a runtime still being set up, perhaps: learn again next time
+            self._main_field = self._next_field = None
         # 3.12 publishes no interpreter ids: number them in the order they were made
         return [GilSite(address, n, layout) for n, address in enumerate(reversed(found), start=1)]
 
