@@ -249,14 +249,17 @@ class Sampler:
         for proc in self.processes.values():
             gil = proc.gil
             if gil is not None and gil.unreadable:
-                # it exec'd (what was opened of its memory shows the image it left): look again
+                # it exec'd (what was opened of its memory shows the image it left), or it is ending
+                gil.unreadable = False
                 python = inspect(proc.pid)
-                if python is not None:
+                fresh = self._gil_probe(python) if python is not None else None
+                if fresh is not None and (python != proc.python or fresh.located):
                     gil.close()
-                    proc.python, proc.gil = python, self._gil_probe(python)
-                    gil = proc.gil
-                    if gil is not None:
-                        self._gil_changed(proc)
+                    proc.python, proc.gil = python, fresh
+                    self._gil_changed(proc)
+                    gil = fresh
+                elif fresh is not None:
+                    fresh.close()
             if gil is None:
                 continue
             changed = gil.refresh()

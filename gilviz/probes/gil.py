@@ -341,11 +341,14 @@ class GilProbe:
         GILs in use changed."""
         before = (self.status, tuple(self.sites))
         if self.found_by == FOUND_BY_OFFSETS or (self.status == "no GIL" and self.offsets is not None):
+            kept = (self.status, self.found_by, self.why, self.sites)
             self.sites = []
             try:
-                self._locate_by_offsets()
-            except (DebugOffsetsError, OSError) as e:
-                self.status, self.found_by, self.why = "not located", None, str(e)
+                if not self._locate_by_offsets() and self.status != "no GIL":
+                    self.status, self.found_by, self.why, self.sites = kept  # finalizing: no interpreters left
+            except OSError as e:  # exiting, or exec'ing: not a reason to doubt what was found
+                self.status, self.found_by, self.why, self.sites = kept
+                self.unreadable = isinstance(e, ProcessLookupError)
         elif self.found_by == FOUND_BY_SHAPE and tuple(self.proc.version[:2]) >= (3, 12):
             try:
                 own = self._walk.own_gils(self.memory, self.proc.runtime, self.sites[0])
