@@ -35,7 +35,7 @@ def alone(n: int, seconds: float) -> float:
 
 
 def under_gilviz(n: int, seconds: float) -> tuple[float, dict]:
-    from gilviz.recording import load
+    from gilviz.collect import load
     from gilviz.report import summarize
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +43,7 @@ def under_gilviz(n: int, seconds: float) -> tuple[float, dict]:
         subprocess.run([sys.executable, "-m", "gilviz", "record", "-o", path, WORKLOAD, str(n), str(seconds)],
                        capture_output=True, text=True, check=True)
         rec = load(path)
-        stdout = "".join(o["d"] for o in rec.output if o["s"] == "out")
+        stdout = "".join(o.data for o in rec.output if o.stream == "out")
         return _throughput(stdout), summarize(rec)
 
 

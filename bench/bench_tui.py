@@ -30,7 +30,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gilviz.tui.sources import LiveSource, Source  # noqa: E402
+from gilviz.sources import LiveSource, Source, decode_all  # noqa: E402
+from gilviz.stream import Tick  # noqa: E402
 
 TICK_HZ = 200
 FLUSH_S = 0.03  # the sampler flushes its pipe about this often
@@ -39,7 +40,7 @@ FLUSH_S = 0.03  # the sampler flushes its pipe about this often
 class SyntheticSource(Source):
     """A CPU-bound pool taking turns on the GIL, sleepers, a native worker, a lock waiter."""
 
-    kind = "live"
+    capabilities = LiveSource.capabilities
 
     def __init__(self, threads: int, seconds: float, cpus: int = 2, seed: int = 1):
         self.threads = threads
@@ -101,11 +102,11 @@ class SyntheticSource(Source):
     def run(self, emit) -> None:
         start = time.monotonic()
         batch_until = 0.0
-        for rec in self.records(int(self.seconds * 1e6)):
+        for rec in decode_all(self.records(int(self.seconds * 1e6))):
             if self._stop.is_set():
                 return
-            if rec.get("k") == "tick":
-                due = start + rec["t"] / 1e6
+            if isinstance(rec, Tick):
+                due = start + rec.t / 1e6
                 if due > batch_until:  # the sampler's pipe delivers every FLUSH_S
                     delay = due - time.monotonic()
                     if delay > 0:
@@ -146,7 +147,7 @@ def child(threads: int, seconds: float, width: int, height: int, out_path: str, 
     from textual.app import App
 
     from gilviz.tui.app import make_app
-    from gilviz.tui.sources import ReplaySource
+    from gilviz.sources import ReplaySource
 
     source = ReplaySource(recording, speed=1.0) if recording else PipeSource(threads, seconds + 5)
     app = make_app(source, output_pane=True, frame_hz=fps)

@@ -225,13 +225,13 @@ def cmd_record(argv: list[str]) -> int:
     from .session import record_to_file
 
     end = record_to_file(out, settings, force=args.force, **kwargs)
-    code = end.get("exit_code")
+    code = end.exit_code
     how = {"exited": "the target exited", "duration": "the duration passed, gilviz ended the target",
-           "interrupted": "interrupted, gilviz ended the target", "stopped": "stopped"}.get(end["reason"], end["reason"])
-    ended_itself = end["reason"] == "exited"
+           "interrupted": "interrupted, gilviz ended the target", "stopped": "stopped"}.get(end.reason, end.reason)
+    ended_itself = end.reason == "exited"
     if ended_itself and code is not None and kwargs.get("command") is not None:
         how += f", {describe_exit(code)}"
-    print(f"gilviz: recorded {end.get('sampler_wall_s', 0):.1f} s ({how}) to {out}; "
+    print(f"gilviz: recorded {end.sampler_wall_s or 0:.1f} s ({how}) to {out}; "
           f"see it with `gilviz report {out}` or `gilviz replay {out}`", file=sys.stderr)
     if args.exit_code and ended_itself and code is not None:
         return code if code >= 0 else 128 - code
@@ -257,10 +257,14 @@ def cmd_report(argv: list[str]) -> int:
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = p.parse_args(argv)
-    from .recording import load
-    from .report import format_text, summarize, to_json
+    from .collect import replay_file
+    from .recording import Damage
+    from .report import Report, format_text, to_json
 
-    summary = summarize(load(args.file))
+    damage = Damage()
+    report = replay_file(args.file, Report(), damage)
+    report.damaged_records, report.damaged_tail = damage.records, damage.tail
+    summary = report.summary()
     print(to_json(summary) if args.json else format_text(summary))
     return 0
 

@@ -1,8 +1,10 @@
-"""A recording is the Tick stream saved: gzip'd JSON lines, flushed as it goes.
+"""A recording: the record stream (stream.py) saved as gzip'd JSON lines, flushed as it goes.
 
 Every half second the compressor is sync-flushed, so a crash or Ctrl-C loses at most
 that much, and a truncated file still reads up to its last whole line. The same
-encoding crosses the pipe from a sampler process to a live view.
+encoding, uncompressed, crosses the pipe from a sampler process to a live view.
+This module is file I/O only: what the records mean is stream.py's, what is made of
+them is a collector's (collect.py).
 """
 
 from __future__ import annotations
@@ -13,36 +15,13 @@ import os
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
 from .errors import UserError
-from .model import GilTick, ThreadTick, Tick
+from .stream import FORMAT_VERSION, Decoder, Record, decode_header, well_formed
 
-FORMAT_VERSION = 1
 FLUSH_EVERY_S = 0.5
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-def encode_tick(tick: Tick) -> dict[str, Any]:
-    return {
-        "k": "tick",
-        "t": tick.t,
-        "dt": tick.dt,
-        "th": [list(th) for th in tick.threads],
-        "g": [list(g) for g in tick.gils],
-        "c": tick.core_busy,
-    }
-
-
-def decode_tick(rec: dict[str, Any]) -> Tick:
-    return Tick(
-        t=rec["t"],
-        dt=rec["dt"],
-        threads=[ThreadTick(*th) for th in rec["th"]],
-        gils=[GilTick(*g) for g in rec["g"]],
-        core_busy=rec["c"],
-    )
 
 
 class RecordingWriter:
@@ -74,10 +53,10 @@ class RecordingWriter:
         self.failed = threading.Event()
         self.flushed = False  # something reached the file
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         if self.error is not None:
             return
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        data = (json.dumps(record.to_wire(), separators=(",", ":")) + "\n").encode()
         if self._zip is not None:
             data = self._zip.compress(data)
         try:
@@ -87,9 +66,6 @@ class RecordingWriter:
                 self._flush()
         except OSError as e:
             self._fail(e)
-
-    def write_tick(self, tick: Tick) -> None:
-        self.write(encode_tick(tick))
 
     def _flush(self) -> None:
         if self._zip is not None:
@@ -241,85 +217,21 @@ def _check_header(rec: Any, name: str) -> None:
         raise UserError(f"{name} is not a gilviz recording (its header is damaged)")
 
 
-def well_formed(rec: Any) -> bool:
-    """Has the record the fields its readers rely on, of the right types? (Unknown kinds pass:
-    a newer gilviz may add some, and readers ignore them.)"""
-    if not isinstance(rec, dict):
-        return False
-    kind = rec.get("k")
+def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None) -> Iterator[Record]:
+    """The typed records of a recording or stream, its Header first; damaged ones skipped and counted."""
+    damage = damage if damage is not None else Damage()
+    wire = iter_records(source, damage)
     try:
-        if kind == "tick":
-            return (type(rec["t"]) is int and type(rec["dt"]) is int and rec["dt"] >= 0
-                    and all(len(th) == len(ThreadTick._fields) and type(sum(th)) is int for th in rec["th"])
-                    and all(5 <= len(g) <= len(GilTick._fields) and type(sum(g)) is int for g in rec["g"])
-                    and type(sum(rec["c"])) is int)
-        if kind == "thread":
-            return type(rec["tid"]) is int and type(rec.get("pid")) in (int, type(None))
-        if kind in ("proc", "proc_end"):
-            return type(rec["pid"]) is int
-        if kind == "stack":
-            return type(rec["pid"]) is int and all(type(th["tid"]) is int for th in rec["threads"])
-        if kind == "out":
-            return isinstance(rec["d"], str) and isinstance(rec["s"], str)
-        if kind == "progress":
-            return type(rec.get("done", 0)) in (int, float)
-    except (KeyError, TypeError):
-        return False
-    return isinstance(kind, str)
-
-
-@dataclass
-class Recording:
-    """A whole recording in memory, for reports and replay."""
-
-    header: dict[str, Any]
-    ticks: list[Tick] = field(default_factory=list)
-    threads: dict[int, dict[str, Any]] = field(default_factory=dict)
-    processes: dict[int, dict[str, Any]] = field(default_factory=dict)  # latest word on each
-    proc_history: list[dict[str, Any]] = field(default_factory=list)  # every word, in order
-    stacks: list[dict[str, Any]] = field(default_factory=list)
-    output: list[dict[str, Any]] = field(default_factory=list)
-    stats: list[dict[str, Any]] = field(default_factory=list)
-    progress: list[dict[str, Any]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)  # what the sampler warned of, once each
-    end: dict[str, Any] | None = None
-    damage: Damage = field(default_factory=Damage)
-
-    def add(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("k")
-        if kind == "tick":
-            self.ticks.append(decode_tick(rec))
-        elif kind == "thread":
-            known = self.threads.get(rec["tid"])
-            if known is None or known.get("pid") != rec.get("pid"):
-                self.threads[rec["tid"]] = rec
-            else:
-                known.update(rec)
-        elif kind == "proc":
-            self.processes[rec["pid"]] = rec
-            self.proc_history.append(rec)
-        elif kind == "stack":
-            self.stacks.append(rec)
-        elif kind == "out":
-            self.output.append(rec)
-        elif kind == "stats":
-            self.stats.append(rec)
-        elif kind == "progress":
-            self.progress.append(rec)
-        elif kind == "notice":
-            self.notices.append(str(rec.get("text")))
-        elif kind == "end":
-            self.end = rec
-
-    @property
-    def truncated(self) -> bool:
-        return self.end is None
-
-
-def load(source: str | os.PathLike | IO[bytes]) -> Recording:
-    damage = Damage()
-    records = iter_records(source, damage)
-    rec = Recording(header=next(records), damage=damage)
-    for r in records:
-        rec.add(r)
-    return rec
+        header = decode_header(next(wire))
+        yield header
+        decoder = Decoder(header)
+        for rec in wire:
+            try:
+                typed = decoder.decode(rec)
+            except (KeyError, TypeError, ValueError):
+                damage.records += 1
+                continue
+            if typed is not None:
+                yield typed
+    finally:
+        wire.close()

@@ -1,174 +1,258 @@
-"""Totals of a recording: every figure is a sum of tick durations or GIL samples."""
+"""Totals of a recording: every figure is a sum of tick durations or GIL samples.
+
+`Report` is a collector (collect.py): it reads the stream once and keeps only running sums,
+so its memory does not grow with the length of the recording.
+"""
 
 from __future__ import annotations
 
-import bisect
 import json
-from collections import defaultdict
-from typing import Any
+from collections import defaultdict, deque
+from typing import Any, Iterable
 
-from .model import BLOCK_REASONS, ThreadTick
-from .recording import Recording
-
+from .collect import Recording, replay
+from .stream import (BLOCK_REASONS, End, Header, Notice, Process, Progress, Record, Stack, Thread, ThreadTick,
+                     Tick)
 
 _THREAD_SUMS = ThreadTick._fields[2:]  # every duration after tid and cpu
 _GIL_SUMS = ("samples", "held", "contended", "switches")
+_AGREEMENT_TICKS = (2, 3)  # py-spy's read spans a few milliseconds: ticks before and after its time
 
 
 def _frac(part: float, whole: float) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def summarize(rec: Recording) -> dict[str, Any]:
-    ticks = rec.ticks
-    header = rec.header
-    end = rec.end or {}
-    duration_us = sum(t.dt for t in ticks)
-    duration_s = duration_us / 1e6
-    root = header.get("pid")
-    root_proc = rec.processes.get(root, {})
+class Report:
+    """A collector of per-thread, per-GIL and per-core totals."""
 
-    per_thread: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    core_target: dict[int, int] = defaultdict(int)
-    core_busy: dict[int, int] = defaultdict(int)
-    gil_totals: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for tick in ticks:
+    def __init__(self) -> None:
+        self.header = Header()
+        self.end: End | None = None
+        self.duration_us = 0
+        self.ticks = 0
+        self.per_thread: dict[int, list[int]] = {}  # tid -> [life, *the sums of _THREAD_SUMS]
+        self.core_target: dict[int, int] = defaultdict(int)
+        self.core_busy: dict[int, int] = defaultdict(int)
+        self.gil_totals: dict[tuple[int, int], list[int]] = {}  # (pid, interp) -> [life, *_GIL_SUMS]
+        self.threads: dict[int, Thread] = {}
+        self.processes: dict[int, Process] = {}
+        self.last_line: dict[int, str] = {}
+        self.first_progress: Progress | None = None
+        self.last_progress: Progress | None = None
+        self.result: dict[str, Any] | None = None
+        self.notices: list[str] = []
+        self.damaged_records = 0
+        self.damaged_tail = False
+        # py-spy's GIL owner against the GIL probe's holders at the same moment
+        self._recent: deque[tuple[int, int, frozenset[int]]] = deque(maxlen=64)  # (t, dt, tids that held)
+        self._pending: list[tuple[int, int]] = []  # (stack time, its owner tid)
+        self._agree = self._asked = 0
+
+    def add(self, rec: Record) -> None:
+        if isinstance(rec, Tick):
+            self._tick(rec)
+        elif isinstance(rec, Thread):
+            known = self.threads.get(rec.tid)
+            if known is None or known.pid != rec.pid or rec.name:
+                self.threads[rec.tid] = rec
+        elif isinstance(rec, Process):
+            self.processes[rec.pid] = rec
+        elif isinstance(rec, Stack):
+            for th in rec.threads:
+                self.last_line[th.tid] = th.line
+            owners = [th.tid for th in rec.threads if th.owns_gil]
+            if owners:
+                self._pending.append((rec.t, owners[0]))
+                self._settle(final=False)
+        elif isinstance(rec, Progress):
+            if rec.done is not None:
+                self.first_progress = self.first_progress or rec
+                self.last_progress = rec
+            if rec.result:
+                self.result = rec.result
+        elif isinstance(rec, Notice):
+            self.notices.append(rec.text)
+        elif isinstance(rec, End):
+            self.end = rec
+        elif isinstance(rec, Header):
+            self.header = rec
+
+    def _tick(self, tick: Tick) -> None:
+        dt = tick.dt
+        self.ticks += 1
+        self.duration_us += dt
+        per_thread, core_target = self.per_thread, self.core_target
+        held_by = []
         for th in tick.threads:
-            acc = per_thread[th.tid]
-            acc["life"] += tick.dt
-            for name, value in zip(_THREAD_SUMS, th[2:]):
-                acc[name] += value
+            acc = per_thread.get(th.tid)
+            if acc is None:
+                acc = per_thread[th.tid] = [0] * (1 + len(_THREAD_SUMS))
+            acc[0] += dt
+            for i, value in enumerate(th[2:], start=1):
+                acc[i] += value
             if th.cpu >= 0:
                 core_target[th.cpu] += th.oncpu
+            if th.held > 0:
+                held_by.append(th.tid)
         for g in tick.gils:
-            tot = gil_totals[g.pid, g.interp]
-            tot["life"] += tick.dt
-            for name, value in zip(_GIL_SUMS, g[1:5]):
-                tot[name] += value
+            tot = self.gil_totals.get((g.pid, g.interp))
+            if tot is None:
+                tot = self.gil_totals[g.pid, g.interp] = [0] * 5
+            tot[0] += dt
+            tot[1] += g.samples
+            tot[2] += g.held
+            tot[3] += g.contended
+            tot[4] += g.switches
         for cpu, busy in enumerate(tick.core_busy):
-            core_busy[cpu] += busy
+            self.core_busy[cpu] += busy
+        self._recent.append((tick.t, dt, frozenset(held_by)))
+        if self._pending:
+            self._settle(final=False)
 
-    last_line = {}
-    for stack in rec.stacks:
-        for th in stack["threads"]:
-            last_line[th["tid"]] = th.get("line", "")
-
-    threads = []
-    for tid, acc in per_thread.items():
-        life = acc["life"]
-        info = rec.threads.get(tid, {})
-        blocked = sum(acc[r] for r in BLOCK_REASONS)
-        threads.append({
-            "tid": tid,
-            "name": info.get("name", str(tid)),
-            "pid": info.get("pid"),
-            "running": _frac(acc["running"], life),
-            "native": _frac(acc["native"], life),
-            "waiting": _frac(acc["waiting"], life),
-            "runnable": _frac(acc["runnable"], life),
-            "blocked": _frac(blocked, life),
-            "blocked_by": {r: _frac(acc[r], life) for r in BLOCK_REASONS},
-            "gil_held": _frac(acc["held"], life),
-            "cpu_s": round(acc["oncpu"] / 1e6, 4),
-            "lifetime_s": round(life / 1e6, 4),
-            "line": last_line.get(tid, ""),
-        })
-    threads.sort(key=lambda t: (t["pid"] or 0, t["tid"]))
-
-    gils = []
-    for pid, proc in rec.processes.items():
-        interps = sorted({0, *(i for p, i in gil_totals if p == pid)})
-        for interp in interps:
-            tot = gil_totals.get((pid, interp))
-            if interp and not tot:
+    def _settle(self, final: bool) -> None:
+        """Scores the stack dumps whose neighbouring ticks have all arrived."""
+        if not self._recent:
+            if final:
+                self._pending.clear()
+            return
+        before, after = _AGREEMENT_TICKS
+        last_t, last_dt, _ = self._recent[-1]
+        keep = []
+        for t, owner in self._pending:
+            if not final and last_t < t + after * last_dt:
+                keep.append((t, owner))
                 continue
-            entry: dict[str, Any] = {
-                "pid": pid, "interp": interp,
-                "label": f"pid {pid}" + (f" interpreter {interp}" if interp else ""),
-                "status": proc.get("gil"), "found_by": proc.get("gil_found_by"),
-                "switch_interval_us": proc.get("switch_interval_us") if not interp else None,
-            }
-            if proc.get("gil_why"):
-                entry["why"] = proc["gil_why"]
-            if tot and tot["samples"]:
-                entry.update(
-                    held=_frac(tot["held"], tot["samples"]),
-                    contended=_frac(tot["contended"], tot["samples"]),
-                    handoffs_per_s=round(tot["switches"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
-                    sample_hz=round(tot["samples"] / (tot["life"] / 1e6), 1) if tot["life"] else 0.0,
-                )
-            gils.append(entry)
-    root_gil = next((g for g in gils if g["pid"] == root and g["interp"] == 0), None)
-    gil = None
-    if root_gil and "held" in root_gil:
-        gil = {k: root_gil[k] for k in ("held", "contended", "handoffs_per_s")}
-    has_gil = root_proc.get("gil") != "no GIL" if root_proc else header.get("gil_enabled")  # None: unknown
+            near = [held for tt, dt, held in self._recent if t - before * dt <= tt <= t + after * dt]
+            self._asked += 1
+            self._agree += any(owner in held for held in near)
+        self._pending = keep
 
-    ncpu = max(header.get("cpus") or 0, len(core_busy), max(core_target, default=-1) + 1)
-    cores = [
-        {"cpu": cpu, "busy": min(1.0, _frac(core_busy.get(cpu, 0), duration_us)),
-         "by_target": min(1.0, _frac(core_target.get(cpu, 0), duration_us))}
-        for cpu in range(ncpu)
-    ]
+    def finish(self) -> None:
+        self._settle(final=True)
 
-    sampler_cpu = end.get("sampler_cpu_s")
-    sampler_wall = end.get("sampler_wall_s") or duration_s
-    summary: dict[str, Any] = {
-        "target": {
-            "command": header.get("command"),
-            "scenario": header.get("scenario"),
-            "pid": root,
-            "python": header.get("python_version") or root_proc.get("python"),
-            "gil": None if has_gil is None else bool(has_gil),
-        },
-        "duration_s": round(duration_s, 3),
-        "tick_hz": round(len(ticks) / duration_s, 1) if duration_s else 0.0,
-        "gil_sample_hz": (root_gil or {}).get("sample_hz", 0.0),
-        "gil": gil,
-        "gil_status": root_proc.get("gil"),
-        "gil_found_by": root_proc.get("gil_found_by"),
-        "gils": gils,
-        "threads": threads,
-        "cores": cores,
-        "sampler": {
-            "cpu_s": sampler_cpu,
-            "overhead": round(sampler_cpu / sampler_wall, 4) if sampler_cpu is not None and sampler_wall else None,
-            "holder_agreement": holder_agreement(rec),
-            "stacks_error": end.get("stacks_error"),
-        },
-        "end": {"reason": end.get("reason", "truncated"), "exit_code": end.get("exit_code")},
-        "truncated": rec.truncated,
-        "notices": rec.notices,
-        "damaged_records": rec.damage.records,
-        "damaged_tail": rec.damage.tail,
-    }
-    progress = [p for p in rec.progress if "done" in p]
-    if progress and duration_s:
-        last = progress[-1]
-        summary["throughput"] = {"per_s": round(last["done"] / duration_s, 2), "unit": last.get("unit", "units"),
-                                 "done": last["done"]}
-        results = [p["result"] for p in progress if "result" in p]
-        if results:
-            summary["result"] = results[-1]
-    return summary
+    def summary(self) -> dict[str, Any]:
+        header = self.header
+        end = self.end
+        duration_s = self.duration_us / 1e6
+        root = header.pid
+        root_proc = self.processes.get(root) if root is not None else None
+
+        threads = []
+        for tid, acc in self.per_thread.items():
+            sums = dict(zip(_THREAD_SUMS, acc[1:]))
+            life = acc[0]
+            info = self.threads.get(tid)
+            blocked = sum(sums[r] for r in BLOCK_REASONS)
+            threads.append({
+                "tid": tid,
+                "name": info.name if info is not None and info.name else str(tid),
+                "pid": info.pid if info is not None else None,
+                "running": _frac(sums["running"], life),
+                "native": _frac(sums["native"], life),
+                "waiting": _frac(sums["waiting"], life),
+                "runnable": _frac(sums["runnable"], life),
+                "blocked": _frac(blocked, life),
+                "blocked_by": {r: _frac(sums[r], life) for r in BLOCK_REASONS},
+                "gil_held": _frac(sums["held"], life),
+                "cpu_s": round(sums["oncpu"] / 1e6, 4),
+                "lifetime_s": round(life / 1e6, 4),
+                "line": self.last_line.get(tid, ""),
+            })
+        threads.sort(key=lambda t: (t["pid"] or 0, t["tid"]))
+
+        gils = []
+        for pid, proc in self.processes.items():
+            for interp in sorted({0, *(i for p, i in self.gil_totals if p == pid)}):
+                tot = self.gil_totals.get((pid, interp))
+                if interp and not tot:
+                    continue
+                entry: dict[str, Any] = {
+                    "pid": pid, "interp": interp,
+                    "label": f"pid {pid}" + (f" interpreter {interp}" if interp else ""),
+                    "status": proc.gil, "found_by": proc.gil_found_by,
+                    "switch_interval_us": proc.switch_interval_us if not interp else None,
+                }
+                if proc.gil_why:
+                    entry["why"] = proc.gil_why
+                if tot and tot[1]:
+                    life, samples, held, contended, switches = tot
+                    entry.update(
+                        held=_frac(held, samples),
+                        contended=_frac(contended, samples),
+                        handoffs_per_s=round(switches / (life / 1e6), 1) if life else 0.0,
+                        sample_hz=round(samples / (life / 1e6), 1) if life else 0.0,
+                    )
+                gils.append(entry)
+        root_gil = next((g for g in gils if g["pid"] == root and g["interp"] == 0), None)
+        gil = None
+        if root_gil and "held" in root_gil:
+            gil = {k: root_gil[k] for k in ("held", "contended", "handoffs_per_s")}
+        has_gil = (root_proc.gil != "no GIL") if root_proc is not None else header.gil_enabled  # None: unknown
+
+        ncpu = max(header.cpus or 0, len(self.core_busy), max(self.core_target, default=-1) + 1)
+        cores = [
+            {"cpu": cpu, "busy": min(1.0, _frac(self.core_busy.get(cpu, 0), self.duration_us)),
+             "by_target": min(1.0, _frac(self.core_target.get(cpu, 0), self.duration_us))}
+            for cpu in range(ncpu)
+        ]
+
+        sampler_cpu = end.sampler_cpu_s if end is not None else None
+        sampler_wall = (end.sampler_wall_s if end is not None else None) or duration_s
+        summary: dict[str, Any] = {
+            "target": {
+                "command": header.command,
+                "scenario": header.scenario,
+                "pid": root,
+                "python": header.python_version or (root_proc.python if root_proc is not None else None),
+                "gil": None if has_gil is None else bool(has_gil),
+            },
+            "duration_s": round(duration_s, 3),
+            "tick_hz": round(self.ticks / duration_s, 1) if duration_s else 0.0,
+            "gil_sample_hz": (root_gil or {}).get("sample_hz", 0.0),
+            "gil": gil,
+            "gil_status": root_proc.gil if root_proc is not None else None,
+            "gil_found_by": root_proc.gil_found_by if root_proc is not None else None,
+            "gils": gils,
+            "threads": threads,
+            "cores": cores,
+            "sampler": {
+                "cpu_s": sampler_cpu,
+                "overhead": round(sampler_cpu / sampler_wall, 4) if sampler_cpu is not None and sampler_wall else None,
+                "holder_agreement": round(self._agree / self._asked, 3) if self._asked else None,
+                "stacks_error": end.stacks_error if end is not None else None,
+            },
+            "end": {"reason": end.reason if end is not None else "truncated",
+                    "exit_code": end.exit_code if end is not None else None},
+            "truncated": end is None,
+            "notices": self.notices,
+            "damaged_records": self.damaged_records,
+            "damaged_tail": self.damaged_tail,
+        }
+        last = self.last_progress
+        if last is not None and duration_s:
+            summary["throughput"] = {"per_s": round(last.done / duration_s, 2), "unit": last.unit or "units",
+                                     "done": last.done}
+            if self.result:
+                summary["result"] = self.result
+        return summary
 
 
-def holder_agreement(rec: Recording) -> float | None:
-    """How often py-spy's GIL owner also held the GIL in the GIL probe's samples of that moment."""
-    if not rec.stacks or not rec.ticks:
-        return None
-    times = [t.t for t in rec.ticks]
-    agree = total = 0
-    for stack in rec.stacks:
-        owners = [th["tid"] for th in stack["threads"] if th.get("owns_gil")]
-        if not owners:
-            continue
-        i = bisect.bisect_left(times, stack["t"])
-        near = rec.ticks[max(0, i - 2): i + 3]  # py-spy's read spans a few milliseconds
-        held = {th.tid for tick in near for th in tick.threads if th.held > 0}
-        total += 1
-        agree += owners[0] in held
-    return round(agree / total, 3) if total else None
+def summarize_records(records: Iterable[Record]) -> dict[str, Any]:
+    return replay(records, Report()).summary()
+
+
+def summarize(rec: Recording) -> dict[str, Any]:
+    """The report of a recording held in memory."""
+    timed: list[Record] = [*rec.ticks, *rec.stacks]
+    timed.sort(key=lambda r: r.t)
+    records: list[Record] = [rec.header, *rec.proc_history, *rec.threads.values(), *timed, *rec.progress,
+                             *(Notice(0, text) for text in rec.notices)]
+    if rec.end is not None:
+        records.append(rec.end)
+    report = replay(records, Report())
+    report.damaged_records, report.damaged_tail = rec.damage.records, rec.damage.tail
+    return report.summary()
 
 
 def format_text(summary: dict[str, Any]) -> str:

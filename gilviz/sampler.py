@@ -28,15 +28,15 @@ from typing import Any, Callable
 
 import psutil
 
-from .model import GilTick, ThreadTick, Tick
 from .probes.cpus import CpuProbe
 from .probes.gil import GilCheck, GilProbe
 from .probes.pyprocess import PythonProcess, inspect
 from .probes.pyspy import PySpy, StackThread, find_pyspy
 from .probes.threads import ThreadProbe, ThreadReading, classify_syscall, thread_name
-from .recording import encode_tick
+from .stream import (BLOCK_REASONS, GilTick, Process, ProcessEnd, Record, Stack, StackEntry, Stats, Thread,
+                     ThreadTick, Tick)
 
-Sink = Callable[[dict[str, Any]], None]
+Sink = Callable[[Record], None]
 CORE_READ_EVERY = 10  # ticks between reads of per-core load
 LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
@@ -213,19 +213,20 @@ class Sampler:
                         self._emit_process(proc)
 
     def _emit_process(self, proc: _Process) -> None:
-        self.sink({
-            "k": "proc", "t": self._now_us(), "pid": proc.pid, "ppid": proc.ppid, "command": proc.command,
-            "python": proc.python.version_string if proc.python else None,
-            "gil": proc.gil_state(), "switch_interval_us": proc.switch_interval_us,
-            "gil_found_by": proc.gil.found_by if proc.gil else None,
-            "gil_why": (proc.gil.why or None) if proc.gil and not proc.gil.located else None,
-            "interpreters": proc.gil.interpreters if proc.gil else [],
-        })
+        gil = proc.gil
+        self.sink(Process(
+            t=self._now_us(), pid=proc.pid, ppid=proc.ppid, command=proc.command,
+            python=proc.python.version_string if proc.python else None,
+            gil=proc.gil_state(), switch_interval_us=proc.switch_interval_us,
+            gil_found_by=gil.found_by if gil else None,
+            gil_why=(gil.why or None) if gil and not gil.located else None,
+            interpreters=gil.interpreters if gil else [],
+        ))
 
     def _new_thread(self, proc: _Process, tid: int) -> _ThreadMemory:
         mem = _ThreadMemory(0, 0, "running", name=thread_name(proc.pid, tid))
         proc.threads[tid] = mem
-        self.sink({"k": "thread", "t": self._now_us(), "tid": tid, "pid": proc.pid, "name": mem.name})
+        self.sink(Thread(self._now_us(), tid, proc.pid, mem.name))
         return mem
 
     def _refresh_children(self) -> None:
@@ -346,8 +347,8 @@ class Sampler:
                             gil_period = min(max_period, int(gil_period * min(2.0, overhead / self.cpu_budget)))
                         elif overhead < 0.8 * self.cpu_budget:
                             gil_period = max(min_period, int(gil_period / 1.2))
-                        self.sink({"k": "stats", "t": (now - self._t0) // 1000, "overhead": round(overhead, 4),
-                                   "gil_hz": round(rate, 1), "gil_hz_target": round(1e9 / gil_period, 1)})
+                        self.sink(Stats((now - self._t0) // 1000, round(overhead, 4), round(rate, 1),
+                                        round(1e9 / gil_period, 1)))
                         adapt_cpu, adapt_wall, adapt_samples = cpu, now, self.stats.gil_samples
                         next_adapt = now + ADAPT_EVERY_NS
                 if now >= next_check:  # at every tick, and often between slow ones (--rate 0.1)
@@ -478,7 +479,7 @@ class Sampler:
                 proc.watched = {}
         self.stats.ticks += 1
         tick = Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy)
-        self.sink(encode_tick(tick))
+        self.sink(tick)
         return root_alive or any(p.pid != self.root_pid for p in self.processes.values())
 
     def _held_by(self, proc: _Process, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:
@@ -639,7 +640,7 @@ class Sampler:
     def _end_process(self, proc: _Process) -> None:
         self.processes.pop(proc.pid, None)
         proc.close()
-        self.sink({"k": "proc_end", "t": self._now_us(), "pid": proc.pid})
+        self.sink(ProcessEnd(self._now_us(), proc.pid))
 
     # ----------------------------------------------------------------- stacks
     def _stacks_loop(self) -> None:
@@ -674,15 +675,9 @@ class Sampler:
                 mem = proc.threads.get(th.tid)
                 if mem is not None and th.name and th.name != mem.name and not _is_default_name(th.name, mem.name):
                     mem.name = th.name
-                    self.sink({"k": "thread", "t": t, "tid": th.tid, "pid": pid, "name": th.name})
-            self.sink({
-                "k": "stack", "t": t, "pid": pid,
-                "threads": [
-                    {"tid": th.tid, "name": th.name, "line": th.line, "owns_gil": th.owns_gil,
-                     "active": th.active, "frames": list(th.frames[:12])}
-                    for th in dump if th.tid is not None
-                ],
-            })
+                    self.sink(Thread(t, th.tid, pid, th.name))
+            self.sink(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active, list(th.frames[:12]))
+                                     for th in dump if th.tid is not None]))
 
     @staticmethod
     def _with_tid(proc: _Process, th: StackThread) -> StackThread:

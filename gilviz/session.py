@@ -15,16 +15,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from . import __version__
 from .errors import UserError
 from .probes.pyprocess import inspect
-from .recording import FORMAT_VERSION, RecordingWriter
+from .recording import RecordingWriter
 from .sampler import Sampler
+from .stream import End, Header, Notice, Output, Progress, Record, header_fields, well_formed
 from .target import Command, Interpreter, Workload
 
-Sink = Callable[[dict[str, Any]], None]
+Sink = Callable[[Record], None]
 MAX_OUTPUT_BYTES = 4 << 20  # workload output kept in a recording
 PYSPY_MISSING = ("py-spy was not found: threads keep their OS names and no Python line is shown; "
                  "`pip install py-spy` beside gilviz brings them")
@@ -61,24 +62,23 @@ def check_attachable(pid: int) -> None:
 
 
 def _header(command: Command | None, interp: Interpreter | None, pid: int | None, settings: Settings,
-            t0_ns: int) -> dict[str, Any]:
-    return {
-        "k": "header",
-        "format": FORMAT_VERSION,
-        "gilviz": __version__,
-        "start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "tick_hz": settings.tick_hz,
-        "gil_hz": settings.gil_hz,
-        "command": command.display if command else f"attach {pid}",
-        "argv": command.argv if command else None,
-        "scenario": command.scenario if command else None,
-        "python": interp.path if interp else None,
-        "python_version": (interp.version + ("t" if interp.free_threaded else "")) if interp else None,
-        "gil_enabled": interp.gil_enabled if interp else None,
-        "pid": pid,
-        "monotonic_ns": t0_ns,  # CLOCK_MONOTONIC at the stream's time 0, to line it up with other tools
-    }
+            t0_ns: int) -> Header:
+    return Header(
+        fields=header_fields(),
+        gilviz=__version__,
+        start=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        cpus=os.cpu_count(),
+        tick_hz=settings.tick_hz,
+        gil_hz=settings.gil_hz,
+        command=command.display if command else f"attach {pid}",
+        argv=command.argv if command else None,
+        scenario=command.scenario if command else None,
+        python=interp.path if interp else None,
+        python_version=(interp.version + ("t" if interp.free_threaded else "")) if interp else None,
+        gil_enabled=interp.gil_enabled if interp else None,
+        pid=pid,
+        monotonic_ns=t0_ns,
+    )
 
 
 class _LockedSink:
@@ -90,7 +90,7 @@ class _LockedSink:
         self.t0 = time.monotonic_ns()
         self.output_bytes = 0
 
-    def __call__(self, rec: dict[str, Any]) -> None:
+    def __call__(self, rec: Record) -> None:
         with self._lock:
             self._sink(rec)
 
@@ -101,16 +101,17 @@ class _LockedSink:
         if self.output_bytes >= MAX_OUTPUT_BYTES:
             return
         self.output_bytes += len(data)
-        self({"k": "out", "t": self.now_us(), "s": stream, "d": data.decode(errors="replace")})
+        self(Output(self.now_us(), stream, data.decode(errors="replace")))
 
     def progress(self, line: bytes) -> None:
         try:
             rec = json.loads(line)
         except ValueError:
             return
-        if isinstance(rec, dict):
+        if isinstance(rec, dict):  # what a workload says is checked like any record read back
             rec["k"], rec["t"] = "progress", self.now_us()
-            self(rec)
+            if well_formed(rec):
+                self(Progress.from_wire(rec))
 
 
 class _Interrupted(Exception):
@@ -123,7 +124,7 @@ def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP end a session like Ct
 
 def run_session(sink: Sink, settings: Settings, *, command: Command | None = None,
                 interp: Interpreter | None = None, pid: int | None = None,
-                stop: threading.Event | None = None) -> dict[str, Any]:
+                stop: threading.Event | None = None) -> End:
     """Samples until the target ends, the duration passes or the user interrupts; returns the end record."""
     locked = _LockedSink(sink)
     workload = None
@@ -151,7 +152,7 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
             raise UserError(f"no permission to read process {pid} ({e.filename}); run as root or with CAP_SYS_PTRACE") from None
         if sampler is not None:
             if sampler.pyspy is None and settings.stacks_hz > 0:
-                locked({"k": "notice", "t": locked.now_us(), "text": PYSPY_MISSING})
+                locked(Notice(locked.now_us(), PYSPY_MISSING))
             done = (lambda: workload.poll() is not None) if workload is not None else None
             reason = sampler.run(duration_s=settings.duration_s, stop=stop, done=done)
     except (KeyboardInterrupt, _Interrupted):
@@ -168,18 +169,18 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
         finally:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
-        end = {"k": "end", "t": locked.now_us(), "reason": reason, "exit_code": exit_code}
+        end = End(locked.now_us(), reason, exit_code)
         if sampler is not None:
             st = sampler.stats
-            end.update(ticks=st.ticks, gil_samples=st.gil_samples, sampler_cpu_s=round(st.cpu_s, 4),
-                       sampler_wall_s=round(st.wall_s, 4))
+            end.ticks, end.gil_samples = st.ticks, st.gil_samples
+            end.sampler_cpu_s, end.sampler_wall_s = round(st.cpu_s, 4), round(st.wall_s, 4)
             if sampler.pyspy is not None and sampler.pyspy.last_error:
-                end["stacks_error"] = sampler.pyspy.last_error
+                end.stacks_error = sampler.pyspy.last_error
         locked(end)
     return end
 
 
-def record_to_file(path: str, settings: Settings, *, force: bool = False, **target) -> dict[str, Any]:
+def record_to_file(path: str, settings: Settings, *, force: bool = False, **target) -> End:
     """Samples into a new file (an existing one only with force); nothing is created for a
     target that cannot be sampled. A write that fails ends the session and says why."""
     if target.get("pid") is not None:
@@ -195,7 +196,7 @@ def record_to_file(path: str, settings: Settings, *, force: bool = False, **targ
     return end
 
 
-def stream_to_stdout(settings: Settings, **target) -> dict[str, Any]:
+def stream_to_stdout(settings: Settings, **target) -> End:
     """For a live view in another process: uncompressed records on stdout; the session ends
     when the viewer goes away."""
     writer = RecordingWriter(sys.stdout.buffer, compress=False, flush_every_s=0.03)

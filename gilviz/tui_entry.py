@@ -56,7 +56,7 @@ def _live(opts: list[str], target: list[str], prog: str) -> int:
     def check(new_target: list[str]) -> None:
         resolve_target(new_target, args.python)
 
-    from .tui.sources import LiveSource
+    from .sources import LiveSource
 
     source = LiveSource(target, _sampling_options(opts), label=label, scenario=scenario)
     return _open(source, args.theme, live_options=_sampling_options(opts), check_target=check)
@@ -113,12 +113,12 @@ def cmd_replay(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.speed < 0:
         raise UserError("--speed must be 0 or more")
-    from .recording import iter_records
+    from .recording import read
 
-    records = iter_records(args.file)
+    records = read(args.file)
     next(records)  # the header: a missing or corrupt file is refused here
     records.close()
-    from .tui.sources import ReplaySource
+    from .sources import ReplaySource
 
     return _open(ReplaySource(args.file, speed=args.speed), args.theme)
 

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from gilviz.errors import UserError
-from gilviz.recording import load
+from gilviz.collect import load
 from gilviz.report import summarize
 from gilviz.session import Settings, record_to_file
 from gilviz.target import Command, interpreter_candidates, query_interpreter

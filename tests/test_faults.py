@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gilviz.recording import load
+from gilviz.collect import load
 from test_cli import GILVIZ, SLEEPY, assert_user_error, gilviz
 
 # A workload that starts children every way a program can: a plain subprocess, one in a
@@ -92,7 +92,7 @@ def test_a_forked_child_in_a_new_session_neither_hangs_the_recording_nor_outlive
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 15
     rec = load(str(out))
-    assert rec.end is not None and rec.end["reason"] == "exited"
+    assert rec.end is not None and rec.end.reason == "exited"
     assert all_gone([int(pid_file.read_text())])
 
 
@@ -138,7 +138,7 @@ def test_a_second_ctrl_c_ends_at_once_and_keeps_the_recording(tmp_path):
     assert time.monotonic() - asked < 3, "the second Ctrl-C did not hurry the shutdown"
     assert proc.returncode == 0 and "Traceback" not in err, err
     rec = load(str(out))
-    assert rec.end is not None and rec.end["reason"] == "interrupted"
+    assert rec.end is not None and rec.end.reason == "interrupted"
     assert all_gone(pids)
 
 
@@ -176,7 +176,7 @@ def test_a_disk_that_fills_while_recording(tmp_path):
         assert time.monotonic() - started < 60
         rec = load(str(out))  # what reached the disk reads
         assert len(rec.ticks) > 10 and rec.truncated
-        assert all_gone([rec.header["pid"]])
+        assert all_gone([rec.header.pid])
     finally:
         cleanup()
 
@@ -215,8 +215,8 @@ def test_a_header_of_the_wrong_shape_is_refused(tmp_path):
     "not even an object",
 ])
 def test_damaged_records_are_skipped_and_counted(tmp_path, damaged):
-    from gilviz.tui.model import History
-    from gilviz.tui.sources import ReplaySource
+    from gilviz.timeline.store import History
+    from gilviz.sources import ReplaySource
 
     path = tmp_path / "damaged.gilviz"
     _write_records(path, [HEADER, {"k": "thread", "tid": 2, "pid": 1, "name": "w"}, damaged, GOOD_TICK,
@@ -294,7 +294,7 @@ def test_duration_and_exit_are_noticed_between_slow_ticks(tmp_path):
         result = gilviz("record", "--force", "-o", str(out), *args, timeout=30)
         assert result.returncode == 0, result.stderr
         assert time.monotonic() - started < 8, args
-        assert load(str(out)).end["reason"] in ("duration", "exited")
+        assert load(str(out)).end.reason in ("duration", "exited")
 
 
 # ----------------------------------------------------------------- 8. smaller things

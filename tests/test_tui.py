@@ -21,7 +21,7 @@ import pytest
 from gilviz.errors import UserError
 from gilviz.tui.app import GilvizApp, make_app
 from gilviz.tui.screens import HelpScreen, PickScreen
-from gilviz.tui.sources import LiveSource, RecordsSource, ReplaySource
+from gilviz.sources import LiveSource, RecordsSource, ReplaySource
 from gilviz.tui.widgets import CoreLanes, ThreadLanes, ThreadTable
 
 FIXTURE = Path(__file__).parent / "data" / "threads.gilviz"

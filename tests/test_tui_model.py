@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from gilviz.model import GilTick, Tick
-from gilviz.recording import iter_records
-from gilviz.tui.model import (CODE_NAMES, GONE, HELD_BIT, OCCUPIED, OTHERS, RUNNING, SLEEP, STATE_MASK, WAITING,
+from gilviz.collect import load
+from gilviz.stream import End, GilTick, Header, Process, Thread, Tick
+from gilviz.recording import read
+from gilviz.timeline.store import (CODE_NAMES, GONE, HELD_BIT, OCCUPIED, OTHERS, RUNNING, SLEEP, STATE_MASK, WAITING,
                               History, core_share, make_thread_tick)
-from gilviz.tui.sources import Feed, RecordsSource, ReplaySource
-from gilviz.tui.view import View, build_rows
+from gilviz.sources import Feed, RecordsSource, ReplaySource
+from gilviz.timeline.view import View, build_rows
 
 FIXTURE = Path(__file__).parent / "data" / "threads.gilviz"
 DT = 5000
 
 
-def header(cpus: int = 2, pid: int = 100) -> dict:
-    return {"k": "header", "format": 1, "command": "demo.py", "cpus": cpus, "pid": pid, "python_version": "3.12.0"}
+def header(cpus: int = 2, pid: int = 100) -> Header:
+    return Header(command="demo.py", cpus=cpus, pid=pid, python_version="3.12.0")
 
 
 def feed(h: History, n: int, states: dict[int, str], t0: int = 0, cpu_of=None, gils=None) -> None:
@@ -37,7 +38,7 @@ def names(cells: bytes) -> list[str]:
 def test_cells_sum_every_tick_and_mark_the_gil():
     h = History()
     h.add(header())
-    h.add({"k": "thread", "tid": 1, "pid": 100, "name": "a", "t": 0})
+    h.add(Thread(0, 1, 100, "a"))
     feed(h, 4, {1: "running"})
     feed(h, 4, {1: "waiting"}, t0=4 * DT)
     s = h.threads[1]
@@ -58,7 +59,7 @@ def test_majority_by_time_not_by_label():
     h.add(header())
     # one tick mostly sleeping, a little running: the cell is sleep, and not held
     h.add_tick(Tick(DT, DT, [make_thread_tick(1, DT, "sleep")], [], []))
-    from gilviz.model import ThreadTick
+    from gilviz.stream import ThreadTick
 
     h.add_tick(Tick(2 * DT, DT, [ThreadTick(1, 0, 2000, 0, 0, 0, 3000, 0, 0, 0, 2000, 2000)], [], []))
     (cell,) = h.thread_cells(h.threads[1], 10_000, 0, 0)
@@ -83,7 +84,7 @@ def test_cores_show_the_thread_with_most_time_and_other_processes():
     h = History()
     h.add(header(cpus=2))
     for tid in (1, 2):
-        h.add({"k": "thread", "tid": tid, "pid": 100, "name": f"t{tid}", "t": 0})
+        h.add(Thread(0, tid, 100, f"t{tid}"))
     feed(h, 10, {1: "running", 2: "sleep"}, cpu_of={1: 0, 2: 1})
     # a load reading: core 1 was busy 40 ms of the 50 with something else
     h.add_tick(Tick(11 * DT, DT, [make_thread_tick(1, DT, "running", cpu=0), make_thread_tick(2, DT, "sleep", cpu=1)],
@@ -103,7 +104,7 @@ def test_gil_cells_holder_and_rates():
     h = History()
     h.add(header())
     for tid in (1, 2):
-        h.add({"k": "thread", "tid": tid, "pid": 100, "name": f"t{tid}", "t": 0})
+        h.add(Thread(0, tid, 100, f"t{tid}"))
     for i in range(4):
         holder = 1 if i < 2 else 2
         states = {1: "running" if holder == 1 else "waiting", 2: "running" if holder == 2 else "waiting"}
@@ -119,9 +120,9 @@ def test_gil_cells_holder_and_rates():
 def test_each_subinterpreter_gil_gets_a_row_with_its_holder():
     h = History()
     h.add(header())
-    h.add({"k": "proc", "pid": 100, "gil": "located", "gil_found_by": "debug offsets", "interpreters": [1, 2]})
+    h.add(Process(pid=100, gil="located", gil_found_by="debug offsets", interpreters=[1, 2]))
     for tid, name in ((1, "MainThread"), (2, "interp-1"), (3, "interp-2")):
-        h.add({"k": "thread", "tid": tid, "pid": 100, "name": name, "t": 0})
+        h.add(Thread(0, tid, 100, name))
     gils = [GilTick(100, 10, 0, 0, 0), GilTick(100, 10, 10, 0, 0, 1, 2), GilTick(100, 10, 9, 0, 0, 2, 3)]
     feed(h, 4, {1: "sleep", 2: "running", 3: "running"}, gils=gils)
     rows = build_rows(h, {}, View())
@@ -155,11 +156,11 @@ def test_long_history_prefix_sums_and_forgetting():
 
 
 def test_fixture_reads_and_matches_the_report():
-    from gilviz.recording import load
+    from gilviz.collect import load
     from gilviz.report import summarize
 
     h = History()
-    h.extend(iter_records(FIXTURE))
+    h.extend(read(FIXTURE))
     summary = summarize(load(FIXTURE))
     assert h.ended and h.describe_end() == "the target exited"
     for th in summary["threads"]:
@@ -207,15 +208,16 @@ def test_feed_coalesces_and_drops_stale_generations():
 def test_replay_source_plays_everything_at_speed_zero():
     got = []
     ReplaySource(str(FIXTURE), speed=0).run(got.append)
-    assert got[0]["k"] == "header" and got[-1]["k"] == "end"
+    assert isinstance(got[0], Header) and isinstance(got[-1], End)
+    assert sum(isinstance(r, Tick) for r in got) == len(load(FIXTURE).ticks)
     records = [{"k": "header", "format": 1}, {"k": "end", "reason": "stopped"}]
     got = []
     RecordsSource(records).run(got.append)
-    assert got == records
+    assert [type(r) for r in got] == [Header, End] and got[1].reason == "stopped"
 
 
 def test_model_imports_no_textual():
-    code = ("import sys, gilviz.tui.model, gilviz.tui.view, gilviz.tui.sources, gilviz.tui_entry; "
+    code = ("import sys, gilviz.timeline.store, gilviz.timeline.view, gilviz.sources, gilviz.tui_entry; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -24,11 +24,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
 from ..errors import UserError
+from ..stream import Notice
 from . import catalog, theme
-from .model import History, core_share, fmt_duration, fmt_zoom
+from ..timeline.store import History, core_share, fmt_duration, fmt_zoom
 from .screens import HelpScreen, PickScreen
-from .sources import Feed, LiveSource, Source
-from .view import SORT_LABELS, Row, View, build_rows
+from ..sources import Feed, LiveSource, Source
+from ..timeline.view import SORT_LABELS, Row, View, build_rows
 from .widgets import CoreLanes, GilLanes, Legend, ThreadClicked, ThreadLanes, ThreadTable, TimeAxis, pct
 
 FRAME_HZ = 30.0
@@ -228,7 +229,7 @@ class GilvizApp(App[int]):
         self.gutter_width = 14 if width < 100 else 20
         self.lane_cells = max(1, width - self.gutter_width - 2)
         self.compact = height < 32
-        ncores = max(1, len(self.model.cores) or (self.model.header.get("cpus") or 2))
+        ncores = max(1, len(self.model.cores) or (self.model.header.cpus or 2))
         cores_h = min(ncores, max(2, height // 6))
         gil_h = 2 if self.compact else 4
         bottom_h = max(5, min(16, height // 4))
@@ -292,7 +293,7 @@ class GilvizApp(App[int]):
             self.model.error = message.error
         elif self.model.end is None:
             self.model.error = ("the recording stops here (truncated: it has no end record)"
-                                if self.source.kind == "replay" else "the sampler stopped without saying why")
+                                if not self.source.capabilities.live else "the sampler stopped without saying why")
         self._lanes_dirty = self._figures_dirty = True
         self._last_figures = -1e9
         self._frame()
@@ -306,12 +307,12 @@ class GilvizApp(App[int]):
         out = None
         for rec in items:
             model.add(rec)
-            if rec.get("k") == "notice" and isinstance(rec.get("text"), str):
-                self.notify(rec["text"], severity="warning", timeout=10)
+            if isinstance(rec, Notice):
+                self.notify(rec.text, severity="warning", timeout=10)
         if model.output_seen > self._output_seen:
             new = model.output_seen - self._output_seen
             chunks = model.output[-new:] if new <= len(model.output) else model.output
-            out = "".join(c.get("d", "") for c in chunks)
+            out = "".join(c.data for c in chunks)
             self._output_seen = model.output_seen
         if out:
             self.query_one("#output", Log).write(out)
@@ -432,26 +433,26 @@ class GilvizApp(App[int]):
             head.append(f" ({how})")
         elif view.paused:
             head.append("❚❚ PAUSED", style="bold reverse")
-        elif self.source.kind == "replay":
+        elif not self.source.capabilities.live:
             speed = getattr(self.source, "speed", 1.0)
             head.append(f"▶ REPLAY ×{speed:g}" if speed else "▶ REPLAY", style="bold")
         else:
             head.append("● LIVE", style="bold")
         if model.times:
             head.append(f" {model.t_last / 1e6:.1f} s", style="bold")
-        target = h.get("command") or self.source.label
-        if self.source.kind == "replay":
+        target = h.command or self.source.label
+        if not self.source.capabilities.live:
             target = f"{self.source.label}: {target}"
-        root = model.processes.get(model.root_pid) or {}
-        version = root.get("python") or h.get("python_version") or ""
-        status = root.get("gil")
+        root = model.processes.get(model.root_pid) if model.root_pid is not None else None
+        version = (root.python if root else None) or h.python_version or ""
+        status = root.gil if root else None
         gil = {"located": "GIL on", "no GIL": "GIL off (free-threaded)", "not located": "GIL not located"}.get(
-            status or "", "GIL off" if h.get("gil_enabled") is False else "")
-        switch = root.get("switch_interval_us")
-        found_by = root.get("gil_found_by") if status == "located" else None
+            status or "", "GIL off" if h.gil_enabled is False else "")
+        switch = root.switch_interval_us if root else None
+        found_by = root.gil_found_by if root and status == "located" else None
         rate = model.tick_rate() if model.times else None
-        gil_hz = (model.stats or {}).get("gil_hz")
-        sampler = (model.stats or {}).get("overhead")
+        gil_hz = model.stats.gil_hz if model.stats else None
+        sampler = model.stats.overhead if model.stats else None
         ui = self._ui_cost if self.show_ui_cost else None
 
         def build(level: int) -> list[str]:
@@ -504,21 +505,21 @@ class GilvizApp(App[int]):
             if found:
                 t, entry = found
                 flags = []
-                if entry.get("owns_gil"):
+                if entry.owns_gil:
                     flags.append("held the GIL")
-                if entry.get("active") is False:
+                if not entry.active:
                     flags.append("idle")
                 text.append(f"stack at {t / 1e6:.2f} s" + (f" ({', '.join(flags)})" if flags else "") + ":\n",
                             style="italic")
-                for frame in entry.get("frames") or [entry.get("line", "")]:
+                for frame in entry.frames or [entry.line]:
                     text.append(f"  {frame}\n")
             else:
                 text.append("no stack yet (py-spy reads stacks about once a second)\n", style="italic")
-            line = " ← ".join((found[1].get("frames") or [])[:4]) if found else ""
+            line = " ← ".join(found[1].frames[:4]) if found else ""
             self.query_one("#stackline", Static).update(Text(f"{sel.letter} {sel.name}: {line or 'no stack yet'}"),
                                                         layout=False)
         else:
-            scenario = catalog.find(model.header.get("scenario") or self.source.scenario)
+            scenario = catalog.find(model.header.scenario or self.source.scenario)
             if scenario is not None:
                 text.append(f"{scenario.name}: ", style="bold")
                 text.append(catalog.text_of(scenario, "summary") + "\n")
@@ -531,11 +532,11 @@ class GilvizApp(App[int]):
         if t1 > t0:
             text.append(f"\nFigures below: {t0 / 1e6:.2f}–{t1 / 1e6:.2f} s, the time shown.\n", style="italic")
         progress = model.progress
-        if progress and "done" in progress:
+        if progress is not None and progress.done is not None:
             first = model.first_progress or progress
-            span = (progress["t"] - first["t"]) / 1e6
-            rate = (progress["done"] - first["done"]) / span if span > 0 else 0.0
-            text.append(f"\nwork: {progress['done']} {progress.get('unit', '')}", style="bold")
+            span = (progress.t - first.t) / 1e6
+            rate = (progress.done - (first.done or 0)) / span if span > 0 else 0.0
+            text.append(f"\nwork: {progress.done} {progress.unit or ''}", style="bold")
             if rate:
                 text.append(f" ({rate:.0f}/s)")
             text.append("\n")
@@ -544,8 +545,8 @@ class GilvizApp(App[int]):
         how = model.describe_end()
         if how:
             text.append(f"\nThe run ended: {how}.", style="bold")
-            if model.end and model.end.get("sampler_wall_s"):
-                text.append(f" {model.end['sampler_wall_s']:.1f} s sampled.")
+            if model.end and model.end.sampler_wall_s:
+                text.append(f" {model.end.sampler_wall_s:.1f} s sampled.")
             text.append(" Scroll back with ← → and zoom with + -.\n")
         elif view.paused:
             text.append("\nPaused: ← → scroll, space or f resumes.\n")
@@ -666,7 +667,7 @@ class GilvizApp(App[int]):
 
     def action_restart(self) -> None:
         self.restart(self.source.fresh())
-        what = "replay restarted" if self.source.kind == "replay" else f"restarted {self.source.label}"
+        what = f"restarted {self.source.label}" if self.source.capabilities.live else "replay restarted"
         self.notify(what, timeout=2)
 
     def restart(self, source: Source) -> None:
@@ -687,7 +688,7 @@ class GilvizApp(App[int]):
         self.refresh_now()
 
     def action_pick(self) -> None:
-        current = self.model.header.get("scenario") or self.source.scenario
+        current = self.model.header.scenario or self.source.scenario
         self.push_screen(PickScreen(current), self._picked)
 
     def _picked(self, target: list[str] | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.theme import Theme
 
-from .model import GONE, IO, LOCK, NATIVE, OTHER, PALETTE_SIZE, RUNNABLE, RUNNING, SLEEP, WAITING
+from ..timeline.store import GONE, IO, LOCK, NATIVE, OTHER, PALETTE_SIZE, RUNNABLE, RUNNING, SLEEP, WAITING
 
 GLYPHS = {
     RUNNING: "█",

@@ -22,9 +22,9 @@ from textual.filter import ANSIToTruecolor
 from textual.strip import Strip
 
 from . import theme
-from .model import (CODE_NAMES, GONE, HELD_BIT, LETTERS, OCCUPIED, OTHERS, PALETTE_SIZE, PARTLY, STATE_MASK, UNKNOWN,
+from ..timeline.store import (CODE_NAMES, GONE, HELD_BIT, LETTERS, OCCUPIED, OTHERS, PALETTE_SIZE, PARTLY, STATE_MASK, UNKNOWN,
                     History, fmt_zoom)
-from .view import Row, View
+from ..timeline.view import Row, View
 
 if TYPE_CHECKING:
     from .app import GilvizApp
@@ -450,12 +450,14 @@ class GilLanes(Painter):
             if index == 0:
                 segs = self.gutter_segments(label, pal.heading)
                 if status == "no GIL":
-                    py = (model.processes.get(pid) or {}).get("python") or ""
+                    proc = model.processes.get(pid)
+                    py = (proc.python if proc else None) or ""
                     text = f"no GIL: a free-threaded build{(' (' + py + ')') if py else ''}; threads run Python in parallel"
                 elif status == "not python":
                     text = "not a Python process"
                 elif status:
-                    why = (model.processes.get(pid) or {}).get("gil_why")
+                    proc = model.processes.get(pid)
+                    why = proc.gil_why if proc else None
                     text = "GIL not located (yet): no GIL figures for this process" + (f" ({why})" if why else "")
                 else:
                     text = "waiting for the first samples…"
@@ -554,7 +556,7 @@ class ThreadLanes(Painter):
         model = self.model
         pal = self.pal
         pid = row.pid
-        proc = model.processes.get(pid) or {}
+        proc = model.processes.get(pid) if pid is not None else None
         label = f"▾ pid {pid}" if pid is not None else "▾ ?"
         gs = model.gils.get(pid) if pid is not None else None
         ended = pid in model.proc_ended
@@ -563,8 +565,8 @@ class ThreadLanes(Painter):
             key = ("proc", label, gv.selected_serial, c0, tuple(c[:2] for c in cells), self.gut)
             return self.cached(index, key, lambda: self.finish(
                 self.gutter_segments(label, pal.heading) + self.owner_segments(cells, gv.selected_serial)))
-        status = proc.get("gil")
-        command = short_command(proc.get("command") or "")
+        status = proc.gil if proc else None
+        command = short_command(proc.command if proc else "")
         text = {"no GIL": "no GIL (free-threaded)", "not python": "not Python",
                 "located": "its GIL is drawn above" if gs is not None else ""}.get(status or "", "")
         threads = sum(1 for r in gv.rows if r.kind == "thread" and r.pid == pid)

@@ -1,7 +1,8 @@
-"""The live view's memory: the whole Tick stream kept compactly, and aggregated into cells.
+"""The timeline: the record stream kept compactly, and aggregated into cells.
 
-Plain Python, no Textual: testable without an app. The widgets ask it for the cells of
-one lane over a window of time at a zoom (microseconds per cell) and draw those.
+A collector (collect.py) for the live view, in plain Python: testable without an app. The
+widgets ask it for the cells of one lane over a window of time at a zoom (microseconds per
+cell) and draw those.
 
 Storage. Every thread keeps one bytearray with REC bytes per tick of its life: each state's
 share of the tick (0..Q), the GIL-held share, the on-CPU share, and the core it was on.
@@ -29,7 +30,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..model import ThreadTick, Tick
+from ..stream import (STATE_KEYS, End, Header, Process, ProcessEnd, Progress, Record, Stack, StackEntry, State, Stats,
+                      Thread, ThreadTick, Tick)
+from ..stream import Output as OutputRecord
 
 Q = 250  # a tick's full share
 REC = 11  # bytes per thread per tick: 8 states, held, oncpu, cpu
@@ -37,9 +40,10 @@ HELD, ONCPU, CPU = 8, 9, 10
 NFIELDS = 10  # summed fields (cpu is not summed)
 BLOCK = 64  # ticks between prefix-sum checkpoints
 
-# state codes, in ThreadTick's order; GONE when the thread did not exist
-RUNNING, NATIVE, WAITING, RUNNABLE, SLEEP, IO, LOCK, OTHER, GONE = range(9)
-CODE_NAMES = ("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other", "gone")
+# cell codes: a State, or GONE when the thread did not exist
+RUNNING, NATIVE, WAITING, RUNNABLE, SLEEP, IO, LOCK, OTHER = State
+GONE = len(State)
+CODE_NAMES = (*STATE_KEYS, "gone")
 HELD_BIT = 0x10  # or'ed into a cell code when the thread held the GIL at least half the cell
 STATE_MASK = 0x0F
 
@@ -214,8 +218,8 @@ class History:
     """Everything the stream said, ready to be drawn."""
 
     def __init__(self, max_thread_ticks: int = 20_000_000):
-        self.header: dict[str, Any] = {}
-        self.processes: dict[int, dict[str, Any]] = {}
+        self.header = Header()
+        self.processes: dict[int, Process] = {}
         self.proc_ended: dict[int, int] = {}
         self.threads: dict[int, ThreadSeries] = {}  # by tid (the latest thread of that tid)
         self.order: list[ThreadSeries] = []  # by serial
@@ -226,16 +230,16 @@ class History:
         self.cores: list[CoreSeries] = []
         self.gils: dict[int, GilSeries] = {}  # each process's main GIL
         self.interp_gils: dict[tuple[int, int], GilSeries] = {}  # (pid, interpreter id): subinterpreters' own
-        self.stacks: list[dict[str, Any]] = []
+        self.stacks: list[Stack] = []
         self.stack_times: list[int] = []
-        self.last_stack: dict[int, dict[str, Any]] = {}  # tid -> the thread's entry in its latest dump
-        self.output: list[dict[str, Any]] = []
+        self.last_stack: dict[int, StackEntry] = {}  # tid -> the thread's entry in its latest dump
+        self.output: list[OutputRecord] = []
         self.output_seen = 0  # chunks ever received (the pane reads from here)
-        self.progress: dict[str, Any] | None = None
-        self.first_progress: dict[str, Any] | None = None
+        self.progress: Progress | None = None
+        self.first_progress: Progress | None = None
         self.results: dict[str, Any] | None = None
-        self.stats: dict[str, Any] | None = None
-        self.end: dict[str, Any] | None = None
+        self.stats: Stats | None = None
+        self.end: End | None = None
         self.error: str | None = None  # the source failed: why
         self.version = 0  # bumped on every change
         self.max_thread_ticks = max_thread_ticks
@@ -248,52 +252,53 @@ class History:
         self._memo: dict[tuple, tuple[bytes, int]] = {}  # a thread tick's fields -> (record, code)
 
     # ----------------------------------------------------------------- ingest
-    def add(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("k")
+    def add(self, rec: Record) -> None:
         self.version += 1
-        if kind == "tick":
-            self.add_tick_raw(rec["t"], rec["dt"], rec["th"], rec["g"], rec["c"])
-        elif kind == "thread":
+        if isinstance(rec, Tick):
+            self.add_tick_raw(rec.t, rec.dt, rec.threads, rec.gils, rec.core_busy)
+        elif isinstance(rec, Thread):
             self._thread_record(rec)
-        elif kind == "stack":
+        elif isinstance(rec, Stack):
             self._stack_record(rec)
-        elif kind == "out":
+        elif isinstance(rec, OutputRecord):
             self.output.append(rec)
             self.output_seen += 1
             if len(self.output) > MAX_OUTPUT_CHUNKS:
                 del self.output[: MAX_OUTPUT_CHUNKS // 4]
-        elif kind == "progress":
-            if self.first_progress is None:
-                self.first_progress = rec
-            self.progress = rec
-            if "result" in rec:
-                self.results = rec["result"]
-        elif kind == "stats":
+        elif isinstance(rec, Progress):
+            if rec.done is not None:
+                if self.first_progress is None:
+                    self.first_progress = rec
+                self.progress = rec
+            if rec.result:
+                self.results = rec.result
+        elif isinstance(rec, Stats):
             self.stats = rec
-        elif kind == "proc":
-            self.processes[rec["pid"]] = rec
-        elif kind == "proc_end":
-            self.proc_ended[rec["pid"]] = rec.get("t", 0)
-        elif kind == "header":
+        elif isinstance(rec, Process):
+            self.processes[rec.pid] = rec
+        elif isinstance(rec, ProcessEnd):
+            self.proc_ended[rec.pid] = rec.t
+        elif isinstance(rec, Header):
             self.header = rec
-            n = rec.get("cpus") or 0
-            self._ensure_cores(n)
-        elif kind == "end":
+            self._ensure_cores(rec.cpus or 0)
+        elif isinstance(rec, End):
             self.end = rec
 
-    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+    def finish(self) -> None:
+        pass
+
+    def extend(self, records: Iterable[Record]) -> None:
         for rec in records:
             self.add(rec)
 
-    def _thread_record(self, rec: dict[str, Any]) -> None:
-        tid = rec["tid"]
-        s = self.threads.get(tid)
-        if s is not None and (s.pid is None or s.pid == rec.get("pid")):
-            s.pid = rec.get("pid")
-            if rec.get("name"):
-                s.name = rec["name"]
+    def _thread_record(self, rec: Thread) -> None:
+        s = self.threads.get(rec.tid)
+        if s is not None and (s.pid is None or s.pid == rec.pid):
+            s.pid = rec.pid
+            if rec.name:
+                s.name = rec.name
             return
-        self._new_thread(tid, rec.get("pid"), rec.get("name") or str(tid))
+        self._new_thread(rec.tid, rec.pid, rec.name or str(rec.tid))
 
     def _new_thread(self, tid: int, pid: int | None, name: str) -> ThreadSeries:
         s = ThreadSeries(tid, pid, name, len(self.order), self.base + len(self.times))
@@ -301,11 +306,11 @@ class History:
         self.order.append(s)
         return s
 
-    def _stack_record(self, rec: dict[str, Any]) -> None:
+    def _stack_record(self, rec: Stack) -> None:
         self.stacks.append(rec)
-        self.stack_times.append(rec.get("t", 0))
-        for th in rec.get("threads", ()):
-            self.last_stack[th["tid"]] = th
+        self.stack_times.append(rec.t)
+        for th in rec.threads:
+            self.last_stack[th.tid] = th
         if len(self.stacks) > MAX_STACKS:
             cut = MAX_STACKS // 4
             del self.stacks[:cut]
@@ -712,36 +717,36 @@ class History:
             "samples_per_s": samples / (dur / 1e6) if dur else 0.0,
         }
 
-    def stack_at(self, tid: int, t: int) -> tuple[int, dict[str, Any]] | None:
+    def stack_at(self, tid: int, t: int) -> tuple[int, StackEntry] | None:
         """The thread's entry in the latest stack dump at or before t (else the first after)."""
         i = bisect.bisect_right(self.stack_times, t)
         for j in itertools.chain(range(i - 1, -1, -1), range(i, len(self.stacks))):
-            for th in self.stacks[j].get("threads", ()):
-                if th["tid"] == tid:
-                    return self.stacks[j].get("t", 0), th
+            for th in self.stacks[j].threads:
+                if th.tid == tid:
+                    return self.stacks[j].t, th
             if abs(self.stack_times[j] - t) > 30_000_000:
                 break
         return None
 
     def line_at(self, tid: int, t: int) -> str:
         found = self.stack_at(tid, t)
-        return found[1].get("line", "") if found else ""
+        return found[1].line if found else ""
 
     @property
     def root_pid(self) -> int | None:
-        return self.header.get("pid")
+        return self.header.pid
 
     def gil_status(self, pid: int | None = None) -> str | None:
-        proc = self.processes.get(pid if pid is not None else self.root_pid)
-        return proc.get("gil") if proc else None
+        proc = self.processes.get(pid if pid is not None else self.root_pid)  # type: ignore[arg-type]
+        return proc.gil if proc else None
 
     def describe_end(self) -> str | None:
         if self.error:
             return self.error
         if self.end is None:
             return None
-        how = END_REASONS.get(self.end.get("reason"), self.end.get("reason") or "ended")
-        code = self.end.get("exit_code")
+        how = END_REASONS.get(self.end.reason, self.end.reason or "ended")
+        code = self.end.exit_code
         if code not in (None, 0):
             how += f", exit status {code}"
         return how
@@ -750,14 +755,12 @@ class History:
 # Thread ticks with field names, for tests and synthetic feeds
 def make_thread_tick(tid: int, dt: int, state: str = "running", cpu: int = 0, held: int | None = None,
                      oncpu: int | None = None) -> ThreadTick:
-    values = dict.fromkeys(("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other"), 0)
-    values[state] = dt
+    times = [dt if key == state else 0 for key in STATE_KEYS]
     if held is None:
         held = dt if state == "running" else 0
     if oncpu is None:
         oncpu = dt if state in ("running", "native") else 0
-    return ThreadTick(tid, cpu, values["running"], values["native"], values["waiting"], values["runnable"],
-                      values["sleep"], values["io"], values["lock"], values["other"], held, oncpu)
+    return ThreadTick(tid, cpu, *times, held, oncpu)
 
 
 __all__ = [

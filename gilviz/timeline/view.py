@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import DEFAULT_ZOOM, ZOOMS, History, ThreadSeries, ThreadStats
+from .store import DEFAULT_ZOOM, ZOOMS, History, ThreadSeries, ThreadStats
 
 SORTS = ("started", "name", "cpu", "waiting", "state")
 SORT_LABELS = {"started": "start order", "name": "name", "cpu": "CPU time", "waiting": "GIL wait", "state": "state"}

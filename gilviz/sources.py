@@ -1,8 +1,9 @@
-"""Where the live view's records come from: a sampler process, or a recording.
+"""Where a view's records come from: a sampler process, or a recording.
 
 Both have one interface (memray's injected reader): `run(emit)` blocks in a worker thread
-and calls `emit(record)` for every record until the stream ends or `stop()` is called;
-`fresh()` returns the same source from its beginning (restart). No Textual here.
+and calls `emit(record)` for every typed record (stream.py) until the stream ends or `stop()`
+is called; `fresh()` returns the same source from its beginning (restart). What a source can
+do is declared in its `capabilities`, so a view never asks what kind it is. No Textual here.
 
 `Feed` is the hand-over between the reading thread and the app: records pile up under a
 lock and the app takes them all at once, so the app never falls behind the stream however
@@ -17,13 +18,23 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import UserError
-from ..recording import iter_records
+from .errors import UserError
+from .recording import read
+from .stream import Decoder, End, Record, Tick, decode_header
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Record], None]
 BATCH_S = 0.015  # a replay hands over what falls due within this, at once
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    live: bool  # a running target, sampled now (else a recording played back)
+    pausable: bool  # the flow of records can be held (a live target keeps being sampled regardless)
+    restartable: bool  # fresh() starts it over
+    seekable: bool = False  # it can jump to a time
 
 
 class Feed:
@@ -36,7 +47,7 @@ class Feed:
         self.generation = 0
         self.wake = wake
 
-    def push(self, generation: int, rec: dict[str, Any]) -> None:
+    def push(self, generation: int, rec: Record) -> None:
         with self._lock:
             if generation != self.generation:
                 return  # from a source that was replaced
@@ -46,7 +57,7 @@ class Feed:
         if wake and self.wake is not None:
             self.wake()
 
-    def take(self) -> list[dict[str, Any]]:
+    def take(self) -> list[Record]:
         with self._lock:
             items, self._items = self._items, []
             self._woken = False
@@ -61,7 +72,7 @@ class Feed:
 
 
 class Source:
-    kind = "source"
+    capabilities = Capabilities(live=False, pausable=False, restartable=False)
     label = ""
     scenario: str | None = None
 
@@ -81,7 +92,7 @@ class Source:
 class LiveSource(Source):
     """A sampler in a process of its own (`gilviz _sample`), its records read from a pipe."""
 
-    kind = "live"
+    capabilities = Capabilities(live=True, pausable=False, restartable=True)
 
     def __init__(self, target: list[str], options: list[str] | None = None, label: str | None = None,
                  scenario: str | None = None, python: str = sys.executable):
@@ -117,8 +128,8 @@ class LiveSource(Source):
         pump.start()
         saw_end = False
         try:
-            for rec in iter_records(proc.stdout):
-                if rec.get("k") == "end":
+            for rec in read(proc.stdout):
+                if isinstance(rec, End):
                     saw_end = True
                 emit(rec)
         except UserError:
@@ -162,9 +173,9 @@ class LiveSource(Source):
 class ReplaySource(Source):
     """A recording played back at `speed` times real time (0: all at once)."""
 
-    kind = "replay"
+    capabilities = Capabilities(live=False, pausable=True, restartable=True)
 
-    def __init__(self, path: str, speed: float = 1.0, records: list[dict[str, Any]] | None = None,
+    def __init__(self, path: str, speed: float = 1.0, records: list[Record] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.path = path
         self.speed = speed
@@ -177,23 +188,23 @@ class ReplaySource(Source):
         self.scenario = None
 
     def run(self, emit: Emit) -> None:
-        records = self._records if self._records is not None else iter_records(self.path)
+        records = self._records if self._records is not None else read(self.path)
         t0_data = None
         t0_wall = self._clock()
         for rec in records:
             if self._stop.is_set():
                 return
-            if self.speed > 0 and rec.get("k") == "tick":
+            if self.speed > 0 and isinstance(rec, Tick):
                 if t0_data is None:
-                    t0_data = rec["t"]
+                    t0_data = rec.t
                     t0_wall = self._clock()
-                due = t0_wall + (rec["t"] - t0_data) / 1e6 / self.speed
+                due = t0_wall + (rec.t - t0_data) / 1e6 / self.speed
                 while True:
                     if not self._resume.is_set():
                         paused_at = self._clock()
                         self._resume.wait()
                         t0_wall += self._clock() - paused_at
-                        due = t0_wall + (rec["t"] - t0_data) / 1e6 / self.speed
+                        due = t0_wall + (rec.t - t0_data) / 1e6 / self.speed
                     if self._stop.is_set():
                         return
                     delay = due - self._clock()
@@ -216,9 +227,26 @@ class ReplaySource(Source):
         return ReplaySource(self.path, self.speed, self._records, self._clock)
 
 
+def decode_all(records: Iterable[Record | dict[str, Any]]) -> Iterator[Record]:
+    """Records as typed ones; wire dicts (as tests write them) are decoded, a header first."""
+    decoder = Decoder()
+    for rec in records:
+        if isinstance(rec, dict):
+            if rec.get("k") == "header":
+                header = decode_header(rec)
+                decoder = Decoder(header)
+                yield header
+                continue
+            decoded = decoder.decode(rec)
+            if decoded is None:
+                continue
+            rec = decoded
+        yield rec
+
+
 class RecordsSource(ReplaySource):
     """Records already in memory (tests, benchmarks)."""
 
-    def __init__(self, records: list[dict[str, Any]], speed: float = 0.0, label: str = "records"):
-        super().__init__(label, speed, records)
+    def __init__(self, records: Iterable[Record | dict[str, Any]], speed: float = 0.0, label: str = "records"):
+        super().__init__(label, speed, list(decode_all(records)))
         self.label = label

@@ -1,0 +1,121 @@
+"""The one schema of the record stream: every kind round-trips, rows are read by field name,
+and a recording written by the first format (tests/data/threads.gilviz) still reads."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from gilviz.collect import Recording, load, replay, replay_file
+from gilviz.recording import RecordingWriter, read
+from gilviz.report import Report, summarize
+from gilviz.stream import (BLOCK_REASONS, STATE_KEYS, Decoder, End, GilTick, Header, Notice, Output, Process,
+                           ProcessEnd, Progress, Stack, StackEntry, State, Stats, Thread, ThreadTick, Tick,
+                           decode_header, header_fields)
+
+FIXTURE = Path(__file__).parent / "data" / "threads.gilviz"
+
+
+def test_states_are_spelled_once():
+    assert STATE_KEYS == ("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other")
+    assert BLOCK_REASONS == ("sleep", "io", "lock", "other")
+    # ThreadTick's state fields are State's, in State's order
+    assert ThreadTick._fields[2:10] == STATE_KEYS
+    th = ThreadTick(1, 0, 10, 20, 30, 40, 50, 60, 70, 80, 5, 6)
+    assert [th.time_in(s) for s in State] == [10, 20, 30, 40, 50, 60, 70, 80]
+    assert th.blocked == 50 + 60 + 70 + 80
+
+
+EVERY_KIND = [
+    Header(fields=header_fields(), command="demo.py", cpus=2, pid=7, python_version="3.13.0", monotonic_ns=123),
+    Process(t=1, pid=7, ppid=1, command="python demo.py", python="3.13.0", gil="located", switch_interval_us=5000,
+            gil_found_by="debug offsets", interpreters=[1]),
+    Thread(2, 8, 7, "worker"),
+    Tick(5000, 5000, [ThreadTick(8, 1, 4000, 0, 1000, 0, 0, 0, 0, 0, 4000, 4500)],
+         [GilTick(7, 10, 9, 5, 1, 0, 8), GilTick(7, 10, 10, 0, 0, 1, 9)], [4000, 3000]),
+    Stack(6, 7, [StackEntry(8, "worker", "spin (demo.py:3)", True, True, ["spin (demo.py:3)", "run (t.py:1)"])]),
+    Output(7, "err", "oops\n"),
+    Progress(8, 120, "loops", True, {"lost": 3}),
+    Stats(9, 0.12, 2000.0, 2000.0),
+    Notice(10, "py-spy was not found"),
+    ProcessEnd(11, 9),
+    End(12, "exited", -11, 2, 20, 0.01, 0.02, None),
+]
+
+
+def test_every_kind_round_trips_through_a_file(tmp_path):
+    path = tmp_path / "all.gilviz"
+    writer = RecordingWriter(str(path))
+    for record in EVERY_KIND:
+        writer.write(record)
+    writer.close()
+    assert list(read(str(path))) == EVERY_KIND
+
+
+def _rewrite(path, header_changes, row_change):
+    """The fixture's records with its header and every tick's thread rows changed."""
+    with gzip.open(path, "rt") as f:
+        records = [json.loads(line) for line in f]
+    records[0].update(header_changes)
+    for rec in records:
+        if rec["k"] == "tick":
+            rec["th"] = [row_change(row) for row in rec["th"]]
+    return records
+
+
+def test_rows_are_read_by_the_field_names_the_header_gives(tmp_path):
+    """A later gilviz may add a field, or order them otherwise: readers map by name."""
+    ours = list(ThreadTick._fields)
+    theirs = ["new_field", *reversed(ours)]
+    records = _rewrite(FIXTURE, {"format": 2, "fields": {"threads": theirs, "gils": list(GilTick._fields[:5])}},
+                       lambda row: [99, *reversed(row)])
+    path = tmp_path / "later.gilviz"
+    with gzip.open(path, "wt") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+    assert load(str(path)).ticks == load(FIXTURE).ticks
+
+
+def test_the_first_format_still_reads():
+    header = next(read(FIXTURE))
+    assert header.format == 1 and header.fields["gils"] == list(GilTick._fields[:5])
+    rec = load(FIXTURE)
+    assert rec.end is not None and len(rec.ticks) > 100
+    gils = [g for tick in rec.ticks for g in tick.gils]
+    assert gils and all(g.interp == 0 and g.holder == 0 for g in gils)  # fields it did not have
+    summary = summarize(rec)
+    assert {t["name"] for t in summary["threads"]} >= {"spin-1", "spin-2", "sleeper", "blocked", "hasher"}
+    assert summary["gil"]["held"] > 0.9
+
+
+def test_the_report_streams_and_agrees_with_the_whole_recording():
+    whole = summarize(load(FIXTURE))
+    streamed = replay_file(FIXTURE, Report()).summary()
+    assert streamed == whole
+
+
+def test_a_decoder_without_a_header_reads_the_first_format():
+    tick = Decoder().decode({"k": "tick", "t": 5, "dt": 5, "th": [[1] * 12], "g": [[7, 1, 1, 0, 0]], "c": []})
+    assert tick.gils == [GilTick(7, 1, 1, 0, 0, 0, 0)]
+    assert Decoder().decode({"k": "from-the-future", "t": 0}) is None
+    with pytest.raises(KeyError):
+        Decoder().decode({"k": "thread", "pid": 1})  # no tid
+    assert decode_header({"k": "header", "format": 1}).fields["threads"] == list(ThreadTick._fields)
+
+
+def test_collectors_are_fed_the_same_records_live_or_replayed():
+    class Count:
+        def __init__(self):
+            self.kinds, self.finished = {}, False
+
+        def add(self, record):
+            self.kinds[type(record).__name__] = self.kinds.get(type(record).__name__, 0) + 1
+
+        def finish(self):
+            self.finished = True
+
+    counted = replay(read(FIXTURE), Count())
+    assert counted.finished and counted.kinds["Header"] == 1 and counted.kinds["End"] == 1
+    kept = replay(read(FIXTURE), Recording())
+    assert counted.kinds["Tick"] == len(kept.ticks)
