@@ -323,9 +323,9 @@ def test_one_corrupt_byte_near_the_end_loses_only_what_follows_it(tmp_path):
 
 def test_a_missing_py_spy_is_said_once(tmp_path, monkeypatch):
     from conftest import record_code
-    from gilviz import sampler
+    from gilviz.capture import stacks
 
-    monkeypatch.setattr(sampler, "find_pyspy", lambda: None)  # as on a machine without py-spy
+    monkeypatch.setattr(stacks, "find_pyspy", lambda: None)  # as on a machine without py-spy
     summary, rec = record_code(tmp_path, sys.executable, "import time; time.sleep(0.3)")
     assert len(summary["notices"]) == 1 and "py-spy was not found" in summary["notices"][0]
     out = tmp_path / "run.gilviz"

@@ -182,19 +182,19 @@ def test_a_build_without_gil_is_reported_as_such_not_guessed(tmp_path, monkeypat
     """No free-threaded build here: make the probe see one (as a 3.13t's libpython name would)."""
     import dataclasses
 
-    import gilviz.sampler
+    from gilviz.capture import processes
     from conftest import find_python
 
     python = find_python("3.12") or find_python("3.11")
     if python is None:
         pytest.skip("needs CPython 3.11 or 3.12")
-    real_inspect = gilviz.sampler.inspect
+    real_inspect = processes.inspect
 
     def as_free_threaded(pid):
         found = real_inspect(pid)  # None while the interpreter is still starting
         return dataclasses.replace(found, free_threaded=True) if found else None
 
-    monkeypatch.setattr(gilviz.sampler, "inspect", as_free_threaded)
+    monkeypatch.setattr(processes, "inspect", as_free_threaded)
     summary, rec = record_code(tmp_path, python, CPU_THREADS.format(n=2))
     assert summary["gil"] is None and summary["gil_status"] == "no GIL"
     assert summary["target"]["gil"] is False

@@ -1,0 +1,348 @@
+"""The processes of the target: found, followed, and their GILs kept in step.
+
+`ProcessTable` holds every process being sampled (the target and its descendants): it finds
+new children, notices a process turning into Python (a spawned child) or into another Python
+(an exec), keeps each process's GILs up to date (subinterpreters come and go, a switch
+interval changes), and says so in `Process` records. `WatchedProcess` is one of them, with
+its GIL samples between two ticks and the running check of its GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psutil
+
+from ..probes.gil import GilCheck, GilProbe
+from ..probes.pyprocess import PythonProcess, inspect
+from ..probes.threads import ThreadProbe, classify_syscall, thread_name
+from ..stream import GilTick, Process, ProcessEnd, Record, Thread, ThreadTick
+from .states import ThreadMemory
+
+YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
+MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+)
+NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs are looked at...
+NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
+
+
+@dataclass
+class GilSamples:
+    """One GIL's samples since the last tick."""
+
+    interp: int
+    samples: int = 0
+    held: int = 0
+    contended: int = 0
+    holders: Counter = field(default_factory=Counter)
+    switch_number: int | None = None
+    last_switch_number: int | None = None
+
+    def clear(self) -> None:
+        self.samples = self.held = self.contended = 0
+        self.holders.clear()
+
+    def switches(self) -> int:
+        """Hand-offs since the last tick."""
+        n = 0
+        if self.switch_number is not None:
+            if self.last_switch_number is not None:
+                n = max(0, self.switch_number - self.last_switch_number)
+            self.last_switch_number = self.switch_number
+        return n
+
+
+@dataclass
+class WatchedProcess:
+    pid: int
+    probe: ThreadProbe
+    python: PythonProcess | None
+    gil: GilProbe | None
+    threads: dict[int, ThreadMemory] = field(default_factory=dict)
+    tids: set[int] = field(default_factory=set)
+    sites: dict[int, GilSamples] = field(default_factory=dict)  # by GIL address
+    check: GilCheck = field(default_factory=GilCheck)
+    # 3.15+: threads whose own GIL flags are read with each GIL sample (tid -> PyThreadState)
+    watched: dict[int, int] = field(default_factory=dict)
+    switch_interval_us: int | None = None
+    ppid: int = 0
+    command: str = ""
+    born: float = 0.0  # when the sampler first saw it (monotonic s)
+    new_thread_ns: int = -(1 << 62)  # when a thread of it was last seen for the first time
+    next_gil_refresh_ns: int = 0
+
+    def gil_state(self) -> str:
+        if self.python is None:
+            return "not python"
+        return self.gil.status if self.gil else "not located"
+
+    @property
+    def main_samples(self) -> GilSamples | None:
+        gil = self.gil
+        return self.sites.get(gil.address) if gil is not None and gil.sites else None  # type: ignore[arg-type]
+
+    def sample_gils(self) -> bool:
+        """One sample of each of its GILs; False if it has none to sample."""
+        gil = self.gil
+        if gil is None or not gil.sites:
+            return False
+        asking = False
+        if self.watched:
+            # 3.15+: a thread spinning for the GIL is not in the condition variable's count of
+            # sleepers, but its own gil_requested flag is set from its request to its turn
+            try:
+                asking = any(asks and not holds for holds, asks in map(gil.thread_flags, self.watched.values()))
+            except OSError:
+                pass
+        for site in gil.sites:
+            acc = self.sites.get(site.address)
+            if acc is None:
+                continue
+            try:
+                locked, holder, waiters, switch = gil.sample_site(site)
+            except OSError as e:
+                gil.unreadable = isinstance(e, ProcessLookupError)
+                break
+            acc.samples += 1
+            if locked:
+                acc.held += 1
+                acc.holders[holder] += 1
+            if waiters or asking:
+                acc.contended += 1
+            acc.switch_number = switch
+        return True
+
+    def held_by(self, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:
+        """Per thread, the fraction of its GIL's samples this tick in which it held it; per GIL, the
+        thread that held it most; and how many locked samples of the main GIL had a known holder."""
+        gil = self.gil
+        out: dict[int, float] = {}
+        tops: dict[int, int] = {}
+        resolved = 0
+        if gil is None:
+            return out, tops, resolved
+        for address, acc in self.sites.items():
+            if not acc.samples:
+                continue
+            best = 0
+            for pointer, count in acc.holders.items():
+                tid = gil.holders.resolve(pointer, tids)
+                if tid is None:
+                    continue
+                out[tid] = out.get(tid, 0.0) + count / acc.samples
+                if count > best:
+                    best, tops[address] = count, tid
+                if address == gil.address:
+                    resolved += count
+        return out, tops, resolved
+
+    def gil_ticks(self, tops: dict[int, int]) -> list[GilTick]:
+        return [GilTick(self.pid, acc.samples, acc.held, acc.contended, acc.switches(), acc.interp,
+                        tops.get(address, 0))
+                for address, acc in self.sites.items()]
+
+    def check_gil(self, dt: int, resolved: int, ticks: list[ThreadTick]) -> str | None:
+        """Why its GIL contradicts what the threads did over the last second, if it does."""
+        main = self.main_samples
+        if main is None:
+            return None
+        waited = elsewhere = 0
+        for th in ticks:
+            waited += th.waiting - max(0, th.oncpu - th.running - th.native)  # asleep on the GIL
+            mem = self.threads.get(th.tid)
+            if mem is not None and mem.in_runtime:
+                elsewhere += th.lock
+        return self.check.add(dt, main.samples, main.held, resolved, waited, elsewhere)
+
+    def watch_flags(self, ticks: list[ThreadTick]) -> None:
+        """Threads that were on a CPU or waited for the GIL last tick (the only ones that can be
+        asking for it now) get their GIL flags read with each GIL sample of the next."""
+        gil = self.gil
+        watched: dict[int, int] = {}
+        if gil is not None and gil.has_thread_flags and len(gil.sites) == 1:
+            for th in ticks:
+                if th.oncpu > 0 or th.waiting > 0:
+                    tstate = gil.thread_state(th.tid)
+                    if tstate is not None:
+                        watched[th.tid] = tstate
+                        if len(watched) >= MAX_FLAG_THREADS:
+                            break
+        self.watched = watched
+
+    def clear_samples(self) -> None:
+        for acc in self.sites.values():
+            acc.clear()
+
+    def close(self) -> None:
+        self.probe.close()
+        if self.gil:
+            self.gil.close()
+
+
+class ProcessTable:
+    """The processes being sampled, from the target down."""
+
+    def __init__(self, root_pid: int, sink: Callable[[Record], None], now_us: Callable[[], int], *,
+                 follow_children: bool = True, gil_reenabled: bool = False):
+        self.root_pid = root_pid
+        self.sink = sink
+        self.now_us = now_us
+        self.follow_children = follow_children
+        self.gil_reenabled = gil_reenabled  # PYTHON_GIL=1 on a free-threaded build
+        self.by_pid: dict[int, WatchedProcess] = {}
+
+    def __iter__(self):
+        return iter(list(self.by_pid.values()))
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self.by_pid
+
+    def add(self, pid: int, ppid: int, wait_for_python_s: float = 0.0) -> None:
+        python = inspect(pid)
+        deadline = time.monotonic() + wait_for_python_s
+        while python is None and time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.005)  # just exec'd: the loader may not have mapped libpython yet
+            python = inspect(pid)
+        gil = self._gil_probe(python)
+        proc = WatchedProcess(pid, ThreadProbe(pid), python, gil)
+        proc.born = time.monotonic()
+        try:
+            baseline, _ = proc.probe.read()
+        except ProcessLookupError:
+            return
+        self.by_pid[pid] = proc
+        if gil is not None:
+            proc.switch_interval_us = gil.switch_interval_us()
+            proc.sites = {site.address: GilSamples(site.interp) for site in gil.sites}
+        try:
+            proc.command = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            pass
+        proc.ppid = ppid
+        self.emit(proc)
+        for r in baseline:
+            mem = self.new_thread(proc, r.tid)
+            mem.on_ns, mem.runq_ns, mem.slices = r.on_ns, r.runq_ns, r.slices
+            mem.call = classify_syscall(r.syscall, gil.gil_ranges if gil else ())
+            proc.tids.add(r.tid)
+
+    def _gil_probe(self, python: PythonProcess | None) -> GilProbe | None:
+        if python is None:
+            return None
+        try:
+            return GilProbe(python, self.gil_reenabled)
+        except OSError:
+            return None
+
+    def emit(self, proc: WatchedProcess) -> None:
+        gil = proc.gil
+        self.sink(Process(
+            t=self.now_us(), pid=proc.pid, ppid=proc.ppid, command=proc.command,
+            python=proc.python.version_string if proc.python else None,
+            gil=proc.gil_state(), switch_interval_us=proc.switch_interval_us,
+            gil_found_by=gil.found_by if gil else None,
+            gil_why=(gil.why or None) if gil and not gil.located else None,
+            interpreters=gil.interpreters if gil else [],
+        ))
+
+    def new_thread(self, proc: WatchedProcess, tid: int) -> ThreadMemory:
+        mem = ThreadMemory(name=thread_name(proc.pid, tid))
+        proc.threads[tid] = mem
+        self.sink(Thread(self.now_us(), tid, proc.pid, mem.name))
+        return mem
+
+    def end(self, proc: WatchedProcess) -> None:
+        self.by_pid.pop(proc.pid, None)
+        proc.close()
+        self.sink(ProcessEnd(self.now_us(), proc.pid))
+
+    def close(self) -> None:
+        for proc in self.by_pid.values():
+            proc.close()
+
+    # ----------------------------------------------------------------- every REFRESH_EVERY_NS
+    def refresh(self) -> None:
+        self.find_children()
+        self.recheck_young()
+        self.refresh_gils()
+
+    def find_children(self) -> None:
+        if not self.follow_children:
+            return
+        try:
+            children = psutil.Process(self.root_pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            if child.pid not in self.by_pid:
+                try:
+                    ppid = child.ppid()
+                except psutil.Error:
+                    continue
+                self.add(child.pid, ppid)
+
+    def recheck_young(self) -> None:
+        """A process seen in its first moments may turn out to be Python (spawned children)."""
+        now = time.monotonic()
+        for proc in self.by_pid.values():
+            if proc.python is None and now - proc.born < YOUNG_PROCESS_S:
+                proc.python = inspect(proc.pid)
+                if proc.python is not None:
+                    proc.gil = self._gil_probe(proc.python)
+                    if proc.gil is not None:
+                        self.gil_changed(proc)
+                    else:
+                        self.emit(proc)
+
+    def refresh_gils(self) -> None:
+        """sys.setswitchinterval may change the interval at any time; subinterpreters come and go;
+        a process seen before Py_Initialize had made its GIL has one now."""
+        for proc in self.by_pid.values():
+            gil = proc.gil
+            if gil is not None and gil.unreadable:
+                # it exec'd (what was opened of its memory shows the image it left), or it is ending
+                gil.unreadable = False
+                python = inspect(proc.pid)
+                fresh = self._gil_probe(python) if python is not None else None
+                if fresh is not None and (python != proc.python or fresh.located):
+                    gil.close()
+                    proc.python, proc.gil = python, fresh
+                    self.gil_changed(proc)
+                    gil = fresh
+                elif fresh is not None:
+                    fresh.close()
+            if gil is None:
+                continue
+            changed = gil.refresh()
+            interval = gil.switch_interval_us()
+            if changed or (interval is not None and interval != proc.switch_interval_us):
+                self.gil_changed(proc)
+            if gil.has_thread_flags:
+                gil.refresh_thread_states()
+
+    def watch_new_threads(self, proc: WatchedProcess, now_ns: int) -> None:
+        """A new thread may make a subinterpreter with a GIL of its own: look for it soon."""
+        gil = proc.gil
+        if gil is None or now_ns - proc.new_thread_ns >= NEW_THREAD_WATCH_NS or now_ns < proc.next_gil_refresh_ns:
+            return
+        proc.next_gil_refresh_ns = now_ns + NEW_THREAD_REFRESH_NS
+        if gil.refresh():
+            self.gil_changed(proc)
+        if gil.has_thread_flags:
+            gil.refresh_thread_states()
+
+    def gil_changed(self, proc: WatchedProcess) -> None:
+        """The GILs of a process were found, lost, or changed in number: start their samples anew."""
+        gil = proc.gil
+        assert gil is not None
+        proc.switch_interval_us = gil.switch_interval_us()
+        old = proc.sites
+        proc.sites = {}
+        for site in gil.sites:
+            kept = old.get(site.address)
+            proc.sites[site.address] = kept if kept is not None and kept.interp == site.interp else GilSamples(site.interp)
+        proc.check.reset()
+        self.emit(proc)

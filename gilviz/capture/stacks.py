@@ -1,0 +1,99 @@
+"""Thread names and the line each thread is on, from py-spy, in a thread beside the loop.
+
+py-spy dump costs about 6 ms of CPU a call, so it runs a few times a second at most and
+never in the sampling loop: dumps queue up and the loop turns them into records between
+ticks (`drain`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import re
+import threading
+from collections import Counter
+from typing import Callable
+
+from ..probes.pyspy import PySpy, StackThread, find_pyspy
+from ..stream import Record, Stack, StackEntry, Thread
+from .processes import ProcessTable, WatchedProcess
+
+MAX_FRAMES = 12
+_DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
+
+
+class StackReader:
+    def __init__(self, hz: float, processes: ProcessTable, now_us: Callable[[], int]):
+        exe = find_pyspy() if hz > 0 else None
+        self.pyspy = PySpy(exe) if exe else None
+        self.hz = hz
+        self.processes = processes
+        self.now_us = now_us
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def cpu_s(self) -> float:
+        return self.pyspy.cpu_s if self.pyspy is not None else 0.0
+
+    def start(self) -> None:
+        if self.pyspy is not None:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="gilviz-stacks")
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        assert self.pyspy is not None
+        period = 1.0 / self.hz
+        failures: Counter = Counter()
+        wait = min(period, 0.2)  # names and lines early, then at the asked rate
+        while not self._stop.wait(wait):
+            wait = period
+            for pid in [p.pid for p in self.processes if p.python is not None]:
+                if failures[pid] >= 5:
+                    continue
+                t = self.now_us()
+                dump = self.pyspy.dump(pid)
+                if dump is None:
+                    failures[pid] += 1
+                    continue
+                failures[pid] = 0
+                self._queue.put((t, pid, dump))
+
+    def drain(self) -> list[Record]:
+        """The dumps taken since the last call, as records (a thread's new name first)."""
+        out: list[Record] = []
+        while True:
+            try:
+                t, pid, dump = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            proc = self.processes.by_pid.get(pid)
+            if proc is None:
+                continue
+            dump = [_with_tid(proc, th) for th in dump]
+            for th in dump:
+                mem = proc.threads.get(th.tid) if th.tid is not None else None
+                if mem is not None and th.name and th.name != mem.name and not _is_default_name(th.name, mem.name):
+                    mem.name = th.name
+                    out.append(Thread(t, th.tid, pid, th.name))  # type: ignore[arg-type]
+            out.append(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active,
+                                                 list(th.frames[:MAX_FRAMES]))
+                                      for th in dump if th.tid is not None]))
+
+
+def _with_tid(proc: WatchedProcess, th: StackThread) -> StackThread:
+    """py-spy gives no OS thread id on 3.9 and 3.10: map its pthread_t through the target's memory."""
+    if th.tid is not None or proc.gil is None:
+        return th
+    return dataclasses.replace(th, tid=proc.gil.holders.tid_of_pthread(th.thread_id, proc.tids))
+
+
+def _is_default_name(pyspy_name: str, os_name: str) -> bool:
+    """py-spy's name adds nothing when it is Python's default and the OS name was chosen."""
+    return bool(_DEFAULT_THREAD_NAME.match(pyspy_name)) and not os_name.startswith("python")

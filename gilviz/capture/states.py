@@ -1,0 +1,144 @@
+"""The state rules: one thread's readings over one tick turned into time in each State.
+
+A pure function of its inputs and the thread's memory of earlier ticks (ThreadMemory), so
+that the rules the pictures rest on are tested on recorded readings, without a process
+(tests/test_states.py):
+
+  on-CPU time (schedstat)  -> running while it held the GIL, the rest native or waiting
+  run-queue time           -> runnable
+  off-CPU time             -> blocked (sleep / io / lock / other) or waiting, from the
+                              syscall it was in at the two ends of the tick
+
+On-CPU time without the GIL is GIL overhead (waiting) when the thread has lately been
+running Python, or when it came in short runs next to a GIL wait; else native.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..probes.threads import ThreadReading
+from ..stream import BLOCK_REASONS, ThreadTick
+
+# GIL overhead comes in short runs on a CPU; C code that released the GIL, in long ones
+SPIN_RUN_US = 150
+HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 ms
+PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
+MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
+
+# what the thread's process knows of its GIL (GilProbe.status, or "not python")
+LOCATED, NOT_PYTHON = "located", "not python"
+
+
+@dataclass
+class ThreadMemory:
+    """What the rules remember of a thread between ticks."""
+
+    on_ns: int = 0  # schedstat at the last reading
+    runq_ns: int = 0
+    call: str = "running"  # classified syscall at the last reading (probes.threads.classify_syscall)
+    off_kind: str = "other"  # what its last off-CPU time was
+    in_runtime: bool = False  # its lock wait is on a futex inside _PyRuntime (but not a known GIL)
+    spinning_for_gil: bool = False
+    name: str = ""
+    pending_on: int = 0  # us reported by schedstat and not yet placed in a tick (< 0: placed ahead)
+    pending_rq: int = 0
+    slices: int = 0  # schedstat's count of times on a CPU, at the last reading
+    held_unmatched: int = 0  # GIL time of the last tick that found no CPU time beside it
+    held_share: float = 0.0  # moving average of the share of each tick it held the GIL
+
+
+def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, call: str, *, first: bool = False,
+             gil: str = LOCATED, gil_samples: int = 0) -> ThreadTick:
+    """The thread's tick. `call` is its syscall, classified, at this reading; `held_frac` the
+    share of its GIL's samples this tick in which it held it; `gil` its process's GIL status;
+    `gil_samples` how many GIL samples the tick had. Updates `mem`."""
+    if not r.moved and mem.call != "running" and not first:
+        return unchanged(r, mem, dt, held_frac)  # asleep in a syscall all tick
+    if first and mem.on_ns == 0 and mem.runq_ns == 0:
+        # born during this tick: everything it did is since its birth
+        rep_on, rep_rq = r.on_ns // 1000, r.runq_ns // 1000
+    else:
+        rep_on, rep_rq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
+    before = mem.call
+    slices = r.slices - mem.slices if mem.slices else 1  # times it was put on a CPU this tick
+    mem.on_ns, mem.runq_ns, mem.call, mem.slices = r.on_ns, r.runq_ns, call, r.slices
+    on, runq = place_cpu_time(mem, rep_on, rep_rq, dt,
+                              busy=r.state == "R" and call == "running" and before == "running")
+    off = dt - on - runq
+
+    running = native = waiting = 0
+    held = int(held_frac * dt)
+    if gil == LOCATED:
+        # schedstat may report a tick's CPU time a tick late, the GIL samples never do: GIL
+        # time that found no CPU time beside it is matched with the next tick's report
+        running = min(on, held + mem.held_unmatched)
+        mem.held_unmatched = min(MAX_PENDING_US, held - min(on, held))
+        spin = on - running
+        # Time on a CPU without the GIL is GIL overhead (waking from the timed wait, asking
+        # for a drop, handing over), or the noise of matching exact CPU time with sampled
+        # GIL time, when the thread has lately been running Python (it held the GIL for a
+        # good share of the last few ticks), or when it came in short runs from a thread
+        # after the GIL. Otherwise it is C code that released the GIL (a hash, a
+        # compression), even if the thread then queues for the GIL.
+        mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)
+        # (held comes from GIL samples, so when it held the GIL, it may be off by a sample period)
+        sample_period = dt // gil_samples if gil_samples and held else 0
+        short_runs = spin < SPIN_RUN_US * max(1, slices) + sample_period
+        after_gil = held > 0 or call == "gil" or before == "gil" or mem.spinning_for_gil
+        if mem.held_share > PYTHON_THREAD_HELD_SHARE or (short_runs and after_gil):
+            waiting += spin
+            mem.spinning_for_gil = held == 0 and spin > 0
+        else:
+            native += spin
+            mem.spinning_for_gil = False
+    elif gil == NOT_PYTHON:
+        native = on
+    else:  # no GIL (free-threaded) or GIL not located: any time on a CPU counts as running
+        running = on
+
+    blocked = dict.fromkeys(BLOCK_REASONS, 0)
+    if off > 0:
+        kinds = [c for c in dict.fromkeys((before, call)) if c != "running"] or [mem.off_kind]
+        share = off // len(kinds)
+        for i, kind in enumerate(kinds):
+            part = share if i else off - share * (len(kinds) - 1)
+            if kind == "gil":
+                waiting += part
+            else:
+                blocked[kind] += part
+        mem.off_kind = kinds[-1]
+    return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, *blocked.values(), held, on)
+
+
+def unchanged(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float) -> ThreadTick:
+    """A thread that did not run all tick: off CPU the whole time, for the reason it had."""
+    kind = mem.call if mem.call != "running" else mem.off_kind
+    held = int(held_frac * dt)
+    mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)  # fades while it sleeps
+    if kind == "gil":
+        return ThreadTick(r.tid, r.cpu, 0, 0, dt, 0, 0, 0, 0, 0, held, 0)
+    return ThreadTick(r.tid, r.cpu, 0, 0, 0, 0, *(dt if kind == reason else 0 for reason in BLOCK_REASONS), held, 0)
+
+
+def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool) -> tuple[int, int]:
+    """Places schedstat's on-CPU and run-queue time into this tick.
+
+    The kernel adds a running thread's CPU time to schedstat only at scheduler ticks
+    (every 4 ms at HZ=250) and its run-queue wait only when it gets a CPU, so a
+    thread busy for a whole tick can report 0 or 8 ms of it. What was reported but
+    not placed is kept for the next ticks; a thread seen runnable at both ends of
+    the tick has its gap filled now and the reports that follow pay it back. Totals
+    stay exact sums of schedstat time, give or take one scheduler tick.
+    """
+    on = max(0, rep_on + mem.pending_on)
+    runq = max(0, rep_rq + mem.pending_rq)
+    if busy and on + runq < dt:
+        on = dt - runq
+    if on + runq > dt:
+        scale = dt / (on + runq)
+        on = int(on * scale)
+        runq = dt - on if runq else 0
+    mem.pending_on = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_on + mem.pending_on - on))
+    mem.pending_rq = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_rq + mem.pending_rq - runq))
+    return on, runq
