@@ -30,3 +30,21 @@ def test_report_and_record_run_without_textual(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.gilviz")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "ticks" in result.stdout
+
+
+def test_the_command_line_modules_import_in_one_direction():
+    """cli/__init__ dispatches to commands and live; both use options; none imports back."""
+    import ast
+    from pathlib import Path
+
+    import gilviz.cli as cli
+
+    folder = Path(cli.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {node.module for node in ast.walk(tree)
+                              if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    assert imports["options"] == set()
+    assert imports["commands"] <= {"options"} and imports["live"] <= {"options"}
+    assert imports["__init__"] <= {"commands", "options", "live"}

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import find_python, python_or_skip, threads_named
-from gilviz.cli import build_command
+from gilviz.cli.options import build_command
 from gilviz.errors import UserError
 from gilviz.collect import load
 from gilviz.report import summarize

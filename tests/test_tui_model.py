@@ -217,7 +217,7 @@ def test_replay_source_plays_everything_at_speed_zero():
 
 
 def test_model_imports_no_textual():
-    code = ("import sys, gilviz.timeline.store, gilviz.timeline.view, gilviz.sources, gilviz.tui_entry; "
+    code = ("import sys, gilviz.timeline.store, gilviz.timeline.view, gilviz.sources, gilviz.cli.live; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -228,7 +228,7 @@ def test_gone_code_is_blank_state():
 
 def test_entry_points_refuse_bad_input_before_the_screen_opens(tmp_path):
     from gilviz.errors import UserError
-    from gilviz.tui_entry import TUI_COMMANDS
+    from gilviz.cli.live import TUI_COMMANDS
 
     assert set(TUI_COMMANDS) == {"run", "attach", "replay"}
     with pytest.raises(UserError, match="no script at nope.py"):

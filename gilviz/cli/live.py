@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Callable
 
-from .cli import Parser, _add_sampling_options, resolve_target, settings_from, split_target
-from .errors import UserError
+from ..errors import UserError
+from .options import Parser, add_sampling_options, resolve_target, settings_from, split_target
 
 
 THEMES = {"dark": "gilviz-dark", "light": "gilviz-light", "contrast": "gilviz-contrast"}
@@ -24,13 +24,13 @@ def _add_view_options(p: argparse.ArgumentParser) -> None:
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = Parser(prog=prog, description=description)
-    _add_sampling_options(p)
+    add_sampling_options(p)
     _add_view_options(p)
     return p
 
 
 def _default_target() -> list[str]:
-    from .tui import catalog
+    from ..tui import catalog
 
     name = catalog.default_name()
     if name is None:
@@ -46,7 +46,7 @@ def _live(opts: list[str], target: list[str], prog: str) -> int:
         target = _default_target()
     resolved = resolve_target(target, args.python)
     if resolved.get("pid") is not None:
-        from .session import check_attachable
+        from ..session import check_attachable
 
         check_attachable(resolved["pid"])  # gone, not Python, not ours: said here, not on the screen
     command = resolved.get("command")
@@ -56,7 +56,7 @@ def _live(opts: list[str], target: list[str], prog: str) -> int:
     def check(new_target: list[str]) -> None:
         resolve_target(new_target, args.python)
 
-    from .sources import LiveSource
+    from ..sources import LiveSource
 
     source = LiveSource(target, _sampling_options(opts), label=label, scenario=scenario)
     return _open(source, args.theme, live_options=_sampling_options(opts), check_target=check)
@@ -79,7 +79,7 @@ def _open(source, theme: str | None, **options) -> int:
     if not sys.stdin.isatty() or not (sys.stdout.isatty() or sys.stderr.isatty()):
         # without a terminal Textual cannot read keys (and spins on the closed input)
         raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
-    from .tui import make_app
+    from ..tui import make_app
 
     app = make_app(source, theme_name=THEMES.get(theme or ""), **options)
     try:
@@ -113,12 +113,12 @@ def cmd_replay(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.speed < 0:
         raise UserError("--speed must be 0 or more")
-    from .recording import read
+    from ..recording import read
 
     records = read(args.file)
     next(records)  # the header: a missing or corrupt file is refused here
     records.close()
-    from .sources import ReplaySource
+    from ..sources import ReplaySource
 
     return _open(ReplaySource(args.file, speed=args.speed), args.theme)
 

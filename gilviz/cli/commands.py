@@ -1,0 +1,138 @@
+"""The commands without a screen: record, report, scenarios, pythons, and the live view's sampler
+process (_sample)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sys
+from typing import Any
+
+from ..errors import UserError
+from .options import Parser, add_sampling_options, resolve_target, settings_from, split_target
+
+def _default_output(target: list[str]) -> str:
+    """gilviz-NAME-DATE.gilviz, with -2, -3... if that file exists (nothing is written over)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = os.path.splitext(os.path.basename(target[0]))[0] if target and not target[0].startswith("-") else "run"
+    path, n = f"gilviz-{name}-{stamp}.gilviz", 1
+    while os.path.lexists(path):
+        n += 1
+        path = f"gilviz-{name}-{stamp}-{n}.gilviz"
+    return path
+
+
+def _check_output(out: str, kwargs: dict[str, Any]) -> None:
+    """Refuses to record over the program being run, even with --force."""
+    command = kwargs.get("command")
+    if command is None or not os.path.exists(out):
+        return
+    for arg in command.argv[1:]:
+        try:
+            if os.path.exists(arg) and os.path.samefile(arg, out):
+                raise UserError(f"{out} is the program being run; give -o another file")
+        except OSError:
+            continue
+
+
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its Popen return code."""
+    if code is None:
+        return "its end is unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit status {code}"
+
+
+def cmd_record(argv: list[str]) -> int:
+    opts, target = split_target(argv)
+    p = Parser(prog="gilviz record", description="Sample a target into a recording file.")
+    p.add_argument("-o", "--output", help="recording file (default: gilviz-NAME-DATE.gilviz, never an existing one)")
+    p.add_argument("--force", action="store_true", help="write over the -o file if it exists")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit with the target's status when it ends by itself (128+N if killed by signal N)")
+    add_sampling_options(p)
+    args = p.parse_args(opts)
+    settings = settings_from(args)
+    kwargs = resolve_target(target, args.python)
+    out = args.output or _default_output(target)
+    _check_output(out, kwargs)
+    from ..session import record_to_file
+
+    end = record_to_file(out, settings, force=args.force, **kwargs)
+    code = end.exit_code
+    how = {"exited": "the target exited", "duration": "the duration passed, gilviz ended the target",
+           "interrupted": "interrupted, gilviz ended the target", "stopped": "stopped"}.get(end.reason, end.reason)
+    ended_itself = end.reason == "exited"
+    if ended_itself and code is not None and kwargs.get("command") is not None:
+        how += f", {describe_exit(code)}"
+    print(f"gilviz: recorded {end.sampler_wall_s or 0:.1f} s ({how}) to {out}; "
+          f"see it with `gilviz report {out}` or `gilviz replay {out}`", file=sys.stderr)
+    if args.exit_code and ended_itself and code is not None:
+        return code if code >= 0 else 128 - code
+    return 0
+
+
+def cmd_sample(argv: list[str]) -> int:
+    """The live view's sampler, in a process of its own: records on stdout, uncompressed."""
+    opts, target = split_target(argv)
+    p = Parser(prog="gilviz _sample")
+    add_sampling_options(p)
+    args = p.parse_args(opts)
+    settings = settings_from(args)
+    kwargs = resolve_target(target, args.python)
+    from ..session import stream_to_stdout
+
+    stream_to_stdout(settings, **kwargs)
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    p = Parser(prog="gilviz report", description="Totals of a recording.")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    args = p.parse_args(argv)
+    from ..collect import replay_file
+    from ..recording import Damage
+    from ..report import Report, format_text, to_json
+
+    damage = Damage()
+    report = replay_file(args.file, Report(), damage)
+    report.damaged_records, report.damaged_tail = damage.records, damage.tail
+    summary = report.summary()
+    print(to_json(summary) if args.json else format_text(summary))
+    return 0
+
+
+def cmd_scenarios(argv: list[str]) -> int:
+    from .. import scenarios
+
+    for s in scenarios.SCENARIOS.values():
+        opts = " ".join(f"{flag} {default}" if default not in (None, True, False) else flag for flag, default, _ in s.options)
+        print(f"{s.name:<16} {s.summary}")
+        if opts:
+            print(f"{'':<16}   options: {opts}")
+    return 0
+
+
+def cmd_pythons(argv: list[str]) -> int:
+    from ..target import interpreter_candidates, query_interpreter
+
+    seen = set()
+    for path in interpreter_candidates():
+        real = os.path.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            interp = query_interpreter(path)
+        except UserError:
+            continue
+        gil = "GIL" if interp.gil_enabled else "no GIL (free-threaded)"
+        print(f"{interp.version + ('t' if interp.free_threaded else ''):<10} {gil:<24} {path}")
+    return 0
