@@ -164,8 +164,8 @@ def child(threads: int, seconds: float, width: int, height: int, out_path: str, 
     if os.environ.get("GILVIZ_BENCH_TIMINGS"):
         from textual.screen import Screen
 
-        from gilviz.tui.app import GilvizApp
         from gilviz.tui import widgets
+        from gilviz.tui.timeline import TimelineView
 
         def timed(cls, name, label):
             original_fn = getattr(cls, name)
@@ -190,8 +190,8 @@ def child(threads: int, seconds: float, width: int, height: int, out_path: str, 
         PipeSource.run = run_timed  # type: ignore[method-assign]
         timed(Screen, "_compositor_refresh", "screen refresh (all)")
         timed(App, "_display", "write to terminal")
-        timed(GilvizApp, "_take", "ingest")
-        timed(GilvizApp, "update_figures", "figures")
+        timed(TimelineView, "take", "ingest")
+        timed(TimelineView, "update_figures", "figures")
         for cls in (widgets.CoreLanes, widgets.GilLanes, widgets.ThreadLanes, widgets.TimeAxis, widgets.ThreadTable,
                     widgets.Legend):
             timed(cls, "render_line", f"render_line {cls.__name__}")

@@ -3,7 +3,6 @@ nothing overwritten. Real processes and real signals throughout; a real tiny tmp
 machine lets us mount one, else a file-size limit that makes writes fail the same way."""
 
 import json
-import os
 import resource
 import signal
 import subprocess

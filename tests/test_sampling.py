@@ -327,3 +327,26 @@ def test_a_process_that_execs_another_python_is_followed_into_it(tmp_path):
     assert summary["gil_status"] == "located", rec.proc_history
     for t in threads_named(summary, "cpu-"):
         assert t["gil_held"] > 0.15, t  # its GIL, read in the new image
+
+
+NAMES_ITSELF = """
+import ctypes, threading, time
+def work():
+    time.sleep(0.1)
+    ctypes.CDLL(None).prctl(15, b"renamed", 0, 0, 0)  # PR_SET_NAME, as 3.14's threading does at start
+    time.sleep(0.8)
+t = threading.Thread(target=work)
+t.start()
+t.join()
+"""
+
+
+def test_a_thread_that_names_itself_after_it_starts_gets_its_name(tmp_path):
+    from conftest import find_python
+
+    python = find_python("3.12") or find_python("3.11")
+    if python is None:
+        pytest.skip("needs CPython 3.11 or 3.12")
+    summary, rec = record_code(tmp_path, python, NAMES_ITSELF, stacks_hz=0)  # no py-spy: the OS name alone
+    names = [t["name"] for t in summary["threads"]]
+    assert "renamed" in names, names

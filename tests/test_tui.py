@@ -140,9 +140,17 @@ async def test_fits_and_redraws_on_resize(size):
         await pilot.pause()
         width = size[0]
         assert app.lane_cells == width - app.gutter_width - 2
+        # every lane shows the same window of time, one cell a column, after the same gutter
+        window = app.view.window(app.model, app.lane_cells)
         for name in ("#cores", "#gil", "#axis", "#threads"):
             painter = app.query_one(name)
-            assert painter.render_line(0).cell_length == width
+            assert painter.window() == window, name
+            line = painter.render_line(0).text
+            assert line[app.gutter_width] in "│┼", (name, line)
+        lanes = app.query_one(ThreadLanes)
+        spin = next(i for i, r in enumerate(app.rows) if r.series is not None and r.series.name == "spin-1")
+        cells = lanes.render_line(spin - lanes.scroll_offset.y).text[app.gutter_width + 1:].rstrip()
+        assert len(cells) > 0.9 * app.lane_cells and set(cells) <= set("█░▒ ·▓")  # a spinner's states, all of them drawn
 
 
 @sync
@@ -225,7 +233,8 @@ async def test_pause_resume_and_scroll_back_through_history():
         await loaded(pilot)
         assert not app.view.paused
         await pilot.press("space")
-        assert app.view.paused and "PAUSED" not in ""  # ended runs still say ENDED
+        header = str(app.query_one("#header").render())
+        assert app.view.paused and "ENDED" in header and "PAUSED" not in header  # an ended run says so
         await pilot.press("space")
         assert not app.view.paused and app.view.following
         end = app.model.t_last
@@ -236,10 +245,11 @@ async def test_pause_resume_and_scroll_back_through_history():
         assert app.view.end_t < first
         await pilot.press("right")
         assert app.view.end_t > first - app.lane_cells * app.view.zoom
+        await pilot.press("plus", "plus")  # 2 ms a cell: the 1.6 s run no longer fits the screen
+        assert app.lane_cells * app.view.zoom < app.model.t_last - app.model.t_start
         await pilot.press("home")
-        assert app.view.end_t == app.model.t_start + app.lane_cells * app.view.zoom or \
-            app.view.end_t == app.model.t_last  # the whole run fits already
-        await pilot.press("shift+right", "shift+right", "shift+right", "shift+right", "shift+right")
+        assert app.view.end_t == app.model.t_start + app.lane_cells * app.view.zoom  # the start at the left edge
+        await pilot.press(*["shift+right"] * 10)  # a screen a press, and never past the end
         assert app.view.end_t == app.model.t_last
         await pilot.press("f")
         assert app.view.following and not app.view.paused
@@ -257,16 +267,16 @@ async def test_pause_freezes_a_replay():
         await pilot.press("space")
         assert app.view.paused
         await pilot.pause(0.5)
-        app._take()
+        app.timeline.take()
         n = len(app.model.times)
         await pilot.pause(0.3)
-        app._take()
+        app.timeline.take()
         assert len(app.model.times) == n  # the replay waits
         header = str(app.query_one("#header").render())
         assert "PAUSED" in header
         await pilot.press("space")
         await pilot.pause(0.3)
-        app._take()
+        app.timeline.take()
         assert len(app.model.times) > n
 
 
@@ -327,7 +337,7 @@ async def test_click_a_thread_highlights_it_and_shows_its_stack():
         core = app.query_one(CoreLanes)
         styles = {seg.style for y in range(2) for seg in core.render_line(y)}
         assert core.pal.selected in styles or core.pal.selected_letter in styles
-        assert app.selected_serial == app.model.threads[tid].serial
+        assert app.timeline.selected_serial == app.model.threads[tid].serial
         # click a core cell: selects the thread that ran there
         core = app.query_one(CoreLanes)
         c0, c1 = core.window()
@@ -468,12 +478,10 @@ async def test_pick_another_target():
         await pilot.pause()
         app.screen.query_one("#pick-input").focus()
         await pilot.press(*"nope.py", "enter")
-        for _ in range(50):
-            if checked:
-                break
-            await pilot.pause(0.02)
-        await pilot.pause(0.1)
-        assert started == []  # refused, with the reason in a notification
+        await app.workers.wait_for_complete()  # the check ran...
+        await pilot.pause()  # ...and its answer was handled
+        assert checked == [["nope.py"]] and started == []  # refused, with the reason in a notification
+        assert any("no script at nope.py" in n.message for n in app._notifications)
         await pilot.press("n")
         await pilot.pause()
         app.screen.query_one("#pick-input").focus()
@@ -546,3 +554,72 @@ async def test_live_app_on_a_real_workload(tmp_path):
     finally:
         source.stop()
         source.wait_stopped(5)
+
+
+# ------------------------------------------------------------------------ views that stand alone
+def _two_runs_app(shared_view: bool):
+    """An app of two timeline views on two recordings, one above the other."""
+    from textual.app import App
+
+    from gilviz.timeline.view import View
+    from gilviz.tui import theme
+    from gilviz.tui.timeline import TimelineView
+
+    records = [{"k": "header", "format": 1, "command": "other.py", "cpus": 2, "pid": 1, "python_version": "3.13.0"},
+               {"k": "proc", "t": 0, "pid": 1, "ppid": 0, "command": "python other.py", "python": "3.13.0",
+                "gil": "located", "switch_interval_us": 5000},
+               {"k": "thread", "t": 0, "tid": 2, "pid": 1, "name": "lonely"}]
+    records += [{"k": "tick", "t": (n + 1) * 5000, "dt": 5000, "c": [], "g": [[1, 10, 10, 0, 0]],
+                 "th": [[2, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000]]} for n in range(200)]
+    records.append({"k": "end", "t": 1_000_000, "reason": "exited", "exit_code": 0})
+
+    class TwoRuns(App):
+        CSS_PATH = str(Path(theme.__file__).parent / "gilviz.tcss")
+
+        def __init__(self):
+            super().__init__()
+            for t in theme.THEMES:
+                self.register_theme(t)
+            self.theme = theme.DEFAULT_THEME
+            view = View() if shared_view else None
+            self.views = [TimelineView(ReplaySource(str(FIXTURE), speed=0), view=view, show_ui_cost=False, id="a"),
+                          TimelineView(RecordsSource(records), view=view, show_ui_cost=False, id="b")]
+            for v in self.views:
+                v.shares_screen = True
+
+        def get_theme_variable_defaults(self):
+            return {**theme.DARK_VARS}
+
+        def compose(self):
+            yield from self.views
+
+    return TwoRuns()
+
+
+@pytest.mark.parametrize("shared_view", [False, True])
+@sync
+async def test_two_timeline_views_on_one_screen_each_draw_their_own_run(shared_view):
+    app = _two_runs_app(shared_view)
+    async with app.run_test(size=(120, 60)) as pilot:
+        a, b = app.views
+        for _ in range(500):
+            if a.model.ended and b.model.ended:
+                break
+            await pilot.pause(0.02)
+        a.refresh_now()
+        b.refresh_now()
+        await pilot.pause()
+        assert {s.name for s in a.model.order} >= {"spin-1", "sleeper"} and [s.name for s in b.model.order] == ["lonely"]
+        assert a.region.y < b.region.y and a.region.height < 60  # one above the other, sharing the screen
+        lines_a = [a.query_one(ThreadLanes).render_line(y).text for y in range(len(a.rows))]
+        lines_b = [b.query_one(ThreadLanes).render_line(y).text for y in range(len(b.rows))]
+        assert any("spin-1" in line for line in lines_a) and not any("lonely" in line for line in lines_a)
+        assert any("lonely" in line for line in lines_b) and not any("spin-1" in line for line in lines_b)
+        assert "demo.py" in str(a.query_one("#header").render()) or "threads" in str(a.query_one("#header").render())
+        assert "other.py" in str(b.query_one("#header").render())
+        a.zoom(1)
+        b.refresh_now()
+        # one time axis when they share a view; each its own otherwise
+        assert (a.view.zoom == b.view.zoom) == shared_view
+        zoom_a, zoom_b = (v.query_one("#axis").render_line(0).text.split("┼")[0].strip() for v in (a, b))
+        assert zoom_a == "20 ms/cell" and (zoom_b == zoom_a) == shared_view

@@ -222,8 +222,17 @@ def test_model_imports_no_textual():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_gone_code_is_blank_state():
-    assert CODE_NAMES[GONE] == "gone"
+def test_a_thread_before_and_after_its_life_is_gone_and_drawn_blank():
+    from gilviz.tui.theme import GLYPH_LIST
+
+    h = History()
+    h.add(header())
+    feed(h, 2, {1: "running"})
+    feed(h, 2, {1: "running", 2: "sleep"}, t0=2 * DT)
+    feed(h, 2, {1: "running"}, t0=4 * DT)
+    cells = h.thread_cells(h.threads[2], DT, 0, 5)
+    assert names(cells) == ["gone", "gone", "sleep", "sleep", "gone", "gone"]
+    assert CODE_NAMES[GONE] == "gone" and GLYPH_LIST[GONE] == " "
 
 
 def test_entry_points_refuse_bad_input_before_the_screen_opens(tmp_path):

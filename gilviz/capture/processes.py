@@ -24,6 +24,7 @@ from ..stream import GilTick, Process, ProcessEnd, Record, Thread, ThreadTick
 from .states import ThreadMemory
 
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
+NAMING_S = 5.0  # a new thread with its process's name is looked at again this long for a name of its own
 MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+)
 NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs are looked at...
 NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
@@ -73,6 +74,8 @@ class WatchedProcess:
     born: float = 0.0  # when the sampler first saw it (monotonic s)
     new_thread_ns: int = -(1 << 62)  # when a thread of it was last seen for the first time
     next_gil_refresh_ns: int = 0
+    # threads that had the process's own name when first seen (they may name themselves soon after)
+    unnamed: dict[int, float] = field(default_factory=dict)
 
     def gil_state(self) -> str:
         if self.python is None:
@@ -251,8 +254,26 @@ class ProcessTable:
     def new_thread(self, proc: WatchedProcess, tid: int) -> ThreadMemory:
         mem = ThreadMemory(name=thread_name(proc.pid, tid))
         proc.threads[tid] = mem
+        if tid != proc.pid and proc.pid in proc.threads and mem.name == proc.threads[proc.pid].name:
+            proc.unnamed[tid] = time.monotonic()
         self.sink(Thread(self.now_us(), tid, proc.pid, mem.name))
         return mem
+
+    def rename_threads(self) -> None:
+        """A thread is seen the moment it starts, before the code it runs names it (threading
+        sets the OS name from 3.14; workloads set it themselves): look again at young ones."""
+        now = time.monotonic()
+        for proc in self.by_pid.values():
+            for tid, seen in list(proc.unnamed.items()):
+                mem = proc.threads.get(tid)
+                if mem is None or now - seen > NAMING_S:
+                    del proc.unnamed[tid]
+                    continue
+                name = thread_name(proc.pid, tid)
+                if name != mem.name and name != str(tid):
+                    mem.name = name
+                    del proc.unnamed[tid]
+                    self.sink(Thread(self.now_us(), tid, proc.pid, name))
 
     def end(self, proc: WatchedProcess) -> None:
         self.by_pid.pop(proc.pid, None)
@@ -268,6 +289,7 @@ class ProcessTable:
         self.find_children()
         self.recheck_young()
         self.refresh_gils()
+        self.rename_threads()
 
     def find_children(self) -> None:
         if not self.follow_children:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
+from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -24,12 +25,16 @@ from textual.strip import Strip
 from . import theme
 from ..timeline.store import (CODE_NAMES, GONE, HELD_BIT, LETTERS, OCCUPIED, OTHERS, PALETTE_SIZE, PARTLY, STATE_MASK, UNKNOWN,
                     History, fmt_zoom)
+from ..timeline.present import pct
 from ..timeline.view import Row, View
 
 if TYPE_CHECKING:
-    from .app import GilvizApp
+    from .timeline import TimelineView
 
 _RUNS = re.compile(rb"(.)\1*", re.S)
+ROWS_CACHED = 4096  # built rows kept per painter (a row is rebuilt only when its cells change)
+GUTTERS_CACHED = 2000
+SEGMENTS_CACHED = 5000
 _UNDERLINE = Style(underline=True)
 _REVERSE_BOLD = Style(reverse=True, bold=True)
 _BOLD = Style(bold=True)
@@ -55,14 +60,6 @@ def short_command(command: str) -> str:
     head, _, rest = command.partition(" ")
     head = head.rsplit("/", 1)[-1]
     return f"{head} {rest}".strip()
-
-
-def pct(x: float) -> str:
-    if x <= 0:
-        return "0%"
-    if x < 0.005:
-        return "<1%"
-    return f"{x * 100:.0f}%"
 
 
 class Palette:
@@ -107,13 +104,14 @@ class Painter(ScrollView):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pal: Palette | None = None
-        self._rows: dict[int, tuple[Any, Strip]] = {}
+        self._gv: Any = None
+        self._rows: LRUCache[int, tuple[Any, Strip]] = LRUCache(ROWS_CACHED)
         self._win: tuple[int, int] | None = None
         self._width = 0
         self._w = 0
         self._top = 0
-        self._gutters: dict = {}
-        self._segs: dict = {}
+        self._gutters: LRUCache = LRUCache(GUTTERS_CACHED)
+        self._segs: LRUCache = LRUCache(SEGMENTS_CACHED)
         self._shown: dict[int, Strip] = {}
         self._shown_offset = 0
         self._frame_strips: dict[tuple[int, int], Strip] = {}
@@ -141,8 +139,14 @@ class Painter(ScrollView):
         return [f for f in self.app.get_line_filters() if not isinstance(f, ANSIToTruecolor)]
 
     @property
-    def gv(self) -> "GilvizApp":
-        return self.app  # type: ignore[return-value]
+    def gv(self) -> "TimelineView":
+        """The timeline view this painter belongs to: its model, view and figures."""
+        if self._gv is None:
+            node = self.parent
+            while node is not None and not hasattr(node, "figures"):
+                node = node.parent
+            self._gv = node
+        return self._gv  # type: ignore[return-value]
 
     @property
     def pal(self) -> Palette:
@@ -153,10 +157,14 @@ class Painter(ScrollView):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._pal = None
-        self._rows.clear()
+        self.forget_rows()
         self._gutters.clear()
         self._segs.clear()
         self._shown.clear()
+
+    def forget_rows(self) -> None:
+        """Drops the rows built so far (the layout or the data under them changed)."""
+        self._rows.clear()
 
     @property
     def model(self) -> History:
@@ -233,7 +241,7 @@ class Painter(ScrollView):
     def on_resize(self) -> None:
         self._win = None
         self._w = 0
-        self._rows.clear()
+        self.forget_rows()
         self._shown.clear()
         self._frame_strips.clear()
 
@@ -279,8 +287,6 @@ class Painter(ScrollView):
             g -= 2
         segs.append(Segment(fit(text, g), style))
         segs.append(Segment("│", self.pal.axis))
-        if len(self._gutters) > 2000:
-            self._gutters.clear()
         self._gutters[key] = tuple(segs)
         return segs
 
@@ -301,8 +307,6 @@ class Painter(ScrollView):
                     style = style + pal.selected_row
                 seg = cache[key] = Segment(theme.GLYPH_LIST[state] * (end - start), style)
             append(seg)
-        if len(cache) > 5000:
-            cache.clear()
         return out
 
     def owner_segments(self, cells: list[tuple], selected_serial: int) -> list[Segment]:

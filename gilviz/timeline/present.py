@@ -1,0 +1,232 @@
+"""What a view shows beside its cells, computed from the timeline and the view alone.
+
+Pure functions, no Textual: the header line, the GIL panel's figures, the core gutters, the
+thread table and the explanation pane, as plain data (text with style names), so they are
+tested without an app and the widgets only draw them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import History, ThreadSeries, ThreadStats, core_share, fmt_duration, fmt_zoom
+from .view import Row, View, build_rows
+
+Spans = list[tuple[str, str]]  # (text, style): the style a Rich style string ("bold", "italic", "")
+
+
+def pct(x: float) -> str:
+    if x <= 0:
+        return "0%"
+    if x < 0.005:
+        return "<1%"
+    return f"{x * 100:.0f}%"
+
+
+def fit_text(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def nice_ceiling(x: float) -> float:
+    """A round number at or above x, for the scale of a sparkline."""
+    if x <= 0:
+        return 1.0
+    magnitude = 10 ** len(str(int(x)))
+    for m in (0.1, 0.2, 0.25, 0.5, 1.0):
+        if x <= m * magnitude:
+            return m * magnitude
+    return magnitude
+
+
+def spans_length(spans: Spans) -> int:
+    return sum(len(text) for text, _ in spans)
+
+
+@dataclass
+class Figures:
+    """Everything beside the cells that sums over the time shown."""
+
+    rows: list[Row] = field(default_factory=list)
+    table_rows: list[tuple[ThreadSeries, ThreadStats, str]] = field(default_factory=list)
+    table_note: str = ""
+    gil_pid: int | None = None
+    gil_labels: list[str] = field(default_factory=lambda: ["GIL held by", "held", "contended", "hand-offs"])
+    gil_figures: dict[str, Any] | None = None
+    core_labels: dict[int, str] = field(default_factory=dict)
+
+
+def figures(model: History, view: View, cells: int, gutter_width: int) -> Figures:
+    t0, t1 = view.time_window(model, cells)
+    stats = {s.tid: model.thread_stats(s, t0, t1) for s in model.order}
+    out = Figures(rows=build_rows(model, stats, view))
+    out.table_rows = [(r.series, stats[r.series.tid], model.line_at(r.series.tid, t1))
+                      for r in out.rows if r.kind == "thread" and r.series is not None]
+    out.table_note = f"{t0 / 1e6:.2f}–{t1 / 1e6:.2f} s" if t1 > t0 else ""
+    # the GIL lanes follow the selected thread's process, else the target's
+    pid = None
+    sel = model.threads.get(view.selected) if view.selected is not None else None
+    if sel is not None and sel.pid in model.gils:
+        pid = sel.pid
+    elif model.root_pid in model.gils or model.root_pid in model.processes:
+        pid = model.root_pid
+    elif model.gils:
+        pid = next(iter(model.gils))
+    out.gil_pid = pid
+    gil = model.gil_stats(pid, t0, t1) if pid is not None else None
+    short = gutter_width < 18
+    if gil:
+        c0, c1 = view.window(model, cells)
+        rates = [c[4] for c in model.gil_cells(model.gils[pid], view.zoom, c0, c1)]  # type: ignore[index]
+        gil["handoff_scale"] = nice_ceiling(max(rates, default=0.0))
+        out.gil_labels = [
+            "GIL held by" if not short else "GIL holder",
+            f"held {pct(gil['held'])}",
+            f"contended {pct(gil['contended'])}" if not short else f"contend {pct(gil['contended'])}",
+            f"hand-offs {gil['handoffs_per_s']:.0f}/s" if not short else f"{gil['handoffs_per_s']:.0f} swaps/s",
+        ]
+    else:
+        out.gil_labels = ["GIL", "", "", ""]
+    if len(model.processes) > 1 and pid is not None and not short:
+        out.gil_labels[0] = f"GIL {pid}"
+    out.gil_figures = gil
+    for core in model.cores:
+        target, other = core_share(model, core, t0, t1)
+        label = f"cpu{core.cpu}"
+        room = gutter_width - len(label) - 1
+        figure = pct(target)
+        if room >= 10 and other >= 0.01:
+            figure += f" +{pct(other)}"
+        out.core_labels[core.cpu] = label + " " * max(1, room - len(figure)) + figure
+    return out
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the header says of where the records come from."""
+
+    label: str
+    live: bool
+    speed: float = 1.0  # a replay's
+    scenario: str | None = None
+
+
+def header(model: History, view: View, source: SourceFacts, ui_cost: float | None, width: int) -> tuple[Spans, int]:
+    """The header's spans and the lines it needs: as much as fits in `width` (two lines at most)."""
+    h = model.header
+    head: Spans
+    if model.ended:
+        head = [("■ ENDED", "bold reverse" if model.error else "bold"), (f" ({model.describe_end() or 'ended'})", "")]
+    elif view.paused:
+        head = [("❚❚ PAUSED", "bold reverse")]
+    elif not source.live:
+        head = [(f"▶ REPLAY ×{source.speed:g}" if source.speed else "▶ REPLAY", "bold")]
+    else:
+        head = [("● LIVE", "bold")]
+    if model.times:
+        head.append((f" {model.t_last / 1e6:.1f} s", "bold"))
+    target = h.command or source.label
+    if not source.live:
+        target = f"{source.label}: {target}"
+    root = model.processes.get(model.root_pid) if model.root_pid is not None else None
+    version = (root.python if root else None) or h.python_version or ""
+    status = root.gil if root else None
+    gil = {"located": "GIL on", "no GIL": "GIL off (free-threaded)", "not located": "GIL not located"}.get(
+        status or "", "GIL off" if h.gil_enabled is False else "")
+    switch = root.switch_interval_us if root else None
+    found_by = root.gil_found_by if root and status == "located" else None
+    rate = model.tick_rate() if model.times else None
+    gil_hz = model.stats.gil_hz if model.stats else None
+    sampler = model.stats.overhead if model.stats else None
+
+    def build(level: int) -> list[str]:
+        parts = [target if level < 2 else fit_text(target, 32 if level == 2 else 24)]
+        gil_text = gil + (f" ({found_by})" if found_by and level < 2 else "")
+        interp = " · ".join(x for x in (
+            (f"CPython {version}" if level < 3 else version) if version else "",
+            gil_text + (f", switch {fmt_duration(switch)}" if level < 3 else f" {fmt_duration(switch)}")
+            if gil and switch else gil_text) if x)
+        parts.append(interp)
+        if rate is not None:
+            tick = f"{rate:.0f} ticks/s" if level < 3 else f"{rate:.0f}/s"
+            if gil_hz and level < 1:
+                tick += f", GIL {gil_hz / 1000:.1f}k/s"
+            parts.append(tick)
+        cost = []
+        if sampler is not None:
+            cost.append(f"sampler {sampler:.0%}" if level < 3 else f"{sampler:.0%}")
+        if ui_cost is not None:
+            cost.append(f"view {ui_cost:.0%}" if level < 3 else f"{ui_cost:.0%}")
+        if cost:
+            parts.append(("CPU: " + ", ".join(cost)) if level < 3 else ("CPU " + " + ".join(cost)))
+        parts.append(fmt_zoom(view.zoom))
+        return [p for p in parts if p]
+
+    room = width if width >= 118 else 2 * width
+    for level in range(4):
+        spans = [*head, (" │ " + " │ ".join(build(level)), "")]
+        if spans_length(spans) <= room:
+            break
+    return spans, 1 if spans_length(spans) <= width else 2
+
+
+def info(model: History, view: View, cells: int, source: SourceFacts, scenario: Any | None,
+         text_of=lambda scenario, name: getattr(scenario, name, "")) -> tuple[Spans, str]:
+    """The explanation pane: the selected thread's stack, or the scenario's point; the work done,
+    the result, how the run ended. Also the one line that stands for it where there is no room."""
+    spans: Spans = []
+    stack_line = ""
+    sel = model.threads.get(view.selected) if view.selected is not None else None
+    t0, t1 = view.time_window(model, cells)
+    if sel is not None:
+        spans += [(f"{sel.letter} ", "reverse bold"), (sel.name, "bold"),
+                  (f"  tid {sel.tid}" + (f" · pid {sel.pid}" if sel.pid else "") + "\n", "")]
+        at = view.selected_t if view.selected_t is not None else t1
+        found = model.stack_at(sel.tid, at)
+        if found:
+            t, entry = found
+            flags = (["held the GIL"] if entry.owns_gil else []) + ([] if entry.active else ["idle"])
+            spans.append((f"stack at {t / 1e6:.2f} s" + (f" ({', '.join(flags)})" if flags else "") + ":\n", "italic"))
+            spans += [(f"  {frame}\n", "") for frame in entry.frames or [entry.line]]
+        else:
+            spans.append(("no stack yet (py-spy reads stacks about once a second)\n", "italic"))
+        line = " ← ".join(found[1].frames[:4]) if found else ""
+        stack_line = f"{sel.letter} {sel.name}: {line or 'no stack yet'}"
+    else:
+        if scenario is not None:
+            spans += [(f"{scenario.name}: ", "bold"), (text_of(scenario, "summary") + "\n", "")]
+            look = text_of(scenario, "look_for")
+            if look:
+                spans += [("Look for: ", "bold"), (look + "\n", "")]
+        spans.append(("Click a thread, or ↑ ↓, to see its stack.\n", "italic"))
+    if t1 > t0:
+        spans.append((f"\nFigures below: {t0 / 1e6:.2f}–{t1 / 1e6:.2f} s, the time shown.\n", "italic"))
+    progress = model.progress
+    if progress is not None and progress.done is not None:
+        first = model.first_progress or progress
+        span = (progress.t - first.t) / 1e6
+        rate = (progress.done - (first.done or 0)) / span if span > 0 else 0.0
+        spans.append((f"\nwork: {progress.done} {progress.unit or ''}", "bold"))
+        if rate:
+            spans.append((f" ({rate:.0f}/s)", ""))
+        spans.append(("\n", ""))
+    if model.results:
+        spans.append(("result: " + ", ".join(f"{k} {v}" for k, v in model.results.items()) + "\n", ""))
+    how = model.describe_end()
+    if how:
+        spans.append((f"\nThe run ended: {how}.", "bold"))
+        if model.end and model.end.sampler_wall_s:
+            spans.append((f" {model.end.sampler_wall_s:.1f} s sampled.", ""))
+        spans.append((" Scroll back with ← → and zoom with + -.\n", ""))
+    elif view.paused:
+        spans.append(("\nPaused: ← → scroll, space or f resumes.\n", ""))
+    return spans, stack_line
+
+
+def empty_message(model: History, source: SourceFacts) -> str:
+    """What the thread lanes say while they have no thread to show."""
+    if model.error:
+        return model.error
+    if model.ended:
+        return "the target ended before any thread was sampled"
+    return f"starting {source.label}…"

@@ -1,0 +1,425 @@
+"""One run on screen: a timeline view that owns its source, its timeline and its view state.
+
+A worker thread runs the source and piles its records into a Feed; a timer at FRAME_HZ takes
+the whole pile, adds it to the History (gilviz/timeline/store.py) and repaints what changed,
+so the screen can never fall behind the stream. What sums over all threads (the table, the
+header, the gutters) is recomputed FIGURES_HZ times a second by the presenters
+(gilviz/timeline/present.py). The painters inside draw from this view, never from the app,
+so several views can be mounted on one screen.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Log, Static
+
+from ..errors import UserError
+from ..sources import Feed, Source
+from ..stream import Notice
+from ..timeline import present
+from ..timeline.store import History
+from ..timeline.view import Row, View
+from . import catalog
+from .widgets import CoreLanes, GilLanes, Legend, ThreadLanes, ThreadTable, TimeAxis
+
+FRAME_HZ = 30.0
+FIGURES_HZ = 4.0
+
+
+class SourceData(Message):
+    """The feed has records; one of these in the queue is enough."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SourceData)
+
+
+class SourceEnded(Message):
+    def __init__(self, generation: int, error: str | None) -> None:
+        super().__init__()
+        self.generation = generation
+        self.error = error
+
+
+def as_text(spans: present.Spans) -> Text:
+    text = Text()
+    for chunk, style in spans:
+        text.append(chunk, style=style or None)
+    return text
+
+
+class TimelineView(Vertical):
+    """A run's header, cores, GIL, time axis, thread lanes, legend, table, explanation and output."""
+
+    def __init__(self, source: Source, *, view: View | None = None, frame_hz: float = FRAME_HZ,
+                 figures_hz: float = FIGURES_HZ, show_ui_cost: bool = True, output_pane: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
+                 max_thread_ticks: int = 20_000_000, id: str | None = None):
+        super().__init__(id=id)
+        self.source = source
+        self.feed = Feed(self._wake)
+        self.model = History(max_thread_ticks)
+        self.view = view or View()
+        self.frame_hz = frame_hz
+        self.figures_hz = figures_hz
+        self.show_ui_cost = show_ui_cost
+        self.output_pane = output_pane
+        self.clock = clock
+        self.cpu_clock = cpu_clock
+        self.max_thread_ticks = max_thread_ticks
+        self.figures = present.Figures()
+        self.gutter_width = 20
+        self.lane_cells = 100
+        self.compact = False
+        self.frames = 0  # frames painted (benchmark)
+        self._generation = 0
+        self._lanes_dirty = True
+        self._figures_dirty = True
+        self._last_figures = -1e9
+        self._last_take = -1e9
+        self._known_threads = 0
+        self._output_seen = 0
+        self._cost_samples: list[tuple[float, float]] = []
+        self._ui_cost: float | None = None
+        self._sizes: tuple | None = None
+        self._ready = False
+        self.shares_screen = False  # beside another view: lay out by its own size, not the screen's
+
+    # what the painters read -------------------------------------------------------------
+    @property
+    def rows(self) -> list[Row]:
+        return self.figures.rows
+
+    @property
+    def table_rows(self) -> list[tuple]:
+        return self.figures.table_rows
+
+    @property
+    def table_note(self) -> str:
+        return self.figures.table_note
+
+    @property
+    def gil_pid(self) -> int | None:
+        return self.figures.gil_pid
+
+    @property
+    def gil_labels(self) -> list[str]:
+        return self.figures.gil_labels
+
+    @property
+    def gil_figures(self) -> dict[str, Any] | None:
+        return self.figures.gil_figures
+
+    @property
+    def core_labels(self) -> dict[int, str]:
+        return self.figures.core_labels
+
+    @property
+    def selected_serial(self) -> int:
+        tid = self.view.selected
+        s = self.model.threads.get(tid) if tid is not None else None
+        return s.serial if s is not None else -1
+
+    @property
+    def source_facts(self) -> present.SourceFacts:
+        return present.SourceFacts(self.source.label, self.source.capabilities.live,
+                                   getattr(self.source, "speed", 1.0), self.source.scenario)
+
+    def cells_width(self) -> int:
+        return self.lane_cells
+
+    def empty_message(self) -> str:
+        return present.empty_message(self.model, self.source_facts)
+
+    # ----------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        yield CoreLanes(id="cores")
+        yield GilLanes(id="gil")
+        yield TimeAxis(id="axis")
+        yield ThreadLanes(id="threads")
+        yield Legend(id="legend")
+        with Horizontal(id="bottom"):
+            yield ThreadTable(id="table")
+            yield Static(id="info")
+        yield Static(id="stackline")
+        log = Log(id="output", max_lines=5000, auto_scroll=True)
+        log.can_focus = False
+        yield log
+
+    def on_mount(self) -> None:
+        self._lanes = [self.query_one(CoreLanes), self.query_one(GilLanes), self.query_one(TimeAxis),
+                       self.query_one(ThreadLanes)]
+        self._others = [self.query_one(ThreadTable), self.query_one(Legend)]
+        self._ready = True
+        if self.output_pane is None:
+            self.output_pane = self.app.size.height >= 40
+        self.view.panes["output"] = bool(self.output_pane)
+        self.apply_layout()
+        self._start(self.source)
+        self.set_interval(1.0 / self.frame_hz, self._frame)
+
+    def on_resize(self) -> None:
+        self.apply_layout()
+
+    @property
+    def layout_size(self) -> tuple[int, int]:
+        """The size its panes are laid out for: the screen's, unless it shares the screen."""
+        width, height = self.size if self.shares_screen else self.app.size
+        return width, height
+
+    def apply_layout(self) -> None:
+        if not self._ready:
+            return
+        width, height = self.layout_size
+        panes = self.view.panes
+        self.gutter_width = 14 if width < 100 else 20
+        self.lane_cells = max(1, width - self.gutter_width - 2)
+        self.compact = height < 32
+        ncores = max(1, len(self.model.cores) or (self.model.header.cpus or 2))
+        cores_h = min(ncores, max(2, height // 6))
+        gil_h = 2 if self.compact else 4
+        bottom_h = max(5, min(16, height // 4))
+        output_h = max(3, min(12, height // 5))
+        wide = width >= 100
+        sizes = (width, height, ncores, tuple(sorted(panes.items())), wide, self.view.selected is not None)
+        if sizes == self._sizes:
+            return
+        self._sizes = sizes
+        cores = self.query_one("#cores")
+        cores.styles.height = cores_h
+        cores.display = panes["cores"]
+        gil = self.query_one("#gil")
+        gil.styles.height = gil_h
+        gil.display = panes["gil"]
+        bottom = self.query_one("#bottom")
+        bottom.styles.height = bottom_h
+        bottom.display = panes["table"]
+        info = self.query_one("#info")
+        info.display = wide
+        info.styles.width = max(36, min(60, width * 3 // 10))
+        stackline = self.query_one("#stackline")
+        stackline.display = (not wide) and self.view.selected is not None and panes["table"]
+        output = self.query_one("#output")
+        output.styles.height = output_h
+        output.display = panes["output"]
+        self._lanes_dirty = self._figures_dirty = True
+        for painter in self.query("Painter"):
+            painter.forget_rows()  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------- the source
+    def _wake(self) -> None:
+        self.post_message(SourceData())
+
+    def _start(self, source: Source) -> None:
+        self.source = source
+        self._generation = self.feed.next_generation()
+        self._read_source(source, self._generation)
+
+    @work(thread=True, exclusive=True, group="source", exit_on_error=False)
+    def _read_source(self, source: Source, generation: int) -> None:
+        error = None
+        try:
+            source.run(partial(self.feed.push, generation))
+        except UserError as e:
+            error = str(e)
+        except Exception as e:  # a bug or an unreadable stream: say so on screen, keep the data
+            error = f"{type(e).__name__}: {e}"
+        self.post_message(SourceEnded(generation, error))
+
+    def on_source_data(self, message: SourceData) -> None:
+        # the frame timer takes the pile; take it here only if the timer is late
+        if self.clock() - self._last_take >= 1.5 / self.frame_hz:
+            self.take()
+
+    def on_source_ended(self, message: SourceEnded) -> None:
+        if message.generation != self._generation:
+            return
+        self.take()
+        if message.error and self.model.end is None:
+            self.model.error = message.error
+        elif self.model.end is None:
+            self.model.error = ("the sampler stopped without saying why" if self.source.capabilities.live
+                                else "the recording stops here (truncated: it has no end record)")
+        self._lanes_dirty = self._figures_dirty = True
+        self._last_figures = -1e9
+        self._frame()
+
+    def take(self) -> None:
+        """Adds what the source has sent since the last frame."""
+        self._last_take = self.clock()
+        items = self.feed.take()
+        if not items:
+            return
+        model = self.model
+        for rec in items:
+            model.add(rec)
+            if isinstance(rec, Notice):
+                self.app.notify(rec.text, severity="warning", timeout=10)
+        if model.output_seen > self._output_seen:
+            new = model.output_seen - self._output_seen
+            chunks = model.output[-new:] if new <= len(model.output) else model.output
+            self._output_seen = model.output_seen
+            out = "".join(c.data for c in chunks)
+            if out:
+                self.query_one("#output", Log).write(out)
+        if len(model.order) != self._known_threads:
+            self._known_threads = len(model.order)
+        view = self.view
+        if view.following or not model.finished(view.zoom, (view.right_edge(model) - 1) // view.zoom):
+            self._lanes_dirty = True
+        self._figures_dirty = True
+
+    # ----------------------------------------------------------------- painting
+    def _frame(self) -> None:
+        self.take()
+        now = self.clock()
+        if self.show_ui_cost:
+            self._measure_cost(now)
+        if self._sizes is not None and (self._sizes[2] != max(1, len(self.model.cores) or 2)
+                                        or self._sizes[:2] != self.layout_size):
+            self.apply_layout()
+        if self._figures_dirty and (now - self._last_figures >= 1.0 / self.figures_hz):
+            self._last_figures = now
+            self._figures_dirty = False
+            self.update_figures()
+            self._lanes_dirty = True
+            for painter in self._others:
+                painter.refresh_lanes()  # type: ignore[attr-defined]
+        if self._lanes_dirty:
+            self._lanes_dirty = False
+            self.view.clamp(self.model, None)
+            for painter in self._lanes:
+                if painter.display:
+                    painter.refresh_lanes()  # type: ignore[attr-defined]
+            self.frames += 1
+
+    def _measure_cost(self, now: float) -> None:
+        samples = self._cost_samples
+        samples.append((now, self.cpu_clock()))
+        while len(samples) > 2 and now - samples[0][0] > 2.0:
+            samples.pop(0)
+        if now - samples[0][0] >= 0.5:
+            self._ui_cost = (samples[-1][1] - samples[0][1]) / (now - samples[0][0])
+
+    def update_figures(self) -> None:
+        self.figures = present.figures(self.model, self.view, self.cells_width(), self.gutter_width)
+        facts = self.source_facts
+        spans, lines = present.header(self.model, self.view, facts, self._ui_cost if self.show_ui_cost else None,
+                                      self.layout_size[0] - 2)
+        header = self.query_one("#header", Static)
+        if header.styles.height is None or header.styles.height.value != lines:
+            header.styles.height = lines
+        header.update(as_text(spans), layout=False)
+        scenario = catalog.find(self.model.header.scenario or facts.scenario)
+        info, stack_line = present.info(self.model, self.view, self.cells_width(), facts, scenario, catalog.text_of)
+        self.query_one("#info", Static).update(as_text(info), layout=False)
+        if stack_line:
+            self.query_one("#stackline", Static).update(Text(stack_line), layout=False)
+        self.apply_layout()
+
+    def refresh_now(self) -> None:
+        """Recomputes figures and repaints at once (after a key)."""
+        self._figures_dirty = True
+        self._last_figures = -1e9
+        self._lanes_dirty = True
+        self._frame()
+
+    # ----------------------------------------------------------------- what keys do
+    def toggle_pause(self) -> None:
+        if self.view.paused:
+            self.view.follow()
+            self.source.set_paused(False)
+        else:
+            self.view.pause(self.model)
+            self.source.set_paused(True)
+        self.refresh_now()
+
+    def scroll_time(self, screens: float) -> None:
+        cells = self.cells_width()
+        if self.view.following:
+            self.source.set_paused(True)
+        self.view.scroll(self.model, int(round(screens * cells)) or (1 if screens > 0 else -1))
+        self.refresh_now()
+
+    def go_start(self) -> None:
+        self.source.set_paused(True)
+        self.view.go_start(self.model, self.cells_width())
+        self.refresh_now()
+
+    def fit(self) -> None:
+        """The finest zoom at which the whole history fits the lanes."""
+        if self.view.fit(self.model, self.cells_width()):
+            self.refresh_now()
+
+    def follow(self) -> None:
+        self.view.follow()
+        self.source.set_paused(False)
+        self.refresh_now()
+
+    def zoom(self, step: int) -> bool:
+        if self.view.zoom_by(self.model, step, self.cells_width()):
+            self.refresh_now()
+            return True
+        return False
+
+    def select_move(self, step: int) -> None:
+        tids = [r[0].tid for r in self.table_rows]
+        if not tids:
+            return
+        if self.view.selected in tids:
+            i = max(0, min(len(tids) - 1, tids.index(self.view.selected) + step))
+        else:
+            i = 0 if step > 0 else len(tids) - 1
+        self.select(tids[i], None)
+
+    def select(self, tid: int | None, t: int | None) -> None:
+        self.view.selected = tid
+        self.view.selected_t = t
+        self.refresh_now()
+        if tid is not None:
+            lanes = self.query_one(ThreadLanes)
+            for i, row in enumerate(self.rows):
+                if row.series is not None and row.series.tid == tid:
+                    lanes.scroll_to_row(i)
+                    break
+            table = self.query_one(ThreadTable)
+            for i, row in enumerate(self.table_rows):
+                if row[0].tid == tid:
+                    table.scroll_to_row(i)
+                    break
+
+    def toggle_pane(self, pane: str) -> None:
+        self.view.panes[pane] = not self.view.panes[pane]
+        self.apply_layout()
+        self.refresh_now()
+
+    def restart(self, source: Source) -> None:
+        """Starts over with this source (the same run again, or another target)."""
+        self.source.stop()
+        self.source.set_paused(False)
+        self.model = History(self.max_thread_ticks)
+        self.view.follow()
+        self.view.selected = None
+        self.view.selected_t = None
+        self.figures = present.Figures()
+        self._known_threads = 0
+        self._output_seen = 0
+        self.query_one("#output", Log).clear()
+        for painter in self.query("Painter"):
+            painter.forget_rows()  # type: ignore[attr-defined]
+        self._start(source)
+        self.refresh_now()
+
+    def stop(self) -> None:
+        self.source.stop()
+
+    def on_unmount(self) -> None:
+        self.source.stop()
