@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..stream import State
 from .store import DEFAULT_ZOOM, ZOOMS, History, ThreadSeries, ThreadStats
 
 SORTS = ("started", "name", "cpu", "waiting", "state")
 SORT_LABELS = {"started": "start order", "name": "name", "cpu": "CPU time", "waiting": "GIL wait", "state": "state"}
-_STATE_ORDER = {"running": 0, "native": 1, "waiting": 2, "runnable": 3, "lock": 4, "io": 5, "sleep": 6, "other": 7,
-                "gone": 9}
+# sorting by state: the busiest first, a lock before I/O before sleep, the gone last
+_STATE_ORDER = {s.key: i for i, s in enumerate((State.RUNNING, State.NATIVE, State.WAITING, State.RUNNABLE,
+                                                State.LOCK, State.IO, State.SLEEP, State.OTHER))} | {"gone": 9}
 
 
 @dataclass

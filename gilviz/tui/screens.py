@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..stream import State
 from . import catalog, theme
 
 KEYS = [
@@ -48,10 +49,10 @@ def help_text(colors: dict[str, str] | None = None) -> Text:
         text.append(f"  {key:<12}", style="bold")
         text.append(f"{what}\n")
     text.append("\nStates (one glyph and one colour each)\n", style="bold underline")
-    names = ("running", "native", "waiting", "runnable", "sleep", "io", "lock", "other")
-    for code in range(8):
+    for state in State:
+        code = int(state)
         name, what = theme.LABELS[code]
-        color = colors.get(f"gv-{names[code]}")
+        color = colors.get(f"gv-{state.key}")
         text.append(f"  {theme.GLYPHS[code] * 3}  ", style=f"bold {color}" if color else "bold")
         text.append(f"{name:<9}", style="bold")
         text.append(f"{what}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from textual.theme import Theme
 
+from ..stream import STATE_KEYS
 from ..timeline.store import GONE, IO, LOCK, NATIVE, OTHER, PALETTE_SIZE, RUNNABLE, RUNNING, SLEEP, WAITING
 
 GLYPHS = {
@@ -40,8 +41,7 @@ SHORT_LABELS = {
     LOCK: "lock",
     OTHER: "other",
 }
-STATE_CLASSES = ["gv--running", "gv--native", "gv--waiting", "gv--runnable", "gv--sleep", "gv--io", "gv--lock",
-                 "gv--other", "gv--gone"]
+STATE_CLASSES = [*(f"gv--{key}" for key in STATE_KEYS), "gv--gone"]  # by cell code
 THREAD_CLASSES = [f"gv--t{i}" for i in range(PALETTE_SIZE)]
 SPARKS = " ▁▂▃▄▅▆▇█"
 PARTLY_GLYPH = "▄"
@@ -65,12 +65,11 @@ COMPONENT_CLASSES = {
     "gv--value",
 }
 
-_STATE_VARS = ["running", "native", "waiting", "runnable", "sleep", "io", "lock", "other"]
 
 
 def component_css(widget: str) -> str:
     """The rules mapping component classes to theme variables, for one widget type."""
-    rules = [f"{widget} > .gv--{name} {{ color: $gv-{name}; }}" for name in _STATE_VARS]
+    rules = [f"{widget} > .gv--{name} {{ color: $gv-{name}; }}" for name in STATE_KEYS]
     rules.append(f"{widget} > .gv--gone {{ color: $gv-muted; }}")
     rules += [f"{widget} > .gv--t{i} {{ color: $gv-t{i}; }}" for i in range(PALETTE_SIZE)]
     rules += [
