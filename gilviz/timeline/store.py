@@ -30,7 +30,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..stream import (STATE_KEYS, End, Header, Process, ProcessEnd, Progress, Record, Stack, StackEntry, State, Stats,
+from ..stream import (BLOCK_REASONS, STATE_KEYS, End, Header, Process, ProcessEnd, Progress, Record, Stack, StackEntry, State, Stats,
                       Thread, ThreadTick, Tick)
 from ..stream import Output as OutputRecord
 
@@ -687,7 +687,7 @@ class History:
             blocked = sums[4:8]
             st.blocked = sum(blocked) / present
             if st.blocked >= 0.005:
-                st.blocked_by = ("sleep", "io", "lock", "other")[blocked.index(max(blocked))]
+                st.blocked_by = BLOCK_REASONS[blocked.index(max(blocked))]
             st.held = sums[8] / present
             i0, i1 = max(a, self.base) - self.base, b - self.base
             avg_dt = sum(self.dts[i0:i1]) / max(1, i1 - i0)
