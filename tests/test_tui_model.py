@@ -176,6 +176,7 @@ def test_view_navigation():
     h.add(header())
     feed(h, 400, {1: "running"})  # 2 s
     v = View()
+    assert v.window(h, 400) == (0, 399)  # shorter than the lanes: time 0 on the left, never before
     assert v.following and v.window(h, 100) == ((h.t_last - 1) // 10_000 - 99, (h.t_last - 1) // 10_000)
     v.scroll(h, -50)
     assert v.paused and v.end_t == h.t_last - 50 * 10_000
@@ -185,7 +186,11 @@ def test_view_navigation():
     assert v.zoom == 20_000
     v.go_start(h, 100)
     assert v.end_t == h.t_start + 100 * v.zoom
-    assert v.fit(h, 100) and v.zoom == 50_000
+    assert v.fit(h, 80) and v.zoom == 25_000  # 2 s in 80 cells, from time 0
+    assert v.window(h, 80) == (0, 79) and v.end_t == h.t_last
+    assert not v.fit(h, 80)  # fits already
+    v.zoom_by(h, -1, 80)
+    assert v.zoom == 20_000  # the keys step through their own zooms again
     v.follow()
     assert v.following and not v.paused
     rows = build_rows(h, {}, v)

@@ -120,7 +120,7 @@ def cmd_replay(argv: list[str]) -> int:
     records.close()
     from ..sources import ReplaySource
 
-    return _open(ReplaySource(args.file, speed=args.speed), args.theme)
+    return _open(ReplaySource(args.file, speed=args.speed), args.theme, fit_when_loaded=args.speed == 0)
 
 
 TUI_COMMANDS: dict[str, Callable[[list[str]], int]] = {"run": cmd_run, "attach": cmd_attach, "replay": cmd_replay}

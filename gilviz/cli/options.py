@@ -105,7 +105,7 @@ def build_command(target: list[str], interp):
     if head == "-c":
         if not rest:
             raise UserError("-c needs code to run, e.g. -c 'print(1)'")
-        return Command([py, "-c", *rest], "python -c " + " ".join(rest))
+        return Command([py, "-c", *rest], "python -c " + " ".join(" ".join(rest).split()))  # one line
     if head.startswith("-"):
         raise UserError(f"unknown option {head}; see `gilviz --help`")
     if not os.path.exists(head):

@@ -59,6 +59,9 @@ class Figures:
 def figures(model: History, view: View, cells: int, gutter_width: int) -> Figures:
     t0, t1 = view.time_window(model, cells)
     stats = {s.tid: model.thread_stats(s, t0, t1) for s in model.order}
+    if model.end is not None and t1 >= model.t_last:
+        for st in stats.values():  # the run is over: whatever a thread did last, it is gone now
+            st.state = "gone"
     out = Figures(rows=build_rows(model, stats, view))
     out.table_rows = [(r.series, stats[r.series.tid], model.line_at(r.series.tid, t1))
                       for r in out.rows if r.kind == "thread" and r.series is not None]
@@ -116,7 +119,8 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
     h = model.header
     head: Spans
     if model.ended:
-        head = [("■ ENDED", "bold reverse" if model.error else "bold"), (f" ({model.describe_end() or 'ended'})", "")]
+        ended = "■ ENDED" if source.live or model.error else "■ REPLAYED"  # the run it shows ended long ago
+        head = [(ended, "bold reverse" if model.error else "bold"), (f" ({model.describe_end() or 'ended'})", "")]
     elif view.paused:
         head = [("❚❚ PAUSED", "bold reverse")]
     elif not source.live:

@@ -6,6 +6,7 @@ Plain Python (no Textual), so that the navigation rules are testable without an 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..stream import State
 from .store import DEFAULT_ZOOM, ZOOMS, History, ThreadSeries, ThreadStats
@@ -27,9 +28,18 @@ class Row:
     interp: int = 0
 
 
+MAX_FIT_ZOOM = 60_000_000  # zoom-to-fit goes past the keys' widest zoom, to a minute a cell
+
+
+def _round_up_2(x: int) -> int:
+    """x rounded up to two significant digits (16_321 -> 17_000), so a fitted zoom reads cleanly."""
+    magnitude = 10 ** max(0, len(str(x)) - 2)
+    return -(-x // magnitude) * magnitude
+
+
 @dataclass
 class View:
-    zoom_index: int = ZOOMS.index(DEFAULT_ZOOM)
+    zoom: int = DEFAULT_ZOOM  # microseconds per cell
     end_t: int | None = None  # right edge in stream time (exclusive); None: follow the newest tick
     paused: bool = False
     selected: int | None = None  # tid
@@ -37,39 +47,48 @@ class View:
     grouped: bool = True
     sort: str = "started"
     panes: dict = field(default_factory=lambda: {"cores": True, "gil": True, "table": True, "output": False})
-
-    @property
-    def zoom(self) -> int:
-        return ZOOMS[self.zoom_index]
+    # views that share one time axis share this View, and follow the newest of their timelines
+    follow_edge: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def following(self) -> bool:
         return self.end_t is None
 
+    def newest(self, model: History) -> int:
+        return self.follow_edge() if self.follow_edge is not None else model.t_last
+
     def right_edge(self, model: History) -> int:
-        return model.t_last if self.end_t is None else self.end_t
+        return self.newest(model) if self.end_t is None else self.end_t
 
     def window(self, model: History, cells: int) -> tuple[int, int]:
-        """First and last cell shown by a lane `cells` wide."""
+        """First and last cell shown by a lane `cells` wide; time 0 at the left until there is more."""
+        cells = max(1, cells)
         c1 = (max(1, self.right_edge(model)) - 1) // self.zoom
-        return c1 - max(1, cells) + 1, c1
+        c0 = c1 - cells + 1
+        if c0 < 0:
+            return 0, cells - 1
+        return c0, c1
 
     def time_window(self, model: History, cells: int) -> tuple[int, int]:
         c0, c1 = self.window(model, cells)
         return max(c0 * self.zoom, model.t_start), min((c1 + 1) * self.zoom, max(model.t_last, 1))
 
     def zoom_by(self, model: History, step: int, cells: int) -> bool:
-        new = max(0, min(len(ZOOMS) - 1, self.zoom_index + step))
-        if new == self.zoom_index:
+        """To the next of the keys' zooms, finer (step < 0) or wider."""
+        if step < 0:
+            new = next((z for z in reversed(ZOOMS) if z < self.zoom), self.zoom)
+        else:
+            new = next((z for z in ZOOMS if z > self.zoom), self.zoom)
+        if new == self.zoom:
             return False
         if self.end_t is not None:  # keep the middle of the window where it is
             c0, c1 = self.window(model, cells)
             middle = (c0 + c1 + 1) * self.zoom // 2
-            self.zoom_index = new
+            self.zoom = new
             self.end_t = middle + cells * self.zoom // 2
             self.clamp(model, cells)
         else:
-            self.zoom_index = new
+            self.zoom = new
         return True
 
     def scroll(self, model: History, cells: int) -> None:
@@ -83,7 +102,7 @@ class View:
         if self.end_t is None:
             return
         low = model.t_start + self.zoom
-        self.end_t = max(low, min(self.end_t, model.t_last))
+        self.end_t = max(low, min(self.end_t, self.newest(model)))
 
     def go_start(self, model: History, cells: int) -> None:
         self.paused = True
@@ -91,13 +110,13 @@ class View:
         self.clamp(model, cells)
 
     def fit(self, model: History, cells: int) -> bool:
-        """Zooms so that the whole history fits in `cells`; keeps following if it was."""
-        span = max(1, model.t_last - model.t_start)
-        index = next((i for i, z in enumerate(ZOOMS) if z * (cells - 1) >= span), len(ZOOMS) - 1)
-        changed = index != self.zoom_index or self.end_t not in (None, model.t_last)
-        self.zoom_index = index
+        """Zooms so that the whole run, from time 0, fills `cells`; keeps following if it was."""
+        span = max(1, self.newest(model))
+        zoom = min(MAX_FIT_ZOOM, max(ZOOMS[0], _round_up_2(-(-span // max(1, cells)))))
+        changed = zoom != self.zoom or self.end_t not in (None, self.newest(model))
+        self.zoom = zoom
         if self.end_t is not None:
-            self.end_t = model.t_last
+            self.end_t = self.newest(model)
         return changed
 
     def follow(self) -> None:
@@ -106,7 +125,7 @@ class View:
 
     def pause(self, model: History) -> None:
         self.paused = True
-        self.end_t = model.t_last
+        self.end_t = self.newest(model)
 
     def cycle_sort(self) -> str:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]

@@ -50,32 +50,34 @@ class MainScreen(Screen):
 class GilvizApp(App[int]):
     TITLE = "gilviz"
     CSS_PATH = "gilviz.tcss"
+    # The footer shows the first few (it must fit 80 columns, with help and quit); `?` lists them all.
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("q,ctrl+c", "quit", "Quit", key_display="q", priority=True),
+        Binding("space", "pause", "Pause"),
+        Binding("space", "resume", "Resume"),
+        Binding("plus,equals_sign", "zoom(-1)", "Zoom in", key_display="+"),
+        Binding("minus,underscore", "zoom(1)", "Zoom out", key_display="-", show=False),
+        Binding("f,end", "follow", "Follow"),
+        Binding("r", "restart", "Restart"),
+        Binding("n", "pick", "New"),
         Binding("left", "scroll_time(-0.25)", "Back", show=False),
         Binding("right", "scroll_time(0.25)", "Forward", show=False),
         Binding("shift+left,pageup", "scroll_time(-1)", "Page back", show=False),
         Binding("shift+right,pagedown", "scroll_time(1)", "Page forward", show=False),
         Binding("home", "go_start", "Start", show=False),
         Binding("0", "fit", "Whole run", show=False),
-        Binding("plus,equals_sign", "zoom(-1)", "Zoom in", key_display="+"),
-        Binding("minus,underscore", "zoom(1)", "Zoom out", key_display="-"),
-        Binding("f,end", "follow", "Follow"),
         Binding("up,k", "select_move(-1)", "Previous thread", show=False),
         Binding("down,j", "select_move(1)", "Next thread", show=False),
         Binding("escape", "clear_selection", "Clear selection", show=False),
-        Binding("r", "restart", "Restart"),
-        Binding("n", "pick", "New target"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("g", "toggle_grouping", "Group"),
-        Binding("o", "toggle_pane('output')", "Output"),
+        Binding("s", "cycle_sort", "Sort", show=False),
+        Binding("g", "toggle_grouping", "Group", show=False),
+        Binding("o", "toggle_pane('output')", "Output", show=False),
         Binding("c", "toggle_pane('cores')", "Cores", show=False),
         Binding("i", "toggle_pane('gil')", "GIL", show=False),
         Binding("d", "toggle_pane('table')", "Table", show=False),
         Binding("t", "cycle_theme", "Theme", show=False),
         Binding("ctrl+s,f8", "screenshot_svg", "Screenshot", show=False),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, source: Source, *, theme_name: str | None = None, frame_hz: float = FRAME_HZ,
@@ -83,14 +85,15 @@ class GilvizApp(App[int]):
                  live_options: list[str] | None = None, check_target: Callable[[list[str]], None] | None = None,
                  new_source: Callable[[list[str], str | None], Source] | None = None,
                  screenshot_dir: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = 20_000_000):
+                 cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = 20_000_000,
+                 fit_when_loaded: bool = False):
         super().__init__()
         for t in theme.THEMES:
             self.register_theme(t)
         self.theme = theme_name or os.environ.get("GILVIZ_THEME") or theme.DEFAULT_THEME
         self.timeline = TimelineView(source, frame_hz=frame_hz, figures_hz=figures_hz, show_ui_cost=show_ui_cost,
                                      output_pane=output_pane, clock=clock, cpu_clock=cpu_clock,
-                                     max_thread_ticks=max_thread_ticks, id="run")
+                                     max_thread_ticks=max_thread_ticks, fit_when_loaded=fit_when_loaded, id="run")
         self.live_options = list(live_options or [])
         self.check_target = check_target
         self.new_source = new_source or (lambda target, scenario: LiveSource(target, self.live_options,
@@ -144,9 +147,29 @@ class GilvizApp(App[int]):
         yield self.timeline
         yield Footer(compact=True)
 
+    def tell(self, message: str, timeout: float = 2) -> None:
+        """A passing word on what a key did: it replaces the last, so they never pile up."""
+        self.clear_notifications()
+        self.notify(message, timeout=timeout)
+
     # ----------------------------------------------------------------- actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Space pauses or resumes: the footer names the one it will do."""
+        if action == "pause":
+            return not self.view.paused
+        if action == "resume":
+            return self.view.paused
+        return True
+
+    def action_pause(self) -> None:
+        self.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        self.action_toggle_pause()
+
     def action_toggle_pause(self) -> None:
         self.timeline.toggle_pause()
+        self.refresh_bindings()
 
     def action_scroll_time(self, screens: float) -> None:
         self.timeline.scroll_time(screens)
@@ -162,7 +185,7 @@ class GilvizApp(App[int]):
 
     def action_zoom(self, step: int) -> None:
         if not self.timeline.zoom(step):
-            self.notify("zoom is already at its " + ("finest (1 ms per cell)" if step < 0 else "widest (1 s per cell)"),
+            self.tell("zoom is already at its " + ("finest (1 ms per cell)" if step < 0 else "widest (1 s per cell)"),
                         timeout=2)
 
     def action_select_move(self, step: int) -> None:
@@ -183,12 +206,12 @@ class GilvizApp(App[int]):
 
     def action_cycle_sort(self) -> None:
         sort = self.view.cycle_sort()
-        self.notify(f"threads sorted by {SORT_LABELS[sort]}", timeout=2)
+        self.tell(f"threads sorted by {SORT_LABELS[sort]}", timeout=2)
         self.refresh_now()
 
     def action_toggle_grouping(self) -> None:
         self.view.grouped = not self.view.grouped
-        self.notify("thread lanes grouped by process" if self.view.grouped else "thread lanes flat", timeout=2)
+        self.tell("thread lanes grouped by process" if self.view.grouped else "thread lanes flat", timeout=2)
         self.refresh_now()
 
     def action_toggle_pane(self, pane: str) -> None:
@@ -198,11 +221,11 @@ class GilvizApp(App[int]):
         names = theme.THEME_NAMES
         i = names.index(self.theme) + 1 if self.theme in names else 0
         self.theme = names[i % len(names)]
-        self.notify(f"theme: {self.theme}", timeout=2)
+        self.tell(f"theme: {self.theme}", timeout=2)
 
     def action_screenshot_svg(self) -> None:
         path = self.save_screenshot(path=self.screenshot_dir or os.getcwd())
-        self.notify(f"screenshot saved to {path}", timeout=4)
+        self.tell(f"screenshot saved to {path}", timeout=4)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -212,7 +235,7 @@ class GilvizApp(App[int]):
 
     def action_restart(self) -> None:
         self.restart(self.source.fresh())
-        self.notify(f"restarted {self.source.label}" if self.source.capabilities.live else "replay restarted",
+        self.tell(f"restarted {self.source.label}" if self.source.capabilities.live else "replay restarted",
                     timeout=2)
 
     def restart(self, source: Source) -> None:
@@ -225,7 +248,7 @@ class GilvizApp(App[int]):
     def _picked(self, target: list[str] | None) -> None:
         if not target:
             return
-        self.notify(f"starting {' '.join(target)}…", timeout=2)
+        self.tell(f"starting {' '.join(target)}…", timeout=2)
         self._check_target(target)
 
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
@@ -247,7 +270,8 @@ class GilvizApp(App[int]):
         self.restart(self.new_source(target, scenario))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own Keys, Screenshot and Theme would each be listed twice beside ours
+        yield from (c for c in super().get_system_commands(screen) if c.title not in ("Keys", "Screenshot", "Theme"))
         yield SystemCommand("Pause / resume", "Freeze the timeline (a live target keeps being sampled)",
                             self.action_toggle_pause)
         yield SystemCommand("Follow", "Jump to the newest samples and keep up", self.action_follow)

@@ -60,7 +60,8 @@ def help_text(colors: dict[str, str] | None = None) -> Text:
     text.append("  underlined: the thread held the GIL for at least half of that cell\n")
     text.append("\nLanes\n", style="bold underline")
     text.append("  cpuN         which thread of the target ran on each core (its letter starts each run);\n"
-                "               ░ other processes, ▄ partly busy, blank idle\n"
+                "               ░ other processes, ▄ partly busy, blank idle. In the gutter, cpu0 41% +21%:\n"
+                "               the target used 41% of the core over the time shown, other processes 21%\n"
                 "  GIL held by  the thread that held the GIL; then held %, contended % (someone waiting),\n"
                 "               and hand-offs per second, per cell\n"
                 "  threads      one lane per thread; the table below gives its figures over the time shown,\n"

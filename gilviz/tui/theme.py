@@ -46,7 +46,7 @@ THREAD_CLASSES = [f"gv--t{i}" for i in range(PALETTE_SIZE)]
 SPARKS = " ▁▂▃▄▅▆▇█"
 PARTLY_GLYPH = "▄"
 OTHERS_GLYPH = "░"
-UNKNOWN_GLYPH = "?"
+UNKNOWN_GLYPH = "╌"  # a GIL cell without samples (not "?", which is the "blocked: other" state's glyph)
 
 COMPONENT_CLASSES = {
     *STATE_CLASSES,

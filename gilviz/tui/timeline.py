@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..sources import Feed, Source
 from ..stream import Notice
 from ..timeline import present
-from ..timeline.store import History
+from ..timeline.store import DEFAULT_ZOOM, History
 from ..timeline.view import Row, View
 from . import catalog
 from .widgets import CoreLanes, GilLanes, Legend, ThreadLanes, ThreadTable, TimeAxis
@@ -61,7 +61,7 @@ class TimelineView(Vertical):
     def __init__(self, source: Source, *, view: View | None = None, frame_hz: float = FRAME_HZ,
                  figures_hz: float = FIGURES_HZ, show_ui_cost: bool = True, output_pane: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
-                 max_thread_ticks: int = 20_000_000, id: str | None = None):
+                 max_thread_ticks: int = 20_000_000, fit_when_loaded: bool = False, id: str | None = None):
         super().__init__(id=id)
         self.source = source
         self.feed = Feed(self._wake)
@@ -74,6 +74,7 @@ class TimelineView(Vertical):
         self.clock = clock
         self.cpu_clock = cpu_clock
         self.max_thread_ticks = max_thread_ticks
+        self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
         self.figures = present.Figures()
         self.gutter_width = 20
         self.lane_cells = 100
@@ -248,6 +249,8 @@ class TimelineView(Vertical):
         elif self.model.end is None:
             self.model.error = ("the sampler stopped without saying why" if self.source.capabilities.live
                                 else "the recording stops here (truncated: it has no end record)")
+        if self.fit_when_loaded and not self.source.capabilities.live and self.view.following:
+            self.view.fit(self.model, self.cells_width())
         self._lanes_dirty = self._figures_dirty = True
         self._last_figures = -1e9
         self._frame()
@@ -407,6 +410,7 @@ class TimelineView(Vertical):
         self.source.set_paused(False)
         self.model = History(self.max_thread_ticks)
         self.view.follow()
+        self.view.zoom = DEFAULT_ZOOM  # a new run starts at the usual scale, not the last one's fit
         self.view.selected = None
         self.view.selected_t = None
         self.figures = present.Figures()

@@ -56,10 +56,10 @@ def rfit(text: str, width: int) -> str:
 
 
 def short_command(command: str) -> str:
-    """The command line with the interpreter's folder left out."""
+    """The command line on one line, with the interpreter's folder left out."""
     head, _, rest = command.partition(" ")
     head = head.rsplit("/", 1)[-1]
-    return f"{head} {rest}".strip()
+    return " ".join(f"{head} {rest}".split())
 
 
 class Palette:
