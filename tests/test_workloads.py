@@ -118,8 +118,13 @@ def test_workload_reports_progress(name):
     assert final["done"] > 0
     assert running, "no progress before the end"
     assert len(running) <= float(DURATION) * 10 + 2  # at most ten a second
+    # the scenarios with a result tell it as it changes (race: lost so far; convoy, pools,
+    # switch-interval: the rate in each phase so far), so the screen shows it all along
+    with_result = name in ("race", "lock", "convoy", "pools", "switch-interval")
     for message in running:
-        assert set(message) == {"done", "unit"}
+        assert set(message) == ({"done", "unit", "result"} if with_result else {"done", "unit"}), message
+        if with_result:
+            assert isinstance(message["result"], dict)
     done = [message["done"] for message in messages]
     assert done == sorted(done)  # cumulative
     assert all(isinstance(d, int) for d in done)

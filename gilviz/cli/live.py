@@ -89,7 +89,15 @@ def _open(source, theme: str | None, **options) -> int:
         wait: Callable[..., None] | None = getattr(app.source, "wait_stopped", None)
         if wait is not None:
             wait(5.0)  # the sampler ends its workload before we return
+    said = outcome_words(app.timeline.outcome)
+    if said:
+        print(f"{app.source.label}: {said}")  # the point of the run, still there after the screen is gone
     return app.return_code or 0
+
+
+def outcome_words(outcome) -> str:
+    headline = f"{outcome.caption}: {outcome.big}" if outcome.big else ""
+    return " · ".join(p for p in (headline, outcome.line) if p)
 
 
 def cmd_run(argv: list[str]) -> int:

@@ -54,6 +54,8 @@ class Figures:
     gil_labels: list[str] = field(default_factory=lambda: ["GIL held by", "held", "contended", "hand-offs"])
     gil_figures: dict[str, Any] | None = None
     core_labels: dict[int, str] = field(default_factory=dict)
+    others_cores: float = 0.0  # cores other processes took, on average
+    wanting_cores: float = 0.0  # threads of the target waiting for a core, on average
 
 
 def figures(model: History, view: View, cells: int, gutter_width: int) -> Figures:
@@ -93,8 +95,11 @@ def figures(model: History, view: View, cells: int, gutter_width: int) -> Figure
     if len(model.processes) > 1 and pid is not None and not short:
         out.gil_labels[0] = f"GIL {pid}"
     out.gil_figures = gil
+    ticks = max(1, model.tick_index(t1) - model.tick_index(t0 + 1) + 1)
+    out.wanting_cores = sum(st.runnable * st.life for st in stats.values()) / ticks
     for core in model.cores:
         target, other = core_share(model, core, t0, t1)
+        out.others_cores += other
         label = f"cpu{core.cpu}"
         room = gutter_width - len(label) - 1
         figure = pct(target)
@@ -234,3 +239,65 @@ def empty_message(model: History, source: SourceFacts) -> str:
     if model.ended:
         return "the target ended before any thread was sampled"
     return f"starting {source.label}…"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the run has to show for itself: its work, its scenario's result, and whether the
+    machine was too busy for the picture to be the GIL's alone."""
+
+    line: str = ""  # one line, always on screen while there is something to say
+    big: str | None = None  # the result's figure, in large type once the run has ended
+    caption: str = ""  # what the big figure is
+    warning: str = ""
+
+
+BUSY_OTHERS_CORES = 0.2  # other processes taking this much of a core the target wanted: say so
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}"
+
+
+def result_text(result: dict[str, Any], final: bool) -> tuple[str, str | None, str]:
+    """A scenario's result as a line, and its headline figure with a caption (or None)."""
+    so_far = "" if final else " so far"
+    if "lost" in result and "expected" in result:
+        lost, expected = result["lost"], result["expected"]
+        share = f" ({lost / expected:.0%})" if expected else ""
+        return (f"lost {_number(lost)} of {_number(expected)} updates{share}{so_far}", f"{lost:,}",
+                f"updates lost, of {_number(expected)}{share}")
+    rates = [(str(k), v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(rates) == len(result) and rates:
+        line = "; ".join(f"{k}: {_number(v)}" for k, v in rates)
+        if len(rates) >= 2 and rates[-1][1]:
+            (first, a), (last, b) = rates[0], rates[-1]
+            ratio = a / b
+            return (f"{line}{so_far}", f"{ratio:.1f}x", f"{first} ({_number(a)}) over {last} ({_number(b)})")
+        return line + so_far, None, ""
+    return ", ".join(f"{k} {v}" for k, v in result.items()) + so_far, None, ""
+
+
+def outcome(model: History, figures: Figures, own_cores: float = 0.0) -> Outcome:
+    """own_cores: what gilviz itself took (its sampler, and a live view), which is no other process."""
+    parts = []
+    progress = model.progress
+    if progress is not None and progress.done is not None:
+        first = model.first_progress or progress
+        span = (progress.t - first.t) / 1e6
+        rate = (progress.done - (first.done or 0)) / span if span > 0 else 0.0
+        parts.append(f"work: {_number(progress.done)} {progress.unit or ''}" + (f" ({_number(rate)}/s)" if rate else ""))
+    big, caption = None, ""
+    if model.results:
+        final = bool(progress is not None and progress.final) or model.end is not None
+        line, big, caption = result_text(model.results, final)
+        parts.append(line)
+        if model.end is None:
+            big = None  # large type is for the end of the run
+    warning = ""
+    sampler = model.stats.overhead if model.stats is not None else 0.0
+    could_use = min(figures.others_cores - sampler - own_cores, figures.wanting_cores)
+    if could_use > BUSY_OTHERS_CORES:
+        warning = (f"⚠ other processes took {could_use:.1f} of a core while the target waited for one: "
+                   "this shows a busy machine, not only the GIL")
+    return Outcome(" · ".join(parts), big, caption, warning)

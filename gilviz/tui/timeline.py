@@ -19,7 +19,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Log, Static
+from textual.widgets import Digits, Log, Static
 
 from ..errors import UserError
 from ..sources import Feed, Source
@@ -76,6 +76,7 @@ class TimelineView(Vertical):
         self.max_thread_ticks = max_thread_ticks
         self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
         self.figures = present.Figures()
+        self.outcome = present.Outcome()
         self.gutter_width = 20
         self.lane_cells = 100
         self.compact = False
@@ -142,6 +143,8 @@ class TimelineView(Vertical):
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
         yield Static(id="header")
+        yield Static(id="outcome")
+        yield Digits(id="big")
         yield CoreLanes(id="cores")
         yield GilLanes(id="gil")
         yield TimeAxis(id="axis")
@@ -326,7 +329,31 @@ class TimelineView(Vertical):
         self.query_one("#info", Static).update(as_text(info), layout=False)
         if stack_line:
             self.query_one("#stackline", Static).update(Text(stack_line), layout=False)
+        own = (self._ui_cost or 0.0) if self.source.capabilities.live else 0.0
+        self.show_outcome(present.outcome(self.model, self.figures, own))
         self.apply_layout()
+
+    def show_outcome(self, outcome: present.Outcome) -> None:
+        """The work done and the scenario's result, on screen at every size; in large type at the end."""
+        self.outcome = outcome
+        line = self.query_one("#outcome", Static)
+        big = self.query_one("#big", Digits)
+        text = Text()
+        if outcome.warning:
+            text.append(outcome.warning, style="bold reverse")
+            if outcome.line:
+                text.append("\n")
+        if outcome.big is not None:
+            text.append(outcome.caption, style="bold")
+            if outcome.line:
+                text.append("  ·  " + outcome.line)
+        else:
+            text.append(outcome.line)
+        line.display = bool(text.plain)
+        line.update(text)
+        big.display = outcome.big is not None
+        if outcome.big is not None and big.value != outcome.big:
+            big.update(outcome.big)
 
     def refresh_now(self) -> None:
         """Recomputes figures and repaints at once (after a key)."""

@@ -140,10 +140,12 @@ class Progress:
     `count` returns the work done so far by all workers together.
     """
 
-    def __init__(self, scenario: str, unit: str, count):
+    def __init__(self, scenario: str, unit: str, count, result=None):
+        """result: the scenario's result so far (a dict), sent with every report as it changes."""
         self.scenario = scenario
         self.unit = unit
         self.count = count
+        self.result = result
         self.started = time.monotonic()
         self._last_report = -math.inf
         self._fd = _progress_fd()
@@ -154,11 +156,16 @@ class Progress:
         if self._fd is None or now - self._last_report < REPORT_EVERY_S:
             return
         self._last_report = now
-        self._send({"done": self.count(), "unit": self.unit})
+        message = {"done": self.count(), "unit": self.unit}
+        if self.result is not None:
+            message["result"] = self.result()
+        self._send(message)
 
     def finish(self, result: dict | None = None) -> None:
         """Sends the final total (and the scenario's result), or prints the summary."""
         done = self.count()
+        if result is None and self.result is not None:
+            result = self.result()
         message = {"done": done, "unit": self.unit, "final": True}
         if result is not None:
             message["result"] = result

@@ -64,11 +64,11 @@ def main() -> None:
     address, service = _echo.start_service("echo-service", 0.0)
     io_counts = [0]
     stop = threading.Event()
-    progress = _common.Progress("convoy", "round trips", lambda: io_counts[0])
     workers = [_common.start_thread("io", _echo.client_worker, 0, io_counts, stop, address)]
     ramp = Ramp(args, workers, io_counts, stop)
+    progress = _common.Progress("convoy", "round trips", lambda: io_counts[0], ramp.rates.result)
     _common.supervise(workers, stop.set, progress, args.duration, on_tick=ramp)
-    progress.finish(result=ramp.rates.result())
+    progress.finish()
     service.terminate()
 
 

@@ -80,8 +80,8 @@ def main() -> None:
     args = build_parser().parse_args()
     numbers = list(range(args.size))
     tally = [0]  # tasks finished, counted by this (the main) thread as their futures complete
-    progress = _common.Progress("pools", "tasks", lambda: tally[0])
     rates = _common.PhaseRates(lambda: tally[0])
+    progress = _common.Progress("pools", "tasks", lambda: tally[0], rates.result)
     end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     kinds = ("threads", "processes") if args.pool == "both" else (args.pool,)
     for kind in itertools.cycle(kinds):
@@ -89,7 +89,7 @@ def main() -> None:
         phase_end = min(end, time.monotonic() + args.phase) if len(kinds) > 1 and args.phase > 0 else end
         if not run_pool(kind, args, numbers, tally, phase_end, progress) or time.monotonic() >= end:
             break
-    progress.finish(result=rates.result())
+    progress.finish()
 
 
 if __name__ == "__main__":

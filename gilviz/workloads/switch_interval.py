@@ -64,14 +64,14 @@ def main() -> None:
     args = build_parser().parse_args()
     counts = [0] * args.threads
     stop = threading.Event()
-    progress = _common.Progress("switch-interval", "loops", lambda: sum(counts))
     steps = IntervalSteps(args.interval, args.step, _common.PhaseRates(lambda: sum(counts)))
+    progress = _common.Progress("switch-interval", "loops", lambda: sum(counts), steps.rates.result)
     workers = [
         _common.start_thread(f"cpu-{i + 1}", _common.spin_worker, i, counts, stop, args.size)
         for i in range(args.threads)
     ]
     _common.supervise(workers, stop.set, progress, args.duration, on_tick=steps)
-    progress.finish(result=steps.rates.result())
+    progress.finish()
 
 
 if __name__ == "__main__":
