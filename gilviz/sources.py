@@ -170,10 +170,14 @@ class LiveSource(Source):
         return LiveSource(self.target, self.options, self.label, self.scenario, self.python)
 
 
-class ReplaySource(Source):
-    """A recording played back at `speed` times real time (0: all at once)."""
+SPEEDS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # a replay's speeds, from slow motion to fast forward
 
-    capabilities = Capabilities(live=False, pausable=True, restartable=True)
+
+class ReplaySource(Source):
+    """A recording played back at `speed` times real time (0: all at once), that can be paused,
+    stepped a tick at a time, sped up or slowed down, and moved forward to a time."""
+
+    capabilities = Capabilities(live=False, pausable=True, restartable=True, seekable=True)
 
     def __init__(self, path: str, speed: float = 1.0, records: list[Record] | None = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -181,50 +185,92 @@ class ReplaySource(Source):
         self.speed = speed
         self.label = os.path.basename(path)
         self._records = records
-        self._stop = threading.Event()
-        self._resume = threading.Event()
-        self._resume.set()
         self._clock = clock
         self.scenario = None
+        self.position = 0  # stream time of the last tick handed over
+        self.done = False  # every record has been handed over
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._paused = False
+        self._steps = 0  # ticks to hand over while paused
+        self._seek_to: int | None = None  # hand over at once every tick up to this time
+        self._anchor: tuple[float, int] | None = None  # (clock, stream time) the playback runs from
 
     def run(self, emit: Emit) -> None:
         records = self._records if self._records is not None else read(self.path)
-        t0_data = None
-        t0_wall = self._clock()
         for rec in records:
-            if self._stop.is_set():
+            if isinstance(rec, Tick) and not self._wait_for(rec.t):
                 return
-            if self.speed > 0 and isinstance(rec, Tick):
-                if t0_data is None:
-                    t0_data = rec.t
-                    t0_wall = self._clock()
-                due = t0_wall + (rec.t - t0_data) / 1e6 / self.speed
-                while True:
-                    if not self._resume.is_set():
-                        paused_at = self._clock()
-                        self._resume.wait()
-                        t0_wall += self._clock() - paused_at
-                        due = t0_wall + (rec.t - t0_data) / 1e6 / self.speed
-                    if self._stop.is_set():
-                        return
-                    delay = due - self._clock()
-                    if delay <= BATCH_S:  # ticks due within a frame go together
-                        break
-                    self._stop.wait(min(delay, 0.05))
             emit(rec)
+            if isinstance(rec, Tick):
+                self.position = rec.t
+        self.done = True
+
+    def _wait_for(self, t: int) -> bool:
+        """Waits until the tick ending at stream time t is due; False once stopped."""
+        with self._cond:
+            while not self._stopped:
+                if self._seek_to is not None:
+                    if self.position < self._seek_to:  # up to the tick that covers the time sought
+                        return True
+                    self._seek_to = None
+                    self._anchor = None
+                if self._steps:
+                    self._steps -= 1
+                    self._anchor = None
+                    return True
+                if self._paused:
+                    self._cond.wait()
+                    continue
+                if self.speed <= 0:
+                    return True
+                now = self._clock()
+                if self._anchor is None:
+                    self._anchor = (now, t)  # playing (again) from here
+                wall0, data0 = self._anchor
+                delay = wall0 + (t - data0) / 1e6 / self.speed - now
+                if delay <= BATCH_S:  # ticks due within a frame go together
+                    return True
+                self._cond.wait(min(delay, 0.05))
+            return False
 
     def stop(self) -> None:
-        self._stop.set()
-        self._resume.set()
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
 
     def set_paused(self, paused: bool) -> None:
-        if paused:
-            self._resume.clear()
-        else:
-            self._resume.set()
+        with self._cond:
+            self._paused = paused
+            self._anchor = None
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set_speed(self, speed: float) -> None:
+        with self._cond:
+            self.speed = speed
+            self._anchor = None
+            self._cond.notify_all()
+
+    def step(self, ticks: int = 1) -> None:
+        """Hands over the next `ticks` ticks (while paused: it stays paused after them)."""
+        with self._cond:
+            self._steps += ticks
+            self._cond.notify_all()
+
+    def seek(self, t: int) -> None:
+        """Hands over at once every tick up to stream time t (a replay only goes forward)."""
+        with self._cond:
+            self._seek_to = t
+            self._cond.notify_all()
 
     def fresh(self) -> "ReplaySource":
-        return ReplaySource(self.path, self.speed, self._records, self._clock)
+        again = ReplaySource(self.path, self.speed, self._records, self._clock)
+        again.scenario = self.scenario
+        return again
 
 
 def decode_all(records: Iterable[Record | dict[str, Any]]) -> Iterator[Record]:

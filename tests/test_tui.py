@@ -626,3 +626,104 @@ async def test_two_timeline_views_on_one_screen_each_draw_their_own_run(shared_v
         assert (a.view.zoom == b.view.zoom) == shared_view
         zoom_a, zoom_b = (v.query_one("#axis").render_line(0).text.split("┼")[0].strip() for v in (a, b))
         assert zoom_a == "20 ms/cell" and (zoom_b == zoom_a) == shared_view
+
+
+# ------------------------------------------------------------------------ driving a replay
+async def _replay_started(pilot, app):
+    for _ in range(500):
+        if len(app.model.times) > 5:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the replay did not start")
+
+
+@sync
+async def test_stepping_moves_exactly_one_tick():
+    app = make_app(ReplaySource(str(FIXTURE), speed=0.2), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _replay_started(pilot, app)
+        await pilot.press("space")  # paused at the head of the replay
+        await pilot.pause(0.2)
+        app.timeline.take()
+        n, edge = len(app.model.times), app.view.end_t
+        assert edge == app.model.t_last
+        for expected in (n + 1, n + 2):
+            await pilot.press("full_stop")  # one more tick from the recording, and no more
+            for _ in range(100):
+                app.timeline.take()
+                if len(app.model.times) >= expected:
+                    break
+                await pilot.pause(0.01)
+            await pilot.pause(0.2)  # nothing else comes while paused
+            app.timeline.take()
+            assert len(app.model.times) == expected
+            assert app.view.end_t == app.model.t_last and app.view.paused
+        await pilot.press("comma")  # back: through what is here
+        assert app.view.end_t == app.model.times[-2]
+        await pilot.press("comma", "comma")
+        assert app.view.end_t == app.model.times[-4] and len(app.model.times) == n + 2
+
+
+@sync
+async def test_speed_keys_change_the_replay_rate():
+    app = make_app(ReplaySource(str(FIXTURE), speed=1.0), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _replay_started(pilot, app)
+        for _ in range(4):
+            await pilot.press("left_square_bracket")
+        assert app.source.speed == 0.1 and "REPLAY ×0.1" in str(app.query_one("#header").render())
+        app.timeline.take()
+        t = app.model.t_last
+        await pilot.pause(0.5)
+        app.timeline.take()
+        slow = app.model.t_last - t
+        assert slow < 150_000, slow  # about 50 ms of the run in half a second
+        for _ in range(6):
+            await pilot.press("right_square_bracket")
+        assert app.source.speed == 10.0
+        t = app.model.t_last
+        await pilot.pause(0.5)
+        app.timeline.take()
+        assert app.model.ended or app.model.t_last - t > 1_000_000, app.model.t_last - t  # 5 s a half second
+
+
+@sync
+async def test_jump_to_a_time_ahead_of_the_replay():
+    app = make_app(ReplaySource(str(FIXTURE), speed=0.1), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _replay_started(pilot, app)
+        assert app.model.t_last < 500_000
+        await pilot.press("j")
+        await pilot.pause()
+        await pilot.press(*"1.2", "enter")
+        for _ in range(200):
+            app.timeline.take()
+            if app.model.t_last >= 1_200_000:
+                break
+            await pilot.pause(0.01)
+        app.refresh_now()
+        assert app.model.t_last >= 1_200_000 and app.view.end_t == 1_200_000 and app.view.paused
+        await pilot.press("j")
+        await pilot.pause()
+        await pilot.press(*"0.5", "enter")  # back, in what is already here
+        await pilot.pause()
+        assert app.view.end_t == 500_000
+
+
+@sync
+async def test_a_looping_replay_starts_over():
+    app = make_app(ReplaySource(str(FIXTURE), speed=0), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("l")
+        assert app.timeline.loop and "⟳" in str(app.query_one("#header").render())
+        seen = {id(app.timeline.model)}
+        await pilot.press("r")  # plays to its end, then starts over by itself
+        for _ in range(300):
+            seen.add(id(app.timeline.model))
+            if len(seen) >= 3:
+                break
+            await pilot.pause(0.01)
+        assert len(seen) >= 3, "the replay did not start over by itself"
+        await pilot.press("l")
+        assert not app.timeline.loop

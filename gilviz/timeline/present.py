@@ -117,6 +117,7 @@ class SourceFacts:
     live: bool
     speed: float = 1.0  # a replay's
     scenario: str | None = None
+    loop: bool = False  # a replay that starts over when it ends
 
 
 def header(model: History, view: View, source: SourceFacts, ui_cost: float | None, width: int) -> tuple[Spans, int]:
@@ -132,6 +133,8 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
         head = [(f"▶ REPLAY ×{source.speed:g}" if source.speed else "▶ REPLAY", "bold")]
     else:
         head = [("● LIVE", "bold")]
+    if source.loop and not source.live:
+        head.append((" ⟳", "bold"))
     if model.times:
         head.append((f" {model.t_last / 1e6:.1f} s", "bold"))
     target = h.command or source.label

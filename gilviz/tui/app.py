@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..sources import LiveSource, Source
 from ..timeline.view import SORT_LABELS
 from . import catalog, theme
-from .screens import HelpScreen, PickScreen
+from .screens import HelpScreen, JumpScreen, PickScreen
 from .timeline import FIGURES_HZ, FRAME_HZ, TimelineView
 from .widgets import ThreadClicked
 
@@ -66,6 +66,12 @@ class GilvizApp(App[int]):
         Binding("shift+left,pageup", "scroll_time(-1)", "Page back", show=False),
         Binding("shift+right,pagedown", "scroll_time(1)", "Page forward", show=False),
         Binding("home", "go_start", "Start", show=False),
+        Binding("comma", "step(-1)", "Tick back", show=False),
+        Binding("full_stop", "step(1)", "Tick forward", show=False),
+        Binding("left_square_bracket", "speed(-1)", "Slower", show=False),
+        Binding("right_square_bracket", "speed(1)", "Faster", show=False),
+        Binding("j", "jump", "Jump to a time", show=False),
+        Binding("l", "loop", "Loop", show=False),
         Binding("0", "fit", "Whole run", show=False),
         Binding("up,k", "select_move(-1)", "Previous thread", show=False),
         Binding("down,j", "select_move(1)", "Next thread", show=False),
@@ -173,6 +179,28 @@ class GilvizApp(App[int]):
 
     def action_scroll_time(self, screens: float) -> None:
         self.timeline.scroll_time(screens)
+
+    def action_step(self, ticks: int) -> None:
+        self.timeline.step(ticks)
+        self.refresh_bindings()
+
+    def action_speed(self, faster: int) -> None:
+        speed = self.timeline.set_speed(faster)
+        self.tell(f"replay at ×{speed:g}" if speed is not None else "a live run plays at its own speed")
+
+    def action_jump(self) -> None:
+        self.push_screen(JumpScreen(self.model.t_last / 1e6), self._jumped)
+
+    def _jumped(self, t: int | None) -> None:
+        if t is not None:
+            self.timeline.jump_to(t)
+            self.refresh_bindings()
+
+    def action_loop(self) -> None:
+        if self.source.capabilities.live:
+            self.tell("a live run cannot loop: record it, then replay it with l")
+            return
+        self.tell("the replay starts over when it ends" if self.timeline.toggle_loop() else "no loop")
 
     def action_go_start(self) -> None:
         self.timeline.go_start()

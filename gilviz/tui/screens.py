@@ -22,6 +22,10 @@ KEYS = [
     ("home", "go to the start of the run"),
     ("0", "zoom to fit the whole run"),
     ("f  end", "follow the newest samples"),
+    (",  .", "one tick back / forward (a paused replay plays exactly one more)"),
+    ("[  ]", "replay slower / faster: 0.1x to 10x"),
+    ("j", "jump to a time"),
+    ("l", "loop the replay"),
     ("+  -", "zoom in / out (1 ms to 1 s per cell)"),
     ("↑ ↓", "select the previous / next thread"),
     ("click", "select a thread in any lane: highlight it, show its stack"),
@@ -167,4 +171,37 @@ class PickScreen(ModalScreen[list]):
             self.notify(f"cannot read that target: {e}", severity="error")
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class JumpScreen(ModalScreen[int | None]):
+    """Asks for a time to jump to, in seconds since the start."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    DEFAULT_CSS = """
+    JumpScreen { align: center middle; }
+    JumpScreen > Vertical { width: 50; height: auto; border: round $primary; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, last_s: float) -> None:
+        super().__init__()
+        self.last_s = last_s
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Jump to a time, in seconds since the start (0 to {self.last_s:.1f} here so far):")
+            yield Input(placeholder="e.g. 2.5", id="jump-input")
+            yield Static("", id="jump-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            seconds = float(event.value.strip())
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < 1e7:
+            self.query_one("#jump-error", Static).update("a number of seconds, 0 or more")
+            return
+        self.dismiss(int(seconds * 1e6))
+
+    def action_dismiss_none(self) -> None:
         self.dismiss(None)

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.widgets import Digits, Log, Static
 
 from ..errors import UserError
-from ..sources import Feed, Source
+from ..sources import SPEEDS, Feed, Source
 from ..stream import Notice
 from ..timeline import present
 from ..timeline.store import DEFAULT_ZOOM, History
@@ -75,6 +75,8 @@ class TimelineView(Vertical):
         self.cpu_clock = cpu_clock
         self.max_thread_ticks = max_thread_ticks
         self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
+        self.loop = False  # a replay that ends starts over
+        self._show_up_to: int | None = None  # a step or a jump waits for its ticks: where to show them
         self.figures = present.Figures()
         self.outcome = present.Outcome()
         self.gutter_width = 20
@@ -132,7 +134,7 @@ class TimelineView(Vertical):
     @property
     def source_facts(self) -> present.SourceFacts:
         return present.SourceFacts(self.source.label, self.source.capabilities.live,
-                                   getattr(self.source, "speed", 1.0), self.source.scenario)
+                                   getattr(self.source, "speed", 1.0), self.source.scenario, self.loop)
 
     def cells_width(self) -> int:
         return self.lane_cells
@@ -254,6 +256,9 @@ class TimelineView(Vertical):
                                 else "the recording stops here (truncated: it has no end record)")
         if self.fit_when_loaded and not self.source.capabilities.live and self.view.following:
             self.view.fit(self.model, self.cells_width())
+        if self.loop and not self.source.capabilities.live and message.error is None:
+            self.restart(self.source.fresh())
+            return
         self._lanes_dirty = self._figures_dirty = True
         self._last_figures = -1e9
         self._frame()
@@ -279,6 +284,11 @@ class TimelineView(Vertical):
         if len(model.order) != self._known_threads:
             self._known_threads = len(model.order)
         view = self.view
+        if self._show_up_to is not None and model.times:
+            # a step shows the tick it asked for; a jump, the time it asked for once it is here
+            if self._show_up_to < 0 or model.t_last >= self._show_up_to:
+                view.end_t = model.t_last if self._show_up_to < 0 else self._show_up_to
+                self._show_up_to = None
         if view.following or not model.finished(view.zoom, (view.right_edge(model) - 1) // view.zoom):
             self._lanes_dirty = True
         self._figures_dirty = True
@@ -374,10 +384,84 @@ class TimelineView(Vertical):
 
     def scroll_time(self, screens: float) -> None:
         cells = self.cells_width()
+        step = int(round(screens * cells)) or (1 if screens > 0 else -1)
         if self.view.following:
             self.source.set_paused(True)
-        self.view.scroll(self.model, int(round(screens * cells)) or (1 if screens > 0 else -1))
+        if step > 0 and self._at_head() and self._can_play_on():
+            # at the head of a replay: play on as far as the scroll would go
+            self._play_to(self.model.t_last + step * self.view.zoom)
+            return
+        self.view.scroll(self.model, step)
         self.refresh_now()
+
+    # replay controls ---------------------------------------------------------------
+    def _at_head(self) -> bool:
+        return self.view.following or (self.view.end_t or 0) >= self.model.t_last
+
+    def _can_play_on(self) -> bool:
+        """A replay that has more to hand over."""
+        return self.source.capabilities.seekable and not getattr(self.source, "done", True)
+
+    def _play_to(self, t: int) -> None:
+        """Moves a paused replay on to stream time t; the view goes with it."""
+        self.source.set_paused(True)
+        self.view.paused = True
+        self.view.end_t = t
+        self._show_up_to = t
+        self.source.seek(t)  # type: ignore[attr-defined]
+        self.refresh_now()
+
+    def step(self, ticks: int) -> None:
+        """One tick on (ticks > 0) or back: a paused replay at its head plays exactly one more."""
+        model, view = self.model, self.view
+        if not model.times:
+            return
+        if view.following:
+            view.pause(model)
+            self.source.set_paused(True)
+        if ticks > 0 and self._at_head() and self._can_play_on():
+            self.source.set_paused(True)
+            self._show_up_to = -1  # the next tick to arrive, whenever it does
+            self.source.step(ticks)  # type: ignore[attr-defined]
+            return
+        edge = view.right_edge(model)
+        i = model.tick_index(edge) - model.base  # the tick the window ends with
+        i = max(0, min(len(model.times) - 1, i + ticks))
+        view.paused = True
+        view.end_t = model.times[i]
+        view.clamp(model, None)
+        self.refresh_now()
+
+    def set_speed(self, faster: int) -> float | None:
+        """One step along the replay speeds; the new speed, or None for a live run."""
+        source = self.source
+        if not source.capabilities.seekable:
+            return None
+        speeds = SPEEDS
+        speed = getattr(source, "speed", 1.0) or 1.0
+        if faster > 0:
+            new = next((x for x in speeds if x > speed), speeds[-1])
+        else:
+            new = next((x for x in reversed(speeds) if x < speed), speeds[0])
+        source.set_speed(new)  # type: ignore[attr-defined]
+        self.refresh_now()
+        return new
+
+    def jump_to(self, t: int) -> None:
+        """To stream time t: in the data already here, or (a replay) on to it."""
+        if t > self.model.t_last and self._can_play_on():
+            self._play_to(t)
+            return
+        self.source.set_paused(True)
+        self.view.paused = True
+        self.view.end_t = max(t, 1)
+        self.view.clamp(self.model, None)
+        self.refresh_now()
+
+    def toggle_loop(self) -> bool:
+        self.loop = not self.loop
+        self.refresh_now()
+        return self.loop
 
     def go_start(self) -> None:
         self.source.set_paused(True)
