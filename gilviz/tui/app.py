@@ -72,6 +72,7 @@ class GilvizApp(App[int]):
         Binding("right_square_bracket", "speed(1)", "Faster", show=False),
         Binding("j", "jump", "Jump to a time", show=False),
         Binding("l", "loop", "Loop", show=False),
+        Binding("p", "presenter", "Presenter", show=False),
         Binding("0", "fit", "Whole run", show=False),
         Binding("up,k", "select_move(-1)", "Previous thread", show=False),
         Binding("down,j", "select_move(1)", "Next thread", show=False),
@@ -195,6 +196,10 @@ class GilvizApp(App[int]):
         if t is not None:
             self.timeline.jump_to(t)
             self.refresh_bindings()
+
+    def action_presenter(self) -> None:
+        on = self.timeline.toggle_presenter()
+        self.query_one(Footer).display = not on
 
     def action_loop(self) -> None:
         if self.source.capabilities.live:

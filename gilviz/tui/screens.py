@@ -26,6 +26,7 @@ KEYS = [
     ("[  ]", "replay slower / faster: 0.1x to 10x"),
     ("j", "jump to a time"),
     ("l", "loop the replay"),
+    ("p", "presenter layout: the point, the GIL, the threads, a big legend; p again to leave"),
     ("+  -", "zoom in / out (1 ms to 1 s per cell)"),
     ("↑ ↓", "select the previous / next thread"),
     ("click", "select a thread in any lane: highlight it, show its stack"),

@@ -76,6 +76,7 @@ class TimelineView(Vertical):
         self.max_thread_ticks = max_thread_ticks
         self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
         self.loop = False  # a replay that ends starts over
+        self.presenter = False  # for a room: the point as a caption, the GIL, the threads, a big legend
         self._show_up_to: int | None = None  # a step or a jump waits for its ticks: where to show them
         self.figures = present.Figures()
         self.outcome = present.Outcome()
@@ -145,6 +146,7 @@ class TimelineView(Vertical):
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
         yield Static(id="header")
+        yield Static(id="caption")
         yield Static(id="outcome")
         yield Digits(id="big")
         yield CoreLanes(id="cores")
@@ -195,7 +197,8 @@ class TimelineView(Vertical):
         bottom_h = max(5, min(16, height // 4))
         output_h = max(3, min(12, height // 5))
         wide = width >= 100
-        sizes = (width, height, ncores, tuple(sorted(panes.items())), wide, self.view.selected is not None)
+        sizes = (width, height, ncores, tuple(sorted(panes.items())), wide, self.view.selected is not None,
+                 self.presenter)
         if sizes == self._sizes:
             return
         self._sizes = sizes
@@ -216,6 +219,11 @@ class TimelineView(Vertical):
         output = self.query_one("#output")
         output.styles.height = output_h
         output.display = panes["output"]
+        if self.presenter:  # nothing but the point, the GIL, the threads and what the glyphs mean
+            for name in ("#header", "#cores", "#bottom", "#stackline", "#output"):
+                self.query_one(name).display = False
+        self.query_one("#header").display = not self.presenter
+        self.query_one("#caption").display = self.presenter
         self._lanes_dirty = self._figures_dirty = True
         for painter in self.query("Painter"):
             painter.forget_rows()  # type: ignore[attr-defined]
@@ -335,6 +343,10 @@ class TimelineView(Vertical):
             header.styles.height = lines
         header.update(as_text(spans), layout=False)
         scenario = catalog.find(self.model.header.scenario or facts.scenario)
+        if self.presenter:
+            caption = Text(catalog.text_of(scenario, "summary") if scenario is not None else
+                           (self.model.header.command or facts.label), style="bold")
+            self.query_one("#caption", Static).update(caption)
         info, stack_line = present.info(self.model, self.view, self.cells_width(), facts, scenario, catalog.text_of)
         self.query_one("#info", Static).update(as_text(info), layout=False)
         if stack_line:
@@ -457,6 +469,15 @@ class TimelineView(Vertical):
         self.view.end_t = max(t, 1)
         self.view.clamp(self.model, None)
         self.refresh_now()
+
+    def toggle_presenter(self) -> bool:
+        self.presenter = not self.presenter
+        for painter in self.query("Painter"):
+            painter.forget_rows()  # type: ignore[attr-defined]
+        self.apply_layout()
+        self.query_one(Legend).refresh(layout=True)
+        self.refresh_now()
+        return self.presenter
 
     def toggle_loop(self) -> bool:
         self.loop = not self.loop

@@ -693,6 +693,8 @@ class Legend(Painter):
     def _lines(self, width: int | None = None) -> list[list[Segment]]:
         pal = self.pal
         width = max(20, width or self.line_width)
+        if getattr(self.gv, "presenter", False):
+            return self._big_lines(width)
         long = width >= 130
         items: list[list[Segment]] = []
         for code in range(8):
@@ -720,8 +722,30 @@ class Legend(Painter):
             used += n
         return lines
 
+    def _big_lines(self, width: int) -> list[list[Segment]]:
+        """For a room: each state's glyph in a wide block, its name, and what it means, two a line."""
+        pal = self.pal
+        items = []
+        for code in range(8):
+            name, what = theme.LABELS[code]
+            items.append([Segment(theme.GLYPHS[code] * 4, pal.state[code]), Segment(f" {name}", pal.heading),
+                          Segment(f" — {what}", pal.gutter)])
+        items.append([Segment("░" * 4, pal.state[2] + _UNDERLINE), Segment(" underlined", pal.heading),
+                      Segment(" — the thread held the GIL", pal.gutter)])
+        column = max(sum(len(seg.text) for seg in item) for item in items) + 4
+        per_line = max(1, width // column)
+        lines: list[list[Segment]] = []
+        for i in range(0, len(items), per_line):
+            line: list[Segment] = []
+            for item in items[i : i + per_line]:
+                used = sum(len(seg.text) for seg in item)
+                line += [Segment("  ", pal.base), *item, Segment(" " * (column - used - 2), pal.base)]
+            lines.append(line)
+        return lines
+
     def render_line(self, y: int) -> Strip:
-        return self.cached(y, ("legend", id(self.pal)), lambda: self._line(y))
+        key = ("legend", id(self.pal), getattr(self.gv, "presenter", False))
+        return self.cached(y, key, lambda: self._line(y))
 
     def _line(self, y: int) -> Strip:
         lines = self._lines()
