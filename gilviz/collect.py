@@ -35,8 +35,9 @@ def replay(records: Iterable[Record], collector: C) -> C:
     return collector
 
 
-def replay_file(source: str | os.PathLike | IO[bytes], collector: C, damage: Damage | None = None) -> C:
-    return replay(read(source, damage), collector)
+def replay_file(source: str | os.PathLike | IO[bytes], collector: C, damage: Damage | None = None, run: int = 0) -> C:
+    """Feeds a recording (one run of a comparison) to a collector."""
+    return replay(read(source, damage, run), collector)
 
 
 @dataclass

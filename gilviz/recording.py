@@ -18,7 +18,7 @@ import zlib
 from typing import IO, Any, Iterator
 
 from .errors import UserError
-from .stream import FORMAT_VERSION, Decoder, Record, decode_header, well_formed
+from .stream import FORMAT_VERSION, Compare, Decoder, Record, decode_header, well_formed
 
 FLUSH_EVERY_S = 0.5
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -53,10 +53,14 @@ class RecordingWriter:
         self.failed = threading.Event()
         self.flushed = False  # something reached the file
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record | Compare, run: int | None = None) -> None:
+        """One record; `run` tags it with the run it belongs to in a comparison."""
         if self.error is not None:
             return
-        data = (json.dumps(record.to_wire(), separators=(",", ":")) + "\n").encode()
+        wire = record.to_wire()
+        if run is not None:
+            wire["run"] = run
+        data = (json.dumps(wire, separators=(",", ":")) + "\n").encode()
         if self._zip is not None:
             data = self._zip.compress(data)
         try:
@@ -206,7 +210,7 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
 
 
 def _check_header(rec: Any, name: str) -> None:
-    if not isinstance(rec, dict) or rec.get("k") != "header":
+    if not isinstance(rec, dict) or rec.get("k") not in ("header", "compare"):
         raise UserError(f"{name} is not a gilviz recording (no header); record one with `gilviz record`")
     fmt = rec.get("format", 0)
     if type(fmt) is not int:
@@ -217,15 +221,27 @@ def _check_header(rec: Any, name: str) -> None:
         raise UserError(f"{name} is not a gilviz recording (its header is damaged)")
 
 
-def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None) -> Iterator[Record]:
-    """The typed records of a recording or stream, its Header first; damaged ones skipped and counted."""
+def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None, run: int = 0) -> Iterator[Record]:
+    """The typed records of a recording or stream (of one of its runs, in a comparison), its Header
+    first; damaged ones skipped and counted."""
     damage = damage if damage is not None else Damage()
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "the stream"
     wire = iter_records(source, damage)
     try:
-        header = decode_header(next(wire))
+        first = next(wire)
+        stream: Iterator[dict[str, Any]] = wire
+        if first.get("k") == "compare":
+            stream = (rec for rec in wire if rec.get("run", 0) == run)
+            first = next(stream, None)
+            if first is None or first.get("k") != "header":
+                raise UserError(f"{name} holds no run {run + 1} (it was cut short before it began)")
+            _check_header(first, name)
+        elif run != 0:
+            raise UserError(f"{name} holds one run, not a comparison")
+        header = decode_header(first)
         yield header
         decoder = Decoder(header)
-        for rec in wire:
+        for rec in stream:
             try:
                 typed = decoder.decode(rec)
             except (KeyError, TypeError, ValueError):
@@ -233,5 +249,15 @@ def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None) ->
                 continue
             if typed is not None:
                 yield typed
+    finally:
+        wire.close()
+
+
+def comparison(source: str | os.PathLike) -> Compare | None:
+    """What a file holding two runs says of them; None for a file of one run."""
+    wire = iter_records(source)
+    try:
+        first = next(wire)
+        return Compare.from_wire(first) if first.get("k") == "compare" else None
     finally:
         wire.close()

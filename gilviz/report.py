@@ -229,10 +229,13 @@ class Report:
             "damaged_records": self.damaged_records,
             "damaged_tail": self.damaged_tail,
         }
-        last = self.last_progress
+        last, first = self.last_progress, self.first_progress
         if last is not None and duration_s:
-            summary["throughput"] = {"per_s": round(last.done / duration_s, 2), "unit": last.unit or "units",
-                                     "done": last.done}
+            # work per second from the first report to the last (the live view's figure), or over the
+            # whole run when there was one report
+            span = (last.t - first.t) / 1e6 if first is not None else 0.0
+            per_s = (last.done - first.done) / span if span > 0 and first is not None else last.done / duration_s
+            summary["throughput"] = {"per_s": round(per_s, 2), "unit": last.unit or "units", "done": last.done}
             if self.result:
                 summary["result"] = self.result
         return summary
@@ -240,6 +243,44 @@ class Report:
 
 def summarize_records(records: Iterable[Record]) -> dict[str, Any]:
     return replay(records, Report()).summary()
+
+
+def summarize_file(path: str, run: int = 0) -> dict[str, Any]:
+    """The report of a recording on disk (of one run of a comparison), read as a stream."""
+    from .collect import replay_file
+    from .recording import Damage
+
+    damage = Damage()
+    report = replay_file(path, Report(), damage, run=run)
+    report.damaged_records, report.damaged_tail = damage.records, damage.tail
+    return report.summary()
+
+
+def throughput_ratio(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """How many times one run did the other's work per second (when both count the same work)."""
+    rates = [(r.get("throughput") or {}).get("per_s") for r in runs]
+    units = [(r.get("throughput") or {}).get("unit") for r in runs]
+    out: dict[str, Any] = {"per_s": rates, "units": units, "ratio": None, "faster": None}
+    if all(rates) and units[0] == units[1]:
+        fast = 0 if rates[0] >= rates[1] else 1
+        out["ratio"] = round(rates[fast] / rates[1 - fast], 3)
+        out["faster"] = names[fast]
+    return out
+
+
+def compare_text(runs: list[dict[str, Any]], names: list[str], together: bool) -> str:
+    figures = throughput_ratio(runs, names)
+    parts = []
+    for letter, name, run in zip("AB", names, runs):
+        parts += [f"== {letter}: {name}", format_text(run), ""]
+    how = "run together, sharing the cores" if together else "run one after the other"
+    if figures["ratio"] is not None:
+        slow = names[1] if figures["faster"] == names[0] else names[0]
+        parts.append(f"compare   {figures['faster']}: {figures['ratio']:.2f}x the {figures['units'][0]} per second "
+                     f"of {slow} ({how})")
+    else:
+        parts.append(f"compare   no ratio: the runs count different work or none ({how})")
+    return "\n".join(parts)
 
 
 def summarize(rec: Recording) -> dict[str, Any]:

@@ -204,3 +204,46 @@ def stream_to_stdout(settings: Settings, **target) -> End:
         return run_session(writer.write, settings, stop=writer.failed, **target)
     finally:
         writer.close()
+
+
+def record_comparison(path: str, sides: list[tuple[Settings, dict]], names: list[str], together: bool = False,
+                      force: bool = False) -> list[End]:
+    """Two runs into one file (a Compare line, then each run's records tagged with its run): one
+    after the other, or (together) at the same time. Without a screen: `gilviz compare --record`."""
+    from .stream import Compare
+
+    for _, target in sides:
+        if target.get("pid") is not None:
+            check_attachable(target["pid"])
+    writer = RecordingWriter(path, force=force)
+    lock = threading.Lock()
+    ends: list[End | None] = [None, None]
+
+    def sink_for(run: int) -> Sink:
+        def sink(rec: Record) -> None:
+            with lock:
+                writer.write(rec, run=run)
+        return sink
+
+    try:
+        writer.write(Compare(runs=names, together=together))
+        if together:
+            second = threading.Thread(target=lambda: ends.__setitem__(1, run_session(
+                sink_for(1), sides[1][0], stop=writer.failed, **sides[1][1])), name="gilviz-second-run")
+            second.start()
+            try:
+                ends[0] = run_session(sink_for(0), sides[0][0], stop=writer.failed, **sides[0][1])
+            finally:
+                if second.is_alive():
+                    writer.failed.set()  # interrupted: the second run ends too (nothing is lost)
+                second.join()
+        else:
+            for run, (settings, target) in enumerate(sides):
+                ends[run] = run_session(sink_for(run), settings, stop=writer.failed, **target)
+                if ends[run].reason == "interrupted" or writer.error is not None:
+                    break
+    finally:
+        writer.close()
+    if writer.error is not None:
+        raise UserError(f"cannot write the recording {path}: {writer.why}; the targets were ended")
+    return [e for e in ends if e is not None]

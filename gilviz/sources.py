@@ -180,9 +180,11 @@ class ReplaySource(Source):
     capabilities = Capabilities(live=False, pausable=True, restartable=True, seekable=True)
 
     def __init__(self, path: str, speed: float = 1.0, records: list[Record] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, run: int = 0):
+        """run: which of the two runs of a comparison recording to play."""
         self.path = path
         self.speed = speed
+        self.run_index = run
         self.label = os.path.basename(path)
         self._records = records
         self._clock = clock
@@ -197,7 +199,7 @@ class ReplaySource(Source):
         self._anchor: tuple[float, int] | None = None  # (clock, stream time) the playback runs from
 
     def run(self, emit: Emit) -> None:
-        records = self._records if self._records is not None else read(self.path)
+        records = self._records if self._records is not None else read(self.path, run=self.run_index)
         for rec in records:
             if isinstance(rec, Tick) and not self._wait_for(rec.t):
                 return
@@ -268,7 +270,7 @@ class ReplaySource(Source):
             self._cond.notify_all()
 
     def fresh(self) -> "ReplaySource":
-        again = ReplaySource(self.path, self.speed, self._records, self._clock)
+        again = ReplaySource(self.path, self.speed, self._records, self._clock, self.run_index)
         again.scenario = self.scenario
         return again
 

@@ -277,6 +277,18 @@ class End(_Record):
     stacks_error: str | None = None
 
 
+@dataclass(slots=True)
+class Compare(_Record):
+    """The first line of a file holding two runs side by side: each of their records carries
+    "run" (0 or 1) on the wire, and each run starts with its own Header."""
+
+    KIND: ClassVar[str] = "compare"
+    format: int = FORMAT_VERSION
+    runs: list[str] = field(default_factory=list)  # what each run is, as the user named it
+    together: bool = False  # run at the same time (sharing the cores), else one after the other
+    t: int = 0
+
+
 Record = Union[Header, Process, ProcessEnd, Thread, Tick, Stack, Output, Progress, Stats, Notice, End]
 _KINDS: dict[str, type] = {cls.KIND: cls for cls in (Header, Process, ProcessEnd, Thread, Tick, Stack, Output,
                                                      Progress, Stats, Notice, End)}

@@ -262,3 +262,27 @@ def test_attach_to_a_running_process_and_leave_it_running(tmp_path):
     finally:
         target.kill()
         target.wait()
+
+
+def test_compare_needs_two_targets():
+    assert_user_error(gilviz("compare", "cpu-threads"), "two targets split by --")
+    assert_user_error(gilviz("compare", "cpu-threads", "--"), "each side of compare needs a target")
+    assert_user_error(gilviz("compare", "cpu-threads", "--", "--pid", "1"), "not --pid")
+    assert_user_error(gilviz("compare", "cpu-threads", "--", "nope.py"), "no script at nope.py")
+    assert_user_error(gilviz("compare", "cpu-threads", "--threads", "2"), "two targets")
+
+
+def test_compare_records_both_runs_without_a_screen_and_reports_the_ratio(tmp_path):
+    import json
+
+    out = tmp_path / "both.gilviz"
+    result = gilviz("compare", "--record", str(out), "--rate", "100", "--duration", "1", "-c", SLEEPY,
+                    "--", "--duration", "1", "cpu-threads", "--threads", "2", timeout=60)
+    assert result.returncode == 0 and "recorded 2 runs" in result.stderr, result.stderr
+    text = gilviz("report", str(out))
+    assert text.returncode == 0 and "== A: python -c" in text.stdout and "== B: cpu-threads --threads 2" in text.stdout
+    assert "no ratio" in text.stdout  # one sleeps and counts nothing, the other counts loops
+    data = json.loads(gilviz("report", "--json", str(out)).stdout)
+    assert len(data["runs"]) == 2 and data["compare"]["ratio"] is None
+    assert data["runs"][1]["throughput"]["unit"] == "loops"
+    assert_user_error(gilviz("compare", "--record", str(out), "-c", "pass", "--", "-c", "pass"), "exists", "--force")

@@ -81,3 +81,24 @@ def test_info_explains_the_selection_or_the_scenario():
     spans, stack_line = present.info(h, View(), 100, LIVE, Scenario())
     assert text(spans).startswith("cpu-threads: one thread runs Python at a time\nLook for: the GIL changing hands")
     assert stack_line == ""
+
+
+def test_a_busy_machine_is_said_and_gilviz_itself_is_not_counted():
+    h = run()
+    quiet = present.Figures(others_cores=0.3, wanting_cores=0.5)
+    assert present.outcome(h, quiet, own_cores=0.15).warning == ""  # 0.3 - 0.11 sampler - 0.15 view
+    busy = present.Figures(others_cores=1.2, wanting_cores=0.5)
+    warning = present.outcome(h, busy, own_cores=0.15).warning
+    assert warning.startswith("⚠ other processes took 0.5 of a core while the target waited for one")
+    idle = present.Figures(others_cores=1.2, wanting_cores=0.0)  # others busy, but the target wanted nothing
+    assert present.outcome(h, idle).warning == ""
+
+
+def test_results_read_as_their_scenario_means_them():
+    line, big, caption = present.result_text({"expected": 200, "actual": 150, "lost": 50}, final=True)
+    assert (line, big, caption) == ("lost 50 of 200 updates (25%)", "50", "updates lost, of 200 (25%)")
+    line, big, caption = present.result_text({"round trips/s with 0 cpu threads": 2400.0,
+                                              "round trips/s with 2 cpu threads": 300.0}, final=False)
+    assert line.endswith("so far") and big == "8.0x"
+    assert caption == "round trips/s with 0 cpu threads (2,400) over round trips/s with 2 cpu threads (300)"
+    assert present.result_text({"async": 10, "blocking": 2}, final=True) == ("async: 10; blocking: 2", None, "")

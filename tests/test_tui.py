@@ -12,6 +12,7 @@ Remake the fixture with the script in FIXTURE_SCRIPT:
 from __future__ import annotations
 
 import asyncio
+import re
 import functools
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from gilviz.errors import UserError
 from gilviz.tui.app import GilvizApp, make_app
 from gilviz.tui.screens import HelpScreen, PickScreen
 from gilviz.sources import LiveSource, RecordsSource, ReplaySource
-from gilviz.tui.widgets import CoreLanes, ThreadLanes, ThreadTable
+from gilviz.tui.widgets import CoreLanes, Legend, ThreadLanes, ThreadTable
 
 FIXTURE = Path(__file__).parent / "data" / "threads.gilviz"
 
@@ -727,3 +728,155 @@ async def test_a_looping_replay_starts_over():
         assert len(seen) >= 3, "the replay did not start over by itself"
         await pilot.press("l")
         assert not app.timeline.loop
+
+
+# ------------------------------------------------------------------------ for the stage
+RACE = Path(__file__).parent / "data" / "race.gilviz"
+COMPARE = Path(__file__).parent / "data" / "compare.gilviz"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@sync
+async def test_the_result_is_on_screen_at_any_size_and_large_at_the_end(size):
+    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        outcome = app.query_one("#outcome")
+        text = str(outcome.render())
+        assert outcome.display and outcome.region.height >= 1 and outcome.region.y < size[1] // 3
+        assert "updates lost, of 21,359,000 (34%)" in text and "work: 21,359,000 increments" in text
+        big = app.query_one("#big")
+        assert big.display and big.value == "7,311,385"  # the updates lost, in large type
+        assert big.region.y + big.region.height <= size[1]
+
+
+@sync
+async def test_footer_fits_80_columns_with_help_and_quit_and_says_what_space_does():
+    app = replay_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        footer = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())[-20:]).replace("&#160;", " ")
+        assert "Quit" in footer and "Help" in footer and "Pause" in footer and "Resume" not in footer
+        await pilot.press("space")
+        footer = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())[-20:]).replace("&#160;", " ")
+        assert "Resume" in footer and "Pause" not in footer
+
+
+@sync
+async def test_ctrl_c_quits():
+    app = replay_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+def compare_app(**options):
+    from gilviz.recording import comparison
+
+    names = comparison(str(COMPARE)).runs
+    options.setdefault("show_ui_cost", False)
+    return make_app(ReplaySource(str(COMPARE), speed=0), compare=ReplaySource(str(COMPARE), speed=0, run=1),
+                    names=names, **options)
+
+
+async def both_loaded(pilot, app):
+    for _ in range(1500):
+        if all(t.model.ended for t in app.timelines):
+            break
+        await pilot.pause(0.02)
+    assert all(t.model.ended for t in app.timelines)
+    app.refresh_now()
+    app._compare_figures()
+    await pilot.pause()
+
+
+@sync
+async def test_a_recorded_comparison_replays_as_two_runs_on_one_time_axis():
+    app = compare_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await both_loaded(pilot, app)
+        a, b = app.timelines
+        assert {s.name for s in a.model.order} >= {"cpu-1", "cpu-2"}
+        assert {s.name for s in b.model.order} >= {"cpu-proc-1", "cpu-proc-2"}
+        assert a.view is b.view and a.view.window(a.model, a.lane_cells) == b.view.window(b.model, b.lane_cells)
+        assert app.query_one("#ratio").value == "1.8x"  # gilviz report: 1.85x
+        caption = str(app.query_one("#compare-caption").render())
+        assert "cpu-processes --processes 2 --duration 1: 1.8x the loops per second of cpu-threads" in caption
+        await pilot.press("minus")  # one key, both runs
+        assert a.view.zoom == b.view.zoom == 20_000
+
+
+def test_snapshot_comparison(snap_compare):
+    async def run_before(pilot):
+        await both_loaded(pilot, pilot.app)
+
+    assert snap_compare(compare_app(), terminal_size=(160, 48), run_before=run_before)
+
+
+def test_snapshot_presenter_layout(snap_compare):
+    async def run_before(pilot):
+        await loaded(pilot)
+        await pilot.press("p")
+        await loaded(pilot)
+
+    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@sync
+async def test_presenter_layout_shows_the_point_and_nothing_else():
+    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("p")
+        await loaded(pilot)
+        t = app.timeline
+        assert str(t.query_one("#caption").render()).startswith("The GIL does not make")
+        shown = {w.id for w in t.children if w.display}
+        assert shown == {"caption", "outcome", "big", "gil", "axis", "threads", "legend"}, shown
+        legend = " ".join(t.query_one(Legend).render_line(y).text for y in range(4))
+        assert "running — running Python, holds the GIL" in legend
+        await pilot.press("p")
+        assert t.query_one("#header").display and app.query_one("Footer").display
+
+
+@sync
+async def test_live_comparison_of_threads_and_processes(tmp_path):
+    """The point of two slides on one screen: four threads take turns on one GIL, two processes
+    each hold their own at the same time, and the processes get more work done."""
+    from gilviz.recording import RecordingWriter
+    from gilviz.stream import Compare
+    from gilviz.timeline import present
+
+    path = tmp_path / "both.gilviz"
+    writer = RecordingWriter(str(path))
+    writer.write(Compare(runs=["threads", "processes"]))
+    a = LiveSource(["cpu-threads", "--threads", "4"], ["--duration", "2.5"], scenario="cpu-threads")
+    b = LiveSource(["cpu-processes", "--processes", "2"], ["--duration", "2.5"], scenario="cpu-processes")
+    app = make_app(a, compare=b, names=["threads", "processes"], record_to=writer, show_ui_cost=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(1500):  # one after the other: about 6 s
+            if all(t.model.ended for t in app.timelines):
+                break
+            await pilot.pause(0.02)
+        assert all(t.model.end is not None for t in app.timelines), [t.model.error for t in app.timelines]
+        threads, processes = (t.model for t in app.timelines)
+        # threads: one GIL, held about all the time, by one thread at a time
+        root = threads.root_pid
+        held = threads.gil_stats(root, threads.t_start, threads.t_last)["held"]
+        assert held > 0.85, held
+        # processes: a GIL each, both held at once
+        children = [pid for pid in processes.gils if pid != processes.root_pid]
+        assert len(children) == 2
+        both = [processes.gil_stats(pid, processes.t_start, processes.t_last)["held"] for pid in children]
+        assert all(h > 0.7 for h in both), both
+        c = present.comparison([threads, processes], app.names, False)
+        assert c.rates[1] > 1.3 * c.rates[0], c  # processes do more than threads
+        assert c.caption.startswith("processes: ") and c.big is not None
+    writer.close()
+    from gilviz.recording import read
+
+    # both runs in one recording
+    assert [next(read(str(path), run=run)).scenario for run in (0, 1)] == ["cpu-threads", "cpu-processes"]

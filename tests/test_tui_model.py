@@ -244,7 +244,7 @@ def test_entry_points_refuse_bad_input_before_the_screen_opens(tmp_path):
     from gilviz.errors import UserError
     from gilviz.cli.live import TUI_COMMANDS
 
-    assert set(TUI_COMMANDS) == {"run", "attach", "replay"}
+    assert set(TUI_COMMANDS) == {"run", "attach", "replay", "compare"}
     with pytest.raises(UserError, match="no script at nope.py"):
         TUI_COMMANDS["run"](["nope.py"])
     with pytest.raises(UserError, match="--rate must be a number above 0"):

@@ -93,20 +93,32 @@ def cmd_sample(argv: list[str]) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
-    p = Parser(prog="gilviz report", description="Totals of a recording.")
+    p = Parser(prog="gilviz report", description="Totals of a recording (of both runs, for a comparison).")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = p.parse_args(argv)
-    from ..collect import replay_file
-    from ..recording import Damage
-    from ..report import Report, format_text, to_json
+    from ..recording import comparison
+    from ..report import compare_text, format_text, summarize_file, to_json
 
-    damage = Damage()
-    report = replay_file(args.file, Report(), damage)
-    report.damaged_records, report.damaged_tail = damage.records, damage.tail
-    summary = report.summary()
-    print(to_json(summary) if args.json else format_text(summary))
+    compare = comparison(args.file)
+    if compare is None:
+        summary = summarize_file(args.file)
+        print(to_json(summary) if args.json else format_text(summary))
+        return 0
+    runs = [summarize_file(args.file, run) for run in (0, 1)]
+    names = (compare.runs + ["A", "B"])[:2]
+    if args.json:
+        print(to_json({"compare": {"runs": names, "together": compare.together, **compare_figures(runs, names)},
+                       "runs": runs}))
+    else:
+        print(compare_text(runs, names, compare.together))
     return 0
+
+
+def compare_figures(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    from ..report import throughput_ratio
+
+    return throughput_ratio(runs, names)
 
 
 def cmd_scenarios(argv: list[str]) -> int:

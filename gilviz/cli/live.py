@@ -75,8 +75,12 @@ def _sampling_options(opts: list[str]) -> list[str]:
     return out
 
 
+def _has_terminal() -> bool:
+    return sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())
+
+
 def _open(source, theme: str | None, **options) -> int:
-    if not sys.stdin.isatty() or not (sys.stdout.isatty() or sys.stderr.isatty()):
+    if not _has_terminal():
         # without a terminal Textual cannot read keys (and spins on the closed input)
         raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
     from ..tui import make_app
@@ -85,13 +89,22 @@ def _open(source, theme: str | None, **options) -> int:
     try:
         app.run()
     finally:
-        app.source.stop()
-        wait: Callable[..., None] | None = getattr(app.source, "wait_stopped", None)
-        if wait is not None:
-            wait(5.0)  # the sampler ends its workload before we return
-    said = outcome_words(app.timeline.outcome)
-    if said:
-        print(f"{app.source.label}: {said}")  # the point of the run, still there after the screen is gone
+        for timeline in app.timelines:
+            timeline.source.stop()
+            wait: Callable[..., None] | None = getattr(timeline.source, "wait_stopped", None)
+            if wait is not None:
+                wait(5.0)  # the sampler ends its workload before we return
+    # the point of the run, still there after the screen is gone
+    for name, timeline in zip(app.names, app.timelines):
+        said = outcome_words(timeline.outcome)
+        if said:
+            print(f"{name}: {said}")
+    if len(app.timelines) > 1:
+        from ..timeline import present
+
+        c = present.comparison([t.model for t in app.timelines], app.names, app.together)
+        if c.caption:
+            print(c.caption)
     return app.return_code or 0
 
 
@@ -112,6 +125,74 @@ def cmd_attach(argv: list[str]) -> int:
     return _live(opts, ["--pid", rest[0]], "gilviz attach")
 
 
+COMPARE_DURATION_S = 5.0  # each side of a comparison, unless it says otherwise
+
+
+def cmd_compare(argv: list[str]) -> int:
+    """gilviz compare [--together] [--record FILE [--force]] [--theme T] A -- B"""
+    p = Parser(prog="gilviz compare", description="Two runs on one time axis: gilviz compare A -- B.")
+    p.add_argument("--together", action="store_true", help="run both at once (they share the cores)")
+    p.add_argument("--record", metavar="FILE", help="save both runs in one recording (gilviz replay shows it)")
+    p.add_argument("--force", action="store_true", help="write over the --record file if it exists")
+    _add_view_options(p)
+    lead = []
+    rest = list(argv)
+    while rest and rest[0] in ("--together", "--force", "--record", "--theme", "-h", "--help"):
+        lead.append(rest.pop(0))
+        if lead[-1] in ("--record", "--theme") and rest:
+            lead.append(rest.pop(0))
+    args = p.parse_args(lead)
+    if "--" not in rest:
+        raise UserError("compare needs two targets split by --, e.g. "
+                        "`gilviz compare cpu-threads --threads 4 -- cpu-processes --processes 4`")
+    cut = rest.index("--")
+    sides = []
+    sessions = []
+    for side in (rest[:cut], rest[cut + 1 :]):
+        opts, target = split_target(side)
+        if not target:
+            raise UserError("each side of compare needs a target, e.g. `gilviz compare cpu-threads -- cpu-processes`")
+        side_args = _parser("gilviz compare", "").parse_args(opts)
+        settings_from(side_args)
+        resolved = resolve_target(target, side_args.python)
+        if resolved.get("pid") is not None:
+            raise UserError("compare starts both runs itself: give it two targets, not --pid")
+        if side_args.duration is None:
+            opts = [*opts, "--duration", str(COMPARE_DURATION_S)]
+        command = resolved["command"]
+        sides.append((target, _sampling_options(opts), command.display, command.scenario))
+        settings = settings_from(side_args)
+        if settings.duration_s is None:
+            settings.duration_s = COMPARE_DURATION_S
+        sessions.append((settings, resolved))
+    names = [sides[0][2], sides[1][2]]
+    if args.record and not _has_terminal():
+        # no screen: record both, then say where they are
+        from ..session import record_comparison
+
+        ends = record_comparison(args.record, sessions, names, together=args.together, force=args.force)
+        print(f"gilviz: recorded {len(ends)} run{'s' if len(ends) != 1 else ''} to {args.record}; "
+              f"see them with `gilviz report {args.record}` or `gilviz replay {args.record}`", file=sys.stderr)
+        return 0
+    from ..sources import LiveSource
+
+    a, b = (LiveSource(target, opts, label=label, scenario=scenario) for target, opts, label, scenario in sides)
+    writer = None
+    if args.record:
+        from ..recording import RecordingWriter
+        from ..stream import Compare
+
+        writer = RecordingWriter(args.record, force=args.force)
+        writer.write(Compare(runs=names, together=args.together))
+    try:
+        return _open(a, args.theme, compare=b, together=args.together, names=names, record_to=writer)
+    finally:
+        if writer is not None:
+            writer.close()
+            print(f"gilviz: both runs recorded to {args.record}; see them with `gilviz replay {args.record}`",
+                  file=sys.stderr)
+
+
 def cmd_replay(argv: list[str]) -> int:
     p = Parser(prog="gilviz replay", description="The live view of a recording.")
     p.add_argument("file")
@@ -121,14 +202,21 @@ def cmd_replay(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.speed < 0:
         raise UserError("--speed must be 0 or more")
-    from ..recording import read
+    from ..recording import comparison, read
 
     records = read(args.file)
     next(records)  # the header: a missing or corrupt file is refused here
     records.close()
     from ..sources import ReplaySource
 
-    return _open(ReplaySource(args.file, speed=args.speed), args.theme, fit_when_loaded=args.speed == 0)
+    source = ReplaySource(args.file, speed=args.speed)
+    compare = comparison(args.file)
+    if compare is not None:  # two runs recorded by gilviz compare
+        names = (compare.runs + ["A", "B"])[:2]
+        return _open(source, args.theme, fit_when_loaded=args.speed == 0, names=names, together=compare.together,
+                     compare=ReplaySource(args.file, speed=args.speed, run=1))
+    return _open(source, args.theme, fit_when_loaded=args.speed == 0)
 
 
-TUI_COMMANDS: dict[str, Callable[[list[str]], int]] = {"run": cmd_run, "attach": cmd_attach, "replay": cmd_replay}
+TUI_COMMANDS: dict[str, Callable[[list[str]], int]] = {"run": cmd_run, "attach": cmd_attach, "replay": cmd_replay,
+                                                       "compare": cmd_compare}

@@ -249,10 +249,16 @@ class Outcome:
     """What the run has to show for itself: its work, its scenario's result, and whether the
     machine was too busy for the picture to be the GIL's alone."""
 
-    line: str = ""  # one line, always on screen while there is something to say
+    work: str = ""  # the work done, and how fast
+    result: str = ""  # the scenario's result (so far)
     big: str | None = None  # the result's figure, in large type once the run has ended
     caption: str = ""  # what the big figure is
     warning: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line, always on screen while there is something to say."""
+        return " · ".join(p for p in (self.work, self.result) if p)
 
 
 BUSY_OTHERS_CORES = 0.2  # other processes taking this much of a core the target wanted: say so
@@ -273,7 +279,7 @@ def result_text(result: dict[str, Any], final: bool) -> tuple[str, str | None, s
     rates = [(str(k), v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(rates) == len(result) and rates:
         line = "; ".join(f"{k}: {_number(v)}" for k, v in rates)
-        if len(rates) >= 2 and rates[-1][1]:
+        if len(rates) >= 2 and rates[-1][1] and all("/s" in k for k, _ in rates):  # phases' rates
             (first, a), (last, b) = rates[0], rates[-1]
             ratio = a / b
             return (f"{line}{so_far}", f"{ratio:.1f}x", f"{first} ({_number(a)}) over {last} ({_number(b)})")
@@ -283,18 +289,15 @@ def result_text(result: dict[str, Any], final: bool) -> tuple[str, str | None, s
 
 def outcome(model: History, figures: Figures, own_cores: float = 0.0) -> Outcome:
     """own_cores: what gilviz itself took (its sampler, and a live view), which is no other process."""
-    parts = []
+    work = ""
     progress = model.progress
     if progress is not None and progress.done is not None:
-        first = model.first_progress or progress
-        span = (progress.t - first.t) / 1e6
-        rate = (progress.done - (first.done or 0)) / span if span > 0 else 0.0
-        parts.append(f"work: {_number(progress.done)} {progress.unit or ''}" + (f" ({_number(rate)}/s)" if rate else ""))
-    big, caption = None, ""
+        rate = model.work_rate()
+        work = f"work: {_number(progress.done)} {progress.unit or ''}" + (f" ({_number(rate)}/s)" if rate else "")
+    result, big, caption = "", None, ""
     if model.results:
         final = bool(progress is not None and progress.final) or model.end is not None
-        line, big, caption = result_text(model.results, final)
-        parts.append(line)
+        result, big, caption = result_text(model.results, final)
         if model.end is None:
             big = None  # large type is for the end of the run
     warning = ""
@@ -303,4 +306,31 @@ def outcome(model: History, figures: Figures, own_cores: float = 0.0) -> Outcome
     if could_use > BUSY_OTHERS_CORES:
         warning = (f"⚠ other processes took {could_use:.1f} of a core while the target waited for one: "
                    "this shows a busy machine, not only the GIL")
-    return Outcome(" · ".join(parts), big, caption, warning)
+    return Outcome(work, result, big, caption, warning)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs' work per second, and how many times one does the other's."""
+
+    rates: list[float | None]
+    units: list[str]
+    big: str | None = None  # "1.9x", when both count the same unit
+    caption: str = ""
+    note: str = ""
+
+
+def comparison(models: list[History], labels: list[str], together: bool) -> Comparison:
+    rates = [m.work_rate() for m in models]
+    units = [(m.progress.unit or "") if m.progress is not None else "" for m in models]
+    ncpu = max((m.header.cpus or 0) for m in models)
+    note = (f"run together: they shared the {ncpu or 'same'} cores" if together
+            else "run one after the other, each from 0 s")
+    if len(rates) == 2 and all(r for r in rates) and units[0] == units[1]:
+        fast = 0 if rates[0] >= rates[1] else 1  # type: ignore[operator]
+        ratio = rates[fast] / rates[1 - fast]  # type: ignore[operator]
+        caption = f"{labels[fast]}: {ratio:.1f}x the {units[0]} per second of {labels[1 - fast]}"
+        return Comparison(rates, units, f"{ratio:.1f}x", caption, note)
+    if len(rates) == 2 and all(r for r in rates):
+        return Comparison(rates, units, None, "they count different work: no ratio", note)
+    return Comparison(rates, units, None, "", note)

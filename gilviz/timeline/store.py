@@ -238,6 +238,8 @@ class History:
         self.progress: Progress | None = None
         self.first_progress: Progress | None = None
         self.results: dict[str, Any] | None = None
+        self.progress_times = array("q")  # when each progress report came...
+        self.progress_done = array("d")  # ...and the work done by then
         self.stats: Stats | None = None
         self.end: End | None = None
         self.error: str | None = None  # the source failed: why
@@ -270,6 +272,8 @@ class History:
                 if self.first_progress is None:
                     self.first_progress = rec
                 self.progress = rec
+                self.progress_times.append(rec.t)
+                self.progress_done.append(float(rec.done))
             if rec.result:
                 self.results = rec.result
         elif isinstance(rec, Stats):
@@ -716,6 +720,34 @@ class History:
             "handoffs_per_s": sum(counts[4 * a + 3 : 4 * b : 4]) / (dur / 1e6) if dur else 0.0,
             "samples_per_s": samples / (dur / 1e6) if dur else 0.0,
         }
+
+    def done_at(self, t: int) -> float | None:
+        """Work done by time t, read between the progress reports around it (None before the first)."""
+        times, done = self.progress_times, self.progress_done
+        i = bisect.bisect_right(times, t)
+        if i == 0:
+            return None
+        if i == len(times):
+            return done[-1]
+        t0, t1 = times[i - 1], times[i]
+        return done[i - 1] + (done[i] - done[i - 1]) * (t - t0) / (t1 - t0) if t1 > t0 else done[i]
+
+    def work_rates(self, zoom: int, c0: int, c1: int) -> list[float]:
+        """Work done per second in each cell c0..c1 (-1 where there is no report on both sides)."""
+        out = []
+        last_t = self.progress_times[-1] if self.progress_times else -1
+        for c in range(c0, c1 + 1):
+            a, b = c * zoom, (c + 1) * zoom
+            da, db = self.done_at(a), self.done_at(min(b, last_t))
+            out.append(-1.0 if da is None or db is None or b > last_t + zoom else (db - da) / (zoom / 1e6))
+        return out
+
+    def work_rate(self) -> float | None:
+        """Work per second over the run, from the first report to the last."""
+        times, done = self.progress_times, self.progress_done
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (done[-1] - done[0]) / ((times[-1] - times[0]) / 1e6)
 
     def stack_at(self, tid: int, t: int) -> tuple[int, StackEntry] | None:
         """The thread's entry in the latest stack dump at or before t (else the first after)."""

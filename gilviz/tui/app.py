@@ -17,15 +17,20 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
+from rich.text import Text
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Digits, Footer, Static
 
 from ..errors import UserError
+from ..recording import RecordingWriter
 from ..sources import LiveSource, Source
+from ..timeline import present
+from ..timeline.view import View
 from ..timeline.view import SORT_LABELS
 from . import catalog, theme
 from .screens import HelpScreen, JumpScreen, PickScreen
-from .timeline import FIGURES_HZ, FRAME_HZ, TimelineView
-from .widgets import ThreadClicked
+from .timeline import FIGURES_HZ, FRAME_HZ, RunEnded, TimelineView
+from .widgets import Legend, ThreadClicked, WorkLanes
 
 
 class TargetChecked(Message):
@@ -93,14 +98,37 @@ class GilvizApp(App[int]):
                  new_source: Callable[[list[str], str | None], Source] | None = None,
                  screenshot_dir: str | None = None, clock: Callable[[], float] = time.monotonic,
                  cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = 20_000_000,
-                 fit_when_loaded: bool = False):
+                 fit_when_loaded: bool = False, compare: Source | None = None, together: bool = False,
+                 names: list[str] | None = None, record_to: RecordingWriter | None = None):
+        """compare: a second run, shown under the first on one time axis (together: run at the same
+        time, else after it); names: what to call the two; record_to: a writer both runs go to."""
         super().__init__()
         for t in theme.THEMES:
             self.register_theme(t)
         self.theme = theme_name or os.environ.get("GILVIZ_THEME") or theme.DEFAULT_THEME
-        self.timeline = TimelineView(source, frame_hz=frame_hz, figures_hz=figures_hz, show_ui_cost=show_ui_cost,
-                                     output_pane=output_pane, clock=clock, cpu_clock=cpu_clock,
-                                     max_thread_ticks=max_thread_ticks, fit_when_loaded=fit_when_loaded, id="run")
+        options = dict(frame_hz=frame_hz, figures_hz=figures_hz, show_ui_cost=show_ui_cost, output_pane=output_pane,
+                       clock=clock, cpu_clock=cpu_clock, max_thread_ticks=max_thread_ticks,
+                       fit_when_loaded=fit_when_loaded)
+        self.together = together
+        self.names = names or [source.label, compare.label if compare is not None else ""]
+        self.record_to = record_to
+        if compare is None:
+            self.timelines = [TimelineView(source, id="run", **options)]
+        else:
+            view = View()
+            view.panes.update(table=False, output=False)  # two runs share the screen
+            taps = [None, None] if record_to is None else [partial(record_to.write, run=i) for i in (0, 1)]
+            options["output_pane"] = False
+            self.timelines = [
+                TimelineView(source, view=view, tap=taps[0], id="run-a", **options),
+                TimelineView(compare, view=view, tap=taps[1], autostart=together, id="run-b",
+                             waiting_for=f"{self.names[1]} starts when {self.names[0]} has ended", **options),
+            ]
+            view.follow_edge = lambda: max(t.model.t_last for t in self.timelines)  # one time axis
+            for t in self.timelines:
+                t.shares_screen = True
+                t.in_comparison = True
+        self.timeline = self.timelines[0]
         self.live_options = list(live_options or [])
         self.check_target = check_target
         self.new_source = new_source or (lambda target, scenario: LiveSource(target, self.live_options,
@@ -141,7 +169,8 @@ class GilvizApp(App[int]):
         return self.timeline.frames
 
     def refresh_now(self) -> None:
-        self.timeline.refresh_now()
+        for t in self.timelines:
+            t.refresh_now()
 
     # ----------------------------------------------------------------- layout
     def get_default_screen(self) -> Screen:
@@ -151,8 +180,56 @@ class GilvizApp(App[int]):
         return {**theme.DARK_VARS}
 
     def compose(self) -> ComposeResult:
-        yield self.timeline
+        if len(self.timelines) == 1:
+            yield self.timeline
+        else:
+            with Vertical(id="runs"):
+                yield from self.timelines
+            with Horizontal(id="comparison"):
+                with Vertical(id="compare-left"):
+                    yield Static(id="compare-caption")
+                    yield WorkLanes(self.timelines, ["A", "B"], id="work")
+                yield Digits(id="ratio")
+            legend = Legend(id="compare-legend")
+            legend._gv = self.timeline
+            yield legend
         yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if len(self.timelines) > 1:
+            self.set_interval(1.0 / FIGURES_HZ, self._compare_figures)
+
+    def _compare_figures(self) -> None:
+        """The work both runs did per second, and how many times one did the other's."""
+        c = present.comparison([t.model for t in self.timelines], self.names, self.together)
+        caption = self.query_one("#compare-caption", Static)
+        text = Text()
+        for letter, name, rate, unit in zip("AB", self.names, c.rates, c.units):
+            text.append(f"{letter} ", style="bold reverse")
+            text.append(f" {name}: " + (f"{rate:,.0f} {unit}/s" if rate else "…") + "   ")
+        text.append("\n" + (c.caption or "") + ("  ·  " if c.caption else "") + c.note, style="bold")
+        caption.update(text)
+        ratio = self.query_one("#ratio", Digits)
+        ratio.display = c.big is not None
+        if c.big is not None and ratio.value != c.big:
+            ratio.update(c.big)
+        self.query_one(WorkLanes).refresh_lanes()
+        self.query_one(Legend).refresh_lanes()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        """One after the other: the second run starts when the first has ended."""
+        if len(self.timelines) > 1 and message.timeline is self.timelines[0] and not self.timelines[1].started:
+            self.timelines[1].start()
+
+    def _others(self) -> list[TimelineView]:
+        return self.timelines[1:]
+
+    def _mirror(self) -> None:
+        """After a key changed the shared view through the first run: the second follows."""
+        for t in self._others():
+            if t.started:
+                t.source.set_paused(self.view.paused)
+            t.refresh_now()
 
     def tell(self, message: str, timeout: float = 2) -> None:
         """A passing word on what a key did: it replaces the last, so they never pile up."""
@@ -176,10 +253,12 @@ class GilvizApp(App[int]):
 
     def action_toggle_pause(self) -> None:
         self.timeline.toggle_pause()
+        self._mirror()
         self.refresh_bindings()
 
     def action_scroll_time(self, screens: float) -> None:
         self.timeline.scroll_time(screens)
+        self._mirror()
 
     def action_step(self, ticks: int) -> None:
         self.timeline.step(ticks)
@@ -209,15 +288,20 @@ class GilvizApp(App[int]):
 
     def action_go_start(self) -> None:
         self.timeline.go_start()
+        self._mirror()
 
     def action_fit(self) -> None:
         self.timeline.fit()
+        self._mirror()
 
     def action_follow(self) -> None:
         self.timeline.follow()
+        self._mirror()
 
     def action_zoom(self, step: int) -> None:
-        if not self.timeline.zoom(step):
+        zoomed = self.timeline.zoom(step)
+        self._mirror()
+        if not zoomed:
             self.tell("zoom is already at its " + ("finest (1 ms per cell)" if step < 0 else "widest (1 s per cell)"),
                         timeout=2)
 
@@ -267,6 +351,11 @@ class GilvizApp(App[int]):
             self.push_screen(HelpScreen())
 
     def action_restart(self) -> None:
+        if len(self.timelines) > 1:
+            for i, t in enumerate(self.timelines):
+                t.restart(t.source.fresh(), start=i == 0 or self.together)
+            self.tell("both runs start over")
+            return
         self.restart(self.source.fresh())
         self.tell(f"restarted {self.source.label}" if self.source.capabilities.live else "replay restarted",
                     timeout=2)
@@ -275,6 +364,9 @@ class GilvizApp(App[int]):
         self.timeline.restart(source)
 
     def action_pick(self) -> None:
+        if len(self.timelines) > 1:
+            self.tell("a comparison keeps its two runs: start another with gilviz compare")
+            return
         current = self.model.header.scenario or self.source.scenario
         self.push_screen(PickScreen(current), self._picked)
 
@@ -325,11 +417,13 @@ class GilvizApp(App[int]):
         yield SystemCommand("Help", "Keys, states and lanes", self.action_help)
 
     async def action_quit(self) -> None:
-        self.timeline.stop()
+        for t in self.timelines:
+            t.stop()
         self.exit(0)
 
     def on_unmount(self) -> None:
-        self.timeline.stop()
+        for t in self.timelines:
+            t.stop()
 
 
 def make_app(source: Source, **options: Any) -> GilvizApp:

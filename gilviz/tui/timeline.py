@@ -41,6 +41,14 @@ class SourceData(Message):
         return isinstance(message, SourceData)
 
 
+class RunEnded(Message):
+    """A timeline view's source has ended (the app of a comparison then starts the next run)."""
+
+    def __init__(self, timeline: "TimelineView") -> None:
+        super().__init__()
+        self.timeline = timeline
+
+
 class SourceEnded(Message):
     def __init__(self, generation: int, error: str | None) -> None:
         super().__init__()
@@ -61,7 +69,11 @@ class TimelineView(Vertical):
     def __init__(self, source: Source, *, view: View | None = None, frame_hz: float = FRAME_HZ,
                  figures_hz: float = FIGURES_HZ, show_ui_cost: bool = True, output_pane: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
-                 max_thread_ticks: int = 20_000_000, fit_when_loaded: bool = False, id: str | None = None):
+                 max_thread_ticks: int = 20_000_000, fit_when_loaded: bool = False, autostart: bool = True,
+                 tap: Callable[[Any], None] | None = None, waiting_for: str = "", id: str | None = None):
+        """autostart: start the source once mounted, else when start() is called; tap: called with
+        every record taken (a comparison records both runs into one file); waiting_for: what the
+        lanes say before the source starts."""
         super().__init__(id=id)
         self.source = source
         self.feed = Feed(self._wake)
@@ -76,6 +88,11 @@ class TimelineView(Vertical):
         self.max_thread_ticks = max_thread_ticks
         self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
         self.loop = False  # a replay that ends starts over
+        self.autostart = autostart
+        self.tap = tap
+        self.waiting_for = waiting_for
+        self.started = False
+        self.in_comparison = False  # one of two runs on the screen: no legend of its own
         self.presenter = False  # for a room: the point as a caption, the GIL, the threads, a big legend
         self._show_up_to: int | None = None  # a step or a jump waits for its ticks: where to show them
         self.figures = present.Figures()
@@ -141,6 +158,8 @@ class TimelineView(Vertical):
         return self.lane_cells
 
     def empty_message(self) -> str:
+        if not self.started and self.waiting_for:
+            return self.waiting_for
         return present.empty_message(self.model, self.source_facts)
 
     # ----------------------------------------------------------------- layout
@@ -171,8 +190,15 @@ class TimelineView(Vertical):
             self.output_pane = self.app.size.height >= 40
         self.view.panes["output"] = bool(self.output_pane)
         self.apply_layout()
-        self._start(self.source)
+        if self.autostart:
+            self._start(self.source)
         self.set_interval(1.0 / self.frame_hz, self._frame)
+
+    def start(self) -> None:
+        """Starts a source that was not started when mounted."""
+        if not self.started:
+            self._start(self.source)
+            self.refresh_now()
 
     def on_resize(self) -> None:
         self.apply_layout()
@@ -224,6 +250,8 @@ class TimelineView(Vertical):
                 self.query_one(name).display = False
         self.query_one("#header").display = not self.presenter
         self.query_one("#caption").display = self.presenter
+        if self.in_comparison:
+            self.query_one("#legend").display = False  # the comparison has one for both
         self._lanes_dirty = self._figures_dirty = True
         for painter in self.query("Painter"):
             painter.forget_rows()  # type: ignore[attr-defined]
@@ -234,6 +262,7 @@ class TimelineView(Vertical):
 
     def _start(self, source: Source) -> None:
         self.source = source
+        self.started = True
         self._generation = self.feed.next_generation()
         self._read_source(source, self._generation)
 
@@ -267,6 +296,7 @@ class TimelineView(Vertical):
         if self.loop and not self.source.capabilities.live and message.error is None:
             self.restart(self.source.fresh())
             return
+        self.post_message(RunEnded(self))
         self._lanes_dirty = self._figures_dirty = True
         self._last_figures = -1e9
         self._frame()
@@ -278,8 +308,11 @@ class TimelineView(Vertical):
         if not items:
             return
         model = self.model
+        tap = self.tap
         for rec in items:
             model.add(rec)
+            if tap is not None:
+                tap(rec)
             if isinstance(rec, Notice):
                 self.app.notify(rec.text, severity="warning", timeout=10)
         if model.output_seen > self._output_seen:
@@ -365,10 +398,10 @@ class TimelineView(Vertical):
             text.append(outcome.warning, style="bold reverse")
             if outcome.line:
                 text.append("\n")
-        if outcome.big is not None:
+        if outcome.big is not None:  # the result is in large type: its caption, and the work done
             text.append(outcome.caption, style="bold")
-            if outcome.line:
-                text.append("  ·  " + outcome.line)
+            if outcome.work:
+                text.append("  ·  " + outcome.work)
         else:
             text.append(outcome.line)
         line.display = bool(text.plain)
@@ -536,8 +569,9 @@ class TimelineView(Vertical):
         self.apply_layout()
         self.refresh_now()
 
-    def restart(self, source: Source) -> None:
-        """Starts over with this source (the same run again, or another target)."""
+    def restart(self, source: Source, start: bool = True) -> None:
+        """Starts over with this source (the same run again, or another target); start=False
+        waits for start() (the second of two runs one after the other)."""
         self.source.stop()
         self.source.set_paused(False)
         self.model = History(self.max_thread_ticks)
@@ -551,7 +585,10 @@ class TimelineView(Vertical):
         self.query_one("#output", Log).clear()
         for painter in self.query("Painter"):
             painter.forget_rows()  # type: ignore[attr-defined]
-        self._start(source)
+        if start:
+            self._start(source)
+        else:
+            self.source, self.started = source, False
         self.refresh_now()
 
     def stop(self) -> None:

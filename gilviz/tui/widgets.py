@@ -25,7 +25,7 @@ from textual.strip import Strip
 from . import theme
 from ..timeline.store import (CODE_NAMES, GONE, HELD_BIT, LETTERS, OCCUPIED, OTHERS, PALETTE_SIZE, PARTLY, STATE_MASK, UNKNOWN,
                     History, fmt_zoom)
-from ..timeline.present import pct
+from ..timeline.present import nice_ceiling, pct
 from ..timeline.view import Row, View
 
 if TYPE_CHECKING:
@@ -565,6 +565,7 @@ class ThreadLanes(Painter):
         gs = model.gils.get(pid) if pid is not None else None
         ended = pid in model.proc_ended
         if gs is not None and pid != gv.gil_pid:
+            label = f"▾ pid {pid} GIL"  # its GIL, drawn on its heading: who held it
             cells = model.gil_cells(gs, gv.view.zoom, c0, c1)
             key = ("proc", label, gv.selected_serial, c0, tuple(c[:2] for c in cells), self.gut)
             return self.cached(index, key, lambda: self.finish(
@@ -859,3 +860,36 @@ class ThreadTable(Painter):
 
 __all__ = ["CoreLanes", "GilLanes", "ThreadLanes", "TimeAxis", "Legend", "ThreadTable", "ThreadClicked", "fit", "pct",
            "time_label"]
+
+
+class WorkLanes(Painter):
+    """Work done per second by each run compared, on the time axis they share: one lane each."""
+
+    DEFAULT_CSS = """
+    WorkLanes { height: 2; overflow-y: hidden; }
+    """
+
+    def __init__(self, timelines: list, names: list[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timelines = timelines
+        self.names = names
+        self._gv = timelines[0]  # the time axis, gutter and zoom are the first run's (and so the shared)
+
+    def refresh_lanes(self) -> None:
+        self.new_frame()
+        self.set_rows(len(self.timelines))
+        self.refresh_changed()
+
+    def paint_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        if index >= len(self.timelines):
+            return Strip.blank(self.line_width, self.pal.base)
+        c0, c1 = self.window()
+        zoom = self.view.zoom
+        rates = [tl.model.work_rates(zoom, c0, c1) for tl in self.timelines]
+        scale = nice_ceiling(max((r for lane in rates for r in lane), default=0.0))
+        model = self.timelines[index].model
+        unit = (model.progress.unit or "work") if model.progress is not None else "work"
+        label = f"{self.names[index]} {unit}/s"
+        return self.finish(self.gutter_segments(label, self.pal.gutter)
+                           + self.spark_segments(rates[index], self.pal.thread[index % PALETTE_SIZE], scale))
