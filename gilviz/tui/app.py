@@ -124,7 +124,7 @@ class GilvizApp(App[int]):
                 TimelineView(compare, view=view, tap=taps[1], autostart=together, id="run-b",
                              waiting_for=f"{self.names[1]} starts when {self.names[0]} has ended", **options),
             ]
-            view.follow_edge = lambda: max(t.model.t_last for t in self.timelines)  # one time axis
+            view.follow_edge = self._newest_of_running  # one time axis
             for t in self.timelines:
                 t.shares_screen = True
                 t.in_comparison = True
@@ -220,6 +220,12 @@ class GilvizApp(App[int]):
         """One after the other: the second run starts when the first has ended."""
         if len(self.timelines) > 1 and message.timeline is self.timelines[0] and not self.timelines[1].started:
             self.timelines[1].start()
+
+    def _newest_of_running(self) -> int:
+        """Following a comparison follows the run under way: run one after the other, the second
+        is drawn beside the first's same seconds, not past the first's end."""
+        running = [t.model.t_last for t in self.timelines if t.started and not t.model.ended]
+        return max(running or [t.model.t_last for t in self.timelines])
 
     def _others(self) -> list[TimelineView]:
         return self.timelines[1:]
