@@ -49,6 +49,9 @@ def test_header_says_as_much_as_fits():
     assert text(ended).startswith("■ ENDED (the target exited)") and ended[0][1] == "bold"
     replay, _ = present.header(run(ended=False), View(paused=True), present.SourceFacts("r.gilviz", False, 2.0), None, 200)
     assert text(replay).startswith("❚❚ PAUSED") and "r.gilviz: spin.py" in text(replay)
+    # zoomed in to where one step of a replay is several cells, the clock says which step
+    fine, _ = present.header(run(ended=False), View(paused=True, zoom=1_000), present.SourceFacts("r.gilviz", False), None, 200)
+    assert text(fine).startswith("❚❚ PAUSED 1.000 s"), text(fine)
 
 
 def test_figures_of_the_time_shown():

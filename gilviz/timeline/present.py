@@ -136,7 +136,9 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
     if source.loop and not source.live:
         head.append((" ⟳", "bold"))
     if model.times:
-        head.append((f" {model.t_last / 1e6:.1f} s", "bold"))
+        # as fine as a cell: zoomed to 1 ms, one step of a replay moves the clock too
+        digits = 1 if view.zoom >= 10_000 else 3
+        head.append((f" {model.t_last / 1e6:.{digits}f} s", "bold"))
     target = h.command or source.label
     if not source.live:
         target = f"{source.label}: {target}"
