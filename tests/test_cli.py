@@ -286,3 +286,17 @@ def test_compare_records_both_runs_without_a_screen_and_reports_the_ratio(tmp_pa
     assert len(data["runs"]) == 2 and data["compare"]["ratio"] is None
     assert data["runs"][1]["throughput"]["unit"] == "loops"
     assert_user_error(gilviz("compare", "--record", str(out), "-c", "pass", "--", "-c", "pass"), "exists", "--force")
+
+
+def test_compare_names_each_side_by_its_interpreter_when_given(tmp_path):
+    first, second = tmp_path / "versions.gilviz", tmp_path / "twice.gilviz"
+    result = gilviz("compare", "--record", str(first), "--python", sys.executable, "-c", "pass",
+                    "--", "-c", "pass", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = gilviz("report", str(first)).stdout
+    python = os.path.basename(sys.executable)
+    assert f"== A: python -c pass on {python}\n" in report and "== B: python -c pass\n" in report, report
+    result = gilviz("compare", "--record", str(second), "-c", "pass", "--", "--rate", "100", "-c", "pass", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = gilviz("report", str(second)).stdout
+    assert "== A: python -c pass (A)\n" in report and "== B: python -c pass (B)\n" in report, report

@@ -8,6 +8,8 @@ tests and the benchmark use too. Textual is imported only once the input is know
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import Callable
 
@@ -128,6 +130,15 @@ def cmd_attach(argv: list[str]) -> int:
 COMPARE_DURATION_S = 5.0  # each side of a comparison, unless it says otherwise
 
 
+def _side_name(display: str, python: str | None) -> str:
+    """A side of a comparison named by its interpreter too, when it was given: comparing
+    versions, "cpu-threads: 1.6x cpu-threads" would say nothing."""
+    if not python:
+        return display
+    spec = python if re.fullmatch(r"\d+\.\d+t?", python) is None else f"Python {python}"
+    return f"{display} on {os.path.basename(spec)}"
+
+
 def cmd_compare(argv: list[str]) -> int:
     """gilviz compare [--together] [--record FILE [--force]] [--theme T] A -- B"""
     p = Parser(prog="gilviz compare", description="Two runs on one time axis: gilviz compare A -- B.")
@@ -160,12 +171,14 @@ def cmd_compare(argv: list[str]) -> int:
         if side_args.duration is None:
             opts = [*opts, "--duration", str(COMPARE_DURATION_S)]
         command = resolved["command"]
-        sides.append((target, _sampling_options(opts), command.display, command.scenario))
+        sides.append((target, _sampling_options(opts), _side_name(command.display, side_args.python), command.scenario))
         settings = settings_from(side_args)
         if settings.duration_s is None:
             settings.duration_s = COMPARE_DURATION_S
         sessions.append((settings, resolved))
     names = [sides[0][2], sides[1][2]]
+    if names[0] == names[1]:  # the same target twice (other sampling options): told apart by letter
+        names = [f"{names[0]} (A)", f"{names[1]} (B)"]
     if args.record and not _has_terminal():
         # no screen: record both, then say where they are
         from ..session import record_comparison
