@@ -49,6 +49,17 @@ def test_header_says_as_much_as_fits():
     assert text(ended).startswith("■ ENDED (the target exited)") and ended[0][1] == "bold"
     replay, _ = present.header(run(ended=False), View(paused=True), present.SourceFacts("r.gilviz", False, 2.0), None, 200)
     assert text(replay).startswith("❚❚ PAUSED") and "r.gilviz: spin.py" in text(replay)
+    # wide, one line, shortened as needed; where even the shortest is too long, two lines in full
+    long = run(ended=False)
+    long.add(End(200 * DT, "exited", 3, sampler_wall_s=1.0))
+    long.header.command = "cpu-threads --threads 4 --size 50000"
+    shapes = set()
+    for width in range(70, 240):
+        spans, lines = present.header(long, View(), LIVE, 0.2, width)
+        assert len(text(spans)) <= lines * width
+        assert lines == 1 or width < 118 or "CPython 3.14.0" in text(spans), (width, text(spans))
+        shapes.add(lines)
+    assert shapes == {1, 2}
     # zoomed in to where one step of a replay is several cells, the clock says which step
     fine, _ = present.header(run(ended=False), View(paused=True, zoom=1_000), present.SourceFacts("r.gilviz", False), None, 200)
     assert text(fine).startswith("❚❚ PAUSED 1.000 s"), text(fine)

@@ -857,17 +857,20 @@ async def test_live_comparison_of_threads_and_processes(tmp_path):
     b = LiveSource(["cpu-processes", "--processes", "2"], ["--duration", "2.5"], scenario="cpu-processes")
     app = make_app(a, compare=b, names=["threads", "processes"], record_to=writer, show_ui_cost=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        edges_while_second_ran = []
+        edges_while_second_ran, axes = [], []
         for _ in range(1500):  # one after the other: about 6 s
             if all(t.model.ended for t in app.timelines):
                 break
             second = app.timelines[1]
             if second.started and not second.model.ended and second.model.t_last > 0:
                 edges_while_second_ran.append((app.view.right_edge(second.model), second.model.t_last))
+                # the first run's lanes, ended, move along with the second's (a frame apart at most)
+                axes.append(tuple(t.query_one("#axis").render_line(0).text for t in app.timelines))
             await pilot.pause(0.02)
         # following, the time axis followed the run under way, not the first run's end
         assert edges_while_second_ran
         assert all(edge == t_last for edge, t_last in edges_while_second_ran), edges_while_second_ran[:5]
+        assert len(set(axes)) > 10 and all(a == b for a, b in axes), "\n".join(a + "\n" + b for a, b in axes if a != b)
         assert all(t.model.end is not None for t in app.timelines), [t.model.error for t in app.timelines]
         threads, processes = (t.model for t in app.timelines)
         # threads: one GIL, held about all the time, by one thread at a time

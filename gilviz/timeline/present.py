@@ -176,11 +176,16 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
         parts.append(fmt_zoom(view.zoom))
         return [p for p in parts if p]
 
-    room = width if width >= 118 else 2 * width
-    for level in range(4):
-        spans = [*head, (" │ " + " │ ".join(build(level)), "")]
-        if spans_length(spans) <= room:
-            break
+    def richest(room: int) -> Spans | None:
+        for level in range(4):
+            spans = [*head, (" │ " + " │ ".join(build(level)), "")]
+            if spans_length(spans) <= room:
+                return spans
+        return None
+
+    # wide: one line, shortened as needed; where even the shortest does not fit, two lines in full
+    spans = (richest(width) if width >= 118 else None) or richest(2 * width) or [
+        *head, (" │ " + " │ ".join(build(3)), "")]
     return spans, 1 if spans_length(spans) <= width else 2
 
 

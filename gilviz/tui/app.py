@@ -118,7 +118,7 @@ class GilvizApp(App[int]):
             view = View()
             view.panes.update(table=False, output=False)  # two runs share the screen
             taps = [None, None] if record_to is None else [partial(record_to.write, run=i) for i in (0, 1)]
-            options["output_pane"] = False
+            options.update(output_pane=False, own_frames=False)
             self.timelines = [
                 TimelineView(source, view=view, tap=taps[0], id="run-a", **options),
                 TimelineView(compare, view=view, tap=taps[1], autostart=together, id="run-b",
@@ -198,6 +198,15 @@ class GilvizApp(App[int]):
     def on_mount(self) -> None:
         if len(self.timelines) > 1:
             self.set_interval(1.0 / FIGURES_HZ, self._compare_figures)
+            self.set_interval(1.0 / self.timeline.frame_hz, self._frame_both)
+
+    def _frame_both(self) -> None:
+        """Both runs painted in one frame: on one time axis they move together."""
+        ready = [t for t in self.timelines if t._ready]
+        for t in ready:  # first what each run sent: the time axis follows the newest of them
+            t.take()
+        for t in ready:
+            t.frame(take=False)
 
     def _compare_figures(self) -> None:
         """The work both runs did per second, and how many times one did the other's."""

@@ -70,16 +70,19 @@ class TimelineView(Vertical):
                  figures_hz: float = FIGURES_HZ, show_ui_cost: bool = True, output_pane: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
                  max_thread_ticks: int = 20_000_000, fit_when_loaded: bool = False, autostart: bool = True,
-                 tap: Callable[[Any], None] | None = None, waiting_for: str = "", id: str | None = None):
+                 tap: Callable[[Any], None] | None = None, waiting_for: str = "", id: str | None = None,
+                 own_frames: bool = True):
         """autostart: start the source once mounted, else when start() is called; tap: called with
         every record taken (a comparison records both runs into one file); waiting_for: what the
-        lanes say before the source starts."""
+        lanes say before the source starts; own_frames: paint on a timer of its own, else when
+        frame() is called (two runs on one time axis move in the same frame)."""
         super().__init__(id=id)
         self.source = source
         self.feed = Feed(self._wake)
         self.model = History(max_thread_ticks)
         self.view = view or View()
         self.frame_hz = frame_hz
+        self.own_frames = own_frames
         self.figures_hz = figures_hz
         self.show_ui_cost = show_ui_cost
         self.output_pane = output_pane
@@ -92,6 +95,7 @@ class TimelineView(Vertical):
         self.tap = tap
         self.waiting_for = waiting_for
         self.started = False
+        self._drawn_window: tuple[int, int] | None = None
         self.in_comparison = False  # one of two runs on the screen: no legend of its own
         self.presenter = False  # for a room: the point as a caption, the GIL, the threads, a big legend
         self._show_up_to: int | None = None  # a step or a jump waits for its ticks: where to show them
@@ -192,7 +196,8 @@ class TimelineView(Vertical):
         self.apply_layout()
         if self.autostart:
             self._start(self.source)
-        self.set_interval(1.0 / self.frame_hz, self._frame)
+        if self.own_frames:
+            self.set_interval(1.0 / self.frame_hz, self._frame)
 
     def start(self) -> None:
         """Starts a source that was not started when mounted."""
@@ -335,9 +340,18 @@ class TimelineView(Vertical):
         self._figures_dirty = True
 
     # ----------------------------------------------------------------- painting
-    def _frame(self) -> None:
-        self.take()
+    def frame(self, take: bool = True) -> None:
+        if self._ready:
+            self._frame(take)
+
+    def _frame(self, take: bool = True) -> None:
+        if take:
+            self.take()
         now = self.clock()
+        window = (self.view.right_edge(self.model), self.view.zoom)
+        if window != self._drawn_window:  # moved by another run on the same time axis, too
+            self._drawn_window = window
+            self._lanes_dirty = self._figures_dirty = True
         if self.show_ui_cost:
             self._measure_cost(now)
         if self._sizes is not None and (self._sizes[2] != max(1, len(self.model.cores) or 2)
