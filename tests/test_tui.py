@@ -762,6 +762,25 @@ async def test_footer_fits_80_columns_with_help_and_quit_and_says_what_space_doe
         assert "Resume" in footer and "Pause" not in footer
 
 
+def test_every_key_does_one_thing_and_help_lists_it():
+    from gilviz.tui.screens import KEYS
+
+    actions: dict[str, set[str]] = {}
+    for binding in GilvizApp.BINDINGS:
+        for key in binding.key.split(","):
+            actions.setdefault(key, set()).add(binding.action)
+    shared = {key: acts for key, acts in actions.items() if len(acts) > 1}
+    assert shared == {"space": {"pause", "resume"}}, shared  # space says which it does
+    listed = " ".join(key for key, _ in KEYS)
+    names = {"comma": ",", "full_stop": ".", "left_square_bracket": "[", "right_square_bracket": "]",
+             "plus": "+", "minus": "-", "question_mark": "?", "escape": "esc", "left": "←", "right": "→",
+             "up": "↑", "down": "↓", "shift+left": "shift+← →", "shift+right": "shift+← →"}
+    for binding in GilvizApp.BINDINGS:
+        key = binding.key.split(",")[0]
+        shown = names.get(key) or "+".join(names.get(part, part) for part in key.split("+"))
+        assert shown in listed, key
+
+
 @sync
 async def test_ctrl_c_quits():
     app = replay_app()
