@@ -825,6 +825,10 @@ async def test_a_recorded_comparison_replays_as_two_runs_on_one_time_axis():
         assert "cpu-processes --processes 2 --duration 1: 1.8x the loops per second of cpu-threads" in caption
         await pilot.press("minus")  # one key, both runs
         assert a.view.zoom == b.view.zoom == 20_000
+        await pilot.press("p")  # presenter: each run's point instead of its header
+        assert a.presenter and b.presenter
+        for t, point in ((a, "only one runs Python at a time"), (b, "processes run Python in parallel")):
+            assert not t.query_one("#header").display and point in str(t.query_one("#caption").render())
 
 
 def test_snapshot_comparison(snap_compare):

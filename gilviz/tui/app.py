@@ -292,7 +292,12 @@ class GilvizApp(App[int]):
             self.refresh_bindings()
 
     def action_presenter(self) -> None:
-        on = self.timeline.toggle_presenter()
+        on = not self.timeline.presenter
+        for t in self.timelines:  # a comparison: both runs, each with its own point
+            if t.presenter != on:
+                t.toggle_presenter()
+        if len(self.timelines) > 1:
+            self.query_one("#compare-legend", Legend).refresh_lanes()
         self.query_one(Footer).display = not on
 
     def action_loop(self) -> None:
