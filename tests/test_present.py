@@ -116,3 +116,13 @@ def test_results_read_as_their_scenario_means_them():
     assert line.endswith("so far") and big == "8.0x"
     assert caption == "round trips/s with 0 cpu threads (2,400) over round trips/s with 2 cpu threads (300)"
     assert present.result_text({"async": 10, "blocking": 2}, final=True) == ("async: 10; blocking: 2", None, "")
+
+
+def test_the_sentence_printed_after_the_screen_says_each_thing_once():
+    lost = present.Outcome("work: 200 increments (100/s)", *present.result_text(
+        {"expected": 200, "actual": 150, "lost": 50}, final=True))
+    assert lost.sentence == "lost 50 of 200 updates (25%) · work: 200 increments (100/s)"
+    ratio = present.Outcome("work: 9 round trips", *present.result_text(
+        {"a/s": 2400.0, "b/s": 300.0, "c/s": 30.0}, final=True))
+    assert ratio.sentence == "a/s (2,400) over c/s (30): 80.0x · a/s: 2,400; b/s: 300; c/s: 30 · work: 9 round trips"
+    assert present.Outcome("work: 3 loops").sentence == "work: 3 loops"

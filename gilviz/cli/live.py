@@ -98,7 +98,7 @@ def _open(source, theme: str | None, **options) -> int:
                 wait(5.0)  # the sampler ends its workload before we return
     # the point of the run, still there after the screen is gone
     for name, timeline in zip(app.names, app.timelines):
-        said = outcome_words(timeline.outcome)
+        said = timeline.outcome.sentence
         if said:
             print(f"{name}: {said}")
     if len(app.timelines) > 1:
@@ -108,11 +108,6 @@ def _open(source, theme: str | None, **options) -> int:
         if c.caption:
             print(c.caption)
     return app.return_code or 0
-
-
-def outcome_words(outcome) -> str:
-    headline = f"{outcome.caption}: {outcome.big}" if outcome.big else ""
-    return " · ".join(p for p in (headline, outcome.line) if p)
 
 
 def cmd_run(argv: list[str]) -> int:

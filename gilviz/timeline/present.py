@@ -267,6 +267,13 @@ class Outcome:
         """One line, always on screen while there is something to say."""
         return " · ".join(p for p in (self.work, self.result) if p)
 
+    @property
+    def sentence(self) -> str:
+        """The outcome, printed after the screen is gone: the headline where the result does
+        not already say it, the result, the work."""
+        head = f"{self.caption}: {self.big}" if self.big and self.big not in self.result else ""
+        return " · ".join(p for p in (head, self.result, self.work) if p)
+
 
 BUSY_OTHERS_CORES = 0.2  # other processes taking this much of a core the target wanted: say so
 
