@@ -300,3 +300,29 @@ def test_compare_names_each_side_by_its_interpreter_when_given(tmp_path):
     assert result.returncode == 0, result.stderr
     report = gilviz("report", str(second)).stdout
     assert "== A: python -c pass (A)\n" in report and "== B: python -c pass (B)\n" in report, report
+
+
+def test_compare_together_runs_both_at_once_and_says_so(tmp_path):
+    from gilviz.recording import read
+    from gilviz.stream import End, Header
+
+    def spans(path):
+        """Each run's time on CLOCK_MONOTONIC: from its time 0 to its end."""
+        out = []
+        for run in (0, 1):
+            records = list(read(str(path), run=run))
+            start = next(r for r in records if isinstance(r, Header)).monotonic_ns
+            end = next(r for r in records if isinstance(r, End)).t
+            out.append((start, start + end * 1000))
+        return out
+
+    after, together = tmp_path / "after.gilviz", tmp_path / "together.gilviz"
+    for path, lead in ((after, []), (together, ["--together"])):
+        result = gilviz("compare", *lead, "--record", str(path), "--duration", "1", "-c", SLEEPY,
+                        "--", "--duration", "1", "-c", SLEEPY, timeout=60)
+        assert result.returncode == 0, result.stderr
+    (a0, a1), (b0, b1) = spans(after)
+    assert b0 >= a1  # one after the other
+    (a0, a1), (b0, b1) = spans(together)
+    assert b0 < a1 and a0 < b1  # at the same time
+    assert "run together, sharing the cores" in gilviz("report", str(together)).stdout
