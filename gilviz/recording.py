@@ -18,7 +18,7 @@ import zlib
 from typing import IO, Any, Iterator
 
 from .errors import UserError
-from .stream import FORMAT_VERSION, Compare, Decoder, Record, decode_header, well_formed
+from .stream import FORMAT_VERSION, Compare, Decoder, End, Record, Tick, decode_header, well_formed
 
 FLUSH_EVERY_S = 0.5
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -261,3 +261,12 @@ def comparison(source: str | os.PathLike) -> Compare | None:
         return Compare.from_wire(first) if first.get("k") == "compare" else None
     finally:
         wire.close()
+
+
+def last_time(source: str | os.PathLike, run: int = 0) -> int:
+    """Where a recording (one run of a comparison) ends, in stream time: its last tick or its End."""
+    last = 0
+    for rec in read(source, run=run):
+        if isinstance(rec, (Tick, End)):
+            last = max(last, rec.t)
+    return last

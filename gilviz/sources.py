@@ -298,3 +298,36 @@ class RecordsSource(ReplaySource):
     def __init__(self, records: Iterable[Record | dict[str, Any]], speed: float = 0.0, label: str = "records"):
         super().__init__(label, speed, list(decode_all(records)))
         self.label = label
+
+
+class StagedSource(ReplaySource):
+    """A recording handed over as far as an exporter says and no further: every record before
+    the first tick that ends after `until`. `settled` tells when all of that has been handed
+    over, so a frame drawn then is the same every time."""
+
+    def __init__(self, path: str, speed: float = 1.0, run: int = 0):
+        super().__init__(path, speed, run=run)
+        self.until = -1
+        self._held_at: int | None = None  # the tick it is holding back
+
+    def advance(self, until: int) -> None:
+        with self._cond:
+            self.until = until
+            self._cond.notify_all()
+
+    @property
+    def settled(self) -> bool:
+        with self._cond:
+            return self.done or (self._held_at is not None and self._held_at > self.until)
+
+    def _wait_for(self, t: int) -> bool:
+        with self._cond:
+            while not self._stopped:
+                if t <= self.until:
+                    return True
+                self._held_at = t
+                self._cond.wait()
+            return False
+
+    def fresh(self) -> "StagedSource":
+        return StagedSource(self.path, self.speed, self.run_index)

@@ -398,8 +398,14 @@ async def test_themes_cycle_and_no_color(monkeypatch):
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot)
         assert app.theme == "gilviz-dark"
+        lanes = app.query_one(CoreLanes)
+        dark = {seg.style.bgcolor for seg in lanes.render_line(0) if seg.style and seg.style.bgcolor}
         await pilot.press("t")
         assert app.theme == "gilviz-light"
+        await pilot.pause()
+        # the lanes are drawn again in the new colours, though nothing new came in (an ended replay)
+        light = {seg.style.bgcolor for seg in lanes.render_line(0) if seg.style and seg.style.bgcolor}
+        assert light and not light & dark, (dark, light)
         await pilot.press("t")
         assert app.theme == "gilviz-contrast"
         await pilot.press("t")
@@ -423,6 +429,8 @@ async def test_screenshot_help_palette_and_quit(tmp_path):
         await pilot.pause()
         shots = list(tmp_path.glob("*.svg"))
         assert len(shots) == 1 and "<svg" in shots[0].read_text()
+        said = [n.message for n in app._notifications]
+        assert len(said) == 1 and str(shots[0]) in said[0], said  # the toast names the file
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)

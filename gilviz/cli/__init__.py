@@ -6,6 +6,8 @@
     gilviz replay FILE              the live view on a recording
     gilviz record [-o FILE] TARGET  sample to a file, no screen
     gilviz report FILE [--json]     totals of a recording
+    gilviz export FILE --format F   a Perfetto trace, an SVG of the screen, an asciicast
+    gilviz serve [TARGET | FILE]    the app in a browser (pip install 'gilviz[serve]')
     gilviz scenarios | pythons      what can be run, and on which interpreters
 
 TARGET is a scenario name with its options, a script with its arguments, -m MODULE,
@@ -20,9 +22,12 @@ import sys
 from .. import __version__
 from ..errors import UserError
 from .commands import cmd_pythons, cmd_record, cmd_report, cmd_sample, cmd_scenarios
+from .export import cmd_export
+from .serve import cmd_serve
 from .options import ShowText
 
-COMMANDS = {"record": cmd_record, "_sample": cmd_sample, "report": cmd_report, "scenarios": cmd_scenarios, "pythons": cmd_pythons}
+COMMANDS = {"record": cmd_record, "_sample": cmd_sample, "report": cmd_report, "scenarios": cmd_scenarios,
+            "pythons": cmd_pythons, "export": cmd_export, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,18 @@ THEMES = {"dark": "gilviz-dark", "light": "gilviz-light", "contrast": "gilviz-co
 
 def _add_view_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", choices=sorted(THEMES), help="colours: dark (default), light, or contrast for projectors")
+    p.add_argument("--screenshots", metavar="DIR",
+                   help="where ctrl+s saves its SVGs (default: $GILVIZ_SCREENSHOTS, else this folder)")
+
+
+def screenshot_dir(args: argparse.Namespace) -> str:
+    """The folder screenshots go to, checked now: a wrong one is said before the screen opens."""
+    folder = os.path.abspath(os.path.expanduser(args.screenshots or os.environ.get("GILVIZ_SCREENSHOTS") or "."))
+    if not os.path.isdir(folder):
+        raise UserError(f"--screenshots {folder} is not a folder; create it, or give another")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--screenshots {folder} is not writable; give another folder")
+    return folder
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -61,7 +73,8 @@ def _live(opts: list[str], target: list[str], prog: str) -> int:
     from ..sources import LiveSource
 
     source = LiveSource(target, _sampling_options(opts), label=label, scenario=scenario)
-    return _open(source, args.theme, live_options=_sampling_options(opts), check_target=check)
+    return _open(source, args.theme, live_options=_sampling_options(opts), check_target=check,
+                 screenshot_dir=screenshot_dir(args))
 
 
 def _sampling_options(opts: list[str]) -> list[str]:
@@ -70,14 +83,17 @@ def _sampling_options(opts: list[str]) -> list[str]:
     for opt in opts:
         if skip:
             skip = False
-        elif opt == "--theme":
+        elif opt in ("--theme", "--screenshots"):
             skip = True
-        elif not opt.startswith("--theme="):
+        elif not opt.startswith(("--theme=", "--screenshots=")):
             out.append(opt)
     return out
 
 
 def _has_terminal() -> bool:
+    """A terminal, or a browser page (gilviz serve runs the app under Textual's web driver)."""
+    if "web_driver" in os.environ.get("TEXTUAL_DRIVER", ""):
+        return True
     return sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())
 
 
@@ -135,7 +151,7 @@ def _side_name(display: str, python: str | None) -> str:
 
 
 def cmd_compare(argv: list[str]) -> int:
-    """gilviz compare [--together] [--record FILE [--force]] [--theme T] A -- B"""
+    """gilviz compare [--together] [--record FILE [--force]] [--theme T] [--screenshots DIR] A -- B"""
     p = Parser(prog="gilviz compare", description="Two runs on one time axis: gilviz compare A -- B.")
     p.add_argument("--together", action="store_true", help="run both at once (they share the cores)")
     p.add_argument("--record", metavar="FILE", help="save both runs in one recording (gilviz replay shows it)")
@@ -143,11 +159,12 @@ def cmd_compare(argv: list[str]) -> int:
     _add_view_options(p)
     lead = []
     rest = list(argv)
-    while rest and rest[0] in ("--together", "--force", "--record", "--theme", "-h", "--help"):
+    while rest and rest[0] in ("--together", "--force", "--record", "--theme", "--screenshots", "-h", "--help"):
         lead.append(rest.pop(0))
-        if lead[-1] in ("--record", "--theme") and rest:
+        if lead[-1] in ("--record", "--theme", "--screenshots") and rest:
             lead.append(rest.pop(0))
     args = p.parse_args(lead)
+    shots = screenshot_dir(args)
     if "--" not in rest:
         raise UserError("compare needs two targets split by --, e.g. "
                         "`gilviz compare cpu-threads --threads 4 -- cpu-processes --processes 4`")
@@ -193,7 +210,8 @@ def cmd_compare(argv: list[str]) -> int:
         writer = RecordingWriter(args.record, force=args.force)
         writer.write(Compare(runs=names, together=args.together))
     try:
-        return _open(a, args.theme, compare=b, together=args.together, names=names, record_to=writer)
+        return _open(a, args.theme, compare=b, together=args.together, names=names, record_to=writer,
+                     screenshot_dir=shots)
     finally:
         if writer is not None:
             writer.close()
@@ -222,8 +240,9 @@ def cmd_replay(argv: list[str]) -> int:
     if compare is not None:  # two runs recorded by gilviz compare
         names = (compare.runs + ["A", "B"])[:2]
         return _open(source, args.theme, fit_when_loaded=args.speed == 0, names=names, together=compare.together,
+                     screenshot_dir=screenshot_dir(args),
                      compare=ReplaySource(args.file, speed=args.speed, run=1))
-    return _open(source, args.theme, fit_when_loaded=args.speed == 0)
+    return _open(source, args.theme, fit_when_loaded=args.speed == 0, screenshot_dir=screenshot_dir(args))
 
 
 TUI_COMMANDS: dict[str, Callable[[list[str]], int]] = {"run": cmd_run, "attach": cmd_attach, "replay": cmd_replay,

@@ -11,7 +11,8 @@ from typing import Any, NoReturn
 from ..errors import UserError
 
 # gilviz options that take a value, shared by the commands that start a target
-_VALUE_OPTIONS = {"-o", "--output", "--duration", "--rate", "--gil-rate", "--budget", "--python", "--stacks-rate", "--speed", "--theme"}
+_VALUE_OPTIONS = {"-o", "--output", "--duration", "--rate", "--gil-rate", "--budget", "--python", "--stacks-rate", "--speed", "--theme",
+                 "--screenshots"}
 MAX_TICK_HZ = 2000.0
 MAX_GIL_HZ = 100_000.0
 MAX_STACKS_HZ = 100.0

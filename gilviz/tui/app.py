@@ -7,6 +7,7 @@ screenshot, the palette's commands; its keys act on the timeline view, which own
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from functools import partial
@@ -99,9 +100,10 @@ class GilvizApp(App[int]):
                  screenshot_dir: str | None = None, clock: Callable[[], float] = time.monotonic,
                  cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = 20_000_000,
                  fit_when_loaded: bool = False, compare: Source | None = None, together: bool = False,
-                 names: list[str] | None = None, record_to: RecordingWriter | None = None):
+                 names: list[str] | None = None, record_to: RecordingWriter | None = None, toasts: bool = True):
         """compare: a second run, shown under the first on one time axis (together: run at the same
-        time, else after it); names: what to call the two; record_to: a writer both runs go to."""
+        time, else after it); names: what to call the two; record_to: a writer both runs go to;
+        toasts: False for frames drawn for export (a toast's life is wall-clock time, not the run's)."""
         super().__init__()
         for t in theme.THEMES:
             self.register_theme(t)
@@ -134,6 +136,7 @@ class GilvizApp(App[int]):
         self.new_source = new_source or (lambda target, scenario: LiveSource(target, self.live_options,
                                                                               scenario=scenario))
         self.screenshot_dir = screenshot_dir
+        self.toasts = toasts
 
     # the run on screen (tests and the benchmark read these) ------------------------------
     @property
@@ -245,6 +248,10 @@ class GilvizApp(App[int]):
             if t.started:
                 t.source.set_paused(self.view.paused)
             t.refresh_now()
+
+    def notify(self, *args: Any, **kwargs: Any) -> None:
+        if self.toasts:
+            super().notify(*args, **kwargs)
 
     def tell(self, message: str, timeout: float = 2) -> None:
         """A passing word on what a key did: it replaces the last, so they never pile up."""
@@ -361,8 +368,17 @@ class GilvizApp(App[int]):
         self.tell(f"theme: {self.theme}", timeout=2)
 
     def action_screenshot_svg(self) -> None:
-        path = self.save_screenshot(path=self.screenshot_dir or os.getcwd())
-        self.tell(f"screenshot saved to {path}", timeout=4)
+        """Into the screenshots folder; in a browser (gilviz serve), a download."""
+        import datetime
+
+        name = datetime.datetime.now().strftime("gilviz-%Y%m%d-%H%M%S-%f")[:-3] + ".svg"
+        folder = self.screenshot_dir or os.getcwd()
+        self.clear_notifications()
+        # what deliver_screenshot does, but a browser downloads it rather than opening it in a tab
+        self.deliver_text(io.StringIO(self.export_screenshot()), save_directory=folder, save_filename=name,
+                          open_method="download", mime_type="image/svg+xml", name="screenshot")
+        if self.is_web:
+            self.tell(f"screenshot {name}: your browser downloads it", timeout=4)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

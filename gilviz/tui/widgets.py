@@ -155,12 +155,15 @@ class Painter(ScrollView):
         return self._pal
 
     def notify_style_update(self) -> None:
+        """Another theme: every line built so far is in the old colours, even those of this frame."""
         super().notify_style_update()
         self._pal = None
         self.forget_rows()
         self._gutters.clear()
         self._segs.clear()
         self._shown.clear()
+        self._frame_strips.clear()
+        self.refresh()
 
     def forget_rows(self) -> None:
         """Drops the rows built so far (the layout or the data under them changed)."""
