@@ -33,7 +33,8 @@ def test_report_and_record_run_without_textual(tmp_path):
 
 
 def test_the_command_line_modules_import_in_one_direction():
-    """cli/__init__ dispatches to commands and live; both use options; none imports back."""
+    """cli/__init__ dispatches to commands, live, export and serve; they use options (export and
+    serve, live's view options too); none imports back."""
     import ast
     from pathlib import Path
 
@@ -47,4 +48,5 @@ def test_the_command_line_modules_import_in_one_direction():
                               if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
     assert imports["options"] == set()
     assert imports["commands"] <= {"options"} and imports["live"] <= {"options"}
-    assert imports["__init__"] <= {"commands", "options", "live"}
+    assert imports["export"] <= {"options", "live"} and imports["serve"] <= {"options", "live"}
+    assert imports["__init__"] <= {"commands", "options", "live", "export", "serve"}
