@@ -225,7 +225,7 @@ def info(model: History, view: View, cells: int, source: SourceFacts, scenario: 
         first = model.first_progress or progress
         span = (progress.t - first.t) / 1e6
         rate = (progress.done - (first.done or 0)) / span if span > 0 else 0.0
-        spans.append((f"\nwork: {progress.done} {progress.unit or ''}", "bold"))
+        spans.append((f"\nwork: {_number(progress.done)} {progress.unit or ''}", "bold"))
         if rate:
             spans.append((f" ({rate:.0f}/s)", ""))
         spans.append(("\n", ""))
