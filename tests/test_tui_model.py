@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -142,9 +143,8 @@ def test_long_history_prefix_sums_and_forgetting():
     states = ["running", "waiting", "sleep"]
     for i in range(2000):
         h.add_tick(Tick((i + 1) * DT, DT, [make_thread_tick(1, DT, states[i % 3])], [], []))
-    assert h.base > 0  # the oldest ticks were let go
     s = h.threads[1]
-    assert s.ticks == len(s.codes) <= 2000
+    assert s.ticks == len(s.codes) <= 1000  # bounded
     # sums over a long range match a direct count
     t1 = h.t_last
     t0 = h.t_start + 100 * DT
@@ -153,6 +153,63 @@ def test_long_history_prefix_sums_and_forgetting():
     # a one-second cell over the kept history still shows a state
     c = (t1 - 1) // 1_000_000
     assert h.thread_cells(s, 1_000_000, c, c)[0] & STATE_MASK in (RUNNING, WAITING, SLEEP)
+
+
+def test_old_time_is_kept_coarser_within_the_bound_and_still_reads_right():
+    """An hour-long run in a bounded store: old ticks merge into longer ones, the recent ones
+    stay as they came, and every figure of old time is still the one recorded."""
+    cap = 6_000
+    h = History(max_thread_ticks=cap)
+    h.add(header())
+    h.add(Process(pid=100, python="3.12.0", gil="located", switch_interval_us=5000))
+    for tid, name in ((1, "sleeper"), (2, "worker")):
+        h.add(Thread(0, tid, 100, name))
+    n = 60_000  # 5 minutes of 5 ms ticks, 2 threads: 20 times the bound
+    for i in range(n):
+        t = (i + 1) * DT
+        first_minute = t <= 60_000_000
+        # the worker: running for the first minute, then running one tick in four, waiting between
+        worker = "running" if first_minute or i % 4 == 0 else "waiting"
+        sleeper = "sleep" if first_minute else "io"
+        gil = GilTick(100, 10, 10 if worker == "running" else 9, 0 if first_minute else 10, 1, 0, 2)
+        h.add_tick(Tick(t, DT, [make_thread_tick(1, DT, sleeper), make_thread_tick(2, DT, worker, cpu=1)], [gil],
+                        [DT * 2, DT * 2] if i % 10 == 9 else []))
+        assert sum(s.ticks for s in h.order) <= cap + 2  # never over the bound (a tick's threads at most)
+    worker, sleeper = h.threads[2], h.threads[1]
+    # the checkpoints kept up to date merge after merge are those a full count gives
+    for series in h.order:
+        kept = array("q", series.prefix)
+        series.rebuild_prefix(h.dts, series.start - h.base)
+        assert kept == series.prefix
+    # the whole run is still there, from its first tick
+    assert h.t_start == 0 and h.t_last == n * DT
+    # old time is coarser, recent time is at full detail
+    assert max(h.dts) >= 100_000 and all(d == DT for d in h.dts[-200:])
+    # figures over old time and over the whole run are what was recorded
+    first = h.thread_stats(worker, 0, 60_000_000)
+    assert first.running == pytest.approx(1.0, abs=0.01) and first.life == pytest.approx(60e6, rel=0.01)
+    later = h.thread_stats(worker, 60_000_000, n * DT)
+    assert later.running == pytest.approx(0.25, abs=0.02) and later.waiting == pytest.approx(0.75, abs=0.02)
+    whole = h.thread_stats(worker, 0, n * DT)
+    assert whole.running == pytest.approx((60 + 240 * 0.25) / 300, abs=0.02)
+    assert whole.cpu_s == pytest.approx(60 + 240 * 0.25, rel=0.02)
+    assert h.thread_stats(sleeper, 0, 60_000_000).blocked_by == "sleep"
+    assert h.thread_stats(sleeper, 0, n * DT).blocked == pytest.approx(1.0, abs=0.01)
+    gil = h.gil_stats(100, 0, 60_000_000)
+    assert gil["held"] == pytest.approx(1.0) and gil["contended"] == 0
+    assert h.gil_stats(100, 60_000_000, n * DT)["contended"] == pytest.approx(1.0)
+    assert h.gil_stats(100, 0, n * DT)["handoffs_per_s"] == pytest.approx(200, rel=0.02)
+    # scrolling back: one-second cells of the first minute show what happened then
+    assert set(names(h.thread_cells(sleeper, 1_000_000, 0, 58))) == {"sleep"}
+    assert set(names(h.thread_cells(sleeper, 1_000_000, 62, 120))) == {"io"}
+    assert set(names(h.thread_cells(worker, 1_000_000, 0, 58))) == {"running"}
+    assert set(names(h.thread_cells(worker, 1_000_000, 62, 120))) == {"waiting"}
+    core = h.cores[1]
+    assert core_share(h, core, 0, 60_000_000)[0] == pytest.approx(1.0, abs=0.01)
+    # zoomed in on old time, a cell shows the longer tick that covers it; on recent time, each tick
+    assert set(names(h.thread_cells(worker, 1_000, 10_000, 10_050))) == {"running"}
+    recent = names(h.thread_cells(worker, DT, n - 8, n - 1))
+    assert recent.count("running") == 2 and recent.count("waiting") == 6
 
 
 def test_fixture_reads_and_matches_the_report():
@@ -261,3 +318,39 @@ def test_entry_points_refuse_bad_input_before_the_screen_opens(tmp_path):
         TUI_COMMANDS["replay"]([str(bad)])
     with pytest.raises(UserError, match="--speed"):
         TUI_COMMANDS["replay"]([str(FIXTURE), "--speed", "-1"])
+
+
+def test_merging_keeps_every_threads_totals_with_uneven_ticks_and_threads_that_come_and_go():
+    import random
+
+    rng = random.Random(7)
+    h = History(max_thread_ticks=5_000)
+    h.add(header())
+    exact: dict[int, list[int]] = {}  # tid -> [running us, life us]
+    t = 0
+    for i in range(40_000):
+        dt = rng.randint(4_000, 6_000)
+        t += dt
+        rows = []
+        for tid in (1, 2, 3):
+            if tid == 2 and not 5_000 <= i < 30_000:  # born late, gone early
+                continue
+            if tid == 3 and i >= 12_000:  # gone early
+                continue
+            run = rng.randint(0, dt)
+            rows.append(make_thread_tick(tid, dt, "waiting", cpu=tid % 2)._replace(running=run, waiting=dt - run,
+                                                                               held=run, oncpu=run))
+            acc = exact.setdefault(tid, [0, 0])
+            acc[0] += run
+            acc[1] += dt
+        h.add_tick(Tick(t, dt, rows, [], []))
+    assert max(h.dts) >= 100_000  # merged
+    for series in h.order:
+        kept = array("q", series.prefix)
+        series.rebuild_prefix(h.dts, series.start - h.base)
+        assert kept == series.prefix, series.name
+        st = h.thread_stats(series, 0, t)
+        run_us, life_us = exact[series.tid]
+        assert st.life == pytest.approx(life_us, rel=0.01), series.name
+        assert st.running == pytest.approx(run_us / life_us, abs=0.01), series.name
+        assert st.cpu_s == pytest.approx(run_us / 1e6, rel=0.02), series.name

@@ -95,8 +95,7 @@ def figures(model: History, view: View, cells: int, gutter_width: int) -> Figure
     if len(model.processes) > 1 and pid is not None and not short:
         out.gil_labels[0] = f"GIL {pid}"
     out.gil_figures = gil
-    ticks = max(1, model.tick_index(t1) - model.tick_index(t0 + 1) + 1)
-    out.wanting_cores = sum(st.runnable * st.life for st in stats.values()) / ticks
+    out.wanting_cores = sum(st.runnable * st.life for st in stats.values()) / max(1, t1 - t0)
     for core in model.cores:
         target, other = core_share(model, core, t0, t1)
         out.others_cores += other

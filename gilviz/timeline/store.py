@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from itertools import accumulate, islice
+from operator import mul
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -56,6 +58,11 @@ IDLE, OCCUPIED, PARTLY, OTHERS, UNKNOWN = range(5)
 MAX_STACKS = 3_600  # about an hour of py-spy dumps at 1 per second
 MAX_OUTPUT_CHUNKS = 20_000
 CACHE_CELLS = 8192  # finished cells kept per lane per zoom
+MERGE_TICKS = 1024  # ticks of full detail merged at a time: the pause it makes stays short
+COARSE_SHARE = 0.25  # of the ticks kept, the share that may be merged ones before they are merged again
+MAX_THREAD_TICKS = 8_000_000  # about 110 MB of history (13 bytes a thread tick) before old time is merged
+COARSE_STEPS_US = (100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)  # old ticks merge into these
+CLASS_EDGES_US = tuple(step // 2 for step in COARSE_STEPS_US)
 
 END_REASONS = {
     "exited": "the target exited",
@@ -91,7 +98,7 @@ class ThreadSeries:
     start: int  # global tick index of data's first record
     data: bytearray = field(default_factory=bytearray)
     codes: bytearray = field(default_factory=bytearray)  # per tick: dominant state | HELD_BIT
-    prefix: list = field(default_factory=list)  # cumulative sums at local BLOCK multiples
+    prefix: array = field(default_factory=lambda: array("q"))  # cumulative sums (NFIELDS each) at local BLOCK multiples
     first_t: int = 0
     last_t: int = 0
     cache: dict = field(default_factory=dict)  # zoom -> [first cell, bytearray of finished cells]
@@ -104,37 +111,48 @@ class ThreadSeries:
     def letter(self) -> str:
         return LETTERS[self.serial % len(LETTERS)]
 
-    def _block_sums(self, la: int, lb: int) -> list[int]:
+    def _block_sums(self, la: int, lb: int, dts, off: int) -> list[int]:
+        """Each field's share times its tick's length (dts[off + local index]), summed."""
         data = self.data
-        return [sum(data[la * REC + f : lb * REC : REC]) for f in range(NFIELDS)]
+        weights = dts[la + off : lb + off]
+        return [sum(map(mul, data[la * REC + f : lb * REC : REC], weights)) for f in range(NFIELDS)]
 
-    def sums(self, la: int, lb: int) -> list[int]:
-        """Summed shares of fields 0..9 over local ticks [la, lb)."""
+    def sums(self, la: int, lb: int, dts, off: int) -> list[int]:
+        """Fields 0..9 over local ticks [la, lb), each tick's share weighted by its length (ticks
+        merged into longer ones count for their whole length): share x microseconds."""
         n = self.ticks
         la, lb = max(0, la), min(lb, n)
         if lb <= la:
             return [0] * NFIELDS
         if lb - la <= 2 * BLOCK:
-            return self._block_sums(la, lb)
-        return [b - a for a, b in zip(self._prefix_at(la), self._prefix_at(lb))]
+            return self._block_sums(la, lb, dts, off)
+        return [b - a for a, b in zip(self._prefix_at(la, dts, off), self._prefix_at(lb, dts, off))]
 
-    def _prefix_at(self, i: int) -> list[int]:
+    def _prefix_at(self, i: int, dts, off: int) -> list[int]:
         k = i // BLOCK
-        k = min(k, len(self.prefix))
-        base = self.prefix[k - 1] if k else [0] * NFIELDS
+        k = min(k, len(self.prefix) // NFIELDS)
+        base = list(self.prefix[(k - 1) * NFIELDS : k * NFIELDS]) if k else [0] * NFIELDS
         lo = k * BLOCK
         if lo == i:
             return base
-        extra = self._block_sums(lo, i)
+        extra = self._block_sums(lo, i, dts, off)
         return [a + b for a, b in zip(base, extra)]
 
-    def close_block(self) -> None:
+    def close_block(self, dts, off: int) -> None:
         n = len(self.codes)
         if n and n % BLOCK == 0:
-            sums = self._block_sums(n - BLOCK, n)
+            sums = self._block_sums(n - BLOCK, n, dts, off)
             if self.prefix:
-                sums = [a + b for a, b in zip(self.prefix[-1], sums)]
-            self.prefix.append(sums)
+                sums = [a + b for a, b in zip(self.prefix[-NFIELDS:], sums)]
+            self.prefix.extend(sums)
+
+    def rebuild_prefix(self, dts, off: int) -> None:
+        """All checkpoints again, a field at a time (one pass each, at C speed)."""
+        n = len(self.codes) // BLOCK * BLOCK
+        weights = dts[off : off + n]
+        columns = [list(islice(accumulate(map(mul, self.data[f : n * REC : REC], weights)), BLOCK - 1, None, BLOCK))
+                   for f in range(NFIELDS)]
+        self.prefix = array("q", [v for row in zip(*columns) for v in row])
 
     def code_at(self, li: int) -> int:
         """The dominant state of one local tick (GONE outside its life)."""
@@ -187,7 +205,7 @@ class GilSeries:
     pid: int
     start: int
     interp: int = 0  # 0: the process's main GIL; else a subinterpreter's own
-    counts: array = field(default_factory=lambda: array("H"))  # samples, held, contended, switches per tick
+    counts: array = field(default_factory=lambda: array("L"))  # samples, held, contended, switches per tick
     holder: array = field(default_factory=lambda: array("H"))  # serial + 1 of the thread that held it most
     holder_q: bytearray = field(default_factory=bytearray)
     cache: dict = field(default_factory=dict)
@@ -202,7 +220,7 @@ class ThreadStats:
     """A thread's figures over a range of time, as fractions of the time it existed there."""
 
     tid: int
-    life: float  # ticks present (in full-tick units)
+    life: float  # time present, microseconds
     running: float = 0.0
     native: float = 0.0
     waiting: float = 0.0
@@ -217,7 +235,7 @@ class ThreadStats:
 class History:
     """Everything the stream said, ready to be drawn."""
 
-    def __init__(self, max_thread_ticks: int = 20_000_000):
+    def __init__(self, max_thread_ticks: int = MAX_THREAD_TICKS):
         self.header = Header()
         self.processes: dict[int, Process] = {}
         self.proc_ended: dict[int, int] = {}
@@ -252,6 +270,7 @@ class History:
         self.t_first = None
         self._ranges: dict[tuple[int, int], tuple[int, int]] = {}  # finished cells' tick ranges
         self._memo: dict[tuple, tuple[bytes, int]] = {}  # a thread tick's fields -> (record, code)
+        self._old_dts = array("q")  # while coarsening: the tick lengths before it
 
     # ----------------------------------------------------------------- ingest
     def add(self, rec: Record) -> None:
@@ -364,7 +383,7 @@ class History:
                 for _ in range(len(codes), g - s.start):
                     s.data += bytes(REC)
                     codes.append(GONE)
-                    s.close_block()
+                    s.close_block(self.dts, s.start - self.base)
             key = (dt, *th[1:])
             hit = memo.get(key)
             if hit is None:
@@ -372,7 +391,7 @@ class History:
             s.data += hit[0]
             codes.append(hit[1])
             if len(codes) % BLOCK == 0:
-                s.close_block()
+                s.close_block(self.dts, s.start - self.base)
             s.last_t = t
             on = th[11]
             if on > 0:
@@ -417,7 +436,7 @@ class History:
                 gs.counts.extend((0, 0, 0, 0))
                 gs.holder.append(0)
                 gs.holder_q.append(0)
-            gs.counts.extend((min(samples, 65535), min(held_n, 65535), min(contended, 65535), min(switches, 65535)))
+            gs.counts.extend((samples, held_n, contended, switches))
             h = hold.get(pid)
             if holder_tid or interp:  # the sampler says who held this GIL most
                 holder = threads.get(holder_tid) if holder_tid else None
@@ -430,8 +449,12 @@ class History:
                 gs.holder_q.append(h[0] * Q // dt if h[0] < dt else Q)
         if core_busy:
             self._core_reading(core_busy, g)
-        if self._thread_ticks > self.max_thread_ticks:
-            self.forget_oldest()
+        if self._thread_ticks + len(self.times) * self._tick_weight() > self.max_thread_ticks:
+            self.coarsen_oldest()
+
+    def _tick_weight(self) -> int:
+        """What a tick costs beside its threads (its times, cores and GILs), in thread ticks."""
+        return 2 + (5 * len(self.cores) + 19 * (len(self.gils) + len(self.interp_gils))) // 13
 
     def _core_reading(self, busy: list[int], g: int) -> None:
         """Per-core busy time since the last reading: what the target did not use was others'."""
@@ -452,8 +475,269 @@ class History:
         self._core_read_at = hi
         self.cores_known_t = self.times[-1]
 
+    def coarsen_oldest(self) -> None:
+        """Keeps memory bounded without losing the start of the run: the oldest ticks of one
+        length class (under 100 ms, under 1 s, under 10 s...) are merged into ticks of the next
+        (100 ms, 1 s, 10 s...), each field summed by duration, so every range's totals stay what
+        they were and old time can still be scrolled through, in less detail. Full detail keeps
+        most of the room; the newest ticks are never merged."""
+        n = len(self.times)
+        dts = self.dts
+
+        # a tick merged into `step` lasts about that long: at least half of it is its class
+        classes = [bisect.bisect_right(CLASS_EDGES_US, d) for d in dts]
+        fine = n
+        while fine > 0 and classes[fine - 1] == 0:
+            fine -= 1  # ticks [fine, n) are the newest stretch at full detail
+        candidates: list[tuple[int, int, int]] = []  # (step index, first local tick, end)
+        if n - fine > (1 - COARSE_SHARE) * n:
+            candidates.append((0, fine, fine + min((n - fine) // 8, MERGE_TICKS)))
+        # older time: the class with most ticks there, merged with any shorter ticks among them
+        counts: dict[int, int] = {}
+        for k in classes[:fine]:
+            counts[k] = counts.get(k, 0) + 1
+        for k in sorted(counts, key=counts.__getitem__, reverse=True):
+            if k >= len(COARSE_STEPS_US):
+                continue
+            best = (0, 0)
+            i = 0
+            while i < fine:  # the longest stretch of ticks of class k or shorter
+                if classes[i] > k:
+                    i += 1
+                    continue
+                j = i
+                while j < fine and classes[j] <= k:
+                    j += 1
+                if j - i > best[1] - best[0]:
+                    best = (i, j)
+                i = j
+            r0, r1 = best
+            candidates.append((k, r0, r0 + max(2, (r1 - r0) // 2)) if r1 - r0 >= 2 else (k, r0, r0))
+        if n - fine <= (1 - COARSE_SHARE) * n and n - fine >= 16:
+            candidates.append((0, fine, fine + min((n - fine) // 8, MERGE_TICKS)))
+        for k, r0, r1 in candidates:
+            if r1 - r0 < 2:
+                continue
+            buckets = self._buckets(r0, r1, COARSE_STEPS_US[k])
+            # aligned when it can be (cheap); else as it is, if it merges anything (short stretches)
+            groups = self._aligned(buckets) or (buckets if len(buckets) < r1 - r0 else [])
+            if groups:
+                self._merge(groups[0][0], groups[-1][1], groups)
+                return
+        self.forget_oldest()
+
+    @staticmethod
+    def _aligned(groups: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The groups, the last ones cut short, so that the ticks merged away are a whole number
+        of BLOCKs: the ticks after keep their checkpoints, only shifted (empty if fewer than a BLOCK)."""
+        if not groups:
+            return groups
+        groups = list(groups)
+        away = groups[-1][1] - groups[0][0] - len(groups)
+        while away % BLOCK and groups:
+            a, b = groups[-1]
+            if b - a > 1:
+                groups[-1] = (a, b - 1)
+                away -= 1
+            else:
+                groups.pop()
+        return groups if away >= BLOCK else []
+
+    def _buckets(self, r0: int, r1: int, step: int) -> list[tuple[int, int]]:
+        """Local tick ranges in [r0, r1) that end within the same `step` of time."""
+        times = self.times
+        groups = []
+        i = r0
+        while i < r1:
+            bucket = (times[i] - 1) // step
+            j = i + 1
+            while j < r1 and (times[j] - 1) // step == bucket:
+                j += 1
+            groups.append((i, j))
+            i = j
+        return groups
+
+    def _merge(self, r0: int, r1: int, groups: list[tuple[int, int]]) -> None:
+        """Local ticks [r0, r1) become one tick per group. The ticks after them keep their global
+        indices; those before move up by as many as were merged away."""
+        dts = self._old_dts = self.dts
+        times = self.times
+        spans = [sum(dts[a:b]) for a, b in groups]
+        old_base = self.base
+        delta = (r1 - r0) - len(groups)
+        new_base = old_base + delta
+        group_of = [0] * (r1 - r0)
+        for k, (a, b) in enumerate(groups):
+            for i in range(a, b):
+                group_of[i - r0] = k
+        lo, hi = old_base + r0, old_base + r1  # the merged stretch, in old global indices
+
+        def merged_index(g: int) -> int:
+            """New global index of what was at old global index g."""
+            if g < lo:
+                return g + delta
+            if g < hi:
+                return new_base + r0 + group_of[g - lo]
+            return g
+
+        self.times = times[:r0] + array("q", [times[b - 1] for _, b in groups]) + times[r1:]
+        self.dts = dts[:r0] + array("q", spans) + dts[r1:]
+        self.mids = array("q", [t - d // 2 for t, d in zip(self.times, self.dts)])
+        self.base = new_base
+        if self._core_read_at >= old_base:
+            self._core_read_at = merged_index(self._core_read_at)
+        total = 0
+        for ts in self.order:
+            if ts.ticks and ts.start < hi and ts.start + ts.ticks > lo:
+                self._merge_thread(ts, groups, spans, lo, hi, old_base)
+            elif ts.start < lo:
+                ts.start += delta
+            ts.cache.clear()
+            total += ts.ticks
+        self._thread_ticks = total
+        for core in self.cores:
+            if core.start < hi and core.start + len(core.top) > lo:
+                self._merge_core(core, groups, spans, lo, hi, old_base)
+            elif core.start < lo:
+                core.start += delta
+            core.cache.clear()
+        for gs in (*self.gils.values(), *self.interp_gils.values()):
+            if gs.start < hi and gs.start + gs.ticks > lo:
+                self._merge_gil(gs, groups, spans, lo, hi, old_base)
+            elif gs.start < lo:
+                gs.start += delta
+            gs.cache.clear()
+        self._ranges.clear()
+        self._old_dts = array("q")
+
+    @staticmethod
+    def _overlap(start: int, count: int, groups, old_base: int):
+        """For a series with data from global index `start` for `count` ticks: each group it
+        has data in, with its local range there."""
+        out = []
+        for k, (a, b) in enumerate(groups):
+            la, lb = max(old_base + a, start) - start, min(old_base + b, start + count) - start
+            if lb > la:
+                out.append((k, la, lb))
+        return out
+
+    def _new_start(self, start: int, lo: int, groups, old_base: int) -> int:
+        if start < lo:
+            return start + (self.base - old_base)
+        for k, (a, b) in enumerate(groups):
+            if old_base + a <= start < old_base + b:
+                return self.base + groups[0][0] + k
+        return start
+
+    def _merge_thread(self, ts: ThreadSeries, groups, spans, lo: int, hi: int, old_base: int) -> None:
+        data, codes = ts.data, ts.codes
+        parts = self._overlap(ts.start, ts.ticks, groups, old_base)
+        old_dts = self._old_dts
+        new_data = bytearray()
+        new_codes = bytearray()
+        first, last = parts[0][1], parts[-1][2]
+        off = ts.start - old_base
+        weights = old_dts[first + off : last + off]
+        # running totals of each field over the merged stretch (one pass each), read at group ends
+        totals = [[0, *accumulate(map(mul, data[first * REC + f : last * REC : REC], weights))] for f in range(NFIELDS)]
+        for k, la, lb in parts:
+            span = spans[k]
+            half = span // 2
+            a, b = la - first, lb - first
+            sums = [col[b] - col[a] for col in totals]
+            cpu = 255
+            for li in range(lb - 1, la - 1, -1):  # the core it was last on
+                if data[li * REC + ONCPU]:
+                    cpu = data[li * REC + CPU]
+                    break
+            rec = bytes(min(Q, (v + half) // span) for v in sums) + bytes((cpu,))  # rounded, not cut
+            states = rec[:8]
+            best = max(states)
+            present = sum(states)
+            code = GONE if not best else states.index(best) | (HELD_BIT if rec[HELD] and rec[HELD] * 2 >= present else 0)
+            new_data += rec
+            new_codes.append(code)
+        data[first * REC : last * REC] = new_data  # in place: no second copy of a long history
+        codes[first:last] = new_codes
+        started_before = ts.start <= lo
+        ts.start = self._new_start(ts.start, lo, groups, old_base)
+        off = ts.start - self.base
+        if not started_before or (last - first - len(parts)) % BLOCK:
+            ts.rebuild_prefix(self.dts, off)  # born inside the merged stretch: rare, and short
+            return
+        # checkpoints before the stretch stand; those after it, a whole number of BLOCKs earlier now,
+        # only change by what merging changed in the totals (the rounding of the merged shares)
+        change = [sum(rec_f * spans[k] for rec_f, k in zip(new_data[f::REC], (p[0] for p in parts))) - col[-1]
+                  for f, col in enumerate(totals)]
+        keep = first // BLOCK  # checkpoints at or before the stretch's start
+        after_old = -(-last // BLOCK)  # the first checkpoint at or after its end, in old ticks
+        shift = (last - first - len(parts)) // BLOCK
+        prefix = ts.prefix
+        tail_from = max(0, after_old - 1) * NFIELDS
+        n_entries = len(prefix)
+        for f in range(NFIELDS):
+            if change[f] and tail_from + f < n_entries:
+                prefix[tail_from + f :: NFIELDS] = array("q", [v + change[f] for v in prefix[tail_from + f :: NFIELDS]])
+        # the checkpoints between: computed again from the one before the stretch
+        lo_tick, hi_tick = keep * BLOCK, (after_old - 1 - shift) * BLOCK
+        middle = array("q")
+        if hi_tick > lo_tick:
+            weights = self.dts[off + lo_tick : off + hi_tick]
+            base = list(prefix[(keep - 1) * NFIELDS : keep * NFIELDS]) if keep else [0] * NFIELDS
+            columns = [list(islice(accumulate(map(mul, data[lo_tick * REC + f : hi_tick * REC : REC], weights),
+                                              initial=base[f]), BLOCK, None, BLOCK)) for f in range(NFIELDS)]
+            middle = array("q", [v for row in zip(*columns) for v in row])
+        prefix[keep * NFIELDS : tail_from] = middle
+
+    def _merge_core(self, core: CoreSeries, groups, spans, lo: int, hi: int, old_base: int) -> None:
+        parts = self._overlap(core.start, len(core.top), groups, old_base)
+        old_dts = self._old_dts
+        top, top_q = array("H"), bytearray()
+        target_q, other_q = bytearray(), bytearray()
+        off = core.start - old_base
+        for k, la, lb in parts:
+            span = spans[k]
+            weights = old_dts[la + off : lb + off]
+            totals: dict[int, int] = {}
+            for serial, q, d in zip(core.top[la:lb], core.top_q[la:lb], weights):
+                if serial:
+                    totals[serial] = totals.get(serial, 0) + q * d
+            best = max(totals, key=totals.__getitem__) if totals else 0
+            top.append(best)
+            top_q.append(min(Q, (totals.get(best, 0) + span // 2) // span))
+            target_q.append(min(Q, (sum(map(mul, core.target_q[la:lb], weights)) + span // 2) // span))
+            other_q.append(min(Q, (sum(map(mul, core.other_q[la:lb], weights)) + span // 2) // span))
+        first, last = parts[0][1], parts[-1][2]
+        core.top = core.top[:first] + top + core.top[last:]
+        core.top_q = core.top_q[:first] + top_q + core.top_q[last:]
+        core.target_q = core.target_q[:first] + target_q + core.target_q[last:]
+        core.other_q = core.other_q[:first] + other_q + core.other_q[last:]
+        core.start = self._new_start(core.start, lo, groups, old_base)
+
+    def _merge_gil(self, gs: GilSeries, groups, spans, lo: int, hi: int, old_base: int) -> None:
+        parts = self._overlap(gs.start, gs.ticks, groups, old_base)
+        old_dts = self._old_dts
+        counts, holder, holder_q = array("L"), array("H"), bytearray()
+        off = gs.start - old_base
+        for k, la, lb in parts:
+            span = spans[k]
+            counts.extend(sum(gs.counts[4 * la + f : 4 * lb : 4]) for f in range(4))
+            totals: dict[int, int] = {}
+            for serial, q, d in zip(gs.holder[la:lb], gs.holder_q[la:lb], old_dts[la + off : lb + off]):
+                if serial:
+                    totals[serial] = totals.get(serial, 0) + q * d
+            best = max(totals, key=totals.__getitem__) if totals else 0
+            holder.append(best)
+            holder_q.append(min(Q, (totals.get(best, 0) + span // 2) // span))
+        first, last = parts[0][1], parts[-1][2]
+        gs.counts = gs.counts[: 4 * first] + counts + gs.counts[4 * last :]
+        gs.holder = gs.holder[:first] + holder + gs.holder[last:]
+        gs.holder_q = gs.holder_q[:first] + holder_q + gs.holder_q[last:]
+        gs.start = self._new_start(gs.start, lo, groups, old_base)
+
     def forget_oldest(self) -> None:
-        """Lets go of the oldest quarter of the history (memory is bounded)."""
+        """Lets go of the oldest quarter of the history: only when even its coarsest ticks do not
+        keep memory within bounds (a run of months)."""
         n = len(self.times)
         cut = (n // 4) // BLOCK * BLOCK
         if cut <= 0:
@@ -465,18 +749,15 @@ class History:
         del self.dts[:cut]
         self.base = new_base
         total = 0
-        for s in self.order:
-            drop = (new_base - s.start) // BLOCK * BLOCK
-            drop = min(drop, s.ticks // BLOCK * BLOCK)
+        for ts in self.order:
+            drop = min(max(0, new_base - ts.start), ts.ticks)
             if drop > 0:
-                del s.data[: drop * REC]
-                del s.codes[:drop]
-                k = drop // BLOCK
-                sub = s.prefix[k - 1]
-                s.prefix = [[a - b for a, b in zip(p, sub)] for p in s.prefix[k:]]
-                s.start += drop
-            s.cache.clear()
-            total += s.ticks
+                del ts.data[: drop * REC]
+                del ts.codes[:drop]
+                ts.start += drop
+                ts.rebuild_prefix(self.dts, ts.start - self.base)
+            ts.cache.clear()
+            total += ts.ticks
         self._thread_ticks = total
         for core in self.cores:
             drop = new_base - core.start
@@ -531,7 +812,7 @@ class History:
             return hit
         found = self._cell_range(zoom, c)
         if self.finished(zoom, c):
-            if len(self._ranges) > 200_000:
+            if len(self._ranges) > 50_000:
                 self._ranges.clear()
             self._ranges[key] = found
         return found
@@ -607,7 +888,7 @@ class History:
                 return first
             if codes.count(first, la, lb) == lb - la:  # the same all along: no need to add up
                 return first
-            sums = s.sums(la, lb)
+            sums = s.sums(la, lb, self.dts, s.start - self.base)
             states = sums[:8]
             best = max(states)
             if not best:
@@ -680,7 +961,7 @@ class History:
         b = self.tick_index(t1)
         b = min(b + 1, self.base + len(self.times))
         la, lb = a - s.start, b - s.start
-        sums = s.sums(la, lb)
+        sums = s.sums(la, lb, self.dts, s.start - self.base)
         present = sum(sums[:8])
         st = ThreadStats(s.tid, present / Q)
         if present:
@@ -693,9 +974,7 @@ class History:
             if st.blocked >= 0.005:
                 st.blocked_by = BLOCK_REASONS[blocked.index(max(blocked))]
             st.held = sums[8] / present
-            i0, i1 = max(a, self.base) - self.base, b - self.base
-            avg_dt = sum(self.dts[i0:i1]) / max(1, i1 - i0)
-            st.cpu_s = sums[9] / Q * avg_dt / 1e6
+            st.cpu_s = sums[9] / Q / 1e6
         last = min(lb, s.ticks) - 1
         st.state = CODE_NAMES[s.code_at(last)] if last >= 0 and lb > 0 and b - 1 < s.start + s.ticks else "gone"
         return st
@@ -807,8 +1086,12 @@ def core_share(model: History, core: CoreSeries, t0: int, t1: int) -> tuple[floa
     b = min(model.tick_index(t1) + 1, model.base + len(model.times)) - core.start
     if b <= a:
         return 0.0, 0.0
-    full = (b - a) * Q
-    return sum(core.target_q[a:b]) / full, sum(core.other_q[a:b]) / full
+    off = core.start - model.base
+    weights = model.dts[a + off : b + off]  # ticks merged into longer ones count for their length
+    full = sum(weights) * Q
+    if not full:
+        return 0.0, 0.0
+    return sum(map(mul, core.target_q[a:b], weights)) / full, sum(map(mul, core.other_q[a:b], weights)) / full
 
 
 def _heaviest(serials, weights, a: int, b: int) -> int:

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..recording import RecordingWriter
 from ..sources import LiveSource, Source
 from ..timeline import present
+from ..timeline.store import MAX_THREAD_TICKS
 from ..timeline.view import View
 from ..timeline.view import SORT_LABELS
 from . import catalog, theme
@@ -98,7 +99,7 @@ class GilvizApp(App[int]):
                  live_options: list[str] | None = None, check_target: Callable[[list[str]], None] | None = None,
                  new_source: Callable[[list[str], str | None], Source] | None = None,
                  screenshot_dir: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = 20_000_000,
+                 cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = MAX_THREAD_TICKS,
                  fit_when_loaded: bool = False, compare: Source | None = None, together: bool = False,
                  names: list[str] | None = None, record_to: RecordingWriter | None = None, toasts: bool = True):
         """compare: a second run, shown under the first on one time axis (together: run at the same

@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..sources import SPEEDS, Feed, Source
 from ..stream import Notice
 from ..timeline import present
-from ..timeline.store import DEFAULT_ZOOM, History
+from ..timeline.store import DEFAULT_ZOOM, MAX_THREAD_TICKS, History
 from ..timeline.view import Row, View
 from . import catalog
 from .widgets import CoreLanes, GilLanes, Legend, ThreadLanes, ThreadTable, TimeAxis
@@ -69,7 +69,7 @@ class TimelineView(Vertical):
     def __init__(self, source: Source, *, view: View | None = None, frame_hz: float = FRAME_HZ,
                  figures_hz: float = FIGURES_HZ, show_ui_cost: bool = True, output_pane: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
-                 max_thread_ticks: int = 20_000_000, fit_when_loaded: bool = False, autostart: bool = True,
+                 max_thread_ticks: int = MAX_THREAD_TICKS, fit_when_loaded: bool = False, autostart: bool = True,
                  tap: Callable[[Any], None] | None = None, waiting_for: str = "", id: str | None = None,
                  own_frames: bool = True):
         """autostart: start the source once mounted, else when start() is called; tap: called with
