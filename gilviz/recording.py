@@ -152,6 +152,9 @@ def iter_records(source: str | os.PathLike | IO[bytes], damage: Damage | None = 
             f.close()
 
 
+OUT_MAX = 1 << 18  # bytes of text uncompressed at a time
+
+
 def _salvage(unzip, data: bytes) -> bytes:
     """What a damaged compressed chunk holds before the damage, fed a little at a time."""
     out = []
@@ -169,37 +172,49 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
     first = f.read(2)
     unzip = zlib.decompressobj(31) if first == _GZIP_MAGIC else None
     pending = b""
-    chunk = first
     seen_header = False
-    while True:
-        if unzip is not None and chunk:
+
+    def texts(chunk: bytes) -> Iterator[bytes]:
+        """What a chunk holds, uncompressed at most OUT_MAX at a time (a recording compresses a
+        hundredfold: one read would otherwise be many megabytes at once)."""
+        if unzip is None:
+            yield chunk
+            return
+        while chunk:
             before = unzip.copy()
             try:
-                chunk = unzip.decompress(chunk)
+                out = unzip.decompress(chunk, OUT_MAX)
+                chunk = unzip.unconsumed_tail
             except zlib.error:
                 if not seen_header and not pending:
                     raise UserError(f"{name} is not a gilviz recording (corrupt data); record one with `gilviz record`") from None
-                chunk = _salvage(before, chunk)
                 damage.tail = True
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                if not seen_header:
-                    raise UserError(f"{name} is not a gilviz recording; record one with `gilviz record`") from None
-                damage.tail = True
+                yield _salvage(before, chunk)
                 return
-            if not seen_header:
-                _check_header(rec, name)
-                seen_header = True
-            elif not well_formed(rec):
-                damage.records += 1
-                continue
-            yield rec
+            yield out
+
+    chunk = first
+    while True:
+        for text in texts(chunk):
+            pending += text
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    if not seen_header:
+                        raise UserError(f"{name} is not a gilviz recording; record one with `gilviz record`") from None
+                    damage.tail = True
+                    return
+                if not seen_header:
+                    _check_header(rec, name)
+                    seen_header = True
+                elif not well_formed(rec):
+                    damage.records += 1
+                    continue
+                yield rec
         if damage.tail:
             break
         chunk = read(1 << 16)
