@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .capture import states
-from .capture.budget import GilBudget
+from .capture.budget import Budget
 from .capture.processes import ProcessTable, WatchedProcess
 from .capture.stacks import StackReader
 from .probes.cpus import CpuProbe
@@ -24,7 +24,6 @@ from .stream import GilTick, Record, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
-LIST_THREADS_EVERY = 4  # ticks between looks for new threads
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 
@@ -82,8 +81,9 @@ class Sampler:
         deadline = t_start + int(duration_s * 1e9) if duration_s else None
         cpu_start = time.process_time()
         spy_start = self.stacks.cpu_s
-        budget = GilBudget(self.tick_ns, self.gil_hz, self.cpu_budget,
-                           lambda: time.process_time() + self.stacks.cpu_s, t_start)
+        budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
+                        lambda: time.process_time() + self.stacks.cpu_s, t_start, self.stacks.hz)
+        self.stacks.rate = lambda: budget.stacks_hz
         last_busy = self.cpus.read()
         next_tick = t_start + self.tick_ns
         next_gil = next_check = t_start
@@ -104,9 +104,9 @@ class Sampler:
                         last_busy = busy
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
-                    next_tick += self.tick_ns
+                    next_tick += budget.tick_ns
                     if next_tick <= now:
-                        next_tick = now + self.tick_ns
+                        next_tick = now + budget.tick_ns
                     for rec in self.stacks.drain():
                         self.sink(rec)
                     if not alive:
@@ -116,7 +116,7 @@ class Sampler:
                     if now >= next_refresh:
                         self.processes.refresh()
                         next_refresh = now + REFRESH_EVERY_NS
-                    stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000)
+                    stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
                         self.sink(stats)
                 if now >= next_check:  # at every tick, and often between slow ones (--rate 0.1)
@@ -157,7 +157,7 @@ class Sampler:
         threads: list[ThreadTick] = []
         gils: list[GilTick] = []
         root_alive = False
-        list_threads = self.stats.ticks % LIST_THREADS_EVERY == 0
+        list_threads = True  # the probe lists the threads again only when their count moved
         for proc in self.processes:
             try:
                 readings, gone = proc.probe.read(list_threads)

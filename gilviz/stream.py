@@ -251,6 +251,9 @@ class Stats(_Record):
     overhead: float = 0.0  # its CPU, in cores
     gil_hz: float = 0.0
     gil_hz_target: float = 0.0
+    tick_hz: float | None = None  # ticks achieved, and the rate the budget now allows
+    tick_hz_target: float | None = None
+    stacks_hz: float | None = None  # py-spy dumps a second the budget now allows
 
 
 @dataclass(slots=True)

@@ -49,3 +49,79 @@ def test_report_memory_does_not_grow_with_the_recording(tmp_path):
     summary = summarize_file(str(long))
     assert summary["duration_s"] == 40.0 and len(summary["threads"]) == 50
     assert all(abs(th["running"] - 1 / 50) < 0.001 for th in summary["threads"])
+
+
+# ------------------------------------------------------------------ one budget for the whole sampler
+def test_the_budget_slows_gil_sampling_then_the_ticks_and_comes_back():
+    from gilviz.capture.budget import ADAPT_EVERY_NS, GIL_HZ_FLOOR, Budget
+
+    cpu = [0.0]
+    budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, stacks_hz=1.0)
+    now, stats = 0, []
+
+    def interval(share: float):
+        nonlocal now
+        now += ADAPT_EVERY_NS
+        cpu[0] += share * ADAPT_EVERY_NS / 1e9
+        stats.append(budget.adapt(now, 0, now // 1000, 0))
+
+    for _ in range(10):  # twice the budget: GIL sampling falls to its floor first...
+        interval(0.30)
+    assert budget.period == int(1e9 / GIL_HZ_FLOOR)
+    assert budget.tick_ns > 5_000_000  # ...then the ticks lengthen, and py-spy's rate with them
+    assert budget.stacks_hz < 1.0 and stats[-1].tick_hz_target < 200
+    slowest = budget.tick_ns
+    for _ in range(40):  # well under it: the ticks come back to the rate asked, then GIL sampling
+        interval(0.05)
+    assert budget.tick_ns == 5_000_000 < slowest and budget.stacks_hz == 1.0
+    assert budget.period < int(1e9 / GIL_HZ_FLOOR)
+
+
+def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next_read():
+    import subprocess
+    import sys
+    import time
+
+    from gilviz.probes.threads import IDLE_STEPS, ThreadProbe
+
+    code = ("import threading, time, sys\n"
+            "for _ in range(20): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+            "sys.stdin.readline()\n"
+            "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "sys.stdout.write('more\\n'); sys.stdout.flush(); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        probe = ThreadProbe(child.pid)
+        readings, _ = probe.read()
+        assert len(readings) == 21
+        import os
+
+        counted = []
+        real_pread = os.pread
+
+        def counting(fd, n, offset):
+            counted.append(fd)
+            return real_pread(fd, n, offset)
+
+        os.pread = counting
+        try:
+            for _ in range(IDLE_STEPS[0][0] + 8):
+                probe.read()
+            counted.clear()
+            for _ in range(8):
+                readings, _ = probe.read()
+            # asleep all along: each thread read about once in the last 8, plus one look at the thread count each time
+            assert len(readings) == 21 and len(counted) <= 21 + 8 + 8, len(counted)
+        finally:
+            os.pread = real_pread
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "more\n"
+        readings, _ = probe.read()
+        assert len(readings) == 22  # seen at the very next read
+        probe.close()
+    finally:
+        child.kill()
+        child.wait()

@@ -1,9 +1,14 @@
-"""What GIL sampling may cost: a rate that follows the CPU budget.
+"""What sampling may cost: one CPU budget for the whole sampler, the rates follow it.
 
-A timer wake-up costs about 25 to 30 us of CPU on the machines measured, so GIL samples
-cannot be had at a fixed 10 kHz inside a budget of a few percent of a core: the rate is
-raised while the sampler spends less than its budget and lowered while it spends more,
-never below GIL_HZ_FLOOR nor above the rate asked. Every adjustment is reported (Stats).
+Everything the sampler does counts against `--budget` (a share of one core): its ticks (the
+per-thread reads, the state rules, the records), its GIL samples, and py-spy's stack dumps.
+Every half second the sampler's CPU over the last interval is compared with the budget:
+- over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then the ticks lengthen (down to
+  TICK_HZ_FLOOR), and py-spy's rate follows the ticks';
+- under 80 % of it, the ticks come back to the rate asked first, then GIL sampling speeds up
+  to the rate asked.
+A timer wake-up alone costs about 25 to 30 us of CPU on the machines measured, so no rate is
+ever fixed. Every interval's achieved rates are reported (Stats).
 """
 
 from __future__ import annotations
@@ -12,35 +17,62 @@ from typing import Callable
 
 from ..stream import Stats
 
-GIL_HZ_FLOOR = 1000  # the CPU budget never slows GIL sampling below this
+GIL_HZ_FLOOR = 1000  # GIL sampling is never slowed below this (or the tick rate, if lower)...
 GIL_HZ_START = 2000
+TICK_HZ_FLOOR = 10.0  # ...nor the ticks below this
 ADAPT_EVERY_NS = 500_000_000
+SLOW = 0.8  # under this share of the budget, rates go back up
 
 
-class GilBudget:
-    def __init__(self, tick_ns: int, gil_hz: float, cpu_budget: float, cpu_s: Callable[[], float], start_ns: int):
+class Budget:
+    def __init__(self, tick_ns: int, gil_hz: float, cpu_budget: float, cpu_s: Callable[[], float], start_ns: int,
+                 stacks_hz: float = 0.0):
         """cpu_s: the CPU the sampler has spent so far (its own and its helpers'), in seconds."""
         self.cpu_budget = cpu_budget
         self.cpu_s = cpu_s
+        self.asked_tick_ns = tick_ns
+        self.tick_ns = tick_ns
+        self.max_tick_ns = max(tick_ns, int(1e9 / TICK_HZ_FLOOR))
+        self.asked_stacks_hz = stacks_hz
         self.min_period = int(1e9 / gil_hz)
         self.period = max(self.min_period, int(1e9 / GIL_HZ_START))  # then up, as the budget allows
-        self.max_period = max(self.min_period, min(tick_ns, int(1e9 / GIL_HZ_FLOOR)))
         self.next_adapt = start_ns + ADAPT_EVERY_NS
-        self._cpu, self._wall, self._samples = cpu_s(), start_ns, 0
+        self._cpu, self._wall, self._samples, self._ticks = cpu_s(), start_ns, 0, 0
 
-    def adapt(self, now_ns: int, samples: int, t_us: int) -> Stats | None:
-        """Every ADAPT_EVERY_NS: the new sampling period, and the figures of the last interval."""
+    @property
+    def max_period(self) -> int:
+        """GIL sampling's slowest: GIL_HZ_FLOOR, and never slower than the ticks."""
+        return max(self.min_period, min(self.tick_ns, int(1e9 / GIL_HZ_FLOOR)))
+
+    @property
+    def stacks_hz(self) -> float:
+        """py-spy's rate: the one asked, slowed as much as the ticks are."""
+        return self.asked_stacks_hz * self.asked_tick_ns / self.tick_ns
+
+    def adapt(self, now_ns: int, samples: int, t_us: int, ticks: int = 0) -> Stats | None:
+        """Every ADAPT_EVERY_NS: the new periods, and the figures of the last interval."""
         if now_ns < self.next_adapt:
             return None
         cpu = self.cpu_s()
         wall = (now_ns - self._wall) / 1e9
         overhead = (cpu - self._cpu) / wall
         rate = (samples - self._samples) / wall
-        # spend the budget on GIL samples: slower when over, faster when under
-        if overhead > self.cpu_budget:
-            self.period = min(self.max_period, int(self.period * min(2.0, overhead / self.cpu_budget)))
-        elif overhead < 0.8 * self.cpu_budget:
-            self.period = max(self.min_period, int(self.period / 1.2))
-        self._cpu, self._wall, self._samples = cpu, now_ns, samples
+        tick_rate = (ticks - self._ticks) / wall
+        budget = self.cpu_budget
+        if overhead > budget:
+            factor = min(2.0, overhead / budget)
+            if self.period < self.max_period:
+                self.period = min(self.max_period, int(self.period * factor))
+            else:
+                self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
+                self.period = min(self.period, self.max_period)
+        elif overhead < SLOW * budget:
+            if self.tick_ns > self.asked_tick_ns:
+                self.tick_ns = max(self.asked_tick_ns, int(self.tick_ns / 1.2))
+            else:
+                self.period = max(self.min_period, int(self.period / 1.2))
+        self._cpu, self._wall, self._samples, self._ticks = cpu, now_ns, samples, ticks
         self.next_adapt = now_ns + ADAPT_EVERY_NS
-        return Stats(t_us, round(overhead, 4), round(rate, 1), round(1e9 / self.period, 1))
+        return Stats(t_us, round(overhead, 4), round(rate, 1), round(1e9 / self.period, 1),
+                     tick_hz=round(tick_rate, 1), tick_hz_target=round(1e9 / self.tick_ns, 1),
+                     stacks_hz=round(self.stacks_hz, 3))

@@ -32,6 +32,7 @@ class StackReader:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
 
     @property
     def cpu_s(self) -> float:
@@ -49,11 +50,10 @@ class StackReader:
 
     def _loop(self) -> None:
         assert self.pyspy is not None
-        period = 1.0 / self.hz
         failures: Counter = Counter()
-        wait = min(period, 0.2)  # names and lines early, then at the asked rate
+        wait = min(1.0 / self.hz, 0.2)  # names and lines early, then at the rate the budget allows
         while not self._stop.wait(wait):
-            wait = period
+            wait = 1.0 / max(self.rate(), 0.05)
             for pid in [p.pid for p in self.processes if p.python is not None]:
                 if failures[pid] >= 5:
                     continue

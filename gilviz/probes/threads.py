@@ -83,9 +83,11 @@ class ThreadReading:
     moved: bool  # schedstat changed since the previous reading
 
 
-IDLE_AFTER_READS = 20  # a thread unchanged for this many reads counts as idle...
-IDLE_READ_EVERY = 4  # ...and is read on one read in this many, at a phase of its own
+# A thread unchanged for a while is read less often, at a phase of its own: (unchanged reads,
+# read one read in this many). What it did meanwhile shows, in full, at its next read.
+IDLE_STEPS = ((32, 8), (16, 4), (6, 2))
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
+LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 
 
 class _OpenThread:
@@ -119,6 +121,23 @@ class ThreadProbe:
         self.task_dir = f"/proc/{pid}/task"
         self._threads: dict[int, _OpenThread] = {}
         self._reads = 0
+        try:
+            self._stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY)  # its thread count, in one read
+        except OSError:
+            self._stat = -1
+        self._count = -1
+        self._listed_at = 0
+
+    def thread_count_changed(self) -> bool:
+        """The process's thread count moved since the last listing (a thread came or went)."""
+        if self._stat < 0:
+            return True
+        try:
+            text = os.pread(self._stat, 1024, 0).decode(errors="replace")
+            count = int(text[text.rindex(")") + 2 :].split()[17])
+        except (OSError, ValueError, IndexError):
+            return True
+        return count != self._count
 
     def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
         """Returns (readings of live threads, tids gone since the last read).
@@ -127,18 +146,23 @@ class ThreadProbe:
         task folder costs as much as reading a few threads). Raises ProcessLookupError
         when the process itself is gone.
         """
-        if list_threads or not self._threads:
+        self._reads += 1
+        # a new thread is noticed at the next read: its count is one read, listing them is many
+        list_threads = list_threads and (self.thread_count_changed() or not self._threads
+                                         or self._reads - self._listed_at >= LIST_EVERY)
+        if list_threads:
             try:
                 tids = [int(t) for t in os.listdir(self.task_dir)]
             except FileNotFoundError:
                 raise ProcessLookupError(self.pid) from None
+            self._count = len(tids)
+            self._listed_at = self._reads
         else:
             tids = list(self._threads)
         pread = os.pread
         threads = self._threads
         readings = []
-        self._reads += 1
-        phase = self._reads % IDLE_READ_EVERY
+        reads = self._reads
         for tid in tids:
             th = threads.get(tid)
             if th is None:
@@ -148,10 +172,13 @@ class ThreadProbe:
                     continue  # exited between listdir and open
                 threads[tid] = th
             last = th.last
-            if last is not None and th.unchanged >= IDLE_AFTER_READS and tid % IDLE_READ_EVERY != phase:
-                # long asleep: read it less often; what it did meanwhile shows at its next read
-                readings.append(last if not last.moved else dataclasses.replace(last, moved=False))
-                continue
+            if last is not None and th.unchanged >= IDLE_STEPS[-1][0]:
+                every = next(n for after, n in IDLE_STEPS if th.unchanged >= after)
+                if (reads + tid) % every:
+                    # asleep a while: read less often; what it did meanwhile shows at its next read
+                    th.unchanged += 1
+                    readings.append(last if not last.moved else dataclasses.replace(last, moved=False))
+                    continue
             try:
                 on, runq, slices = parse_schedstat(pread(th.sched, 128, 0).decode())
                 if last is not None and last.on_ns == on and last.runq_ns == runq and last.slices == slices:
@@ -160,7 +187,7 @@ class ThreadProbe:
                 else:
                     th.unchanged = 0
                     syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
-                    if last is None or on - last.on_ns >= STAT_AFTER_NS or phase == 0:
+                    if last is None or on - last.on_ns >= STAT_AFTER_NS or reads % IDLE_STEPS[-1][1] == 0:
                         state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     else:
                         # on a CPU only briefly (a GIL waiter's wake-up): its core is what it was,
@@ -185,6 +212,9 @@ class ThreadProbe:
         for th in self._threads.values():
             th.close()
         self._threads.clear()
+        if self._stat >= 0:
+            os.close(self._stat)
+            self._stat = -1
 
 
 def thread_name(pid: int, tid: int) -> str:
