@@ -197,16 +197,24 @@ class ReplaySource(Source):
         self._steps = 0  # ticks to hand over while paused
         self._seek_to: int | None = None  # hand over at once every tick up to this time
         self._anchor: tuple[float, int] | None = None  # (clock, stream time) the playback runs from
+        self._reading = False  # run() is handing records over
+        self._parked = False  # it waits, paused, before a tick
 
     def run(self, emit: Emit) -> None:
         records = self._records if self._records is not None else read(self.path, run=self.run_index)
-        for rec in records:
-            if isinstance(rec, Tick) and not self._wait_for(rec.t):
-                return
-            emit(rec)
-            if isinstance(rec, Tick):
-                self.position = rec.t
-        self.done = True
+        self._reading = True
+        try:
+            for rec in records:
+                if isinstance(rec, Tick) and not self._wait_for(rec.t):
+                    return
+                emit(rec)
+                if isinstance(rec, Tick):
+                    self.position = rec.t
+            self.done = True
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
 
     def _wait_for(self, t: int) -> bool:
         """Waits until the tick ending at stream time t is due; False once stopped."""
@@ -222,7 +230,10 @@ class ReplaySource(Source):
                     self._anchor = None
                     return True
                 if self._paused:
+                    self._parked = True
+                    self._cond.notify_all()
                     self._cond.wait()
+                    self._parked = False
                     continue
                 if self.speed <= 0:
                     return True
@@ -242,10 +253,15 @@ class ReplaySource(Source):
             self._cond.notify_all()
 
     def set_paused(self, paused: bool) -> None:
+        """Pausing returns once nothing more is on its way (a tick already due is handed over
+        first), so the view can stop exactly at the last tick it has."""
         with self._cond:
             self._paused = paused
             self._anchor = None
             self._cond.notify_all()
+            if paused:
+                self._cond.wait_for(lambda: self._parked or not self._reading or self._stopped or bool(self._steps)
+                                    or self._seek_to is not None, timeout=0.5)
 
     @property
     def paused(self) -> bool:

@@ -437,8 +437,9 @@ class TimelineView(Vertical):
             self.view.follow()
             self.source.set_paused(False)
         else:
-            self.view.pause(self.model)
             self.source.set_paused(True)
+            self.take()  # what was on its way: the view stops at the last tick there is
+            self.view.pause(self.model)
         self.refresh_now()
 
     def scroll_time(self, screens: float) -> None:
