@@ -34,6 +34,7 @@ from gilviz.sources import LiveSource, Source, decode_all  # noqa: E402
 from gilviz.stream import Tick  # noqa: E402
 
 TICK_HZ = 200
+RSS_EVERY_S = 5.0
 FLUSH_S = 0.03  # the sampler flushes its pipe about this often
 
 
@@ -242,7 +243,16 @@ def run_one(threads: int, seconds: float, width: int, height: int, recording: st
             os._exit(0)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
     received = 0
+    rss: list[tuple[float, float]] = []  # (seconds since start, MB): the UI process's memory
+    started = time.monotonic()
     while True:
+        if not rss or time.monotonic() - started - rss[-1][0] >= RSS_EVERY_S:
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+                rss.append((time.monotonic() - started, kb / 1024))
+            except (OSError, StopIteration):
+                pass
         try:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
@@ -261,6 +271,7 @@ def run_one(threads: int, seconds: float, width: int, height: int, recording: st
     os.unlink(out_path)
     result = json.loads(text) if text else {"threads": threads, "error": "no result"}
     result["terminal_bytes"] = received
+    result["rss"] = rss
     return result
 
 
@@ -289,6 +300,13 @@ def main() -> int:
         cpu = r["cpu_s"] / r["wall_s"]
         label = "replay" if args.recording else str(threads)
         print(f"{label:>7} {r['terminal_updates_per_s']:>6.1f} {r['repaints_per_s']:>10.1f} {cpu:>7.1%}")
+        rss = r.get("rss") or []
+        if len(rss) >= 3:
+            half = [mb for t, mb in rss if t >= rss[-1][0] / 2]
+            per_min = (rss[-1][1] - half[0]) / max(1e-9, (rss[-1][0] - rss[-len(half)][0]) / 60)
+            print(f"{'':>9}memory: {rss[0][1]:.0f} MB at start, {max(mb for _, mb in rss):.0f} MB at most, "
+                  f"{rss[-1][1]:.0f} MB at the end; {per_min:+.1f} MB a minute over the second half "
+                  f"(goal: under 250 MB after an hour)")
         for k, v in sorted(r.get("timings", {}).items(), key=lambda kv: -kv[1]):
             print(f"{'':>9}{k:<32} {v:>6.1f} ms per second")
     return 0 if ok else 1

@@ -131,24 +131,21 @@ def test_the_app_in_a_browser(served, tmp_path):
             page.mouse.click(10, 10)
             page.keyboard.press("t")
             wait_for(page, lambda px: sum(sum(q) > 600 for q in px) > len(px) // 2, timeout=15)
-            # a screenshot in a browser is a download (fetched by a tab textual-serve opens), not a file
-            # on the server; F8, as ctrl+s is the browser's own
-            served_files = []
-
-            def keep(route):
-                response = route.fetch()
-                served_files.append((response.headers, response.text()))
-                route.fulfill(response=response)
-
-            page.context.route("**/download/**", keep)
+            # a screenshot in a browser is a download (textual-serve opens a tab on a one-time address
+            # that answers with an attachment), not a file on the server; F8, as ctrl+s is the browser's own
+            downloads = []
+            page.on("download", lambda d: downloads.append(d))
+            page.context.on("page", lambda tab: tab.on("download", lambda d: downloads.append(d)))
             page.keyboard.press("F8")
             deadline = time.monotonic() + 15
-            while not served_files and time.monotonic() < deadline:
+            while not downloads and time.monotonic() < deadline:
                 page.wait_for_timeout(200)
-            assert served_files, "no download within 15 s"
-            headers, body = served_files[0]
-            assert headers["content-disposition"].startswith("attachment; filename=gilviz-"), headers
-            assert headers["content-disposition"].endswith(".svg") and headers["content-type"].startswith("image/svg+xml")
+            assert downloads, "no download within 15 s"
+            download = downloads[0]
+            assert download.failure() is None, download.failure()
+            name = download.suggested_filename
+            assert name.startswith("gilviz-") and name.endswith(".svg"), name
+            body = Path(download.path()).read_text()
             assert body.startswith("<svg") and "REPLAYED" in body
             assert not list(tmp_path.glob("gilviz-*.svg"))  # nothing left on the server's side
         finally:
