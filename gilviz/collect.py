@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO, Iterable, Protocol, TypeVar
 
 from .recording import Damage, read
-from .stream import (End, Header, Notice, Output, Process, Progress, Record, Stack, Stats, Thread, Tick)
+from .stream import (End, Header, Line, Notice, Output, Process, Progress, Record, Stack, Stats, Thread, Tick)
 
 
 class Collector(Protocol):
@@ -50,6 +50,7 @@ class Recording:
     processes: dict[int, Process] = field(default_factory=dict)  # latest word on each
     proc_history: list[Process] = field(default_factory=list)  # every word, in order
     stacks: list[Stack] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
     output: list[Output] = field(default_factory=list)
     stats: list[Stats] = field(default_factory=list)
     progress: list[Progress] = field(default_factory=list)
@@ -70,6 +71,8 @@ class Recording:
             self.proc_history.append(rec)
         elif isinstance(rec, Stack):
             self.stacks.append(rec)
+        elif isinstance(rec, Line):
+            self.lines.append(rec)
         elif isinstance(rec, Output):
             self.output.append(rec)
         elif isinstance(rec, Stats):

@@ -11,10 +11,11 @@ from collections import defaultdict, deque
 from typing import Any, Iterable
 
 from .collect import Recording, replay
-from .stream import (BLOCK_REASONS, End, Header, Notice, Process, Progress, Record, Stack, Thread, ThreadTick,
-                     Tick)
+from .lines import LineSums
+from .stream import (BLOCK_REASONS, End, Header, Line, Notice, Process, Progress, Record, Stack, Stats, Thread,
+                     ThreadTick, Tick)
 
-_THREAD_SUMS = ThreadTick._fields[2:]  # every duration after tid and cpu
+_THREAD_SUMS = ThreadTick._fields[2:12]  # every duration after tid and cpu
 _GIL_SUMS = ("samples", "held", "contended", "switches")
 _AGREEMENT_TICKS = (2, 3)  # py-spy's read spans a few milliseconds: ticks before and after its time
 
@@ -48,10 +49,17 @@ class Report:
         self._recent: deque[tuple[int, int, frozenset[int]]] = deque(maxlen=64)  # (t, dt, tids that held)
         self._pending: list[tuple[int, int]] = []  # (stack time, its owner tid)
         self._agree = self._asked = 0
+        self.lines = LineSums()
+        self.stacks_by: str | None = None
 
     def add(self, rec: Record) -> None:
         if isinstance(rec, Tick):
             self._tick(rec)
+            self.lines.add_tick(rec.dt, rec.threads)
+        elif isinstance(rec, Line):
+            self.lines.add_line(rec)
+        elif isinstance(rec, Stats):
+            self.stacks_by = rec.stacks_by or self.stacks_by
         elif isinstance(rec, Thread):
             known = self.threads.get(rec.tid)
             if known is None or known.pid != rec.pid or rec.name:
@@ -89,7 +97,7 @@ class Report:
             if acc is None:
                 acc = per_thread[th.tid] = [0] * (1 + len(_THREAD_SUMS))
             acc[0] += dt
-            for i, value in enumerate(th[2:], start=1):
+            for i, value in enumerate(th[2:12], start=1):
                 acc[i] += value
             if th.cpu >= 0:
                 core_target[th.cpu] += th.oncpu
@@ -160,6 +168,7 @@ class Report:
                 "line": self.last_line.get(tid, ""),
             })
         threads.sort(key=lambda t: (t["pid"] or 0, t["tid"]))
+        names = {t["tid"]: t["name"] for t in threads}
 
         gils = []
         for pid, proc in self.processes.items():
@@ -226,6 +235,8 @@ class Report:
                     "exit_code": end.exit_code if end is not None else None},
             "truncated": end is None,
             "notices": self.notices,
+            "lines": [f.to_json(names) for f in self.lines.figures()],
+            "stacks": {"by": self.stacks_by, "readings_per_s": round(self.lines.readings_per_s(), 1)},
             "damaged_records": self.damaged_records,
             "damaged_tail": self.damaged_tail,
         }
@@ -285,9 +296,9 @@ def compare_text(runs: list[dict[str, Any]], names: list[str], together: bool) -
 
 def summarize(rec: Recording) -> dict[str, Any]:
     """The report of a recording held in memory."""
-    timed: list[Record] = [*rec.ticks, *rec.stacks]
+    timed: list[Record] = [*rec.ticks, *rec.stacks, *rec.stats]
     timed.sort(key=lambda r: r.t)
-    records: list[Record] = [rec.header, *rec.proc_history, *rec.threads.values(), *timed, *rec.progress,
+    records: list[Record] = [rec.header, *rec.proc_history, *rec.threads.values(), *rec.lines, *timed, *rec.progress,
                              *(Notice(0, text) for text in rec.notices)]
     if rec.end is not None:
         records.append(rec.end)
@@ -343,7 +354,32 @@ def format_text(summary: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append("cores     " + "   ".join(f"cpu{c['cpu']} {c['busy']:.0%} ({c['by_target']:.0%} target)" for c in summary["cores"]))
+    lines.extend(lines_text(summary))
     return "\n".join(lines)
+
+
+TOP_LINES = 8
+
+
+def lines_text(summary: dict[str, Any], top: int = TOP_LINES) -> list[str]:
+    """The lines that held the GIL longest, and those that waited for it longest."""
+    rows = summary.get("lines") or []
+    stacks = summary.get("stacks") or {}
+    if not rows:
+        return ["", "lines     none: no stack readings" + (" (--stacks-rate 0)" if stacks.get("by") is None else "")]
+    out = ["", f"lines     from {stacks.get('readings_per_s', 0):.0f} stack readings a second per thread"
+                f"{' by ' + stacks['by'] if stacks.get('by') else ''}; time per line is estimated from them"]
+    for key, title in (("held_s", "held the GIL"), ("waited_s", "waited for the GIL")):
+        best = sorted((r for r in rows if r[key] > 0), key=lambda r: -r[key])[:top]
+        if not best:
+            continue
+        out.append(f"{'':>7} {title + ' (s)':<22} {'held':>7} {'waited':>7} {'native':>7} {'blocked':>7}  threads")
+        for r in best:
+            where = f"{r['file'].rpartition('/')[2]}:{r['line']} {r['function']}"
+            who = ", ".join(r["threads"][:3]) + (f" +{len(r['threads']) - 3}" if len(r["threads"]) > 3 else "")
+            out.append(f"{'':>7} {where[:22]:<22} {r['held_s']:>7.2f} {r['waited_s']:>7.2f} {r['native_s']:>7.2f} "
+                       f"{r['blocked_s']:>7.2f}  {who}")
+    return out
 
 
 def to_json(summary: dict[str, Any]) -> str:

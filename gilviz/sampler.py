@@ -4,7 +4,9 @@ Between ticks it samples the GILs of every Python process of the target, as ofte
 CPU budget allows (capture/budget.py); at each tick it reads every thread's kernel state and
 hands each thread's readings to the state rules (capture/states.py), which turn the interval
 into time in each State. The processes followed and their GILs are capture/processes.py's;
-py-spy's stacks come from a thread beside the loop (capture/stacks.py).
+py-spy's stacks come from a thread beside the loop (capture/stacks.py); the line each thread
+is on, stamped on its ticks, from those and, on 3.14+ targets, from a helper on the target's
+own interpreter (capture/lines.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Callable
 from .capture import states
 from .capture.budget import Budget
 from .capture.processes import ProcessTable, WatchedProcess
+from .capture.lines import HELPER_FROM, LineTable
 from .capture.stacks import StackReader
 from .probes.cpus import CpuProbe
 from .probes.threads import ThreadReading, classify_syscall
-from .stream import GilTick, Record, ThreadTick, Tick
+from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
@@ -45,7 +48,7 @@ class Sampler:
         tick_hz: float = 200.0,
         gil_hz: float = 10_000.0,
         cpu_budget: float = 0.15,
-        stacks_hz: float = 1.0,
+        stacks_hz: float = 5.0,
         follow_children: bool = True,
         t0: int | None = None,
         gil_reenabled: bool = False,
@@ -61,6 +64,8 @@ class Sampler:
         self.processes = ProcessTable(root_pid, sink, self._now_us, follow_children=follow_children,
                                       gil_reenabled=gil_reenabled)
         self.stacks = StackReader(stacks_hz, self.processes, self._now_us)
+        self.lines = LineTable(self._now_us, self._t0)
+        self._helpers_tried: set[int] = set()
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -82,8 +87,10 @@ class Sampler:
         cpu_start = time.process_time()
         spy_start = self.stacks.cpu_s
         budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
-                        lambda: time.process_time() + self.stacks.cpu_s, t_start, self.stacks.hz)
+                        lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz)
         self.stacks.rate = lambda: budget.stacks_hz
+        self.stacks.slow_pids = self.lines.helpers  # py-spy only names their threads, about once a second
+        self._start_helpers()
         last_busy = self.cpus.read()
         next_tick = t_start + self.tick_ns
         next_gil = next_check = t_start
@@ -107,17 +114,23 @@ class Sampler:
                     next_tick += budget.tick_ns
                     if next_tick <= now:
                         next_tick = now + budget.tick_ns
-                    for rec in self.stacks.drain():
-                        self.sink(rec)
+                    self._drain_stacks()
                     if not alive:
                         reason = "exited"
                         break
                     next_check = now  # after each tick
                     if now >= next_refresh:
                         self.processes.refresh()
+                        self._start_helpers()
                         next_refresh = now + REFRESH_EVERY_NS
                     stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
+                        if self.lines.helpers:
+                            self.lines.set_period(budget.tick_ns)
+                            stats.stacks_hz = round(1e9 / budget.tick_ns, 1)
+                            stats.stacks_by = "_remote_debugging"
+                        elif self.stacks.pyspy is not None and self.stacks.hz > 0:
+                            stats.stacks_by = "py-spy"
                         self.sink(stats)
                 if now >= next_check:  # at every tick, and often between slow ones (--rate 0.1)
                     if done is not None and done():
@@ -142,14 +155,34 @@ class Sampler:
                     sleep(delay / 1e9)
         finally:
             self.stacks.stop()
+            lines_cpu = self.lines.cpu_s
+            self.lines.stop()
             end = monotonic_ns()
             self.stats.wall_s = (end - t_start) / 1e9
-            self.stats.cpu_s = time.process_time() - cpu_start + (self.stacks.cpu_s - spy_start)
-            for rec in self.stacks.drain():
-                self.sink(rec)
+            self.stats.cpu_s = time.process_time() - cpu_start + (self.stacks.cpu_s - spy_start) + lines_cpu
+            self._drain_stacks()
             self.processes.close()
             self.cpus.close()
         return reason
+
+    def _start_helpers(self) -> None:
+        """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""
+        if self.stacks.hz <= 0:
+            return
+        for proc in self.processes:
+            if proc.python is None or proc.pid in self._helpers_tried or proc.python.version[:2] < HELPER_FROM:
+                continue
+            self._helpers_tried.add(proc.pid)
+            threading.Thread(target=self.lines.start_helper, args=(proc.pid, proc.python.version, self.tick_ns),
+                             daemon=True, name="gilviz-helper-start").start()
+
+    def _drain_stacks(self) -> None:
+        """py-spy's dumps out, their lines read where no helper reads them."""
+        now = self._now_us()
+        for rec in self.stacks.drain():
+            if isinstance(rec, Stack) and rec.pid not in self.lines.helpers:
+                self.lines.seen_pyspy(now, ((e.tid, e.line) for e in rec.threads))
+            self.sink(rec)
 
     # ----------------------------------------------------------------- one tick
     def _tick(self, now: int, dt_ns: int, core_busy: list[int]) -> bool:
@@ -171,7 +204,11 @@ class Sampler:
             proc.clear_samples()
             proc.watch_flags(ticks)
         self.stats.ticks += 1
-        self.sink(Tick(t=(now - self._t0) // 1000, dt=dt, threads=threads, gils=gils, core_busy=core_busy))
+        t_us = (now - self._t0) // 1000
+        threads = self.lines.stamp(threads, t_us, dt)
+        for rec in self.lines.drain():
+            self.sink(rec)
+        self.sink(Tick(t=t_us, dt=dt, threads=threads, gils=gils, core_busy=core_busy))
         return root_alive or any(p.pid != self.root_pid for p in self.processes)
 
     def _process_tick(self, proc: WatchedProcess, readings: list[ThreadReading], gone: list[int], dt: int,

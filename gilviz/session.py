@@ -36,7 +36,7 @@ class Settings:
     tick_hz: float = 200.0
     gil_hz: float = 10_000.0
     cpu_budget: float = 0.15
-    stacks_hz: float = 1.0
+    stacks_hz: float = 5.0
     duration_s: float | None = None
 
 

@@ -59,6 +59,7 @@ class ThreadTick(NamedTuple):
     other: int
     held: int  # time it held the GIL (may overlap runnable or blocked)
     oncpu: int  # time on a CPU (running + native + the part of waiting spent spinning)
+    line: int = 0  # the Line a stack reading taken in this tick found it on (0: no reading this tick)
 
     @property
     def blocked(self) -> int:
@@ -189,6 +190,23 @@ class Thread(_Record):
 
 
 @dataclass(slots=True)
+class Line(_Record):
+    """A Python line a thread was found on, named once; ticks refer to it by id.
+
+    A tick's `line` is set only for the threads a stack reading saw during that tick, so the
+    ticks that carry a line are a sample of each thread's life: time per line is their time,
+    scaled to the thread's whole life (`gilviz.lines`)."""
+
+    KIND: ClassVar[str] = "line"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("id", "file", "line")
+    t: int = 0
+    id: int = 0
+    file: str = ""
+    line: int = 0
+    function: str = ""
+
+
+@dataclass(slots=True)
 class StackEntry:
     tid: int
     name: str = ""
@@ -253,7 +271,8 @@ class Stats(_Record):
     gil_hz_target: float = 0.0
     tick_hz: float | None = None  # ticks achieved, and the rate the budget now allows
     tick_hz_target: float | None = None
-    stacks_hz: float | None = None  # py-spy dumps a second the budget now allows
+    stacks_hz: float | None = None  # stack readings a second the budget now allows (per process)
+    stacks_by: str | None = None  # what reads them: "py-spy", or "_remote_debugging" on 3.14+ targets
 
 
 @dataclass(slots=True)
@@ -292,8 +311,8 @@ class Compare(_Record):
     t: int = 0
 
 
-Record = Union[Header, Process, ProcessEnd, Thread, Tick, Stack, Output, Progress, Stats, Notice, End]
-_KINDS: dict[str, type] = {cls.KIND: cls for cls in (Header, Process, ProcessEnd, Thread, Tick, Stack, Output,
+Record = Union[Header, Process, ProcessEnd, Thread, Tick, Stack, Line, Output, Progress, Stats, Notice, End]
+_KINDS: dict[str, type] = {cls.KIND: cls for cls in (Header, Process, ProcessEnd, Thread, Tick, Stack, Line, Output,
                                                      Progress, Stats, Notice, End)}
 IGNORED_KINDS = {"interpreters"}  # written by format 1, its news now in Process
 
@@ -361,6 +380,8 @@ def well_formed(rec: Any) -> bool:
             return type(rec["pid"]) is int
         if kind == "stack":
             return type(rec["pid"]) is int and all(type(th["tid"]) is int for th in rec["threads"])
+        if kind == "line":
+            return type(rec["id"]) is int and isinstance(rec["file"], str) and type(rec["line"]) is int
         if kind == "out":
             return isinstance(rec["d"], str) and isinstance(rec["s"], str)
         if kind == "progress":

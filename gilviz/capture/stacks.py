@@ -11,14 +11,16 @@ import dataclasses
 import queue
 import re
 import threading
+import time
 from collections import Counter
-from typing import Callable
+from typing import Callable, Container
 
 from ..probes.pyspy import PySpy, StackThread, find_pyspy
 from ..stream import Record, Stack, StackEntry, Thread
 from .processes import ProcessTable, WatchedProcess
 
 MAX_FRAMES = 12
+NAMES_EVERY_S = 1.0  # py-spy's pace where a 3.14+ helper reads the lines
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
 
 
@@ -33,6 +35,7 @@ class StackReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
+        self.slow_pids: Container[int] = ()  # processes whose lines are read otherwise: names only
 
     @property
     def cpu_s(self) -> float:
@@ -52,11 +55,15 @@ class StackReader:
         assert self.pyspy is not None
         failures: Counter = Counter()
         wait = min(1.0 / self.hz, 0.2)  # names and lines early, then at the rate the budget allows
+        last_dump: dict[int, float] = {}
         while not self._stop.wait(wait):
             wait = 1.0 / max(self.rate(), 0.05)
             for pid in [p.pid for p in self.processes if p.python is not None]:
                 if failures[pid] >= 5:
                     continue
+                if pid in self.slow_pids and time.monotonic() - last_dump.get(pid, 0.0) < NAMES_EVERY_S:
+                    continue
+                last_dump[pid] = time.monotonic()
                 t = self.now_us()
                 dump = self.pyspy.dump(pid)
                 if dump is None:

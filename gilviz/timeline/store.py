@@ -163,7 +163,7 @@ class ThreadSeries:
 
 def _quantize(th, dt: int) -> tuple[bytes, int]:
     """A thread tick's record (shares of the tick, 0..Q) and its dominant state code."""
-    _, cpu, run, nat, wait, runq, slp, io, lck, oth, held, on = th
+    _, cpu, run, nat, wait, runq, slp, io, lck, oth, held, on = th[:12]
     rec = bytes((
         run * Q // dt if run < dt else Q,
         nat * Q // dt if nat < dt else Q,
@@ -384,7 +384,7 @@ class History:
                     s.data += bytes(REC)
                     codes.append(GONE)
                     s.close_block(self.dts, s.start - self.base)
-            key = (dt, *th[1:])
+            key = (dt, *th[1:12])
             hit = memo.get(key)
             if hit is None:
                 hit = memo[key] = _quantize(th, dt)

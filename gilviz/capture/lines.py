@@ -1,0 +1,200 @@
+"""The Python line each thread is on, stamped on the ticks, so every state is attributed to lines.
+
+Readings come from two sources: on 3.14+ targets a helper on the target's own interpreter
+(probes/unwinder_helper.py, CPython's `_remote_debugging`, about 25 us a reading) at the tick
+rate; elsewhere py-spy's dumps (capture/stacks.py), a few a second. Each reading's innermost
+Python frame becomes a `Line` (named once) and is stamped on that thread's next tick, so the
+ticks that carry a line are a sample of the thread's life (see gilviz/lines.py for the sums).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from typing import Callable, Iterable
+
+from ..stream import Line, Record, ThreadTick
+
+HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
+HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other processes
+STALE_TICKS = 3  # a reading older than this many ticks is stamped on no tick
+
+
+def parse_pyspy_line(text: str) -> tuple[str, int, str] | None:
+    """py-spy's "func (file.py:12)" -> (file, 12, func)."""
+    if not text.endswith(")") or " (" not in text:
+        return None
+    function, _, where = text[:-1].rpartition(" (")
+    file, _, lineno = where.rpartition(":")
+    return (file, int(lineno), function) if lineno.isdigit() and file else None
+
+
+class LineTable:
+    """Lines by (file, line, function) -> id, and each thread's latest reading not yet stamped."""
+
+    def __init__(self, now_us: Callable[[], int], t0_ns: int):
+        """t0_ns: the stream's zero on CLOCK_MONOTONIC (the helpers stamp their readings on it)."""
+        self.now_us = now_us
+        self.t0_ns = t0_ns
+        self.ids: dict[tuple[str, int, str], int] = {}
+        self._new: list[Record] = []
+        self._latest: dict[int, tuple[int, int]] = {}  # tid -> (t_us, line id)
+        self._lock = threading.Lock()
+        self.helpers: dict[int, UnwinderHelper] = {}
+
+    def intern(self, file: str, lineno: int, function: str) -> int:
+        key = (file, lineno, function)
+        lid = self.ids.get(key)
+        if lid is None:
+            lid = self.ids[key] = len(self.ids) + 1
+            self._new.append(Line(self.now_us(), lid, file, lineno, function))
+        return lid
+
+    def seen(self, t_us: int, readings: Iterable[tuple[int, int]]) -> None:
+        """A reading: (tid, line id) of each thread it found in Python code, at t_us."""
+        with self._lock:
+            for tid, lid in readings:
+                self._latest[tid] = (t_us, lid)
+
+    def seen_pyspy(self, t_us: int, entries: Iterable[tuple[int | None, str]]) -> None:
+        with self._lock:
+            for tid, line in entries:
+                top = parse_pyspy_line(line) if tid is not None else None
+                if top is not None:
+                    self._latest[tid] = (t_us, self.intern(*top))  # type: ignore[index]
+
+    def stamp(self, ticks: list[ThreadTick], t_us: int, tick_us: int) -> list[ThreadTick]:
+        """Each thread's tick with the line of its latest reading, if it came since its last tick."""
+        latest = self._latest
+        if not latest:
+            return ticks
+        oldest = t_us - STALE_TICKS * tick_us
+        with self._lock:
+            out = []
+            for tt in ticks:
+                seen = latest.pop(tt.tid, None)
+                out.append(tt._replace(line=seen[1]) if seen is not None and seen[0] >= oldest else tt)
+            return out
+
+    def drain(self) -> list[Record]:
+        with self._lock:
+            out, self._new = self._new, []
+        return out
+
+    # ------------------------------------------------------------- 3.14+ helpers
+    def start_helper(self, pid: int, version: tuple[int, ...], period_ns: int) -> bool:
+        """A helper for a new 3.14+ process; False where it cannot be used (py-spy stays)."""
+        if tuple(version[:2]) < HELPER_FROM or pid in self.helpers:
+            return pid in self.helpers
+        helper = UnwinderHelper(pid, self, period_ns)
+        if not helper.start():
+            return False
+        self.helpers[pid] = helper
+        return True
+
+    def set_period(self, period_ns: int) -> None:
+        for helper in self.helpers.values():
+            helper.set_period(period_ns)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(h.cpu_s() for h in self.helpers.values())
+
+    def stop(self) -> None:
+        for helper in self.helpers.values():
+            helper.stop()
+
+
+class UnwinderHelper:
+    def __init__(self, pid: int, table: LineTable, period_ns: int):
+        self.pid = pid
+        self.table = table
+        self.period_ns = period_ns
+        self.proc: subprocess.Popen | None = None
+        self.error = ""
+        self._thread: threading.Thread | None = None
+        self._ids: dict[int, int] = {}  # the helper's line ids -> the table's
+        self._cpu_at_end = 0.0
+
+    def start(self) -> bool:
+        try:
+            exe = os.readlink(f"/proc/{self.pid}/exe")
+        except OSError as e:
+            self.error = str(e)
+            return False
+        try:
+            self.proc = subprocess.Popen([exe, "-I", HELPER, str(self.pid), str(self.period_ns)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         bufsize=0)
+        except OSError as e:
+            self.error = str(e)
+            return False
+        first = self.proc.stdout.readline().decode(errors="replace")  # type: ignore[union-attr]
+        if not first or first.startswith("E "):
+            self.error = first[2:].strip() or "the stack helper ended"
+            self.stop()
+            return False
+        self._handle(first)
+        self._thread = threading.Thread(target=self._read, daemon=True, name=f"gilviz-lines-{self.pid}")
+        self._thread.start()
+        return True
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self._handle(raw.decode(errors="replace"))
+
+    def _handle(self, text: str) -> None:
+        if text.startswith("S "):
+            parts = text.split()
+            t_us = (int(parts[1]) - self.table.t0_ns) // 1000
+            readings = []
+            for part in parts[2:]:
+                tid, _, key = part.partition(":")
+                lid = self._ids.get(int(key))
+                if lid is not None:
+                    readings.append((int(tid), lid))
+            self.table.seen(t_us, readings)
+        elif text.startswith("L "):
+            key, lineno, function, file = text[2:].rstrip("\n").split("\t", 3)
+            with self.table._lock:
+                self._ids[int(key)] = self.table.intern(file, int(lineno), function)
+        elif text.startswith("E "):
+            self.error = text[2:].strip()
+
+    def set_period(self, period_ns: int) -> None:
+        if period_ns == self.period_ns or self.proc is None or self.proc.poll() is not None:
+            return
+        self.period_ns = period_ns
+        try:
+            self.proc.stdin.write(f"{period_ns}\n".encode())  # type: ignore[union-attr]
+        except OSError:
+            pass
+
+    def cpu_s(self) -> float:
+        if self.proc is None or self.proc.poll() is not None:
+            return self._cpu_at_end
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            self._cpu_at_end = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+        return self._cpu_at_end
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.cpu_s()
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self._thread is not None:
+            self._thread.join(2)

@@ -1,0 +1,105 @@
+"""Time per Python line: held the GIL, waited for it, ran native code, blocked.
+
+The sampler stamps a tick's thread row with the line a stack reading found that thread on
+during the tick (capture/lines.py). Those ticks are a sample of the thread's life, taken at
+the stack rate whatever the thread does, so a line's time is the time of the thread's stamped
+ticks on it, scaled by (the thread's whole time / its stamped ticks' time). At the tick rate
+(3.14+ targets) nearly every tick is stamped and the scale is about 1; with py-spy at 5 a
+second it is about 40, and the figures are estimates of that sample size (`readings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .stream import Line, ThreadTick
+
+# what each line's time is made of, from a tick's row
+KINDS = ("held", "waited", "native", "blocked")
+
+
+def _row_parts(th: ThreadTick) -> tuple[int, int, int, int]:
+    return th[10], th[4], th[3], th[6] + th[7] + th[8] + th[9]
+
+
+@dataclass
+class LineFigures:
+    file: str
+    line: int
+    function: str
+    held_s: float = 0.0
+    waited_s: float = 0.0
+    native_s: float = 0.0
+    blocked_s: float = 0.0
+    readings: int = 0
+    threads: list[int] = field(default_factory=list)  # tids, most time first
+
+    @property
+    def where(self) -> str:
+        return f"{self.file.rpartition('/')[2]}:{self.line}"
+
+    def to_json(self, names: dict[int, str]) -> dict:
+        return {"file": self.file, "line": self.line, "function": self.function,
+                "held_s": round(self.held_s, 4), "waited_s": round(self.waited_s, 4),
+                "native_s": round(self.native_s, 4), "blocked_s": round(self.blocked_s, 4),
+                "readings": self.readings, "threads": [names.get(t, str(t)) for t in self.threads]}
+
+
+class LineSums:
+    """Running sums over ticks; `figures()` scales them. Memory: one entry per (thread, line)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, Line] = {}
+        self.life: dict[int, int] = {}  # tid -> time present (us)
+        self.stamped: dict[int, int] = {}  # tid -> time of its ticks that carry a line (us)
+        self.sums: dict[tuple[int, int], list[int]] = {}  # (tid, line id) -> [held, waited, native, blocked, n]
+
+    def add_line(self, rec: Line) -> None:
+        self.lines[rec.id] = rec
+
+    def add_tick(self, dt: int, threads: Iterable[ThreadTick]) -> None:
+        life, stamped, sums = self.life, self.stamped, self.sums
+        for th in threads:
+            tid = th[0]
+            life[tid] = life.get(tid, 0) + dt
+            lid = th[12] if len(th) > 12 else 0
+            if not lid:
+                continue
+            stamped[tid] = stamped.get(tid, 0) + dt
+            acc = sums.get((tid, lid))
+            if acc is None:
+                acc = sums[tid, lid] = [0, 0, 0, 0, 0]
+            held, waited, native, blocked = _row_parts(th)
+            acc[0] += held
+            acc[1] += waited
+            acc[2] += native
+            acc[3] += blocked
+            acc[4] += 1
+
+    def readings_per_s(self) -> float:
+        """Stack readings a second per thread, over the threads that had any."""
+        seconds = sum(self.life[t] for t in self.stamped) / 1e6
+        return sum(a[4] for a in self.sums.values()) / seconds if seconds else 0.0
+
+    def figures(self) -> list[LineFigures]:
+        """Every line, most GIL held first."""
+        out: dict[int, LineFigures] = {}
+        per_thread: dict[int, dict[int, float]] = {}
+        for (tid, lid), acc in self.sums.items():
+            line = self.lines.get(lid)
+            if line is None:
+                continue
+            scale = self.life[tid] / self.stamped[tid] / 1e6
+            f = out.get(lid)
+            if f is None:
+                f = out[lid] = LineFigures(line.file, line.line, line.function)
+            f.held_s += acc[0] * scale
+            f.waited_s += acc[1] * scale
+            f.native_s += acc[2] * scale
+            f.blocked_s += acc[3] * scale
+            f.readings += acc[4]
+            per_thread.setdefault(lid, {})[tid] = (acc[0] + acc[1] + acc[2] + acc[3]) * scale
+        for lid, f in out.items():
+            f.threads = sorted(per_thread[lid], key=lambda t: -per_thread[lid][t])
+        return sorted(out.values(), key=lambda f: (-f.held_s, -f.waited_s, f.file, f.line))

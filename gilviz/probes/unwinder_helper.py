@@ -1,0 +1,97 @@
+"""Reads a CPython 3.14+ process's thread stacks with its own `_remote_debugging`, at the rate asked.
+
+Runs on the target's interpreter (the module reads only processes of its own version), started
+by gilviz as `TARGET_PYTHON -I unwinder_helper.py PID PERIOD_NS`, so it imports nothing of gilviz.
+A reading takes about 25 us here, against about 6 ms of CPU for a py-spy dump.
+
+Out (stdout, a line each, flushed per reading):
+  L <id>\t<lineno>\t<function>\t<file>      a line seen for the first time
+  S <monotonic ns> <tid>:<id> <tid>:<id>...  a reading: each thread's innermost Python line
+  E <message>                                 it cannot read (then it exits)
+In (stdin): a new period in ns per line; end of input ends it.
+"""
+
+import os
+import select
+import sys
+import time
+
+
+def innermost(frames):
+    for f in frames:
+        location = getattr(f, "location", None)  # 3.15: a LocationInfo; 3.14: lineno
+        lineno = location.lineno if location is not None else getattr(f, "lineno", None)
+        if lineno is not None and lineno > 0:
+            return f.filename, lineno, f.funcname
+    return None
+
+
+def threads_of(trace):
+    """(tid, frames) of every thread of every interpreter, as 3.14 and 3.15 lay them out."""
+    for item in trace:
+        inner = getattr(item, "threads", None)
+        for th in (inner if inner is not None else (item,)):
+            yield th.thread_id, th.frame_info
+
+
+def main() -> int:
+    pid, period = int(sys.argv[1]), int(sys.argv[2])
+    out = sys.stdout
+    try:
+        import _remote_debugging
+
+        unwinder = _remote_debugging.RemoteUnwinder(pid, all_threads=True)
+    except Exception as e:  # noqa: BLE001 - whatever stops it, said in one line
+        out.write(f"E {type(e).__name__}: {e}\n")
+        out.flush()
+        return 1
+    ids = {}
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    pending = b""
+    next_at = time.monotonic_ns()
+    while True:
+        wait = max(0.0, (next_at - time.monotonic_ns()) / 1e9)
+        ready, _, _ = select.select([stdin], [], [], wait)
+        if ready:
+            chunk = os.read(stdin, 4096)
+            if not chunk:
+                return 0
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    period = max(100_000, int(line))
+            continue
+        now = time.monotonic_ns()
+        next_at = max(next_at + period, now)
+        try:
+            trace = unwinder.get_stack_trace()
+        except (ProcessLookupError, PermissionError) as e:
+            out.write(f"E {type(e).__name__}: {e}\n")
+            out.flush()
+            return 0
+        except Exception:  # noqa: BLE001 - a reading caught mid-change: the next one
+            if not os.path.exists(f"/proc/{pid}"):
+                return 0
+            continue
+        parts = [f"S {now}"]
+        for tid, frames in threads_of(trace):
+            top = innermost(frames)
+            if top is None:
+                continue
+            key = ids.get(top)
+            if key is None:
+                key = ids[top] = len(ids) + 1
+                filename, lineno, function = top
+                out.write(f"L {key}\t{lineno}\t{function}\t{filename}\n")
+            parts.append(f"{tid}:{key}")
+        out.write(" ".join(parts) + "\n")
+        try:
+            out.flush()
+        except BrokenPipeError:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Which lines hold the GIL and which wait for it, on real workloads, 3.9 to 3.15.
+
+The workload is a small convoy: one thread spins on a single line, another reads a socket fed
+by a child process a byte a millisecond. Each time its recv returns, the reader must take the
+GIL back from the spinner, so its waits are on the recv line (the call it is returning from:
+the frame is still on it while CPython takes the GIL back). 3.14+ read the lines with the
+target's own `_remote_debugging` at the tick rate; older ones with py-spy, 5 dumps a second.
+"""
+
+import pytest
+
+from conftest import record_code
+from gilviz.lines import LineSums
+from gilviz.stream import Line, ThreadTick
+
+CONVOY = """
+import os, socket, threading, time
+ours, theirs = socket.socketpair()
+if os.fork() == 0:
+    ours.close()
+    end = time.time() + 4
+    while time.time() < end:
+        theirs.send(b"x"); time.sleep(0.001)
+    os._exit(0)
+theirs.close()
+def spin():
+    x = 0
+    while True: x += 1
+def read():
+    while True:
+        data = ours.recv(64)
+        if not data: break
+threading.Thread(target=spin, name="spinner", daemon=True).start()
+reader = threading.Thread(target=read, name="reader")
+reader.start()
+reader.join()
+"""
+HOT = CONVOY.splitlines().index("    while True: x += 1") + 1
+WAIT = CONVOY.splitlines().index("        data = ours.recv(64)") + 1
+
+
+def test_the_hot_line_holds_and_the_recv_line_waits(tmp_path, python):
+    summary, _ = record_code(tmp_path, python, CONVOY, duration=3.0)
+    lines = summary["lines"]
+    assert lines, summary["stacks"]
+    assert set(lines[0]) >= {"file", "line", "function", "held_s", "waited_s", "native_s", "blocked_s"}
+    held = max(lines, key=lambda r: r["held_s"])
+    waited = max(lines, key=lambda r: r["waited_s"])
+    assert (held["function"].rpartition(".")[2], held["line"]) == ("spin", HOT), lines[:4]
+    assert held["threads"] == ["spinner"]
+    assert (waited["function"].rpartition(".")[2], waited["line"]) == ("read", WAIT), lines[:4]
+    assert waited["threads"] == ["reader"]
+    # the spinner holds the GIL most of the run; the reader's line waits more than it holds
+    assert held["held_s"] > 1.0 and waited["waited_s"] > waited["held_s"], (held, waited)
+    version = tuple(int(p) for p in summary["target"]["python"].rstrip("t").split(".")[:2])
+    assert summary["stacks"]["by"] == ("_remote_debugging" if version >= (3, 14) else "py-spy")
+    if summary["stacks"]["by"] == "_remote_debugging":
+        assert summary["stacks"]["readings_per_s"] > 50  # at about the tick rate (200/s asked)
+
+
+def _row(tid, dt, line, *, held=0, waiting=0, native=0, sleep=0):
+    running = dt - waiting - native - sleep
+    return ThreadTick(tid, 0, running, native, waiting, 0, sleep, 0, 0, 0, held, running + native, line)
+
+
+def test_time_per_line_is_scaled_from_the_stamped_ticks():
+    sums = LineSums()
+    sums.add_line(Line(0, 1, "/w/a.py", 3, "spin"))
+    sums.add_line(Line(0, 2, "/w/a.py", 9, "read"))
+    # thread 1: 100 ticks of 10 ms holding the GIL, one in 10 stamped (line 1)
+    # thread 2: 100 ticks, half waiting half asleep, one in 4 stamped (line 2)
+    for i in range(100):
+        sums.add_tick(10_000, [_row(1, 10_000, 1 if i % 10 == 0 else 0, held=10_000),
+                               _row(2, 10_000, 2 if i % 4 == 0 else 0, waiting=5_000, sleep=5_000)])
+    spin, read = sums.figures()
+    assert (spin.line, spin.held_s, spin.readings) == (3, pytest.approx(1.0), 10)
+    assert (read.line, read.waited_s, read.blocked_s, read.held_s) == (9, pytest.approx(0.5), pytest.approx(0.5), 0)
+    assert sums.readings_per_s() == pytest.approx((10 + 25) / 2.0)
