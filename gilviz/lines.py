@@ -25,6 +25,7 @@ def _row_parts(th: ThreadTick) -> tuple[int, int, int, int]:
 
 @dataclass
 class LineFigures:
+    id: int
     file: str
     line: int
     function: str
@@ -77,6 +78,19 @@ class LineSums:
             acc[3] += blocked
             acc[4] += 1
 
+    def merge(self, other: "LineSums") -> None:
+        for tid, life in other.life.items():
+            self.life[tid] = self.life.get(tid, 0) + life
+        for tid, stamped in other.stamped.items():
+            self.stamped[tid] = self.stamped.get(tid, 0) + stamped
+        for key, acc in other.sums.items():
+            mine = self.sums.get(key)
+            if mine is None:
+                self.sums[key] = list(acc)
+            else:
+                for i, value in enumerate(acc):
+                    mine[i] += value
+
     def readings_per_s(self) -> float:
         """Stack readings a second per thread, over the threads that had any."""
         seconds = sum(self.life[t] for t in self.stamped) / 1e6
@@ -93,7 +107,7 @@ class LineSums:
             scale = self.life[tid] / self.stamped[tid] / 1e6
             f = out.get(lid)
             if f is None:
-                f = out[lid] = LineFigures(line.file, line.line, line.function)
+                f = out[lid] = LineFigures(lid, line.file, line.line, line.function)
             f.held_s += acc[0] * scale
             f.waited_s += acc[1] * scale
             f.native_s += acc[2] * scale

@@ -370,7 +370,7 @@ def lines_text(summary: dict[str, Any], top: int = TOP_LINES) -> list[str]:
     out = ["", f"lines     from {stacks.get('readings_per_s', 0):.0f} stack readings a second per thread"
                 f"{' by ' + stacks['by'] if stacks.get('by') else ''}; time per line is estimated from them"]
     for key, title in (("held_s", "held the GIL"), ("waited_s", "waited for the GIL")):
-        best = sorted((r for r in rows if r[key] > 0), key=lambda r: -r[key])[:top]
+        best = sorted((r for r in rows if r[key] >= 0.005), key=lambda r: -r[key])[:top]
         if not best:
             continue
         out.append(f"{'':>7} {title + ' (s)':<22} {'held':>7} {'waited':>7} {'native':>7} {'blocked':>7}  threads")

@@ -124,6 +124,24 @@ def test_perfetto_trace_has_every_track_and_the_reports_totals(tmp_path):
     assert any(ev["ph"] == "i" and ev["name"].startswith("end: ") for ev in events)
 
 
+def test_perfetto_trace_names_each_threads_line_slices_by_function(tmp_path):
+    """Beside each thread's states, a track of the Python line it was on (a convoy on 3.14, read at the tick rate)."""
+    out = tmp_path / "lines.json"
+    result = gilviz("export", DATA / "lines.gilviz", "--format", "perfetto", "-o", out)
+    assert result.returncode == 0, result.stderr
+    events = trace_events(out)
+    threads = {name: key for key, name in names_of(events, "thread_name").items()}
+    for thread, function, line in (("spinner", "spin", 13), ("reader", "read", 16)):
+        track = threads[f"{thread}: Python line"]
+        slices = [ev for ev in events if ev["ph"] == "X" and (ev["pid"], ev["tid"]) == track]
+        states = [ev for ev in events if ev["ph"] == "X" and (ev["pid"], ev["tid"]) == threads[thread]]
+        life = max(ev["ts"] + ev["dur"] for ev in states) - min(ev["ts"] for ev in states)
+        on_it = sum(ev["dur"] for ev in slices if ev["name"] == function and ev["args"]["line"] == line
+                    and ev["args"]["file"].endswith("convoy.py"))
+        assert on_it > 0.95 * life, (thread, on_it, life)
+        assert len(slices) < 5  # a line that does not change is one slice, not one per tick
+
+
 def test_perfetto_trace_of_a_comparison_holds_both_runs_gzipped(tmp_path):
     out = tmp_path / "both.trace.json.gz"
     result = gilviz("export", COMPARE, "--format", "perfetto", "-o", out)

@@ -927,3 +927,83 @@ async def test_live_comparison_of_threads_and_processes(tmp_path):
 
     # both runs in one recording
     assert [next(read(str(path), run=run)).scenario for run in (0, 1)] == ["cpu-threads", "cpu-processes"]
+
+
+# ------------------------------------------------------------------------ lines
+LINES = Path(__file__).parent / "data" / "lines.gilviz"  # a convoy on 3.14: see tests/test_lines.py's CONVOY
+
+
+def lines_app(**options) -> GilvizApp:
+    options.setdefault("show_ui_cost", False)
+    return make_app(ReplaySource(str(LINES), speed=0), **options)
+
+
+async def pick_line(pilot, column: int) -> None:
+    """Clicks the first line of a column of the lines pane (0: held the GIL, 1: waited for it)."""
+    pane = pilot.app.query_one("#lines")
+    await pilot.click("#lines", offset=(2 if column == 0 else pane.size.width - 20, 2))
+    await pilot.pause()
+
+
+def lane_styles(app, name: str) -> list:
+    """The styles of a thread lane's cells (after its gutter)."""
+    lanes = app.query_one(ThreadLanes)
+    index = next(i for i, r in enumerate(app.rows) if r.series is not None and r.series.name == name)
+    out, x = [], 0
+    for seg in lanes.render_line(index):
+        if x >= app.gutter_width + 1 and seg.text.strip():
+            out.append(seg.style)
+        x += len(seg.text)
+    return out
+
+
+def test_snapshot_lines_pane_with_a_line_picked(snap_compare):
+    async def run_before(pilot):
+        await loaded(pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        await pick_line(pilot, 1)
+
+    assert snap_compare(lines_app(), terminal_size=(160, 48), run_before=run_before)
+
+
+@sync
+async def test_the_lines_pane_names_the_lines_that_hold_and_wait_and_picks_one():
+    app = lines_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert not app.query_one("#lines").display
+        await pilot.press("w")
+        await pilot.pause()
+        pane = app.query_one("#lines")
+        assert pane.display
+        text = str(pane.render())
+        rows = text.splitlines()
+        held_row, waited_row = rows[2].split("│")
+        assert "convoy.py:13 spin" in held_row and "convoy.py:16 read" in waited_row, text
+        assert "_remote_debugging" in rows[0]
+        # the table's line column is each thread's line at the end of the time shown
+        table = {r[0].name: r[2] for r in app.table_rows}
+        assert table["spinner"] == "spin (convoy.py:13)" and table["reader"] == "read (convoy.py:16)", table
+        # pick the waited line: the reader's cells stay bright where it was on it, every other thread's dim
+        await pick_line(pilot, 1)
+        line = app.view.selected_line
+        assert (app.model.line_names[line].line, app.model.line_names[line].function) == (16, "read")
+        dim = app.query_one(ThreadLanes).pal.off_line
+        reader, spinner = lane_styles(app, "reader"), lane_styles(app, "spinner")
+        assert any(not s.dim for s in reader) and all(s.dim for s in spinner), (reader[:3], spinner[:3])
+        assert dim.dim
+        # the same click again puts it back; so does escape
+        await pick_line(pilot, 1)
+        assert app.view.selected_line is None and not any(s.dim for s in lane_styles(app, "spinner"))
+        await pick_line(pilot, 0)
+        assert app.model.line_names[app.view.selected_line].line == 13
+        await pilot.press("escape")
+        assert app.view.selected_line is None
+        # the figures are for the time shown: zoomed in, they cover less of the run
+        whole = float(rows[2].split("│")[0].split()[-2])
+        await pilot.press("plus", "plus", "plus")
+        app.refresh_now()
+        await pilot.pause()
+        zoomed = str(app.query_one("#lines").render()).splitlines()
+        assert zoomed[0] != rows[0] and float(zoomed[2].split("│")[0].split()[-2]) < whole, (rows[:3], zoomed[:3])

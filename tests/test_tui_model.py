@@ -354,3 +354,36 @@ def test_merging_keeps_every_threads_totals_with_uneven_ticks_and_threads_that_c
         assert st.life == pytest.approx(life_us, rel=0.01), series.name
         assert st.running == pytest.approx(run_us / life_us, abs=0.01), series.name
         assert st.cpu_s == pytest.approx(run_us / 1e6, rel=0.02), series.name
+
+
+def test_time_per_line_by_the_second_then_by_the_minute():
+    """The lines pane's sums: each second's, merged into minutes past the last ten minutes, and
+    totals that stay what was recorded."""
+    from gilviz.stream import Line
+    from gilviz.timeline import store
+
+    h = History()
+    h.add(Header(command="synthetic", cpus=2, pid=1, python_version="3.14.0"))
+    h.add(Line(0, 1, "/w/a.py", 3, "spin"))
+    h.add(Line(0, 2, "/w/a.py", 9, "read"))
+    dt = 100_000  # 10 ticks a second, 15 minutes
+    for i in range(15 * 60 * 10):
+        t = (i + 1) * dt
+        spin = make_thread_tick(10, dt, "running", cpu=0)._replace(line=1)
+        read = make_thread_tick(11, dt, "waiting" if i % 2 else "sleep", cpu=1)._replace(line=2 if i % 3 == 0 else 0)
+        h.add(Tick(t, dt, [spin, read], [], []))
+    assert len(h.line_buckets) == store.LINE_SECONDS_KEPT and h.line_minutes
+    whole, rate, (start, end) = h.line_figures(0, h.t_last)
+    assert (start, end) == (0, h.t_last)
+    by_line = {f.line: f for f in whole}
+    assert by_line[3].held_s == pytest.approx(900) and by_line[3].waited_s == 0  # running holds the GIL
+    # the reader, read one tick in three, waits half its life and sleeps the other half: 450 s each
+    assert by_line[9].waited_s == pytest.approx(450, rel=0.01) and by_line[9].blocked_s == pytest.approx(450, rel=0.01)
+    # a recent span is summed by its seconds, an old one by its minutes
+    recent, _, (a, b) = h.line_figures(800_000_000, 805_000_000)
+    assert (a, b) == (800_000_000, 806_000_000)
+    assert {f.line: round(f.blocked_s + f.waited_s) for f in recent}[9] == 6
+    old, _, (a, b) = h.line_figures(65_000_000, 70_000_000)
+    assert (a, b) == (60_000_000, 71_000_000)  # from the start of its minute
+    # the table's line: the last line each thread was found on
+    assert h.line_at(10, h.t_last).startswith("spin (a.py:3)") and h.line_at(11, h.t_last).startswith("read (a.py:9)")

@@ -3,7 +3,11 @@
 What it holds, per run:
 - a track per thread: a slice per state (`running`, `native`, `waiting`, `runnable`,
   `blocked: sleep|io|lock|other`), each as long as the thread spent in it, and an instant per
-  py-spy reading with the Python line the thread was on;
+  py-spy reading with its stack;
+- beside it, a track of the Python line the thread was on: slices named by function (file and
+  line in their arguments), from a stack reading that found it there to the next that found it
+  elsewhere (at the tick rate on 3.14+ targets; with py-spy, as far as its readings tell, and
+  for no more than MAX_LINE_GAP_US past the last);
 - a track per CPU core: which thread of the target was on it, and a counter of how busy the
   core was with any process;
 - a track per GIL (per process, and per subinterpreter with a GIL of its own): who held it, and
@@ -21,11 +25,13 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from ..stream import (BLOCKED, STATES, End, Header, Process, Progress, Record, Stack, State, Thread, Tick)
+from ..stream import (BLOCKED, STATES, End, Header, Line, Process, Progress, Record, Stack, State, Thread, Tick)
 
 CORES_PID = 2**31 - 1  # the made-up process that holds one track per core (minus the run's index)
 GIL_TID = 2**31 - 1000  # the made-up thread of a process that holds its GIL's track (plus interp)
 PID_SHIFT = 1 << 22  # past Linux's largest pid: the second run's ids, where they clash with the first's
+LINE_TID_SHIFT = 1 << 23  # a thread's line track: its tid plus this
+MAX_LINE_GAP_US = 1_000_000  # a line slice goes on this long at most past the reading that found it
 
 
 def state_name(state: State) -> str:
@@ -79,6 +85,9 @@ class RunTrace:
         self.shift = 0
         self.ticks = 0
         self.root_named = False
+        self.lines: dict[int, Line] = {}
+        self.thread_line: dict[int, tuple[int, int]] = {}  # tid -> (line id, when a reading last found it)
+        self.line_tracks: set[int] = set()
 
     # ---------------------------------------------------------------- ids
     def _pid(self, pid: int) -> int:
@@ -98,6 +107,8 @@ class RunTrace:
                 self._process(rec.pid, rec.command)
         elif isinstance(rec, Stack):
             self._stack(rec)
+        elif isinstance(rec, Line):
+            self.lines[rec.id] = rec
         elif isinstance(rec, Progress):
             self._progress(rec)
         elif isinstance(rec, Header):
@@ -143,6 +154,8 @@ class RunTrace:
         if self.thread_name.get(rec.tid) != name:
             self.thread_name[rec.tid] = name
             self._meta(self._pid(pid), self._pid(rec.tid), "thread_name", name)
+            if self._pid(rec.tid) + LINE_TID_SHIFT in self.line_tracks:
+                self._meta(self._pid(pid), self._pid(rec.tid) + LINE_TID_SHIFT, "thread_name", f"{name}: Python line")
 
     def _name_of(self, tid: int) -> str:
         return self.thread_name.get(tid) or f"thread {tid}"
@@ -194,6 +207,8 @@ class RunTrace:
             if th.tid not in self.thread_name:
                 self._thread(Thread(t, th.tid, pid, ""))
             self._thread_states(self._pid(pid), self._pid(th.tid), th, t)
+            if th.line or th.tid in self.thread_line:
+                self._thread_line(self._pid(pid), th.tid, th.line, t, dt)
             waiting_per_pid[pid] = waiting_per_pid.get(pid, 0) + th.waiting
             if th.cpu >= 0 and th.oncpu > 0:
                 on_core.setdefault(th.cpu, []).append((th.tid, th.oncpu))
@@ -233,6 +248,27 @@ class RunTrace:
         for i in parts:
             self._slice(pid, tid, _NAMES[i], at, at + times[i])
             at += times[i]
+
+    def _thread_line(self, pid: int, tid: int, lid: int, t: int, dt: int) -> None:
+        if lid:
+            self.thread_line[tid] = (lid, t)
+        else:
+            lid, seen = self.thread_line[tid]
+            if t - seen > MAX_LINE_GAP_US:
+                del self.thread_line[tid]
+                return
+        line = self.lines.get(lid)
+        if line is None:
+            return
+        track = self._pid(tid) + LINE_TID_SHIFT
+        if track not in self.line_tracks:
+            self.line_tracks.add(track)
+            self._meta(pid, track, "thread_name", f"{self._name_of(tid)}: Python line")
+        start = t - dt
+        cur = self.open.get((pid, track))
+        if cur is not None and 0 < abs(start - cur.end) <= 2:  # ticks' ends and lengths round apart by a microsecond
+            start = cur.end
+        self._slice(pid, track, line.function or "?", start, t, {"file": line.file, "line": line.line})
 
     def _gil(self, g, t: int, dt: int, waiting_us: int) -> None:
         pid = self._pid(g.pid)

@@ -188,6 +188,51 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
     return spans, 1 if spans_length(spans) <= width else 2
 
 
+def lines_pane(model: History, view: View, cells: int, width: int, rows: int) -> tuple[Spans, list[list[int]]]:
+    """The lines that held the GIL longest and those that waited for it longest, over the time
+    shown (to the second), side by side where there is room; each with its threads' letters.
+    Also the line id under each row of text (one per column; 0 for none), for clicks."""
+    t0, t1 = view.time_window(model, cells)
+    figures, rate, (start, end) = model.line_figures(t0, t1)  # by whole seconds (minutes, long ago)
+    spans: Spans = [(f"Lines, {start / 1e6:.0f}–{end / 1e6:.3g} s", "bold")]
+    if not figures:
+        by = (model.stats.stacks_by if model.stats is not None else None)
+        spans.append(("  no stack readings here" + ("" if by else " (py-spy absent, or --stacks-rate 0)") + "\n", "italic"))
+        return spans, []
+    by = model.stats.stacks_by if model.stats is not None and model.stats.stacks_by else "stack readings"
+    spans.append(((f"  {rate:.0f} readings/s per thread ({by}) · a wait at a call is the GIL taken back as it "
+                  "returns · click a line: where threads were on it")[: max(0, width - 14)] + "\n", "italic"))
+    ids: list[list[int]] = [[0, 0]]
+    side = width >= 110
+    col = (width - 3) // 2 if side else width
+
+    def table(key: str, title: str, n: int) -> list[tuple[str, int]]:
+        best = sorted((f for f in figures if getattr(f, key) >= 0.005), key=lambda f: -getattr(f, key))
+        out = [(f"{title:<{col - 14}}{'s':>6}  who", 0)]
+        for f in best[: max(1, n)]:
+            who = "".join(model.threads[t].letter for t in f.threads if t in model.threads)[:5]
+            where = f"{f.where} {f.function}"[: col - 14]
+            out.append((f"{where:<{col - 14}}{getattr(f, key):>6.2f}  {who}", f.id))
+        return out
+
+    def style(i: int, lid: int) -> str:
+        return "bold" if i == 0 else "reverse" if lid and lid == view.selected_line else ""
+
+    if side:
+        held, waited = table("held_s", "held the GIL", rows - 1), table("waited_s", "waited for the GIL", rows - 1)
+        held += [("", 0)] * (len(waited) - len(held))
+        waited += [("", 0)] * (len(held) - len(waited))
+        for i, ((a, la), (b, lb)) in enumerate(zip(held, waited)):
+            spans += [(f"{a:<{col}}", style(i, la)), (" │ ", ""), (b, style(i, lb)), ("\n", "")]
+            ids.append([la, lb])
+    else:
+        for part in (table("held_s", "held the GIL", rows // 2 - 1), table("waited_s", "waited for the GIL", rows // 2 - 1)):
+            for i, (text, lid) in enumerate(part):
+                spans += [(text, style(i, lid)), ("\n", "")]
+                ids.append([lid, lid])
+    return spans, ids
+
+
 def info(model: History, view: View, cells: int, source: SourceFacts, scenario: Any | None,
          text_of=lambda scenario, name: getattr(scenario, name, "")) -> tuple[Spans, str]:
     """The explanation pane: the selected thread's stack, or the scenario's point; the work done,

@@ -32,8 +32,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..stream import (BLOCK_REASONS, STATE_KEYS, End, Header, Process, ProcessEnd, Progress, Record, Stack, StackEntry, State, Stats,
-                      Thread, ThreadTick, Tick)
+from ..lines import LineFigures, LineSums
+from ..stream import (BLOCK_REASONS, STATE_KEYS, End, Header, Line, Process, ProcessEnd, Progress, Record, Stack,
+                      StackEntry, State, Stats, Thread, ThreadTick, Tick)
 from ..stream import Output as OutputRecord
 
 Q = 250  # a tick's full share
@@ -56,6 +57,9 @@ DEFAULT_ZOOM = 10_000
 IDLE, OCCUPIED, PARTLY, OTHERS, UNKNOWN = range(5)
 
 MAX_STACKS = 3_600  # about an hour of py-spy dumps at 1 per second
+LINE_BUCKET_US = 1_000_000  # time per line is summed by the second: a span's figures are to the second...
+LINE_SECONDS_KEPT = 600  # ...for the last ten minutes; older seconds merge into minutes
+MAX_LINE_CHANGES = 20_000  # per thread: the times its line changed, for the table's line column
 MAX_OUTPUT_CHUNKS = 20_000
 CACHE_CELLS = 8192  # finished cells kept per lane per zoom
 MERGE_TICKS = 1024  # ticks of full detail merged at a time: the pause it makes stays short
@@ -249,6 +253,10 @@ class History:
         self.gils: dict[int, GilSeries] = {}  # each process's main GIL
         self.interp_gils: dict[tuple[int, int], GilSeries] = {}  # (pid, interpreter id): subinterpreters' own
         self.stacks: list[Stack] = []
+        self.line_names: dict[int, Line] = {}
+        self.line_buckets: dict[int, LineSums] = {}  # second -> that second's time per line
+        self.line_minutes: dict[int, LineSums] = {}  # minute -> the same, for seconds merged away
+        self.line_changes: dict[int, tuple[array, array]] = {}  # tid -> (times its line changed, line ids)
         self.stack_times: list[int] = []
         self.last_stack: dict[int, StackEntry] = {}  # tid -> the thread's entry in its latest dump
         self.output: list[OutputRecord] = []
@@ -277,6 +285,9 @@ class History:
         self.version += 1
         if isinstance(rec, Tick):
             self.add_tick_raw(rec.t, rec.dt, rec.threads, rec.gils, rec.core_busy)
+            self._tick_lines(rec)
+        elif isinstance(rec, Line):
+            self.line_names[rec.id] = rec
         elif isinstance(rec, Thread):
             self._thread_record(rec)
         elif isinstance(rec, Stack):
@@ -347,6 +358,7 @@ class History:
 
     def add_tick(self, tick: Tick) -> None:
         self.add_tick_raw(tick.t, tick.dt, tick.threads, tick.gils, tick.core_busy)
+        self._tick_lines(tick)
 
     def add_tick_raw(self, t: int, dt: int, rows: Iterable, gils: Iterable, core_busy: list[int]) -> None:
         """One tick, its threads as ThreadTick or the same fields in a list (as recorded)."""
@@ -1040,8 +1052,90 @@ class History:
         return None
 
     def line_at(self, tid: int, t: int) -> str:
+        """The line the thread was on at t: from the ticks' lines where they say, else py-spy's dumps."""
+        changes = self.line_changes.get(tid)
+        if changes is not None:
+            i = bisect.bisect_right(changes[0], t) - 1
+            if i >= 0 and changes[1][i] in self.line_names:
+                line = self.line_names[changes[1][i]]
+                return f"{line.function} ({line.file.rpartition('/')[2]}:{line.line})"
         found = self.stack_at(tid, t)
         return found[1].line if found else ""
+
+    # ----------------------------------------------------------------- lines
+    def _tick_lines(self, tick: Tick) -> None:
+        """Each stamped row's line: its change for the table, its time into the second's sums."""
+        rows = tick.threads
+        if not rows or len(rows[0]) <= 12:
+            return
+        bucket = self.line_buckets.get(tick.t // LINE_BUCKET_US)
+        if bucket is None:
+            bucket = self.line_buckets[tick.t // LINE_BUCKET_US] = LineSums()
+            while len(self.line_buckets) > LINE_SECONDS_KEPT:  # dicts keep their order: the oldest first
+                second = next(iter(self.line_buckets))
+                old = self.line_buckets.pop(second)
+                minute = self.line_minutes.get(second // 60)
+                if minute is None:
+                    self.line_minutes[second // 60] = old
+                else:
+                    minute.merge(old)
+        bucket.add_tick(tick.dt, rows)
+        for th in rows:
+            lid = th[12]
+            if not lid:
+                continue
+            changes = self.line_changes.get(th[0])
+            if changes is None:
+                changes = self.line_changes[th[0]] = (array("q"), array("l"))
+            elif changes[1][-1] == lid:
+                continue
+            changes[0].append(tick.t - tick.dt)
+            changes[1].append(lid)
+            if len(changes[0]) > MAX_LINE_CHANGES:
+                del changes[0][: MAX_LINE_CHANGES // 4]
+                del changes[1][: MAX_LINE_CHANGES // 4]
+
+    def line_cells(self, tid: int, lid: int, zoom: int, c0: int, c1: int) -> bytes:
+        """1 for each cell c0..c1 in which the thread was on the line: from a reading that found it
+        there to the thread's next reading elsewhere (at the tick rate, tick by tick; with py-spy's
+        few readings a second, as far as they tell)."""
+        out = bytearray(c1 - c0 + 1)
+        changes = self.line_changes.get(tid)
+        s = self.threads.get(tid)
+        if changes is None or s is None:
+            return bytes(out)
+        times, ids = changes
+        lo, hi = c0 * zoom, (c1 + 1) * zoom
+        k = max(0, bisect.bisect_right(times, lo) - 1)
+        n = len(times)
+        while k < n and times[k] < hi:
+            if ids[k] == lid:
+                start = max(times[k], lo)
+                end = min(times[k + 1] if k + 1 < n else s.last_t, hi)
+                for c in range(start // zoom, (max(start, end - 1)) // zoom + 1):
+                    out[c - c0] = 1
+            k += 1
+        return bytes(out)
+
+    def line_figures(self, t0: int, t1: int) -> tuple[list[LineFigures], float, tuple[int, int]]:
+        """Time per line over the seconds that (t0, t1] touches (the minutes, beyond the last ten
+        minutes), most GIL held first; the stack readings a second per thread they rest on; and
+        the span they cover."""
+        total = LineSums()
+        total.lines = self.line_names  # type: ignore[assignment]
+        first, last = t0 // LINE_BUCKET_US, t1 // LINE_BUCKET_US
+        kept = next(iter(self.line_buckets), last + 1)  # the oldest second still kept by itself
+        for minute in range(first // 60, min(last, kept - 1) // 60 + 1) if first < kept else ():
+            bucket = self.line_minutes.get(minute)
+            if bucket is not None:
+                total.merge(bucket)
+        for second in range(max(first, kept), last + 1):
+            bucket = self.line_buckets.get(second)
+            if bucket is not None:
+                total.merge(bucket)
+        start = first * LINE_BUCKET_US if first >= kept else (first // 60) * 60 * LINE_BUCKET_US
+        end = min((last + 1) * LINE_BUCKET_US, max(self.t_last, t1))
+        return total.figures(), total.readings_per_s(), (start, end)
 
     @property
     def root_pid(self) -> int | None:

@@ -44,9 +44,11 @@ class View:
     paused: bool = False
     selected: int | None = None  # tid
     selected_t: int | None = None  # where it was clicked (for its stack)
+    selected_line: int | None = None  # a line picked in the lines pane: the lanes show where threads were on it
     grouped: bool = True
     sort: str = "started"
-    panes: dict = field(default_factory=lambda: {"cores": True, "gil": True, "table": True, "output": False})
+    panes: dict = field(default_factory=lambda: {"cores": True, "gil": True, "table": True, "output": False,
+                                                 "lines": False})
     # views that share one time axis share this View, and follow the newest of their timelines
     follow_edge: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 

@@ -90,6 +90,7 @@ class GilvizApp(App[int]):
         Binding("c", "toggle_pane('cores')", "Cores", show=False),
         Binding("i", "toggle_pane('gil')", "GIL", show=False),
         Binding("d", "toggle_pane('table')", "Table", show=False),
+        Binding("w", "toggle_pane('lines')", "Lines", show=False),
         Binding("t", "cycle_theme", "Theme", show=False),
         Binding("ctrl+s,f8", "screenshot_svg", "Screenshot", show=False),
     ]
@@ -339,6 +340,8 @@ class GilvizApp(App[int]):
     def action_clear_selection(self) -> None:
         if self.view.selected is not None:
             self.timeline.select(None, None)
+        if self.view.selected_line is not None:
+            self.timeline.pick_line(None)
 
     def on_thread_clicked(self, message: ThreadClicked) -> None:
         if message.tid == self.view.selected and message.t is None:
@@ -446,7 +449,7 @@ class GilvizApp(App[int]):
                             self.action_pick)
         yield SystemCommand("Sort threads", "Start order, name, CPU time, GIL wait, state", self.action_cycle_sort)
         yield SystemCommand("Group / flat", "Thread lanes grouped by process, or flat", self.action_toggle_grouping)
-        for pane in ("output", "cores", "gil", "table"):
+        for pane in ("output", "cores", "gil", "table", "lines"):
             yield SystemCommand(f"Show / hide {pane}", f"Toggle the {pane} pane",
                                 partial(self.action_toggle_pane, pane))
         yield SystemCommand("Cycle theme", "Dark, light, high contrast", self.action_cycle_theme)

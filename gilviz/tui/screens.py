@@ -34,6 +34,7 @@ KEYS = [
     ("s", "sort the threads (start order, name, CPU, GIL wait, state)"),
     ("g", "thread lanes grouped by process, or flat"),
     ("c  i  d  o", "show / hide the cores, GIL, table, output panes"),
+    ("w", "lines: which held the GIL, which waited for it, over the time shown"),
     ("r", "restart the workload (a replay starts over)"),
     ("n", "pick another scenario or target"),
     ("t", "theme: dark, light, high contrast"),

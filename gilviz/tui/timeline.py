@@ -28,7 +28,7 @@ from ..timeline import present
 from ..timeline.store import DEFAULT_ZOOM, MAX_THREAD_TICKS, History
 from ..timeline.view import Row, View
 from . import catalog
-from .widgets import CoreLanes, GilLanes, Legend, ThreadLanes, ThreadTable, TimeAxis
+from .widgets import CoreLanes, GilLanes, Legend, LinesPane, ThreadLanes, ThreadTable, TimeAxis
 
 FRAME_HZ = 30.0
 FIGURES_HZ = 4.0
@@ -181,6 +181,7 @@ class TimelineView(Vertical):
             yield ThreadTable(id="table")
             yield Static(id="info")
         yield Static(id="stackline")
+        yield LinesPane(id="lines")
         log = Log(id="output", max_lines=5000, auto_scroll=True)
         log.can_focus = False
         yield log
@@ -247,11 +248,14 @@ class TimelineView(Vertical):
         info.styles.width = max(36, min(60, width * 3 // 10))
         stackline = self.query_one("#stackline")
         stackline.display = (not wide) and self.view.selected is not None and panes["table"]
+        lines = self.query_one("#lines")
+        lines.styles.height = max(4, min(9, height // 5))
+        lines.display = panes.get("lines", False)
         output = self.query_one("#output")
         output.styles.height = output_h
         output.display = panes["output"]
         if self.presenter:  # nothing but the point, the GIL, the threads and what the glyphs mean
-            for name in ("#header", "#cores", "#bottom", "#stackline", "#output"):
+            for name in ("#header", "#cores", "#bottom", "#stackline", "#lines", "#output"):
                 self.query_one(name).display = False
         self.query_one("#header").display = not self.presenter
         self.query_one("#caption").display = self.presenter
@@ -398,6 +402,12 @@ class TimelineView(Vertical):
         self.query_one("#info", Static).update(as_text(info), layout=False)
         if stack_line:
             self.query_one("#stackline", Static).update(Text(stack_line), layout=False)
+        if self.view.panes.get("lines"):
+            pane = self.query_one("#lines", LinesPane)
+            rows = max(4, min(9, self.layout_size[1] // 5))
+            spans, pane.row_lines = present.lines_pane(self.model, self.view, self.cells_width(), self.layout_size[0] - 2,
+                                                       rows - 2)
+            pane.update(as_text(spans), layout=False)
         own = (self._ui_cost or 0.0) if self.source.capabilities.live else 0.0
         self.show_outcome(present.outcome(self.model, self.figures, own))
         self.apply_layout()
@@ -578,6 +588,14 @@ class TimelineView(Vertical):
                 if row[0].tid == tid:
                     table.scroll_to_row(i)
                     break
+
+    def on_lines_pane_picked(self, message: LinesPane.Picked) -> None:
+        """A line picked in the lines pane: the lanes dim every cell where no thread was on it."""
+        self.pick_line(None if self.view.selected_line == message.line else message.line)
+
+    def pick_line(self, line: int | None) -> None:
+        self.view.selected_line = line
+        self.refresh_now()
 
     def toggle_pane(self, pane: str) -> None:
         self.view.panes[pane] = not self.view.panes[pane]

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.filter import ANSIToTruecolor
 from textual.strip import Strip
+from textual.widgets import Static
 
 from . import theme
 from ..timeline.store import (CODE_NAMES, GONE, HELD_BIT, LETTERS, OCCUPIED, OTHERS, PALETTE_SIZE, PARTLY, STATE_MASK, UNKNOWN,
@@ -36,6 +37,7 @@ ROWS_CACHED = 4096  # built rows kept per painter (a row is rebuilt only when it
 GUTTERS_CACHED = 2000
 SEGMENTS_CACHED = 5000
 _UNDERLINE = Style(underline=True)
+ON_LINE_BIT, OFF_LINE_BIT = 0x20, 0x40  # or'ed into cell codes while a line is picked
 _REVERSE_BOLD = Style(reverse=True, bold=True)
 _BOLD = Style(bold=True)
 
@@ -69,6 +71,7 @@ class Palette:
         get = w.get_component_rich_style
         self.state = [get(c) for c in theme.STATE_CLASSES]
         self.state_held = [s + _UNDERLINE for s in self.state]
+        self.off_line = Style(dim=True)  # cells off the line picked in the lines pane
         self.thread = [get(c) for c in theme.THREAD_CLASSES]
         self.thread_letter = [s + _REVERSE_BOLD for s in self.thread]
         self.gutter = get("gv--gutter")
@@ -293,10 +296,13 @@ class Painter(ScrollView):
         self._gutters[key] = tuple(segs)
         return segs
 
-    def state_segments(self, cells: bytes, highlight: bool) -> list[Segment]:
+    def state_segments(self, cells: bytes, highlight: bool, on_line: bytes | None = None) -> list[Segment]:
+        """on_line: 1 for each cell where the thread was on the line picked; the others are dimmed."""
         cache = self._segs
         out = []
         append = out.append
+        if on_line is not None:
+            cells = bytes(c | (ON_LINE_BIT if m else OFF_LINE_BIT) for c, m in zip(cells, on_line))
         for m in _RUNS.finditer(cells):
             start, end = m.span()
             key = (cells[start], end - start, highlight)
@@ -308,6 +314,8 @@ class Painter(ScrollView):
                 style = pal.state_held[state] if code & HELD_BIT else pal.state[state]
                 if highlight:
                     style = style + pal.selected_row
+                if code & OFF_LINE_BIT:
+                    style = style + pal.off_line
                 seg = cache[key] = Segment(theme.GLYPH_LIST[state] * (end - start), style)
             append(seg)
         return out
@@ -545,7 +553,9 @@ class ThreadLanes(Painter):
         assert s is not None
         cells = self.model.thread_cells(s, gv.view.zoom, c0, c1)
         selected = gv.view.selected == s.tid
-        key = (s.name, selected, c0, cells, self.gut, gv.view.grouped, self.line_width)
+        line = gv.view.selected_line
+        on_line = self.model.line_cells(s.tid, line, gv.view.zoom, c0, c1) if line else None
+        key = (s.name, selected, c0, cells, on_line, self.gut, gv.view.grouped, self.line_width)
         hit = self._rows.get(index)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -553,7 +563,7 @@ class ThreadLanes(Painter):
         name = (" " + s.name) if gv.view.grouped else s.name
         segs = self.gutter_segments(name, pal.gutter_selected if selected else pal.gutter, s.letter,
                                     pal.thread_letter[i])
-        segs += self.state_segments(cells, selected)
+        segs += self.state_segments(cells, selected, on_line)
         strip = self.finish(segs)
         self._rows[index] = (key, strip)
         return strip
@@ -798,7 +808,7 @@ class ThreadTable(Painter):
                 if name == {"name": "name", "cpu": "cpu s", "waiting": "wait", "state": "state"}.get(gv.view.sort):
                     title = name + "▼"
                 if name == "line":
-                    title = "line (py-spy)"
+                    title = "line"
                     if gv.table_note and w >= 40:
                         title = fit(title, w - len(gv.table_note) - 12) + f"figures over {gv.table_note}"
                 segs.append(Segment((fit(title, w) if align == "l" else rfit(title, w)) + " ", pal.heading))
@@ -896,3 +906,24 @@ class WorkLanes(Painter):
         label = f"{self.names[index]} {unit}/s"
         return self.finish(self.gutter_segments(label, self.pal.gutter)
                            + self.spark_segments(rates[index], self.pal.thread[index % PALETTE_SIZE], scale))
+
+
+class LinesPane(Static):
+    """The lines that held the GIL and those that waited for it; a click picks one (again: none)."""
+
+    class Picked(Message):
+        def __init__(self, line: int) -> None:
+            super().__init__()
+            self.line = line
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.row_lines: list[list[int]] = []  # per row of text: the line id in each column (0: none)
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y - self.styles.padding.top
+        if 0 <= row < len(self.row_lines):
+            ids = self.row_lines[row]
+            line = ids[0] if event.x < self.size.width // 2 or len(set(ids)) == 1 else ids[1]
+            if line:
+                self.post_message(self.Picked(line))
