@@ -373,12 +373,13 @@ def lines_text(summary: dict[str, Any], top: int = TOP_LINES) -> list[str]:
         best = sorted((r for r in rows if r[key] >= 0.005), key=lambda r: -r[key])[:top]
         if not best:
             continue
-        out.append(f"{'':>7} {title + ' (s)':<22} {'held':>7} {'waited':>7} {'native':>7} {'blocked':>7}  threads")
+        out.append(f"  {title + ', s':<22} {'held':>7} {'waited':>7} {'native':>7} {'blocked':>7}  {'line':<40} threads")
         for r in best:
             where = f"{r['file'].rpartition('/')[2]}:{r['line']} {r['function']}"
-            who = ", ".join(r["threads"][:3]) + (f" +{len(r['threads']) - 3}" if len(r["threads"]) > 3 else "")
-            out.append(f"{'':>7} {where[:22]:<22} {r['held_s']:>7.2f} {r['waited_s']:>7.2f} {r['native_s']:>7.2f} "
-                       f"{r['blocked_s']:>7.2f}  {who}")
+            names = list(dict.fromkeys(r["threads"]))  # the main threads of several processes share a name
+            who = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+            out.append(f"  {'':<22} {r['held_s']:>7.2f} {r['waited_s']:>7.2f} {r['native_s']:>7.2f} "
+                       f"{r['blocked_s']:>7.2f}  {where[:40]:<40} {who}")
     return out
 
 

@@ -52,11 +52,11 @@ def test_report_memory_does_not_grow_with_the_recording(tmp_path):
 
 
 # ------------------------------------------------------------------ one budget for the whole sampler
-def test_the_budget_slows_gil_sampling_then_the_ticks_and_comes_back():
-    from gilviz.capture.budget import ADAPT_EVERY_NS, GIL_HZ_FLOOR, Budget
+def test_the_budget_slows_gil_sampling_then_stacks_then_the_ticks_and_comes_back():
+    from gilviz.capture.budget import ADAPT_EVERY_NS, GIL_HZ_FLOOR, STACKS_HZ_FLOOR, Budget
 
     cpu = [0.0]
-    budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, stacks_hz=1.0)
+    budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, stacks_hz=5.0)
     now, stats = 0, []
 
     def interval(share: float):
@@ -65,15 +65,20 @@ def test_the_budget_slows_gil_sampling_then_the_ticks_and_comes_back():
         cpu[0] += share * ADAPT_EVERY_NS / 1e9
         stats.append(budget.adapt(now, 0, now // 1000, 0))
 
-    for _ in range(10):  # twice the budget: GIL sampling falls to its floor first...
+    seen = []
+    for _ in range(12):  # twice the budget: GIL sampling falls to its floor first, then py-spy's rate...
         interval(0.30)
+        seen.append((budget.period, round(budget.stacks_hz, 3), budget.tick_ns))
     assert budget.period == int(1e9 / GIL_HZ_FLOOR)
+    floor_at = next(i for i, (_, hz, _) in enumerate(seen) if hz == STACKS_HZ_FLOOR)
+    assert all(tick == 5_000_000 for _, _, tick in seen[: floor_at + 1]), seen  # the ticks untouched until then
+    assert seen[floor_at - 1][0] == int(1e9 / GIL_HZ_FLOOR) and seen[floor_at - 1][1] > STACKS_HZ_FLOOR, seen
     assert budget.tick_ns > 5_000_000  # ...then the ticks lengthen, and py-spy's rate with them
-    assert budget.stacks_hz < 1.0 and stats[-1].tick_hz_target < 200
+    assert budget.stacks_hz < STACKS_HZ_FLOOR and stats[-1].tick_hz_target < 200
     slowest = budget.tick_ns
-    for _ in range(40):  # well under it: the ticks come back to the rate asked, then GIL sampling
+    for _ in range(60):  # well under it: the ticks come back to the rate asked, then py-spy, then GIL sampling
         interval(0.05)
-    assert budget.tick_ns == 5_000_000 < slowest and budget.stacks_hz == 1.0
+    assert budget.tick_ns == 5_000_000 < slowest and budget.stacks_hz == 5.0
     assert budget.period < int(1e9 / GIL_HZ_FLOOR)
 
 

@@ -3,10 +3,11 @@
 Everything the sampler does counts against `--budget` (a share of one core): its ticks (the
 per-thread reads, the state rules, the records), its GIL samples, and py-spy's stack dumps.
 Every half second the sampler's CPU over the last interval is compared with the budget:
-- over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then the ticks lengthen (down to
-  TICK_HZ_FLOOR), and py-spy's rate follows the ticks';
-- under 80 % of it, the ticks come back to the rate asked first, then GIL sampling speeds up
-  to the rate asked.
+- over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then py-spy's dumps (down to
+  STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading), then the ticks
+  lengthen (down to TICK_HZ_FLOOR) and py-spy's rate with them;
+- under 80 % of it, the ticks come back to the rate asked first, then py-spy's dumps, then GIL
+  sampling speeds up to the rate asked.
 A timer wake-up alone costs about 25 to 30 us of CPU on the machines measured, so no rate is
 ever fixed. Every interval's achieved rates are reported (Stats).
 """
@@ -20,6 +21,7 @@ from ..stream import Stats
 GIL_HZ_FLOOR = 1000  # GIL sampling is never slowed below this (or the tick rate, if lower)...
 GIL_HZ_START = 2000
 TICK_HZ_FLOOR = 10.0  # ...nor the ticks below this
+STACKS_HZ_FLOOR = 1.0  # py-spy's dumps slow to this before the ticks do
 ADAPT_EVERY_NS = 500_000_000
 SLOW = 0.8  # under this share of the budget, rates go back up
 
@@ -34,6 +36,7 @@ class Budget:
         self.tick_ns = tick_ns
         self.max_tick_ns = max(tick_ns, int(1e9 / TICK_HZ_FLOOR))
         self.asked_stacks_hz = stacks_hz
+        self.stacks_share = 1.0  # of the rate asked, before the ticks' slowing
         self.min_period = int(1e9 / gil_hz)
         self.period = max(self.min_period, int(1e9 / GIL_HZ_START))  # then up, as the budget allows
         self.next_adapt = start_ns + ADAPT_EVERY_NS
@@ -46,8 +49,12 @@ class Budget:
 
     @property
     def stacks_hz(self) -> float:
-        """py-spy's rate: the one asked, slowed as much as the ticks are."""
-        return self.asked_stacks_hz * self.asked_tick_ns / self.tick_ns
+        """py-spy's rate: the one asked, slowed on its own to its floor, then as much as the ticks are."""
+        return self.asked_stacks_hz * self.stacks_share * self.asked_tick_ns / self.tick_ns
+
+    @property
+    def _stacks_at_floor(self) -> bool:
+        return self.asked_stacks_hz * self.stacks_share <= STACKS_HZ_FLOOR
 
     def adapt(self, now_ns: int, samples: int, t_us: int, ticks: int = 0) -> Stats | None:
         """Every ADAPT_EVERY_NS: the new periods, and the figures of the last interval."""
@@ -63,12 +70,16 @@ class Budget:
             factor = min(2.0, overhead / budget)
             if self.period < self.max_period:
                 self.period = min(self.max_period, int(self.period * factor))
+            elif not self._stacks_at_floor:
+                self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
             else:
                 self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
                 self.period = min(self.period, self.max_period)
         elif overhead < SLOW * budget:
             if self.tick_ns > self.asked_tick_ns:
                 self.tick_ns = max(self.asked_tick_ns, int(self.tick_ns / 1.2))
+            elif self.stacks_share < 1.0:
+                self.stacks_share = min(1.0, self.stacks_share * 1.2)
             else:
                 self.period = max(self.min_period, int(self.period / 1.2))
         self._cpu, self._wall, self._samples, self._ticks = cpu, now_ns, samples, ticks
