@@ -385,5 +385,12 @@ def test_time_per_line_by_the_second_then_by_the_minute():
     assert {f.line: round(f.blocked_s + f.waited_s) for f in recent}[9] == 6
     old, _, (a, b) = h.line_figures(65_000_000, 70_000_000)
     assert (a, b) == (60_000_000, 71_000_000)  # from the start of its minute
+    # the sums of seconds already over are kept and extended as the run goes on: the same figures as summed afresh
+    for i in range(9000, 9000 + 25):
+        h.add(Tick((i + 1) * dt, dt, [make_thread_tick(10, dt, "running", cpu=0)._replace(line=1)], [], []))
+        kept = h.line_figures(0, h.t_last)
+        saved, h._line_spans = h._line_spans, {}
+        assert kept == h.line_figures(0, h.t_last)
+        h._line_spans = saved
     # the table's line: the last line each thread was found on
     assert h.line_at(10, h.t_last).startswith("spin (a.py:3)") and h.line_at(11, h.t_last).startswith("read (a.py:9)")

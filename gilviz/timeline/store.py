@@ -256,6 +256,7 @@ class History:
         self.line_names: dict[int, Line] = {}
         self.line_buckets: dict[int, LineSums] = {}  # second -> that second's time per line
         self.line_minutes: dict[int, LineSums] = {}  # minute -> the same, for seconds merged away
+        self._line_spans: dict[int, tuple[int, LineSums]] = {}  # first second -> (last second, their sums), once past
         self.line_changes: dict[int, tuple[array, array]] = {}  # tid -> (times its line changed, line ids)
         self.stack_times: list[int] = []
         self.last_stack: dict[int, StackEntry] = {}  # tid -> the thread's entry in its latest dump
@@ -1121,18 +1122,36 @@ class History:
         """Time per line over the seconds that (t0, t1] touches (the minutes, beyond the last ten
         minutes), most GIL held first; the stack readings a second per thread they rest on; and
         the span they cover."""
-        total = LineSums()
-        total.lines = self.line_names  # type: ignore[assignment]
         first, last = t0 // LINE_BUCKET_US, t1 // LINE_BUCKET_US
         kept = next(iter(self.line_buckets), last + 1)  # the oldest second still kept by itself
-        for minute in range(first // 60, min(last, kept - 1) // 60 + 1) if first < kept else ():
-            bucket = self.line_minutes.get(minute)
-            if bucket is not None:
-                total.merge(bucket)
-        for second in range(max(first, kept), last + 1):
+        now = self.t_last // LINE_BUCKET_US  # the second still being filled
+        past = min(last, now - 1)
+        total = LineSums()
+        if past >= first:  # the seconds already over do not change: their sum is kept, and extended, for the next frames
+            entry = self._line_spans.get(first)
+            if entry is None or entry[0] > past or (entry[0] < past and entry[0] + 1 < kept):
+                upto, done = first - 1, LineSums()
+                if first < kept:  # from the minutes merged away (whole minutes: a coarser start)
+                    for minute in range(first // 60, min(past, kept - 1) // 60 + 1):
+                        bucket = self.line_minutes.get(minute)
+                        if bucket is not None:
+                            done.merge(bucket)
+                    upto = min(past, kept - 1)
+            else:
+                upto, done = entry
+            for second in range(upto + 1, past + 1):
+                bucket = self.line_buckets.get(second)
+                if bucket is not None:
+                    done.merge(bucket)
+            if first not in self._line_spans and len(self._line_spans) >= 8:
+                self._line_spans.pop(next(iter(self._line_spans)))
+            self._line_spans[first] = (past, done)
+            total.merge(done)
+        for second in range(max(first, past + 1), last + 1):
             bucket = self.line_buckets.get(second)
             if bucket is not None:
                 total.merge(bucket)
+        total.lines = self.line_names  # type: ignore[assignment]
         start = first * LINE_BUCKET_US if first >= kept else (first // 60) * 60 * LINE_BUCKET_US
         end = min((last + 1) * LINE_BUCKET_US, max(self.t_last, t1))
         return total.figures(), total.readings_per_s(), (start, end)
