@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from rich.text import Text
@@ -216,7 +217,10 @@ class GilvizApp(App[int]):
     def _compare_figures(self) -> None:
         """The work both runs did per second, and how many times one did the other's."""
         c = present.comparison([t.model for t in self.timelines], self.names, self.together)
-        caption = self.query_one("#compare-caption", Static)
+        try:
+            caption = self.query_one("#compare-caption", Static)
+        except NoMatches:  # closing: the widgets go before the timers stop
+            return
         text = Text()
         for letter, name, rate, unit in zip("AB", self.names, c.rates, c.units):
             text.append(f"{letter} ", style="bold reverse")

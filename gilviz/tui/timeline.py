@@ -18,6 +18,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Digits, Log, Static
 
@@ -346,7 +347,10 @@ class TimelineView(Vertical):
     # ----------------------------------------------------------------- painting
     def frame(self, take: bool = True) -> None:
         if self._ready:
-            self._frame(take)
+            try:
+                self._frame(take)
+            except NoMatches:  # the app is closing: its widgets go before its timers stop
+                self._ready = False
 
     def _frame(self, take: bool = True) -> None:
         if take:

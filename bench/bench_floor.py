@@ -1,0 +1,189 @@
+"""gilviz's cost next to the wake-up floor and the other samplers, and its observer effect.
+
+For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default):
+- the workload alone, with, beside it, the floor: a C loop of clock_nanosleep (compiled here
+  with cc; a ctypes loop where there is no compiler) waking as often as gilviz woke in the
+  round before (its ticks plus its GIL samples), its CPU a second;
+- the workload under `gilviz record` (default settings): ticks/s, GIL samples/s, sampler CPU,
+  throughput as a share of the median alone;
+- the workload under `py-spy record` at 100 Hz and 1 kHz (--nonblocking): py-spy's CPU and the
+  throughput share;
+- where python3.15 is on PATH, the workload on 3.15 under CPython's own sampler
+  (`python3.15 -m profiling.sampling attach -r 1khz -a`): its CPU (no throughput: another
+  interpreter's speed is no baseline).
+Medians with (min..max). Goals: gilviz at most 1.3x the floor, throughput at least 0.98 of alone.
+
+    python bench/bench_floor.py [--threads 2 8] [--rounds 9] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOAD = os.path.join(HERE, "workload_threads.py")
+FLOOR_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sys/resource.h>
+int main(int argc, char **argv) {
+    double hz = atof(argv[1]), seconds = atof(argv[2]);
+    long period = (long)(1e9 / hz), n = (long)(hz * seconds);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    for (long i = 0; i < n; i++) {
+        t.tv_nsec += period;
+        while (t.tv_nsec >= 1000000000L) { t.tv_nsec -= 1000000000L; t.tv_sec++; }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%f\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    return 0;
+}
+"""
+FLOOR_PY = """
+import ctypes, resource, sys, time
+libc = ctypes.CDLL(None)
+class TS(ctypes.Structure):
+    _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
+hz, seconds = float(sys.argv[1]), float(sys.argv[2])
+period, t = int(1e9 / hz), TS()
+libc.clock_gettime(1, ctypes.byref(t))
+for _ in range(int(hz * seconds)):
+    t.ns += period
+    if t.ns >= 1_000_000_000:
+        t.s, t.ns = t.s + t.ns // 1_000_000_000, t.ns % 1_000_000_000
+    libc.clock_nanosleep(1, 1, ctypes.byref(t), None)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(ru.ru_utime + ru.ru_stime)
+"""
+
+
+def throughput(stdout: str) -> float:
+    data = json.loads(next(line for line in reversed(stdout.strip().splitlines()) if line.startswith("{")))
+    return data["units"] / data["elapsed"]
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def floor_command(folder: str) -> tuple[list[str], str]:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        src, exe = os.path.join(folder, "floor.c"), os.path.join(folder, "floor")
+        with open(src, "w") as f:
+            f.write(FLOOR_C)
+        if subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
+            return [exe], "a C loop of clock_nanosleep"
+    return [sys.executable, "-c", FLOOR_PY], "a ctypes loop of clock_nanosleep (no C compiler: above the true floor)"
+
+
+def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tuple[float, float]:
+    work = subprocess.Popen([sys.executable, WORKLOAD, str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
+    fl = subprocess.run([*floor, str(hz), str(seconds)], capture_output=True, text=True, check=True)
+    out, _ = work.communicate()
+    return throughput(out), float(fl.stdout) / seconds
+
+
+def under_gilviz(n: int, seconds: float, folder: str) -> tuple[float, dict]:
+    path = os.path.join(folder, "bench.gilviz")
+    subprocess.run([sys.executable, "-m", "gilviz", "record", "--force", "-o", path, WORKLOAD, str(n), str(seconds)],
+                   capture_output=True, text=True, check=True)
+    report = json.loads(subprocess.run([sys.executable, "-m", "gilviz", "report", "--json", path],
+                                       capture_output=True, text=True, check=True).stdout)
+    from gilviz.collect import load
+
+    stdout = "".join(o.data for o in load(path).output if o.stream == "out")
+    return throughput(stdout), report
+
+
+def under_sampler(command: list[str], python: str, n: int, seconds: float) -> tuple[float, float]:
+    """(the workload's throughput, the sampler's CPU a second): the sampler attaches by pid."""
+    work = subprocess.Popen([python, WORKLOAD, str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.2)
+    before = children_cpu()
+    subprocess.run([*command, str(work.pid)], capture_output=True, timeout=seconds + 30)
+    cpu = children_cpu() - before  # only the sampler has been reaped since
+    out, _ = work.communicate()
+    return throughput(out), cpu / (seconds - 0.2)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}..{format(max(values), fmt)})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2, 8])
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    from gilviz.probes.pyspy import find_pyspy
+
+    pyspy = find_pyspy()
+    py315 = shutil.which("python3.15")
+    s = args.seconds
+    with tempfile.TemporaryDirectory() as folder:
+        floor, floor_kind = floor_command(folder)
+        print(f"floor: {floor_kind}; {args.rounds} interleaved rounds of {s:.0f} s; medians (min..max)")
+        for n in args.threads:
+            f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
+                                                         "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu")}
+            wakeups = 2200.0  # until gilviz's first round says
+            for _ in range(args.rounds):
+                t, fl = alone_with_floor(n, s, floor, wakeups)
+                f["alone"].append(t)
+                f["floor"].append(fl)
+                f["wakeups"].append(wakeups)
+                t, report = under_gilviz(n, s, folder)
+                f["gv"].append(t)
+                f["gv_cpu"].append(report["sampler"]["overhead"])
+                f["ticks"].append(report["tick_hz"])
+                f["gil"].append(report["gil_sample_hz"])
+                wakeups = report["tick_hz"] + report["gil_sample_hz"]
+                if pyspy:
+                    for rate, key in ((100, "spy100"), (1000, "spy1k")):
+                        t, cpu = under_sampler([pyspy, "record", "--nonblocking", "-r", str(rate), "-d", str(int(s)),
+                                                "-o", os.path.join(folder, "p.txt"), "-f", "raw", "-p"],
+                                               sys.executable, n, s)
+                        f[key].append(t)
+                        f[key + "_cpu"].append(cpu)
+                if py315:
+                    _, cpu = under_sampler([py315, "-m", "profiling.sampling", "attach", "-r", "1khz", "-a", "-d",
+                                            str(int(s)), "--collapsed", "-o", os.path.join(folder, "t.txt")],
+                                           py315, n, s)
+                    f["tachyon_cpu"].append(cpu)
+            base = statistics.median(f["alone"])
+            floor_cpu = statistics.median(f["floor"])
+            print(f"\n{n} threads spinning")
+            print(f"  floor ({spread(f['wakeups'], '.0f')} wake-ups/s): CPU {spread([100 * x for x in f['floor']], '.1f')} %")
+            print(f"  gilviz record: {spread(f['ticks'], '.0f')} ticks/s, {spread(f['gil'], '.0f')} GIL samples/s, "
+                  f"CPU {spread([100 * x for x in f['gv_cpu']], '.1f')} % = "
+                  f"{statistics.median(f['gv_cpu']) / floor_cpu:.2f}x the floor (goal: at most 1.3x); "
+                  f"throughput {spread([x / base for x in f['gv']], '.3f')} of alone (goal: at least 0.98)")
+            for key, label in (("spy100", "py-spy record 100 Hz"), ("spy1k", "py-spy record 1 kHz")):
+                if f[key]:
+                    print(f"  {label}: CPU {spread([100 * x for x in f[key + '_cpu']], '.1f')} %, "
+                          f"throughput {spread([x / base for x in f[key]], '.3f')} of alone")
+            if f["tachyon_cpu"]:
+                print(f"  CPython 3.15's sampler 1 kHz (on a 3.15 workload): CPU {spread([100 * x for x in f['tachyon_cpu']], '.1f')} %")
+            print(f"  alone: spread of runs {min(f['alone']) / base:.3f}..{max(f['alone']) / base:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
