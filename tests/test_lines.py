@@ -76,3 +76,22 @@ def test_time_per_line_is_scaled_from_the_stamped_ticks():
     assert (spin.line, spin.held_s, spin.readings) == (3, pytest.approx(1.0), 10)
     assert (read.line, read.waited_s, read.blocked_s, read.held_s) == (9, pytest.approx(0.5), pytest.approx(0.5), 0)
     assert sums.readings_per_s() == pytest.approx((10 + 25) / 2.0)
+
+
+def test_a_reading_is_stamped_on_the_threads_next_tick_once_and_never_when_stale():
+    from gilviz.capture.lines import LineTable, parse_pyspy_line
+
+    assert parse_pyspy_line("spin (convoy.py:13)") == ("convoy.py", 13, "spin")
+    assert parse_pyspy_line("Foo.<lambda> (my (odd) dir/x.py:9)") == ("my (odd) dir/x.py", 9, "Foo.<lambda>")
+    assert parse_pyspy_line("no line here") is None and parse_pyspy_line("f (x.py:?)") is None
+    now = [0]
+    table = LineTable(lambda: now[0], 0)
+    table.seen_pyspy(1_000, [(7, "spin (convoy.py:13)"), (8, "read (convoy.py:16)"), (None, "x (y.py:1)")])
+    lines = table.drain()
+    assert [(r.id, r.file, r.line, r.function) for r in lines] == [(1, "convoy.py", 13, "spin"), (2, "convoy.py", 16, "read")]
+    rows = [_row(7, 5_000, 0), _row(8, 5_000, 0), _row(9, 5_000, 0)]
+    stamped = table.stamp(rows, t_us=5_000, tick_us=5_000)
+    assert [r.line for r in stamped] == [1, 2, 0]
+    assert [r.line for r in table.stamp(rows, t_us=10_000, tick_us=5_000)] == [0, 0, 0]  # once only
+    table.seen(1_000, [(7, 1)])
+    assert table.stamp(rows, t_us=100_000, tick_us=5_000)[0].line == 0  # 99 ms old: not this tick's

@@ -10,6 +10,7 @@ ticks that carry a line are a sample of the thread's life (see gilviz/lines.py f
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from typing import Callable, Iterable
@@ -19,13 +20,14 @@ from ..stream import Line, Record, ThreadTick
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
 HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other processes
 STALE_TICKS = 3  # a reading older than this many ticks is stamped on no tick
+_PYTHON_EXE = re.compile(r"python(3(\.\d+)?)?t?(-dbg)?$")
 
 
 def parse_pyspy_line(text: str) -> tuple[str, int, str] | None:
     """py-spy's "func (file.py:12)" -> (file, 12, func)."""
     if not text.endswith(")") or " (" not in text:
         return None
-    function, _, where = text[:-1].rpartition(" (")
+    function, _, where = text[:-1].partition(" (")  # a function has no " (" in its name; a path may
     file, _, lineno = where.rpartition(":")
     return (file, int(lineno), function) if lineno.isdigit() and file else None
 
@@ -122,6 +124,10 @@ class UnwinderHelper:
             exe = os.readlink(f"/proc/{self.pid}/exe")
         except OSError as e:
             self.error = str(e)
+            return False
+        if not _PYTHON_EXE.match(os.path.basename(exe)) or not os.access(exe, os.X_OK):
+            # a program embedding Python (uwsgi, blender...) would not run the helper: py-spy reads it
+            self.error = f"{exe} is not a python executable"
             return False
         try:
             self.proc = subprocess.Popen([exe, "-I", HELPER, str(self.pid), str(self.period_ns)],
