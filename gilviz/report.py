@@ -366,7 +366,9 @@ def lines_text(summary: dict[str, Any], top: int = TOP_LINES) -> list[str]:
     rows = summary.get("lines") or []
     stacks = summary.get("stacks") or {}
     if not rows:
-        return ["", "lines     none: no stack readings" + (" (--stacks-rate 0)" if stacks.get("by") is None else "")]
+        why = ("recorded with --stacks-rate 0, without py-spy, or by a gilviz before lines" if stacks.get("by") is None
+               else "no thread was in Python code when read")
+        return ["", f"lines     none: no stack readings ({why})"]
     out = ["", f"lines     from {stacks.get('readings_per_s', 0):.0f} stack readings a second per thread"
                 f"{' by ' + stacks['by'] if stacks.get('by') else ''}; time per line is estimated from them"]
     for key, title in (("held_s", "held the GIL"), ("waited_s", "waited for the GIL")):

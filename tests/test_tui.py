@@ -1007,3 +1007,15 @@ async def test_the_lines_pane_names_the_lines_that_hold_and_wait_and_picks_one()
         await pilot.pause()
         zoomed = str(app.query_one("#lines").render()).splitlines()
         assert zoomed[0] != rows[0] and float(zoomed[2].split("│")[0].split()[-2]) < whole, (rows[:3], zoomed[:3])
+
+
+@sync
+async def test_the_lines_pane_of_a_recording_without_lines_says_why():
+    app = replay_app()  # recorded before ticks carried lines
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        text = str(app.query_one("#lines").render())
+        assert "no stack readings here" in text and "before lines" in text, text
+        assert app.query_one("#lines").row_lines == []

@@ -197,7 +197,8 @@ def lines_pane(model: History, view: View, cells: int, width: int, rows: int) ->
     spans: Spans = [(f"Lines, {start / 1e6:.0f}–{end / 1e6:.3g} s", "bold")]
     if not figures:
         by = (model.stats.stacks_by if model.stats is not None else None)
-        spans.append(("  no stack readings here" + ("" if by else " (py-spy absent, or --stacks-rate 0)") + "\n", "italic"))
+        spans.append(("  no stack readings here" + ("" if by else " (--stacks-rate 0, no py-spy, or a recording from "
+                                                            "before lines)") + "\n", "italic"))
         return spans, []
     by = model.stats.stacks_by if model.stats is not None and model.stats.stacks_by else "stack readings"
     spans.append(((f"  {rate:.0f} readings/s per thread ({by}) · a wait at a call is the GIL taken back as it "
