@@ -993,6 +993,8 @@ async def test_the_lines_pane_names_the_lines_that_hold_and_wait_and_picks_one()
         reader, spinner = lane_styles(app, "reader"), lane_styles(app, "spinner")
         assert any(not s.dim for s in reader) and all(s.dim for s in spinner), (reader[:3], spinner[:3])
         assert dim.dim
+        info = str(app.query_one("#info").render())
+        assert "Line picked:" in info and "convoy.py:16 read" in info and "reader" in info, info
         # the same click again puts it back; so does escape
         await pick_line(pilot, 1)
         assert app.view.selected_line is None and not any(s.dim for s in lane_styles(app, "spinner"))

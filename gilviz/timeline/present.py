@@ -253,10 +253,21 @@ def info(model: History, view: View, cells: int, source: SourceFacts, scenario: 
             spans.append((f"stack at {t / 1e6:.2f} s" + (f" ({', '.join(flags)})" if flags else "") + ":\n", "italic"))
             spans += [(f"  {frame}\n", "") for frame in entry.frames or [entry.line]]
         else:
-            spans.append(("no stack yet (py-spy reads stacks about once a second)\n", "italic"))
+            spans.append(("no stack yet (py-spy reads whole stacks a few times a second)\n", "italic"))
         line = " ← ".join(found[1].frames[:4]) if found else ""
         stack_line = f"{sel.letter} {sel.name}: {line or 'no stack yet'}"
-    else:
+    picked = model.line_names.get(view.selected_line) if view.selected_line is not None else None
+    if picked is not None:
+        figures, _, (a, b) = model.line_figures(t0, t1)
+        f = next((f for f in figures if f.id == picked.id), None)
+        spans += [("Line picked: ", "bold"), (f"{picked.file}:{picked.line} {picked.function}\n", "")]
+        if f is not None:
+            who = ", ".join(f"{model.threads[t].letter} {model.threads[t].name}" for t in f.threads if t in model.threads)
+            spans.append((f"{a / 1e6:.0f}–{b / 1e6:.3g} s: held the GIL {f.held_s:.2f} s, waited {f.waited_s:.2f} s, "
+                          f"native {f.native_s:.2f} s, blocked {f.blocked_s:.2f} s; {who}\n", ""))
+        else:
+            spans.append(("no thread was on it in the time shown\n", "italic"))
+    elif sel is None:
         if scenario is not None:
             spans += [(f"{scenario.name}: ", "bold"), (text_of(scenario, "summary") + "\n", "")]
             look = text_of(scenario, "look_for")
