@@ -44,6 +44,7 @@ class LineTable:
         self._latest: dict[int, tuple[int, int]] = {}  # tid -> (t_us, line id)
         self._lock = threading.Lock()
         self.helpers: dict[int, UnwinderHelper] = {}
+        self._stopped = False
 
     def intern(self, file: str, lineno: int, function: str) -> int:
         key = (file, lineno, function)
@@ -93,18 +94,21 @@ class LineTable:
         if not helper.start():
             return False
         self.helpers[pid] = helper
+        if self._stopped:  # the run ended while it started
+            helper.stop()
         return True
 
     def set_period(self, period_ns: int) -> None:
-        for helper in self.helpers.values():
+        for helper in list(self.helpers.values()):
             helper.set_period(period_ns)
 
     @property
     def cpu_s(self) -> float:
-        return sum(h.cpu_s() for h in self.helpers.values())
+        return sum(h.cpu_s() for h in list(self.helpers.values()))
 
     def stop(self) -> None:
-        for helper in self.helpers.values():
+        self._stopped = True
+        for helper in list(self.helpers.values()):
             helper.stop()
 
 
