@@ -11,6 +11,8 @@ own interpreter (capture/lines.py).
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +28,13 @@ from .probes.threads import ThreadReading, classify_syscall
 from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
+try:  # the GIL samples between ticks in C (gilviz/_gilloop.c), where it could be built
+    from . import _gilloop  # type: ignore[attr-defined]
+except ImportError:
+    _gilloop = None
+if os.environ.get("GILVIZ_PURE_PYTHON"):
+    _gilloop = None
+
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
@@ -144,6 +153,10 @@ class Sampler:
                         break
                     next_check = now + CHECK_EVERY_NS
                 if now >= next_gil:
+                    fast = self._fast_sites() if _gilloop is not None else None
+                    if fast:  # every sample until the next tick or check, in C, then round again
+                        next_gil = self._sample_in_c(fast, budget.period, next_gil, min(next_tick, next_check))
+                        continue
                     for proc in self.processes:
                         if proc.sample_gils():
                             self.stats.gil_samples += 1
@@ -164,6 +177,39 @@ class Sampler:
             self.processes.close()
             self.cpus.close()
         return reason
+
+    def _fast_sites(self) -> list[tuple] | None:
+        """(proc, site, its samples, (fd, address, shift, wrefs)) of every GIL to sample, where
+        the C loop can read them all (3.15's per-thread flags are read in Python)."""
+        out = []
+        for proc in self.processes:
+            gil = proc.gil
+            if gil is None or not gil.sites:
+                continue
+            fd = getattr(gil.memory, "fd", None)
+            if proc.watched or fd is None:
+                return None
+            for site in gil.sites:
+                acc = proc.sites.get(site.address)
+                if acc is not None:
+                    out.append((proc, site, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs)))
+        return out
+
+    def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int) -> int:
+        assert _gilloop is not None
+        next_gil, wake_ups, results = _gilloop.sample([f[3] for f in fast], period, next_gil, until)
+        self.stats.gil_samples += wake_ups
+        for (proc, _site, acc, _), (samples, held, contended, switch, holders, error) in zip(fast, results):
+            acc.samples += samples
+            acc.held += held
+            acc.contended += contended
+            for holder, count in holders:
+                acc.holders[holder] += count
+            if switch is not None:
+                acc.switch_number = switch
+            if error:
+                proc.gil.unreadable = error == errno.ESRCH
+        return next_gil
 
     def _start_helpers(self) -> None:
         """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""
