@@ -26,11 +26,13 @@ HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 m
 PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 
+_BLOCK_INDEX = {kind: i for i, kind in enumerate(BLOCK_REASONS)}
+
 # what the thread's process knows of its GIL (GilProbe.status, or "not python")
 LOCATED, NOT_PYTHON = "located", "not python"
 
 
-@dataclass
+@dataclass(slots=True)
 class ThreadMemory:
     """What the rules remember of a thread between ticks."""
 
@@ -72,8 +74,10 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     if gil == LOCATED:
         # schedstat may report a tick's CPU time a tick late, the GIL samples never do: GIL
         # time that found no CPU time beside it is matched with the next tick's report
-        running = min(on, held + mem.held_unmatched)
-        mem.held_unmatched = min(MAX_PENDING_US, held - min(on, held))
+        owed = held + mem.held_unmatched
+        running = on if on < owed else owed
+        unmatched = held - on if held > on else 0
+        mem.held_unmatched = unmatched if unmatched < MAX_PENDING_US else MAX_PENDING_US
         spin = on - running
         # Time on a CPU without the GIL is GIL overhead (waking from the timed wait, asking
         # for a drop, handing over), or the noise of matching exact CPU time with sampled
@@ -84,7 +88,7 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
         mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)
         # (held comes from GIL samples, so when it held the GIL, it may be off by a sample period)
         sample_period = dt // gil_samples if gil_samples and held else 0
-        short_runs = spin < SPIN_RUN_US * max(1, slices) + sample_period
+        short_runs = spin < SPIN_RUN_US * (slices if slices > 1 else 1) + sample_period
         after_gil = held > 0 or call == "gil" or before == "gil" or mem.spinning_for_gil
         if mem.held_share > PYTHON_THREAD_HELD_SHARE or (short_runs and after_gil):
             waiting += spin
@@ -97,18 +101,22 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     else:  # no GIL (free-threaded) or GIL not located: any time on a CPU counts as running
         running = on
 
-    blocked = dict.fromkeys(BLOCK_REASONS, 0)
-    if off > 0:
-        kinds = [c for c in dict.fromkeys((before, call)) if c != "running"] or [mem.off_kind]
-        share = off // len(kinds)
-        for i, kind in enumerate(kinds):
-            part = share if i else off - share * (len(kinds) - 1)
-            if kind == "gil":
-                waiting += part
-            else:
-                blocked[kind] += part
-        mem.off_kind = kinds[-1]
-    return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, *blocked.values(), held, on)
+    if off <= 0:
+        return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, 0, 0, 0, 0, held, on)
+    blocked = [0, 0, 0, 0]  # in BLOCK_REASONS' order
+    if before == call:
+        kinds = (call,) if call != "running" else (mem.off_kind,)
+    else:
+        kinds = tuple(c for c in (before, call) if c != "running") or (mem.off_kind,)
+    share = off // len(kinds)
+    for i, kind in enumerate(kinds):
+        part = share if i else off - share * (len(kinds) - 1)
+        if kind == "gil":
+            waiting += part
+        else:
+            blocked[_BLOCK_INDEX[kind]] += part
+    mem.off_kind = kinds[-1]
+    return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, *blocked, held, on)
 
 
 _QUIET = {  # a whole tick off CPU, by what for (the hot path of hundreds of sleeping threads)
@@ -141,14 +149,19 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
     the tick has its gap filled now and the reports that follow pay it back. Totals
     stay exact sums of schedstat time, give or take one scheduler tick.
     """
-    on = max(0, rep_on + mem.pending_on)
-    runq = max(0, rep_rq + mem.pending_rq)
+    # (comparisons rather than min and max: this runs for every busy thread at every tick)
+    due_on, due_rq = rep_on + mem.pending_on, rep_rq + mem.pending_rq
+    on = due_on if due_on > 0 else 0
+    runq = due_rq if due_rq > 0 else 0
     if busy and on + runq < dt:
         on = dt - runq
     if on + runq > dt:
         scale = dt / (on + runq)
         on = int(on * scale)
         runq = dt - on if runq else 0
-    mem.pending_on = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_on + mem.pending_on - on))
-    mem.pending_rq = max(-MAX_PENDING_US, min(MAX_PENDING_US, rep_rq + mem.pending_rq - runq))
+    left_on, left_rq = due_on - on, due_rq - runq
+    mem.pending_on = (-MAX_PENDING_US if left_on < -MAX_PENDING_US else
+                      MAX_PENDING_US if left_on > MAX_PENDING_US else left_on)
+    mem.pending_rq = (-MAX_PENDING_US if left_rq < -MAX_PENDING_US else
+                      MAX_PENDING_US if left_rq > MAX_PENDING_US else left_rq)
     return on, runq

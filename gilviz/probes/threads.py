@@ -9,6 +9,7 @@ is what keeps hundreds of sleeping threads cheap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(),
 _NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 
+@functools.lru_cache(maxsize=8192)  # a thread asleep in one place shows the same text read after read
 def classify_syscall(text: str, gil_ranges: tuple[tuple[int, int], ...] = ()) -> str:
     """Turns the text of /proc/.../syscall into running, gil, sleep, io, lock or other."""
     if not text or text.startswith("running"):
