@@ -274,16 +274,22 @@ class Sampler:
         gil_samples = main.samples if main is not None else 0
         gil_ranges = gil.gil_ranges if gil is not None else ()
         ticks: list[ThreadTick] = []
+        append = ticks.append
+        known, seen = proc.threads, proc.tids
+        unchanged, classify = states.unchanged, states.classify
         for r in readings:
-            mem = proc.threads.get(r.tid)
-            first = mem is None or r.tid not in proc.tids
+            mem = known.get(r.tid)
+            if mem is not None and not r.moved and mem.call != "running" and r.tid in seen:
+                append(unchanged(r, mem, dt, held_by.get(r.tid, 0.0)))  # asleep all tick: classify's first case
+                continue
+            first = mem is None or r.tid not in seen
             if mem is None:
                 mem = self.processes.new_thread(proc, r.tid)
                 proc.new_thread_ns = now
-            proc.tids.add(r.tid)
+            seen.add(r.tid)
             call = self._syscall(proc, r, mem, gil_ranges)
-            ticks.append(states.classify(r, mem, dt, held_by.get(r.tid, 0.0), call, first=first,
-                                         gil=proc.gil_state(), gil_samples=gil_samples))
+            append(classify(r, mem, dt, held_by.get(r.tid, 0.0), call, first=first, gil=proc.gil_state(),
+                            gil_samples=gil_samples))  # (a futex just read may have located the GIL)
         self.processes.watch_new_threads(proc, now)
         gil_ticks: list[GilTick] = []
         if gil is not None and gil.located:

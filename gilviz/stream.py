@@ -98,8 +98,8 @@ class Tick:
     core_busy: list[int] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"k": "tick", "t": self.t, "dt": self.dt, "th": [list(th) for th in self.threads],
-                "g": [list(g) for g in self.gils], "c": self.core_busy}
+        return {"k": "tick", "t": self.t, "dt": self.dt, "th": self.threads,  # tuples: JSON arrays as they are
+                "g": self.gils, "c": self.core_busy}
 
 
 @dataclass(slots=True)

@@ -154,10 +154,13 @@ class WatchedProcess:
             return None
         waited = elsewhere = 0
         for th in ticks:
-            waited += th.waiting - max(0, th.oncpu - th.running - th.native)  # asleep on the GIL
-            mem = self.threads.get(th.tid)
-            if mem is not None and mem.in_runtime:
-                elsewhere += th.lock
+            if th.waiting:
+                spun = th.oncpu - th.running - th.native
+                waited += th.waiting - spun if spun > 0 else th.waiting  # asleep on the GIL
+            if th.lock:
+                mem = self.threads.get(th.tid)
+                if mem is not None and mem.in_runtime:
+                    elsewhere += th.lock
         return self.check.add(dt, main.samples, main.held, resolved, waited, elsewhere)
 
     def watch_flags(self, ticks: list[ThreadTick]) -> None:

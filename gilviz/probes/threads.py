@@ -163,6 +163,8 @@ class ThreadProbe:
             tids = list(self._threads)
         pread = os.pread
         threads = self._threads
+        idle_from = IDLE_STEPS[-1][0]
+        idle_after, idle_every = [a for a, _ in IDLE_STEPS], [n for _, n in IDLE_STEPS]
         readings = []
         reads = self._reads
         for tid in tids:
@@ -174,8 +176,9 @@ class ThreadProbe:
                     continue  # exited between listdir and open
                 threads[tid] = th
             last = th.last
-            if last is not None and th.unchanged >= IDLE_STEPS[-1][0]:
-                every = next(n for after, n in IDLE_STEPS if th.unchanged >= after)
+            if last is not None and th.unchanged >= idle_from:
+                u = th.unchanged
+                every = idle_every[0] if u >= idle_after[0] else idle_every[1] if u >= idle_after[1] else idle_every[2]
                 if (reads + tid) % every:
                     # asleep a while: read less often; what it did meanwhile shows at its next read
                     th.unchanged += 1
