@@ -15,14 +15,6 @@ from typing import Iterable
 
 from .stream import Line, ThreadTick
 
-# what each line's time is made of, from a tick's row
-KINDS = ("held", "waited", "native", "blocked")
-
-
-def _row_parts(th: ThreadTick) -> tuple[int, int, int, int]:
-    return th[10], th[4], th[3], th[6] + th[7] + th[8] + th[9]
-
-
 @dataclass
 class LineFigures:
     id: int
@@ -62,20 +54,18 @@ class LineSums:
     def add_tick(self, dt: int, threads: Iterable[ThreadTick]) -> None:
         life, stamped, sums = self.life, self.stamped, self.sums
         for th in threads:
-            tid = th[0]
+            tid = th.tid
             life[tid] = life.get(tid, 0) + dt
-            lid = th[12] if len(th) > 12 else 0
-            if not lid:
+            if not th.line:
                 continue
             stamped[tid] = stamped.get(tid, 0) + dt
-            acc = sums.get((tid, lid))
+            acc = sums.get((tid, th.line))
             if acc is None:
-                acc = sums[tid, lid] = [0, 0, 0, 0, 0]
-            held, waited, native, blocked = _row_parts(th)
-            acc[0] += held
-            acc[1] += waited
-            acc[2] += native
-            acc[3] += blocked
+                acc = sums[tid, th.line] = [0, 0, 0, 0, 0]
+            acc[0] += th.held
+            acc[1] += th.waiting
+            acc[2] += th.native
+            acc[3] += th.blocked
             acc[4] += 1
 
     def merge(self, other: "LineSums") -> None:

@@ -168,19 +168,18 @@ class Sampler:
                     sleep(delay / 1e9)
         finally:
             self.stacks.stop()
-            lines_cpu = self.lines.cpu_s
             self.lines.stop()
             end = monotonic_ns()
             self.stats.wall_s = (end - t_start) / 1e9
-            self.stats.cpu_s = time.process_time() - cpu_start + (self.stacks.cpu_s - spy_start) + lines_cpu
+            self.stats.cpu_s = time.process_time() - cpu_start + (self.stacks.cpu_s - spy_start) + self.lines.cpu_s
             self._drain_stacks()
             self.processes.close()
             self.cpus.close()
         return reason
 
     def _fast_sites(self) -> list[tuple] | None:
-        """(proc, site, its samples, (fd, address, shift, wrefs)) of every GIL to sample, where
-        the C loop can read them all (3.15's per-thread flags are read in Python)."""
+        """(proc, its samples, (fd, address, shift, wrefs)) of every GIL to sample, where the C
+        loop can read them all (3.15's per-thread flags are read in Python)."""
         out = []
         for proc in self.processes:
             gil = proc.gil
@@ -192,14 +191,14 @@ class Sampler:
             for site in gil.sites:
                 acc = proc.sites.get(site.address)
                 if acc is not None:
-                    out.append((proc, site, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs)))
+                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs)))
         return out
 
     def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int) -> int:
         assert _gilloop is not None
-        next_gil, wake_ups, results = _gilloop.sample([f[3] for f in fast], period, next_gil, until)
+        next_gil, wake_ups, results = _gilloop.sample([f[2] for f in fast], period, next_gil, until)
         self.stats.gil_samples += wake_ups
-        for (proc, _site, acc, _), (samples, held, contended, switch, holders, error) in zip(fast, results):
+        for (proc, acc, _), (samples, held, contended, switch, holders, error) in zip(fast, results):
             acc.samples += samples
             acc.held += held
             acc.contended += contended
@@ -219,7 +218,7 @@ class Sampler:
             if proc.python is None or proc.pid in self._helpers_tried or proc.python.version[:2] < HELPER_FROM:
                 continue
             self._helpers_tried.add(proc.pid)
-            threading.Thread(target=self.lines.start_helper, args=(proc.pid, proc.python.version, self.tick_ns),
+            threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns),
                              daemon=True, name="gilviz-helper-start").start()
 
     def _drain_stacks(self) -> None:

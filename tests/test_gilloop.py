@@ -9,22 +9,11 @@ import time
 import pytest
 
 from conftest import python_or_skip, record_code
+from test_sampling import CPU_THREADS
 from gilviz import sampler
 from gilviz.probes.gil import GLIBC_2_41, GLIBC_BEFORE_2_41, GilLayout
 
 _gilloop = pytest.importorskip("gilviz._gilloop", reason="the C loop was not built (no compiler): Python samples")
-
-CPU_THREADS_2S = """
-import threading, time
-end = time.time() + 2.0
-def spin():
-    x = 0
-    while time.time() < end:
-        x += 1
-ts = [threading.Thread(target=spin, name="cpu-%d" % i) for i in range(2)]
-for t in ts: t.start()
-for t in ts: t.join()
-"""
 
 
 def gil_bytes(layout: GilLayout, holder: int, locked: int, switch: int, waiters: int) -> bytes:
@@ -77,10 +66,10 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
 
     monkeypatch.setattr(sampler, "_gilloop", Counting)
     (tmp_path / "c").mkdir()
-    in_c, _ = record_code(tmp_path / "c", python, CPU_THREADS_2S)
+    in_c, _ = record_code(tmp_path / "c", python, CPU_THREADS.format(n=2))
     monkeypatch.setattr(sampler, "_gilloop", None)
     (tmp_path / "py").mkdir()
-    in_python, _ = record_code(tmp_path / "py", python, CPU_THREADS_2S)
+    in_python, _ = record_code(tmp_path / "py", python, CPU_THREADS.format(n=2))
     assert sum(calls) > 0.9 * in_c["gil_sample_hz"] * in_c["duration_s"]  # (the rest: before the GIL was found)
     for summary in (in_c, in_python):
         gil = summary["gil"]

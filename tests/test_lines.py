@@ -95,3 +95,33 @@ def test_a_reading_is_stamped_on_the_threads_next_tick_once_and_never_when_stale
     assert [r.line for r in table.stamp(rows, t_us=10_000, tick_us=5_000)] == [0, 0, 0]  # once only
     table.seen(1_000, [(7, 1)])
     assert table.stamp(rows, t_us=100_000, tick_us=5_000)[0].line == 0  # 99 ms old: not this tick's
+
+
+def test_a_stack_helper_that_ends_before_its_process_hands_the_lines_to_pyspy_and_says_so():
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import python_or_skip
+    from gilviz.capture.lines import LineTable
+    from gilviz.stream import Notice
+
+    python = python_or_skip("3.14")
+    target = subprocess.Popen([python, "-c", "import time\nwhile True: time.sleep(0.01)"])
+    table = LineTable(lambda: 0, time.monotonic_ns())
+    try:
+        time.sleep(0.3)
+        table.start_helper(target.pid, 5_000_000)
+        helper = table.helpers[target.pid]
+        os.kill(helper.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while target.pid in table.helpers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert target.pid not in table.helpers  # so the sampler's py-spy reads its lines again
+        notices = [r for r in table.drain() if isinstance(r, Notice)]
+        assert len(notices) == 1 and f"pid {target.pid}" in notices[0].text and "py-spy" in notices[0].text, notices
+    finally:
+        table.stop()
+        target.kill()
+        target.wait()

@@ -59,11 +59,12 @@ def sync(test):
     return run
 
 
-def replay_app(tmp_path: Path | None = None, **options) -> GilvizApp:
+def replay_app(tmp_path: Path | None = None, *, recording: Path = FIXTURE, speed: float = 0,
+               **options) -> GilvizApp:
     options.setdefault("show_ui_cost", False)
     if tmp_path is not None:
         options.setdefault("screenshot_dir", str(tmp_path))
-    return make_app(ReplaySource(str(FIXTURE), speed=0), **options)
+    return make_app(ReplaySource(str(recording), speed=speed), **options)
 
 
 async def loaded(pilot) -> None:
@@ -259,7 +260,7 @@ async def test_pause_resume_and_scroll_back_through_history():
 
 @sync
 async def test_pause_freezes_a_replay():
-    app = make_app(ReplaySource(str(FIXTURE), speed=1.0), show_ui_cost=False)
+    app = replay_app(speed=1.0)
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(500):
             if app.model.times:
@@ -648,7 +649,7 @@ async def _replay_started(pilot, app):
 
 @sync
 async def test_stepping_moves_exactly_one_tick():
-    app = make_app(ReplaySource(str(FIXTURE), speed=0.2), show_ui_cost=False)
+    app = replay_app(speed=0.2)
     async with app.run_test(size=(120, 36)) as pilot:
         await _replay_started(pilot, app)
         await pilot.press("space")  # paused at the head of the replay
@@ -675,7 +676,7 @@ async def test_stepping_moves_exactly_one_tick():
 
 @sync
 async def test_speed_keys_change_the_replay_rate():
-    app = make_app(ReplaySource(str(FIXTURE), speed=1.0), show_ui_cost=False)
+    app = replay_app(speed=1.0)
     async with app.run_test(size=(120, 36)) as pilot:
         await _replay_started(pilot, app)
         for _ in range(4):
@@ -698,7 +699,7 @@ async def test_speed_keys_change_the_replay_rate():
 
 @sync
 async def test_jump_to_a_time_ahead_of_the_replay():
-    app = make_app(ReplaySource(str(FIXTURE), speed=0.1), show_ui_cost=False)
+    app = replay_app(speed=0.1)
     async with app.run_test(size=(120, 36)) as pilot:
         await _replay_started(pilot, app)
         assert app.model.t_last < 500_000
@@ -721,7 +722,7 @@ async def test_jump_to_a_time_ahead_of_the_replay():
 
 @sync
 async def test_a_looping_replay_starts_over():
-    app = make_app(ReplaySource(str(FIXTURE), speed=0), show_ui_cost=False)
+    app = replay_app()
     async with app.run_test(size=(120, 36)) as pilot:
         await loaded(pilot)
         await pilot.press("l")
@@ -746,7 +747,7 @@ COMPARE = Path(__file__).parent / "data" / "compare.gilviz"
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 @sync
 async def test_the_result_is_on_screen_at_any_size_and_large_at_the_end(size):
-    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    app = replay_app(recording=RACE)
     async with app.run_test(size=size) as pilot:
         await loaded(pilot)
         outcome = app.query_one("#outcome")
@@ -852,13 +853,13 @@ def test_snapshot_presenter_layout(snap_compare):
         await pilot.press("p")
         await loaded(pilot)
 
-    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    app = replay_app(recording=RACE)
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
 
 
 @sync
 async def test_presenter_layout_shows_the_point_and_nothing_else():
-    app = make_app(ReplaySource(str(RACE), speed=0), show_ui_cost=False)
+    app = replay_app(recording=RACE)
     async with app.run_test(size=(120, 36)) as pilot:
         await loaded(pilot)
         await pilot.press("p")
@@ -933,11 +934,6 @@ async def test_live_comparison_of_threads_and_processes(tmp_path):
 LINES = Path(__file__).parent / "data" / "lines.gilviz"  # a convoy on 3.14: see tests/test_lines.py's CONVOY
 
 
-def lines_app(**options) -> GilvizApp:
-    options.setdefault("show_ui_cost", False)
-    return make_app(ReplaySource(str(LINES), speed=0), **options)
-
-
 async def pick_line(pilot, column: int) -> None:
     """Clicks the first line of a column of the lines pane (0: held the GIL, 1: waited for it)."""
     pane = pilot.app.query_one("#lines")
@@ -964,12 +960,12 @@ def test_snapshot_lines_pane_with_a_line_picked(snap_compare):
         await pilot.pause()
         await pick_line(pilot, 1)
 
-    assert snap_compare(lines_app(), terminal_size=(160, 48), run_before=run_before)
+    assert snap_compare(replay_app(recording=LINES), terminal_size=(160, 48), run_before=run_before)
 
 
 @sync
 async def test_the_lines_pane_names_the_lines_that_hold_and_wait_and_picks_one():
-    app = lines_app()
+    app = replay_app(recording=LINES)
     async with app.run_test(size=(160, 48)) as pilot:
         await loaded(pilot)
         assert not app.query_one("#lines").display

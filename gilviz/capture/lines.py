@@ -15,12 +15,21 @@ import subprocess
 import threading
 from typing import Callable, Iterable
 
-from ..stream import Line, Record, ThreadTick
+from ..stream import Line, Notice, Record, ThreadTick
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
 HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other processes
 STALE_TICKS = 3  # a reading older than this many ticks is stamped on no tick
 _PYTHON_EXE = re.compile(r"python(3(\.\d+)?)?t?(-dbg)?$")
+
+
+def _alive(pid: int) -> bool:
+    """Running still (an exited process may stay a zombie until its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def parse_pyspy_line(text: str) -> tuple[str, int, str] | None:
@@ -44,9 +53,14 @@ class LineTable:
         self._latest: dict[int, tuple[int, int]] = {}  # tid -> (t_us, line id)
         self._lock = threading.Lock()
         self.helpers: dict[int, UnwinderHelper] = {}
+        self._ended_cpu_s = 0.0  # helpers that ended before the run did
         self._stopped = False
 
     def intern(self, file: str, lineno: int, function: str) -> int:
+        with self._lock:
+            return self._intern(file, lineno, function)
+
+    def _intern(self, file: str, lineno: int, function: str) -> int:
         key = (file, lineno, function)
         lid = self.ids.get(key)
         if lid is None:
@@ -65,7 +79,7 @@ class LineTable:
             for tid, line in entries:
                 top = parse_pyspy_line(line) if tid is not None else None
                 if top is not None:
-                    self._latest[tid] = (t_us, self.intern(*top))  # type: ignore[index]
+                    self._latest[tid] = (t_us, self._intern(*top))  # type: ignore[index]
 
     def stamp(self, ticks: list[ThreadTick], t_us: int, tick_us: int) -> list[ThreadTick]:
         """Each thread's tick with the line of its latest reading, if it came since its last tick."""
@@ -86,17 +100,33 @@ class LineTable:
         return out
 
     # ------------------------------------------------------------- 3.14+ helpers
-    def start_helper(self, pid: int, version: tuple[int, ...], period_ns: int) -> bool:
-        """A helper for a new 3.14+ process; False where it cannot be used (py-spy stays)."""
-        if tuple(version[:2]) < HELPER_FROM or pid in self.helpers:
-            return pid in self.helpers
+    def start_helper(self, pid: int, period_ns: int) -> None:
+        """A helper for a 3.14+ process; where it cannot start, py-spy reads its lines, and the
+        stream says why."""
         helper = UnwinderHelper(pid, self, period_ns)
         if not helper.start():
-            return False
+            self._cannot_read(helper)
+            return
         self.helpers[pid] = helper
         if self._stopped:  # the run ended while it started
             helper.stop()
-        return True
+
+    def helper_ended(self, helper: UnwinderHelper) -> None:
+        """Its output closed: the process is gone, or the helper could read it no more (then
+        py-spy takes its lines over)."""
+        if self.helpers.get(helper.pid) is helper:
+            del self.helpers[helper.pid]
+            self._ended_cpu_s += helper.cpu_s()
+        helper.error = helper.error or f"it ended, exit status {helper.proc.returncode if helper.proc else '?'}"
+        self._cannot_read(helper)
+
+    def _cannot_read(self, helper: UnwinderHelper) -> None:
+        if self._stopped or not _alive(helper.pid):
+            return  # the run or the process is over: nothing is missing
+        with self._lock:
+            self._new.append(Notice(self.now_us(), f"pid {helper.pid}: CPython's own stack reader stopped or "
+                                                   f"could not start ({helper.error}); py-spy reads its lines, "
+                                                   "a few times a second"))
 
     def set_period(self, period_ns: int) -> None:
         for helper in list(self.helpers.values()):
@@ -104,7 +134,7 @@ class LineTable:
 
     @property
     def cpu_s(self) -> float:
-        return sum(h.cpu_s() for h in list(self.helpers.values()))
+        return self._ended_cpu_s + sum(h.cpu_s() for h in list(self.helpers.values()))
 
     def stop(self) -> None:
         self._stopped = True
@@ -154,6 +184,8 @@ class UnwinderHelper:
         assert self.proc is not None and self.proc.stdout is not None
         for raw in self.proc.stdout:
             self._handle(raw.decode(errors="replace"))
+        self.proc.wait()
+        self.table.helper_ended(self)
 
     def _handle(self, text: str) -> None:
         if text.startswith("S "):
@@ -168,8 +200,7 @@ class UnwinderHelper:
             self.table.seen(t_us, readings)
         elif text.startswith("L "):
             key, lineno, function, file = text[2:].rstrip("\n").split("\t", 3)
-            with self.table._lock:
-                self._ids[int(key)] = self.table.intern(file, int(lineno), function)
+            self._ids[int(key)] = self.table.intern(file, int(lineno), function)
         elif text.startswith("E "):
             self.error = text[2:].strip()
 

@@ -88,6 +88,8 @@ class ThreadReading:
 # A thread unchanged for a while is read less often, at a phase of its own: (unchanged reads,
 # read one read in this many). What it did meanwhile shows, in full, at its next read.
 IDLE_STEPS = ((32, 8), (16, 4), (6, 2))
+# ...as a table by unchanged reads (IDLE_STEPS[0][0] and more: its last entry), for the read loop
+_READ_EVERY = tuple(next((n for after, n in IDLE_STEPS if u >= after), 1) for u in range(IDLE_STEPS[0][0] + 1))
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 
@@ -163,8 +165,7 @@ class ThreadProbe:
             tids = list(self._threads)
         pread = os.pread
         threads = self._threads
-        idle_from = IDLE_STEPS[-1][0]
-        idle_after, idle_every = [a for a, _ in IDLE_STEPS], [n for _, n in IDLE_STEPS]
+        idle_from, idle_most, read_every = IDLE_STEPS[-1][0], len(_READ_EVERY) - 1, _READ_EVERY
         readings = []
         reads = self._reads
         for tid in tids:
@@ -177,9 +178,7 @@ class ThreadProbe:
                 threads[tid] = th
             last = th.last
             if last is not None and th.unchanged >= idle_from:
-                u = th.unchanged
-                every = idle_every[0] if u >= idle_after[0] else idle_every[1] if u >= idle_after[1] else idle_every[2]
-                if (reads + tid) % every:
+                if (reads + tid) % read_every[th.unchanged if th.unchanged < idle_most else idle_most]:
                     # asleep a while: read less often; what it did meanwhile shows at its next read
                     th.unchanged += 1
                     readings.append(last if not last.moved else dataclasses.replace(last, moved=False))

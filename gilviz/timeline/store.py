@@ -1067,7 +1067,7 @@ class History:
     def _tick_lines(self, tick: Tick) -> None:
         """Each stamped row's line: its change for the table, its time into the second's sums."""
         rows = tick.threads
-        if not rows or len(rows[0]) <= 12:
+        if not rows:
             return
         bucket = self.line_buckets.get(tick.t // LINE_BUCKET_US)
         if bucket is None:
