@@ -273,6 +273,7 @@ class Stats(_Record):
     tick_hz_target: float | None = None
     stacks_hz: float | None = None  # stack readings a second the budget now allows (per process)
     stacks_by: str | None = None  # what reads them: "py-spy", or "_remote_debugging" on 3.14+ targets
+    idle_read_every: int | None = None  # over budget: a thread idle a while is read once in this many ticks
 
 
 @dataclass(slots=True)
@@ -321,6 +322,9 @@ def header_fields() -> dict[str, list[str]]:
     return {"threads": list(ThreadTick._fields), "gils": list(GilTick._fields)}
 
 
+_new_tuple = tuple.__new__
+
+
 class Decoder:
     """Turns wire records into typed ones, mapping a tick's row fields by the names in the header."""
 
@@ -346,7 +350,11 @@ class Decoder:
         kind = rec.get("k")
         if kind == "tick":
             mt, mg = self._thread_row, self._gil_row
-            threads = [ThreadTick(*th) if mt is None else mt(th) for th in rec["th"]]
+            if mt is None:  # rows as they are (tuple.__new__: a NamedTuple's call costs twice as much)
+                n = len(ThreadTick._fields)
+                threads = [_new_tuple(ThreadTick, th) if len(th) == n else ThreadTick(*th) for th in rec["th"]]
+            else:
+                threads = [mt(th) for th in rec["th"]]
             gils = [GilTick(*g) if mg is None else mg(g) for g in rec["g"]]
             return Tick(rec["t"], rec["dt"], threads, gils, rec["c"])
         cls = _KINDS.get(kind)  # type: ignore[arg-type]
