@@ -134,6 +134,8 @@ class Sampler:
                         next_refresh = now + REFRESH_EVERY_NS
                     stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
+                        for proc in self.processes:
+                            proc.probe.sparseness = budget.sparseness
                         if self.lines.helpers:
                             self.lines.set_period(budget.tick_ns)
                             stats.stacks_hz = round(1e9 / budget.tick_ns, 1)

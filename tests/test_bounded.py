@@ -52,8 +52,9 @@ def test_report_memory_does_not_grow_with_the_recording(tmp_path):
 
 
 # ------------------------------------------------------------------ one budget for the whole sampler
-def test_the_budget_slows_gil_sampling_then_stacks_then_the_ticks_and_comes_back():
+def test_the_budget_slows_gil_sampling_then_stacks_then_idle_reads_then_the_ticks_and_comes_back():
     from gilviz.capture.budget import ADAPT_EVERY_NS, GIL_HZ_FLOOR, STACKS_HZ_FLOOR, Budget
+    from gilviz.probes.threads import SPARSENESS
 
     cpu = [0.0]
     budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, stacks_hz=5.0)
@@ -68,17 +69,25 @@ def test_the_budget_slows_gil_sampling_then_stacks_then_the_ticks_and_comes_back
     seen = []
     for _ in range(12):  # twice the budget: GIL sampling falls to its floor first, then py-spy's rate...
         interval(0.30)
-        seen.append((budget.period, round(budget.stacks_hz, 3), budget.tick_ns))
+        seen.append((budget.period, round(budget.stacks_hz, 3), budget.tick_ns, budget.sparseness))
     assert budget.period == int(1e9 / GIL_HZ_FLOOR)
-    floor_at = next(i for i, (_, hz, _) in enumerate(seen) if hz == STACKS_HZ_FLOOR)
-    assert all(tick == 5_000_000 for _, _, tick in seen[: floor_at + 1]), seen  # the ticks untouched until then
+    floor_at = next(i for i, s in enumerate(seen) if s[1] == STACKS_HZ_FLOOR)
+    assert all(s[2] == 5_000_000 and s[3] == 1 for s in seen[: floor_at + 1]), seen  # the rest untouched until then
     assert seen[floor_at - 1][0] == int(1e9 / GIL_HZ_FLOOR) and seen[floor_at - 1][1] > STACKS_HZ_FLOOR, seen
+    sparse_at = next(i for i, s in enumerate(seen) if s[3] > 1)  # ...then idle threads are read more sparsely...
+    assert sparse_at > floor_at and seen[sparse_at][2] == 5_000_000, seen
+    assert budget.sparseness == SPARSENESS[-1] and stats[-1].idle_read_every > 8
     assert budget.tick_ns > 5_000_000  # ...then the ticks lengthen, and py-spy's rate with them
     assert budget.stacks_hz < STACKS_HZ_FLOOR and stats[-1].tick_hz_target < 200
     slowest = budget.tick_ns
-    for _ in range(60):  # well under it: the ticks come back to the rate asked, then py-spy, then GIL sampling
+    back = []
+    for _ in range(60):  # well under it: the ticks come back to the rate asked, then idle reads, py-spy, GIL sampling
         interval(0.05)
-    assert budget.tick_ns == 5_000_000 < slowest and budget.stacks_hz == 5.0
+        back.append((budget.tick_ns, budget.sparseness, budget.stacks_hz))
+    assert budget.tick_ns == 5_000_000 < slowest and budget.stacks_hz == 5.0 and budget.sparseness == 1
+    dense_at = next(i for i, b in enumerate(back) if b[1] == 1)
+    assert all(b[0] == 5_000_000 for b in back[dense_at:]) and back[dense_at - 1][0] == 5_000_000, back
+    assert back[dense_at - 1][2] < 5.0 and stats[-1].idle_read_every is None
     assert budget.period < int(1e9 / GIL_HZ_FLOOR)
 
 
@@ -119,6 +128,13 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
                 readings, _ = probe.read()
             # asleep all along: each thread read about once in the last 8, plus one look at the thread count each time
             assert len(readings) == 21 and len(counted) <= 21 + 8 + 8, len(counted)
+            probe.sparseness = 2  # over budget: once in 16
+            for _ in range(16):
+                probe.read()
+            counted.clear()
+            for _ in range(16):
+                readings, _ = probe.read()
+            assert len(readings) == 21 and len(counted) <= 21 + 16 + 16, len(counted)
         finally:
             os.pread = real_pread
         child.stdin.write("\n")

@@ -4,10 +4,11 @@ Everything the sampler does counts against `--budget` (a share of one core): its
 per-thread reads, the state rules, the records), its GIL samples, and py-spy's stack dumps.
 Every half second the sampler's CPU over the last interval is compared with the budget:
 - over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then py-spy's dumps (down to
-  STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading), then the ticks
-  lengthen (down to TICK_HZ_FLOOR) and py-spy's rate with them;
-- under 80 % of it, the ticks come back to the rate asked first, then py-spy's dumps, then GIL
-  sampling speeds up to the rate asked.
+  STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading), then idle threads
+  are read more sparsely (probes/threads.py's SPARSENESS), then the ticks lengthen (down to
+  TICK_HZ_FLOOR) and py-spy's rate with them;
+- under 80 % of it, the ticks come back to the rate asked first, then idle threads' reads,
+  then py-spy's dumps, then GIL sampling speeds up to the rate asked.
 A timer wake-up alone costs about 25 to 30 us of CPU on the machines measured, so no rate is
 ever fixed. Every interval's achieved rates are reported (Stats).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..probes.threads import SPARSENESS, read_every_table
 from ..stream import Stats
 
 GIL_HZ_FLOOR = 1000  # GIL sampling is never slowed below this (or the tick rate, if lower)...
@@ -39,6 +41,7 @@ class Budget:
         self.stacks_share = 1.0  # of the rate asked, before the ticks' slowing
         self.min_period = int(1e9 / gil_hz)
         self.period = max(self.min_period, int(1e9 / GIL_HZ_START))  # then up, as the budget allows
+        self.sparseness = SPARSENESS[0]  # how sparsely idle threads are read
         self.next_adapt = start_ns + ADAPT_EVERY_NS
         self._cpu, self._wall, self._samples, self._ticks = cpu_s(), start_ns, 0, 0
 
@@ -72,12 +75,16 @@ class Budget:
                 self.period = min(self.max_period, int(self.period * factor))
             elif not self._stacks_at_floor:
                 self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
+            elif self.sparseness < SPARSENESS[-1]:
+                self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
             else:
                 self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
                 self.period = min(self.period, self.max_period)
         elif overhead < SLOW * budget:
             if self.tick_ns > self.asked_tick_ns:
                 self.tick_ns = max(self.asked_tick_ns, int(self.tick_ns / 1.2))
+            elif self.sparseness > SPARSENESS[0]:
+                self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) - 1]
             elif self.stacks_share < 1.0:
                 self.stacks_share = min(1.0, self.stacks_share * 1.2)
             else:
@@ -86,4 +93,4 @@ class Budget:
         self.next_adapt = now_ns + ADAPT_EVERY_NS
         return Stats(t_us, round(overhead, 4), round(rate, 1), round(1e9 / self.period, 1),
                      tick_hz=round(tick_rate, 1), tick_hz_target=round(1e9 / self.tick_ns, 1),
-                     stacks_hz=round(self.stacks_hz, 3))
+                     stacks_hz=round(self.stacks_hz, 3), idle_read_every=read_every_table(self.sparseness)[-1] if self.sparseness > SPARSENESS[0] else None)

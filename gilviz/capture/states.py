@@ -119,24 +119,25 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     return ThreadTick(r.tid, r.cpu, running, native, waiting, runq, *blocked, held, on)
 
 
-_QUIET = {  # a whole tick off CPU, by what for (the hot path of hundreds of sleeping threads)
-    "gil": lambda tid, cpu, dt, held: ThreadTick(tid, cpu, 0, 0, dt, 0, 0, 0, 0, 0, held, 0),
-    "sleep": lambda tid, cpu, dt, held: ThreadTick(tid, cpu, 0, 0, 0, 0, dt, 0, 0, 0, held, 0),
-    "io": lambda tid, cpu, dt, held: ThreadTick(tid, cpu, 0, 0, 0, 0, 0, dt, 0, 0, held, 0),
-    "lock": lambda tid, cpu, dt, held: ThreadTick(tid, cpu, 0, 0, 0, 0, 0, 0, dt, 0, held, 0),
-    "other": lambda tid, cpu, dt, held: ThreadTick(tid, cpu, 0, 0, 0, 0, 0, 0, 0, dt, held, 0),
-}
+_QUIET_FIELD = {"gil": 4, "sleep": 6, "io": 7, "lock": 8, "other": 9}  # ThreadTick's field for a whole tick off CPU
+_new_tick = tuple.__new__  # (the hot path of hundreds of sleeping threads: no NamedTuple call)
 
 
 def unchanged(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float) -> ThreadTick:
     """A thread that did not run all tick: off CPU the whole time, for the reason it had."""
-    kind = mem.call if mem.call != "running" else mem.off_kind
-    held = int(held_frac * dt)
+    kind = mem.call
+    if kind == "running":
+        kind = mem.off_kind
+    held = int(held_frac * dt) if held_frac else 0
     if held or mem.held_share:
         mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)  # fades while it sleeps
         if mem.held_share < 1e-6:
             mem.held_share = 0.0
-    return _QUIET.get(kind, _QUIET["other"])(r.tid, r.cpu, dt, held)
+    if kind == "sleep":
+        return _new_tick(ThreadTick, (r.tid, r.cpu, 0, 0, 0, 0, dt, 0, 0, 0, held, 0, 0))
+    row = [r.tid, r.cpu, 0, 0, 0, 0, 0, 0, 0, 0, held, 0, 0]
+    row[_QUIET_FIELD.get(kind, 9)] = dt
+    return _new_tick(ThreadTick, row)
 
 
 def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool) -> tuple[int, int]:

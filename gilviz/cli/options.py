@@ -42,8 +42,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gil-rate", type=float, default=10_000.0,
                    help="GIL samples per second at most (default 10000); fewer when over --budget")
     p.add_argument("--budget", type=float, default=15.0,
-                   help="CPU the sampler may spend, in percent of one core (default 15); "
-                        "GIL sampling slows down to stay within it, to no less than 1000/s")
+                   help="CPU the whole sampler may spend (its reads, GIL samples and py-spy), in percent of "
+                        "one core (default 15). Over it, GIL sampling slows first (to no less than 1000/s), "
+                        "then py-spy's dumps, then idle threads are read less often, then the ticks lengthen")
     p.add_argument("--stacks-rate", type=float, default=5.0,
                    help="py-spy stack dumps per second, for the lines each thread is on (default 5; 0: none). On 3.14+ "
                         "targets CPython's own reader takes the lines at the tick rate and py-spy only names threads")

@@ -151,6 +151,7 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
     rate = model.tick_rate() if model.times else None
     gil_hz = model.stats.gil_hz if model.stats else None
     sampler = model.stats.overhead if model.stats else None
+    idle_every = model.stats.idle_read_every if model.stats else None  # set when the budget reads them less
 
     def build(level: int) -> list[str]:
         parts = [target if level < 2 else fit_text(target, 32 if level == 2 else 24)]
@@ -164,6 +165,8 @@ def header(model: History, view: View, source: SourceFacts, ui_cost: float | Non
             tick = f"{rate:.0f} ticks/s" if level < 3 else f"{rate:.0f}/s"
             if gil_hz and level < 1:
                 tick += f", GIL {gil_hz / 1000:.1f}k/s"
+            if idle_every and level < 2:
+                tick += f", idle threads 1 in {idle_every}"
             parts.append(tick)
         cost = []
         if sampler is not None:

@@ -1,0 +1,110 @@
+"""Many threads inside one CPU budget: the tick rate gilviz keeps, and what it spends.
+
+    python bench/bench_budget.py [--budget 25] [--seconds 20] [--rounds 3] [--mix 0:1000 1000:0 200:800]
+
+Each mix is BUSY:IDLE threads of bench/workload_threads.py (busy threads spin in pure
+Python; idle ones sleep, waking once a second). `gilviz record --budget B` samples it with
+its defaults (200 ticks/s asked, py-spy's stacks at 5/s asked). After a warm-up (the first
+third of the run: opening every thread's files and naming them), it prints the medians over
+the rounds of:
+- ticks/s achieved, GIL samples/s and py-spy dumps/s allowed, from the sampler's own
+  half-second figures (Stats records);
+- the sampler's CPU, measured from outside: /proc/PID/stat of the `gilviz record` process,
+  its own time plus its reaped children's (py-spy dumps), between the end of the warm-up and
+  the last second of the run, per second of wall time.
+Goal (issue: bounded at any scale): 1000 threads, any mix, at 50 ticks/s or more within 25 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOAD = os.path.join(HERE, "workload_threads.py")
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from gilviz.recording import iter_records  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int) -> float | None:
+    """utime + stime + cutime + cstime of one process, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def one_run(busy: int, idle: int, seconds: float, budget: float) -> dict:
+    warm = seconds / 3
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "b.gilviz")
+        cmd = [sys.executable, "-m", "gilviz", "record", "--budget", str(budget), "--duration", str(seconds + 2),
+               "-o", path, WORKLOAD, str(busy), str(seconds), str(idle)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        t0 = time.monotonic()
+        time.sleep(warm)
+        c0, w0 = cpu_of(proc.pid), time.monotonic()
+        time.sleep(max(0.5, seconds - warm - 1.0))
+        c1, w1 = cpu_of(proc.pid), time.monotonic()
+        _, err = proc.communicate(timeout=seconds + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gilviz record failed: {err[-400:]}")
+        start_us = None
+        ticks, gil, stacks, own = [], [], [], []
+        for rec in iter_records(path):
+            if rec.get("k") == "stats":
+                if start_us is None:
+                    start_us = rec["t"] - 500_000
+                t_s = (rec["t"] - start_us) / 1e6
+                if warm <= t_s <= seconds - 1.0 and rec.get("tick_hz") is not None:
+                    ticks.append(rec["tick_hz"])
+                    gil.append(rec["gil_hz"])
+                    stacks.append(rec.get("stacks_hz") or 0.0)
+                    own.append(rec["overhead"])
+    del t0
+    return {"ticks": statistics.median(ticks), "gil": statistics.median(gil), "stacks": statistics.median(stacks),
+            "own": statistics.median(own), "cpu": (c1 - c0) / (w1 - w0) if c0 is not None and c1 is not None else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=25.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mix", nargs="+", default=["0:1000", "1000:0", "200:800"], help="BUSY:IDLE thread counts")
+    args = ap.parse_args()
+    mixes = [tuple(int(x) for x in m.split(":")) for m in args.mix]
+    runs: dict[tuple, list[dict]] = {m: [] for m in mixes}
+    for _ in range(args.rounds):  # interleaved: a slow spell of the machine spreads over every mix
+        for m in mixes:
+            runs[m].append(one_run(m[0], m[1], args.seconds, args.budget))
+    print(f"gilviz record --budget {args.budget:g}, {args.seconds:g} s runs, {args.rounds} rounds; medians (min..max)")
+    print(f"{'busy:idle':>10} {'ticks/s':>16} {'CPU, from outside':>20} {'own figure':>10} {'GIL/s':>7} {'py-spy/s':>8}"
+          f"   (goal: >= 50 ticks/s within {args.budget:g} %)")
+
+    def fmt(values: list[float], pct: bool = False) -> str:
+        med, lo, hi = statistics.median(values), min(values), max(values)
+        if pct:
+            return f"{med:.1%} ({lo:.1%}..{hi:.1%})"
+        return f"{med:.0f} ({lo:.0f}..{hi:.0f})"
+
+    for m in mixes:
+        rs = runs[m]
+        print(f"{m[0]:>5}:{m[1]:<4} {fmt([r['ticks'] for r in rs]):>16} {fmt([r['cpu'] for r in rs], True):>20} "
+              f"{statistics.median(r['own'] for r in rs):>10.1%} {statistics.median(r['gil'] for r in rs):>7.0f} "
+              f"{statistics.median(r['stacks'] for r in rs):>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
