@@ -52,7 +52,6 @@ def one_run(busy: int, idle: int, seconds: float, budget: float) -> dict:
         cmd = [sys.executable, "-m", "gilviz", "record", "--budget", str(budget), "--duration", str(seconds + 2),
                "-o", path, WORKLOAD, str(busy), str(seconds), str(idle)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        t0 = time.monotonic()
         time.sleep(warm)
         c0, w0 = cpu_of(proc.pid), time.monotonic()
         time.sleep(max(0.5, seconds - warm - 1.0))
@@ -72,7 +71,6 @@ def one_run(busy: int, idle: int, seconds: float, budget: float) -> dict:
                     gil.append(rec["gil_hz"])
                     stacks.append(rec.get("stacks_hz") or 0.0)
                     own.append(rec["overhead"])
-    del t0
     return {"ticks": statistics.median(ticks), "gil": statistics.median(gil), "stacks": statistics.median(stacks),
             "own": statistics.median(own), "cpu": (c1 - c0) / (w1 - w0) if c0 is not None and c1 is not None else float("nan")}
 

@@ -120,3 +120,18 @@ def test_collectors_are_fed_the_same_records_live_or_replayed():
     assert counted.finished and counted.kinds["Header"] == 1 and counted.kinds["End"] == 1
     kept = replay(read(FIXTURE), Recording())
     assert counted.kinds["Tick"] == len(kept.ticks)
+
+
+def test_what_the_fast_json_will_not_take_still_crosses(tmp_path):
+    """The stream's JSON goes through orjson, with json behind it: a NaN an earlier gilviz wrote
+    still reads, and an integer past 64 bits (a workload's result) is still written."""
+    from gilviz.recording import decode_line, encode_line
+
+    assert decode_line(encode_line({"k": "progress", "t": 1, "result": {"big": 2**70, "ratio": 0.5}})) == {
+        "k": "progress", "t": 1, "result": {"big": 2**70, "ratio": 0.5}}
+    nan = decode_line(b'{"k":"stats","t":5,"overhead":NaN}')
+    assert nan["t"] == 5 and nan["overhead"] != nan["overhead"]
+    tick = Tick(10, 5, [ThreadTick(7, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, 5, 3)], [GilTick(1, 4, 4, 0, 1)], [])
+    assert decode_line(encode_line(tick.to_wire()))["th"] == [[7, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, 5, 3]]
+    with pytest.raises(ValueError):
+        decode_line(b'{"k": "tick", "t": ')
