@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.geometry import Region
 
 from gilviz.errors import UserError
 from gilviz.tui.app import GilvizApp, make_app
@@ -177,6 +178,14 @@ async def test_hundreds_of_threads_scroll():
             await pilot.press("up")
         assert app.view.selected == 10 + 297  # the last rows, scrolled into view
         assert lanes.scroll_offset.y > 0
+        # its scrollbar keeps its lines between frames, and draws them anew where the lanes scrolled
+        bar = lanes.vertical_scrollbar
+        crop = Region(0, 0, bar.size.width, bar.size.height)
+        at_end = [strip.text + repr(strip) for strip in bar.render_lines(crop)]
+        assert bar.render_lines(crop) is bar.render_lines(crop)
+        lanes.scroll_home(animate=False)
+        await pilot.pause()
+        assert [strip.text + repr(strip) for strip in bar.render_lines(crop)] != at_end
 
 
 @sync

@@ -64,7 +64,7 @@ MAX_OUTPUT_CHUNKS = 20_000
 CACHE_CELLS = 8192  # finished cells kept per lane per zoom
 MERGE_TICKS = 1024  # ticks of full detail merged at a time: the pause it makes stays short
 COARSE_SHARE = 0.25  # of the ticks kept, the share that may be merged ones before they are merged again
-MAX_THREAD_TICKS = 8_000_000  # about 110 MB of history (13 bytes a thread tick) before old time is merged
+MAX_THREAD_TICKS = 7_000_000  # about 95 MB of history (13 bytes a thread tick) before old time is merged: 9 minutes of 64 threads at 200 ticks/s
 COARSE_STEPS_US = (100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)  # old ticks merge into these
 CLASS_EDGES_US = tuple(step // 2 for step in COARSE_STEPS_US)
 
@@ -278,7 +278,7 @@ class History:
         self.cores_known_t = 0  # cores' other-process share is known up to this time
         self.t_first = None
         self._ranges: dict[tuple[int, int], tuple[int, int]] = {}  # finished cells' tick ranges
-        self._memo: dict[tuple, tuple[bytes, int]] = {}  # a thread tick's fields -> (record, code)
+        self._memo: dict[int, dict[tuple, tuple[bytes, int]]] = {}  # dt -> a thread tick's fields -> (record, code)
         self._old_dts = array("q")  # while coarsening: the tick lengths before it
 
     # ----------------------------------------------------------------- ingest
@@ -379,8 +379,11 @@ class History:
         acc = self._core_acc
         n_threads = 0
         memo = self._memo
-        if len(memo) > 20_000:
-            memo.clear()
+        by_fields = memo.get(dt)  # (one dict per tick length: a row's key is then a slice of it)
+        if by_fields is None or len(by_fields) > 20_000:
+            if len(memo) > 200:  # tick lengths vary by a few microseconds: keep the latest few
+                memo.clear()
+            by_fields = memo[dt] = {}
         for th in rows:
             n_threads += 1
             s = threads.get(th[0])
@@ -397,10 +400,10 @@ class History:
                     s.data += bytes(REC)
                     codes.append(GONE)
                     s.close_block(self.dts, s.start - self.base)
-            key = (dt, *th[1:12])
-            hit = memo.get(key)
+            key = th[1:12]
+            hit = by_fields.get(key)
             if hit is None:
-                hit = memo[key] = _quantize(th, dt)
+                hit = by_fields[key] = _quantize(th, dt)
             s.data += hit[0]
             codes.append(hit[1])
             if len(codes) % BLOCK == 0:

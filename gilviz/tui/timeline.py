@@ -118,6 +118,7 @@ class TimelineView(Vertical):
         self._sizes: tuple | None = None
         self._ready = False
         self.shares_screen = False  # beside another view: lay out by its own size, not the screen's
+        self._outcome_shape: tuple[int, int] | None = None
 
     # what the painters read -------------------------------------------------------------
     @property
@@ -433,7 +434,10 @@ class TimelineView(Vertical):
         else:
             text.append(outcome.line)
         line.display = bool(text.plain)
-        line.update(text)
+        # a layout re-arranges and repaints the whole screen: only when the line's height may change
+        shape = text.plain.count("\n"), len(text.plain) // max(1, line.size.width or 1)
+        line.update(text, layout=shape != self._outcome_shape)
+        self._outcome_shape = shape
         big.display = outcome.big is not None
         if outcome.big is not None and big.value != outcome.big:
             big.update(outcome.big)
