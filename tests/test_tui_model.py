@@ -394,3 +394,33 @@ def test_time_per_line_by_the_second_then_by_the_minute():
         h._line_spans = saved
     # the table's line: the last line each thread was found on
     assert h.line_at(10, h.t_last).startswith("spin (a.py:3)") and h.line_at(11, h.t_last).startswith("read (a.py:9)")
+
+
+def test_stack_dumps_are_kept_within_a_bound_and_share_their_texts():
+    """py-spy's dumps of many threads, several a second, held all an hour, outgrew the history
+    itself: the store keeps the latest up to a count of thread entries, each text once."""
+    import tracemalloc
+
+    from gilviz.stream import Stack, StackEntry
+    from gilviz.timeline import store as store_module
+
+    model = History()
+
+    def dump(k: int) -> Stack:  # 64 threads on a handful of lines, each text a fresh string as decoded
+        return Stack(k * 200_000, 1, [StackEntry(100 + i, f"worker-{i}", f"work (app.py:{10 + (i + k) % 7})", False,
+                                                 True, [f"work (app.py:{10 + (i + k) % 7})", "run (threading.py:1010)"])
+                                      for i in range(64)])
+
+    tracemalloc.start()
+    try:
+        for k in range(4000):
+            model.add(dump(k))
+        full, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    kept = sum(len(s.threads) for s in model.stacks)
+    assert kept <= store_module.MAX_STACK_ENTRIES and len(model.stacks) < 4000
+    assert full / kept < 250  # bytes an entry, its texts shared (about 180; with copies of them, about 370)
+    latest = model.stack_at(100, 3999 * 200_000)
+    assert latest is not None and latest[0] == 3999 * 200_000 and latest[1].line == f"work (app.py:{10 + 3999 % 7})"
+    assert model.stack_at(100, 0)[0] == model.stacks[0].t > 0  # the oldest kept, for a click long ago

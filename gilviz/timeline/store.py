@@ -56,7 +56,11 @@ DEFAULT_ZOOM = 10_000
 # core and GIL-holder cells: (kind, serial)
 IDLE, OCCUPIED, PARTLY, OTHERS, UNKNOWN = range(5)
 
-MAX_STACKS = 3_600  # about an hour of py-spy dumps at 1 per second
+# py-spy's dumps kept for the stack under a click, by thread entries (one dump of 64 threads, its
+# texts shared with earlier dumps, is about 15 KB): at 64 threads and 5 dumps a second, the last
+# 5 minutes; older dumps are let go (the lines pane keeps its own sums)
+MAX_STACK_ENTRIES = 100_000
+TEXTS_KEPT = 50_000  # distinct frame texts shared between dumps before the table starts over
 LINE_BUCKET_US = 1_000_000  # time per line is summed by the second: a span's figures are to the second...
 LINE_SECONDS_KEPT = 600  # ...for the last ten minutes; older seconds merge into minutes
 MAX_LINE_CHANGES = 20_000  # per thread: the times its line changed, for the table's line column
@@ -260,6 +264,8 @@ class History:
         self.line_changes: dict[int, tuple[array, array]] = {}  # tid -> (times its line changed, line ids)
         self.stack_times: list[int] = []
         self.last_stack: dict[int, StackEntry] = {}  # tid -> the thread's entry in its latest dump
+        self._stack_entries = 0  # thread entries in self.stacks
+        self._texts: dict[str, str] = {}
         self.output: list[OutputRecord] = []
         self.output_seen = 0  # chunks ever received (the pane reads from here)
         self.progress: Progress | None = None
@@ -342,12 +348,23 @@ class History:
         return s
 
     def _stack_record(self, rec: Stack) -> None:
+        texts = self._texts
+        if len(texts) > TEXTS_KEPT:
+            texts.clear()
+        share = texts.setdefault  # every dump repeats the same frames: keep each text once
+        rec = Stack(rec.t, rec.pid, [StackEntry(th.tid, share(th.name, th.name), share(th.line, th.line), th.owns_gil,
+                                                th.active, [share(f, f) for f in th.frames])
+                                     for th in rec.threads])
         self.stacks.append(rec)
         self.stack_times.append(rec.t)
+        self._stack_entries += len(rec.threads)
         for th in rec.threads:
             self.last_stack[th.tid] = th
-        if len(self.stacks) > MAX_STACKS:
-            cut = MAX_STACKS // 4
+        if self._stack_entries > MAX_STACK_ENTRIES and len(self.stacks) > 1:
+            cut = 0
+            while self._stack_entries > MAX_STACK_ENTRIES * 3 // 4 and cut < len(self.stacks) - 1:
+                self._stack_entries -= len(self.stacks[cut].threads)
+                cut += 1
             del self.stacks[:cut]
             del self.stack_times[:cut]
 
