@@ -6,9 +6,10 @@ For each thread count, runs the real app in a pseudo-terminal of the given size 
 whole path is measured: reading and decoding the pipe, model, Line API rows, compositor,
 escape sequences written to a terminal), fed through a pipe by a process that plays a
 synthetic-but-realistic sampler (200 ticks per second, flushed every 30 ms, as
-`gilviz _sample` does): a pool of CPU-bound threads taking turns on the GIL, sleepers that
-wake now and then, a native worker, a thread blocked on a lock. Prints the frames per second the
-terminal received and the UI process's CPU time per second of wall time.
+`gilviz _sample` does; 5 stack dumps a second, py-spy's default): a pool of CPU-bound
+threads taking turns on the GIL, sleepers that wake now and then, a native worker, a thread
+blocked on a lock. Prints the frames per second the terminal received and the UI process's
+CPU time per second of wall time.
 Goals: 30 fps, at most 20 % of one core at 64 threads.
 """
 
@@ -34,6 +35,7 @@ from gilviz.sources import LiveSource, Source, decode_all  # noqa: E402
 from gilviz.stream import Tick  # noqa: E402
 
 TICK_HZ = 200
+STACKS_HZ = 5
 RSS_EVERY_S = 5.0
 FLUSH_S = 0.03  # the sampler flushes its pipe about this often
 
@@ -91,12 +93,13 @@ class SyntheticSource(Source):
             n = t // dt
             core = [dt * 10 - 1000 if c == 0 else dt * 5 for c in range(self.cpus)] if n % 10 == 0 else []
             yield {"k": "tick", "t": t, "dt": dt, "th": rows, "g": [[pid, 50, 48, 45, 1]], "c": core}
-            if n % TICK_HZ == 0:
-                yield {"k": "stats", "t": t, "overhead": 0.12, "gil_hz": 10000.0, "gil_hz_target": 10000.0}
+            if n % (TICK_HZ // STACKS_HZ) == 0:  # py-spy's dumps, at gilviz's default rate
                 yield {"k": "stack", "t": t, "pid": pid, "threads": [
                     {"tid": tid, "name": "", "line": f"work (synthetic.py:{10 + k % 7})", "owns_gil": False,
                      "active": True, "frames": [f"work (synthetic.py:{10 + k % 7})", "run (threading.py:1010)"]}
                     for k, tid in enumerate(tids)]}
+            if n % TICK_HZ == 0:
+                yield {"k": "stats", "t": t, "overhead": 0.12, "gil_hz": 10000.0, "gil_hz_target": 10000.0}
                 yield {"k": "out", "t": t, "s": "out", "d": f"step {n // TICK_HZ}\n"}
         yield {"k": "end", "t": t, "reason": "duration", "exit_code": 0, "ticks": t // dt}
 

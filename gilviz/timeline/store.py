@@ -352,9 +352,8 @@ class History:
         if len(texts) > TEXTS_KEPT:
             texts.clear()
         share = texts.setdefault  # every dump repeats the same frames: keep each text once
-        rec = Stack(rec.t, rec.pid, [StackEntry(th.tid, share(th.name, th.name), share(th.line, th.line), th.owns_gil,
-                                                th.active, [share(f, f) for f in th.frames])
-                                     for th in rec.threads])
+        for th in rec.threads:
+            th.name, th.line, th.frames = share(th.name, th.name), share(th.line, th.line), [share(f, f) for f in th.frames]
         self.stacks.append(rec)
         self.stack_times.append(rec.t)
         self._stack_entries += len(rec.threads)
