@@ -9,6 +9,7 @@ third of the run: opening every thread's files and naming them), it prints the m
 the rounds of:
 - ticks/s achieved, GIL samples/s and py-spy dumps/s allowed, from the sampler's own
   half-second figures (Stats records);
+- threads that moved in a tick (ran, or queued for a core): the dear ones;
 - the sampler's CPU, measured from outside: /proc/PID/stat of the `gilviz record` process,
   its own time plus its reaped children's (py-spy dumps), between the end of the warm-up and
   the last second of the run, per second of wall time.
@@ -60,8 +61,13 @@ def one_run(busy: int, idle: int, seconds: float, budget: float) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"gilviz record failed: {err[-400:]}")
         start_us = None
-        ticks, gil, stacks, own = [], [], [], []
+        ticks, gil, stacks, own, moving = [], [], [], [], []
+        seen_ticks = 0
         for rec in iter_records(path):
+            if rec.get("k") == "tick" and start_us is not None and (rec["t"] - start_us) / 1e6 >= warm:
+                seen_ticks += 1
+                if seen_ticks % 10 == 0:  # threads that ran or queued for a core in the tick
+                    moving.append(sum(1 for th in rec["th"] if th[11] > 0 or th[5] > 0))
             if rec.get("k") == "stats":
                 if start_us is None:
                     start_us = rec["t"] - 500_000
@@ -72,7 +78,7 @@ def one_run(busy: int, idle: int, seconds: float, budget: float) -> dict:
                     stacks.append(rec.get("stacks_hz") or 0.0)
                     own.append(rec["overhead"])
     return {"ticks": statistics.median(ticks), "gil": statistics.median(gil), "stacks": statistics.median(stacks),
-            "own": statistics.median(own), "cpu": (c1 - c0) / (w1 - w0) if c0 is not None and c1 is not None else float("nan")}
+            "own": statistics.median(own), "moving": statistics.median(moving) if moving else 0, "cpu": (c1 - c0) / (w1 - w0) if c0 is not None and c1 is not None else float("nan")}
 
 
 def main() -> None:
@@ -89,7 +95,7 @@ def main() -> None:
             runs[m].append(one_run(m[0], m[1], args.seconds, args.budget))
     print(f"gilviz record --budget {args.budget:g}, {args.seconds:g} s runs, {args.rounds} rounds; medians (min..max)")
     print(f"{'busy:idle':>10} {'ticks/s':>16} {'CPU, from outside':>20} {'own figure':>10} {'GIL/s':>7} {'py-spy/s':>8}"
-          f"   (goal: >= 50 ticks/s within {args.budget:g} %)")
+          f" {'moving':>11}   (goal: >= 50 ticks/s within {args.budget:g} %)")
 
     def fmt(values: list[float], pct: bool = False) -> str:
         med, lo, hi = statistics.median(values), min(values), max(values)
@@ -101,7 +107,9 @@ def main() -> None:
         rs = runs[m]
         print(f"{m[0]:>5}:{m[1]:<4} {fmt([r['ticks'] for r in rs]):>16} {fmt([r['cpu'] for r in rs], True):>20} "
               f"{statistics.median(r['own'] for r in rs):>10.1%} {statistics.median(r['gil'] for r in rs):>7.0f} "
-              f"{statistics.median(r['stacks'] for r in rs):>8.2f}", flush=True)
+              f"{statistics.median(r['stacks'] for r in rs):>8.2f} {fmt([r['moving'] for r in rs]):>11}", flush=True)
+    print("moving: threads that ran or waited for a core in a tick (median over the run; a thread that moves is "
+          "read in full and costs about 10 us a tick)")
 
 
 if __name__ == "__main__":

@@ -135,3 +135,18 @@ def test_what_the_fast_json_will_not_take_still_crosses(tmp_path):
     assert decode_line(encode_line(tick.to_wire()))["th"] == [[7, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, 5, 3]]
     with pytest.raises(ValueError):
         decode_line(b'{"k": "tick", "t": ')
+
+
+def test_without_orjson_the_standard_json_writes_and_reads_the_same(tmp_path, monkeypatch):
+    """Where orjson has no wheel (3.15, free-threaded builds), the stream is the standard library's."""
+    import gilviz.recording as recording
+
+    path = tmp_path / "plain.gilviz"
+    monkeypatch.setattr(recording, "orjson", None)
+    writer = RecordingWriter(str(path))
+    for record in EVERY_KIND:
+        writer.write(record)
+    writer.close()
+    assert list(read(str(path))) == EVERY_KIND
+    monkeypatch.undo()
+    assert list(read(str(path))) == EVERY_KIND  # and orjson reads what json wrote
