@@ -181,8 +181,9 @@ def test_old_time_is_kept_coarser_within_the_bound_and_still_reads_right():
         kept = array("q", series.prefix)
         series.rebuild_prefix(h.dts, series.start - h.base)
         assert kept == series.prefix
-    # the whole run is still there, from its first tick
+    # the whole run is still there, from its first tick; each tick's midpoint where it is
     assert h.t_start == 0 and h.t_last == n * DT
+    assert h.mids == array("q", [t - d // 2 for t, d in zip(h.times, h.dts)]) and len(h.mids) == len(h.times)
     # old time is coarser, recent time is at full detail
     assert max(h.dts) >= 100_000 and all(d == DT for d in h.dts[-200:])
     # figures over old time and over the whole run are what was recorded

@@ -612,9 +612,11 @@ class History:
                 return new_base + r0 + group_of[g - lo]
             return g
 
-        self.times = times[:r0] + array("q", [times[b - 1] for _, b in groups]) + times[r1:]
+        merged_times = array("q", [times[b - 1] for _, b in groups])
+        self.times = times[:r0] + merged_times + times[r1:]
         self.dts = dts[:r0] + array("q", spans) + dts[r1:]
-        self.mids = array("q", [t - d // 2 for t, d in zip(self.times, self.dts)])
+        # (only the merged stretch's midpoints are new: a pass over all of them took 10 ms a merge)
+        self.mids = self.mids[:r0] + array("q", [t - d // 2 for t, d in zip(merged_times, spans)]) + self.mids[r1:]
         self.base = new_base
         if self._core_read_at >= old_base:
             self._core_read_at = merged_index(self._core_read_at)
