@@ -425,3 +425,32 @@ def test_stack_dumps_are_kept_within_a_bound_and_share_their_texts():
     latest = model.stack_at(100, 3999 * 200_000)
     assert latest is not None and latest[0] == 3999 * 200_000 and latest[1].line == f"work (app.py:{10 + 3999 % 7})"
     assert model.stack_at(100, 0)[0] == model.stacks[0].t > 0  # the oldest kept, for a click long ago
+
+
+def test_cells_cached_before_a_merge_are_those_a_fresh_count_gives():
+    """A merge of old ticks keeps the finished cells after the merged stretch: they must be the
+    cells the merged history gives when counted again."""
+    h = History(max_thread_ticks=3_000)
+    h.add(header())
+    h.add(Process(pid=100, python="3.12.0", gil="located", switch_interval_us=5000))
+    for tid in (1, 2):
+        h.add(Thread(0, tid, 100, f"t{tid}"))
+    kinds = ("running", "waiting", "sleep", "io")
+    zooms = (DT, 50_000, 1_000_000)
+    for i in range(12_000):
+        t = (i + 1) * DT
+        h.add_tick(Tick(t, DT, [make_thread_tick(1, DT, kinds[(i // 7) % 4]), make_thread_tick(2, DT, kinds[(i // 3) % 4])],
+                        [GilTick(100, 10, 5, 2, 1)], []))
+        if i % 250 == 249:  # the screen reads the newest cells now and then, at several zooms
+            for zoom in zooms:
+                c1 = (t - 1) // zoom
+                for s in h.order:
+                    h.thread_cells(s, zoom, max(0, c1 - 150), c1)
+                h.gil_cells(h.gils[100], zoom, max(0, c1 - 150), c1)
+    t = h.t_last
+    cached = {(s.tid, z): h.thread_cells(s, z, 0, (t - 1) // z) for s in h.order for z in zooms}
+    gil_cached = {z: h.gil_cells(h.gils[100], z, 0, (t - 1) // z) for z in zooms}
+    assert max(h.dts) > DT  # merges happened
+    h.clear_caches()
+    assert cached == {(s.tid, z): h.thread_cells(s, z, 0, (t - 1) // z) for s in h.order for z in zooms}
+    assert gil_cached == {z: h.gil_cells(h.gils[100], z, 0, (t - 1) // z) for z in zooms}

@@ -169,6 +169,20 @@ class ThreadSeries:
         return self.codes[li] & STATE_MASK
 
 
+def _keep_cells_from(cache: dict, t: int) -> None:
+    """Drops the finished cells that start before time t (their ticks were merged); the later
+    ones stand, so the frame after a merge does not compute every cell on screen again."""
+    for zoom, entry in list(cache.items()):
+        first, cells = entry
+        drop = -(-t // zoom) - first  # cells before the first one starting at or after t
+        if drop <= 0:
+            continue
+        if drop >= len(cells):
+            del cache[zoom]
+        else:
+            entry[0], entry[1] = first + drop, cells[drop:]
+
+
 def _quantize(th, dt: int) -> tuple[bytes, int]:
     """A thread tick's record (shares of the tick, 0..Q) and its dominant state code."""
     _, cpu, run, nat, wait, runq, slp, io, lck, oth, held, on = th[:12]
@@ -603,6 +617,7 @@ class History:
             for i in range(a, b):
                 group_of[i - r0] = k
         lo, hi = old_base + r0, old_base + r1  # the merged stretch, in old global indices
+        merged_until = times[r1 - 1]  # cells from here on hold none of the merged ticks
 
         def merged_index(g: int) -> int:
             """New global index of what was at old global index g."""
@@ -626,7 +641,7 @@ class History:
                 self._merge_thread(ts, groups, spans, lo, hi, old_base)
             elif ts.start < lo:
                 ts.start += delta
-            ts.cache.clear()
+            _keep_cells_from(ts.cache, merged_until)
             total += ts.ticks
         self._thread_ticks = total
         for core in self.cores:
@@ -634,13 +649,13 @@ class History:
                 self._merge_core(core, groups, spans, lo, hi, old_base)
             elif core.start < lo:
                 core.start += delta
-            core.cache.clear()
+            _keep_cells_from(core.cache, merged_until)
         for gs in (*self.gils.values(), *self.interp_gils.values()):
             if gs.start < hi and gs.start + gs.ticks > lo:
                 self._merge_gil(gs, groups, spans, lo, hi, old_base)
             elif gs.start < lo:
                 gs.start += delta
-            gs.cache.clear()
+            _keep_cells_from(gs.cache, merged_until)
         self._ranges.clear()
         self._old_dts = array("q")
 
