@@ -91,6 +91,8 @@ class Budget:
                 self.period = max(self.min_period, int(self.period / 1.2))
         self._cpu, self._wall, self._samples, self._ticks = cpu, now_ns, samples, ticks
         self.next_adapt = now_ns + ADAPT_EVERY_NS
+        sparse = self.sparseness > SPARSENESS[0]
         return Stats(t_us, round(overhead, 4), round(rate, 1), round(1e9 / self.period, 1),
                      tick_hz=round(tick_rate, 1), tick_hz_target=round(1e9 / self.tick_ns, 1),
-                     stacks_hz=round(self.stacks_hz, 3), idle_read_every=read_every_table(self.sparseness)[-1] if self.sparseness > SPARSENESS[0] else None)
+                     stacks_hz=round(self.stacks_hz, 3),
+                     idle_read_every=read_every_table(self.sparseness)[-1] if sparse else None)
