@@ -94,7 +94,6 @@ def test_the_budget_slows_gil_sampling_then_stacks_then_idle_reads_then_the_tick
 def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next_read():
     import subprocess
     import sys
-    import time
 
     from gilviz.probes.threads import IDLE_STEPS, ThreadProbe
 
