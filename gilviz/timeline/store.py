@@ -531,16 +531,17 @@ class History:
         dts = self.dts
 
         # a tick merged into `step` lasts about that long: at least half of it is its class
-        classes = [bisect.bisect_right(CLASS_EDGES_US, d) for d in dts]
         fine = n
-        while fine > 0 and classes[fine - 1] == 0:
-            fine -= 1  # ticks [fine, n) are the newest stretch at full detail
+        shortest = CLASS_EDGES_US[0]
+        while fine > 0 and dts[fine - 1] < shortest:
+            fine -= 1  # ticks [fine, n) are the newest stretch at full detail (class 0)
+        classes = [bisect.bisect_right(CLASS_EDGES_US, d) for d in dts[:fine]]  # (only older time's are read)
         candidates: list[tuple[int, int, int]] = []  # (step index, first local tick, end)
         if n - fine > (1 - COARSE_SHARE) * n:
             candidates.append((0, fine, fine + min((n - fine) // 8, MERGE_TICKS)))
         # older time: the class with most ticks there, merged with any shorter ticks among them
         counts: dict[int, int] = {}
-        for k in classes[:fine]:
+        for k in classes:
             counts[k] = counts.get(k, 0) + 1
         for k in sorted(counts, key=counts.__getitem__, reverse=True):
             if k >= len(COARSE_STEPS_US):
