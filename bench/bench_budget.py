@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOAD = os.path.join(HERE, "workload_threads.py")
 sys.path.insert(0, os.path.join(HERE, ".."))
 
+from bench_floor import spread  # noqa: E402
 from gilviz.recording import iter_records  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -96,18 +97,13 @@ def main() -> None:
     print(f"gilviz record --budget {args.budget:g}, {args.seconds:g} s runs, {args.rounds} rounds; medians (min..max)")
     print(f"{'busy:idle':>10} {'ticks/s':>16} {'CPU, from outside':>20} {'own figure':>10} {'GIL/s':>7} {'py-spy/s':>8}"
           f" {'moving':>11}   (goal: >= 50 ticks/s within {args.budget:g} %)")
-
-    def fmt(values: list[float], pct: bool = False) -> str:
-        med, lo, hi = statistics.median(values), min(values), max(values)
-        if pct:
-            return f"{med:.1%} ({lo:.1%}..{hi:.1%})"
-        return f"{med:.0f} ({lo:.0f}..{hi:.0f})"
-
     for m in mixes:
         rs = runs[m]
-        print(f"{m[0]:>5}:{m[1]:<4} {fmt([r['ticks'] for r in rs]):>16} {fmt([r['cpu'] for r in rs], True):>20} "
+        print(f"{m[0]:>5}:{m[1]:<4} {spread([r['ticks'] for r in rs], '.0f'):>16} "
+              f"{spread([r['cpu'] for r in rs], '.1%'):>20} "
               f"{statistics.median(r['own'] for r in rs):>10.1%} {statistics.median(r['gil'] for r in rs):>7.0f} "
-              f"{statistics.median(r['stacks'] for r in rs):>8.2f} {fmt([r['moving'] for r in rs]):>11}", flush=True)
+              f"{statistics.median(r['stacks'] for r in rs):>8.2f} {spread([r['moving'] for r in rs], '.0f'):>11}",
+              flush=True)
     print("moving: threads that ran or waited for a core in a tick (median over the run; a thread that moves is "
           "read in full and costs about 10 us a tick)")
 

@@ -23,6 +23,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from test_lines import CONVOY  # noqa: E402
+from bench_floor import spread  # noqa: E402
 
 
 def record(python: str, seconds: float, stacks: bool, folder: str, k: int) -> dict:
@@ -37,10 +38,6 @@ def record(python: str, seconds: float, stacks: bool, folder: str, k: int) -> di
     summary = json.loads(out.stdout)
     os.unlink(path)
     return summary
-
-
-def spread(values: list[float], fmt: str) -> str:
-    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}..{format(max(values), fmt)})"
 
 
 def main() -> int:

@@ -101,7 +101,9 @@ def read_every_table(sparseness: int = 1) -> tuple[int, ...]:
     return tuple(next((n for after, n in steps if u >= after), 1) for u in range(steps[0][0] + 1))
 
 
-_READ_EVERY = {k: read_every_table(k) for k in SPARSENESS}
+# ...by sparseness: (the table, the unchanged reads from which a thread is skipped at all)
+_READ_EVERY = {k: (table, next(u for u, n in enumerate(table) if n > 1))
+               for k, table in ((k, read_every_table(k)) for k in SPARSENESS)}
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 
@@ -178,9 +180,8 @@ class ThreadProbe:
             tids = list(self._threads)
         pread = os.pread
         threads = self._threads
-        read_every = _READ_EVERY[self.sparseness]
+        read_every, idle_from = _READ_EVERY[self.sparseness]
         idle_most = len(read_every) - 1
-        idle_from = next(u for u, n in enumerate(read_every) if n > 1)
         readings = []
         reads = self._reads
         for tid in tids:

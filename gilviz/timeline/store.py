@@ -368,11 +368,10 @@ class History:
         share = texts.setdefault  # every dump repeats the same frames: keep each text once
         for th in rec.threads:
             th.name, th.line, th.frames = share(th.name, th.name), share(th.line, th.line), [share(f, f) for f in th.frames]
+            self.last_stack[th.tid] = th
         self.stacks.append(rec)
         self.stack_times.append(rec.t)
         self._stack_entries += len(rec.threads)
-        for th in rec.threads:
-            self.last_stack[th.tid] = th
         if self._stack_entries > MAX_STACK_ENTRIES and len(self.stacks) > 1:
             cut = 0
             while self._stack_entries > MAX_STACK_ENTRIES * 3 // 4 and cut < len(self.stacks) - 1:
