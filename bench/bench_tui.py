@@ -192,6 +192,18 @@ def child(threads: int, seconds: float, width: int, height: int, out_path: str, 
                 timings["reading the pipe (thread CPU)"] = time.thread_time()
 
         PipeSource.run = run_timed  # type: ignore[method-assign]
+        import gc
+
+        gc_started = [0.0]
+
+        def gc_timed(phase, info):
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                label = f"garbage collection, generation {info['generation']}"
+                timings[label] = timings.get(label, 0.0) + time.perf_counter() - gc_started[0]
+
+        gc.callbacks.append(gc_timed)
         timed(Screen, "_compositor_refresh", "screen refresh (all)")
         timed(App, "_display", "write to terminal")
         timed(TimelineView, "take", "ingest")
