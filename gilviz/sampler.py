@@ -308,12 +308,15 @@ class Sampler:
             return mem.call
         call = classify_syscall(r.syscall, gil_ranges)
         gil = proc.gil
-        if gil is not None and call in ("gil", "lock"):
-            address = int(r.syscall.split()[1], 16)
-            low, high = gil.runtime_range
-            mem.in_runtime = call == "lock" and low <= address < high
-            if call == "gil" and not gil.located:
-                gil.consider_futex(address)
+        if gil is None or (call != "lock" and call != "gil"):
+            return call
+        if call == "gil":
+            mem.in_runtime = False
+            if not gil.located:  # (hundreds of threads wait on a located GIL at every tick: no parse for them)
+                gil.consider_futex(int(r.syscall.split()[1], 16))
                 if gil.located:
                     self.processes.gil_changed(proc)
+            return call
+        low, high = gil.runtime_range
+        mem.in_runtime = low <= int(r.syscall.split()[1], 16) < high
         return call
