@@ -6,6 +6,8 @@ For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default
   round before (its ticks plus its GIL samples), its CPU a second;
 - the workload under `gilviz record` (default settings): ticks/s, GIL samples/s, sampler CPU,
   throughput as a share of the median alone;
+- the same with --stacks-rate 0: gilviz's own sampling, without py-spy's dumps (about 6 ms of
+  CPU each, 5 a second by default);
 - the workload under `py-spy record` at 100 Hz and 1 kHz (--nonblocking): py-spy's CPU and the
   throughput share;
 - where python3.15 is on PATH, the workload on 3.15 under CPython's own sampler
@@ -98,9 +100,10 @@ def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tup
     return throughput(out), float(fl.stdout) / seconds
 
 
-def under_gilviz(n: int, seconds: float, folder: str) -> tuple[float, dict]:
+def under_gilviz(n: int, seconds: float, folder: str, *options: str) -> tuple[float, dict]:
     path = os.path.join(folder, "bench.gilviz")
-    subprocess.run([sys.executable, "-m", "gilviz", "record", "--force", "-o", path, WORKLOAD, str(n), str(seconds)],
+    subprocess.run([sys.executable, "-m", "gilviz", "record", *options, "--force", "-o", path, WORKLOAD, str(n),
+                    str(seconds)],
                    capture_output=True, text=True, check=True)
     report = json.loads(subprocess.run([sys.executable, "-m", "gilviz", "report", "--json", path],
                                        capture_output=True, text=True, check=True).stdout)
@@ -142,7 +145,8 @@ def main() -> int:
         print(f"floor: {floor_kind}; {args.rounds} interleaved rounds of {s:.0f} s; medians (min..max)")
         for n in args.threads:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
-                                                         "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu")}
+                                                         "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu",
+                                                         "own", "own_cpu")}
             wakeups = 2200.0  # until gilviz's first round says
             for _ in range(args.rounds):
                 t, fl = alone_with_floor(n, s, floor, wakeups)
@@ -155,6 +159,9 @@ def main() -> int:
                 f["ticks"].append(report["tick_hz"])
                 f["gil"].append(report["gil_sample_hz"])
                 wakeups = report["tick_hz"] + report["gil_sample_hz"]
+                t, report = under_gilviz(n, s, folder, "--stacks-rate", "0")
+                f["own"].append(t)
+                f["own_cpu"].append(report["sampler"]["overhead"])
                 if pyspy:
                     for rate, key in ((100, "spy100"), (1000, "spy1k")):
                         t, cpu = under_sampler([pyspy, "record", "--nonblocking", "-r", str(rate), "-d", str(int(s)),
@@ -175,6 +182,10 @@ def main() -> int:
                   f"CPU {spread([100 * x for x in f['gv_cpu']], '.1f')} % = "
                   f"{statistics.median(f['gv_cpu']) / floor_cpu:.2f}x the floor (goal: at most 1.3x); "
                   f"throughput {spread([x / base for x in f['gv']], '.3f')} of alone (goal: at least 0.98)")
+            print(f"  gilviz record --stacks-rate 0 (its own sampling, no py-spy dumps): "
+                  f"CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
+                  f"{statistics.median(f['own_cpu']) / floor_cpu:.2f}x the floor; "
+                  f"throughput {spread([x / base for x in f['own']], '.3f')} of alone")
             for key, label in (("spy100", "py-spy record 100 Hz"), ("spy1k", "py-spy record 1 kHz")):
                 if f[key]:
                     print(f"  {label}: CPU {spread([100 * x for x in f[key + '_cpu']], '.1f')} %, "
