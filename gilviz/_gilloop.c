@@ -1,4 +1,5 @@
-/* GIL sampling between two ticks, in C: the wake-ups gilviz spends most of its CPU on.
+/* GIL sampling between two ticks, and the reading of every thread at a tick, in C: the
+wake-ups gilviz spends most of its CPU on, and the per-thread work that grows with threads.
 
 A Python loop of time.sleep and one pread costs about 35 us a wake-up on the machines measured,
 against about 22 us for the same loop in C; this module is that loop. It is optional: without a
@@ -10,10 +11,17 @@ sample(sites, period_ns, next_ns, until_ns) -> (next_ns, wake_ups, results)
   sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout.
   results: per site (samples, held, contended, switch_number or None, ((holder, count), ...),
   errno or 0); a site whose read fails is sampled no more in this call.
+
+read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, reading_type) -> readings
+  probes/threads.py's ThreadProbe.read, from the list of its open threads on: the same files
+  read in the same cases, the same readings (reading_type, a NamedTuple) and the same updates
+  of each thread's `last` and `unchanged`; a thread whose files fail to read (it ended) is left
+  out, as there. The Python loop stays beside it, for where this is not built.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -156,12 +164,259 @@ static PyObject *sample(PyObject *self, PyObject *args) {
     return Py_BuildValue("(LlN)", next, wake_ups, results);
 }
 
+
+/* ------------------------------------------------------------------ read_threads */
+
+static PyObject *s_tid, *s_sched, *s_stat, *s_sys, *s_last, *s_unchanged, *s_running;
+
+static long long attr_ll(PyObject *obj, PyObject *name, int *ok) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        *ok = 0;
+        return 0;
+    }
+    long long out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (out == -1 && PyErr_Occurred())
+        *ok = 0;
+    return out;
+}
+
+/* A reading: a NamedTuple is a tuple subclass without slots of its own, made as tuple.__new__ makes one. */
+static PyObject *new_reading(PyTypeObject *type, PyObject **items) {
+    PyObject *r = type->tp_alloc(type, 8);
+    if (r == NULL)
+        return NULL;
+    for (int i = 0; i < 8; i++)
+        PyTuple_SET_ITEM(r, i, Py_NewRef(items[i]));
+    return r;
+}
+
+/* The last reading with moved = False: itself if it says so already. */
+static PyObject *unmoved(PyTypeObject *type, PyObject *last) {
+    if (PyTuple_GET_ITEM(last, 7) == Py_False)
+        return Py_NewRef(last);
+    PyObject *items[8];
+    for (int i = 0; i < 8; i++)
+        items[i] = PyTuple_GET_ITEM(last, i);
+    items[7] = Py_False;
+    return new_reading(type, items);
+}
+
+static ssize_t read_file(int fd, char *buf, size_t size) {
+    ssize_t got = pread(fd, buf, size - 1, 0);
+    if (got >= 0)
+        buf[got] = 0;
+    return got;
+}
+
+/* schedstat: "on_ns runq_ns slices\n" */
+static int parse_schedstat(const char *buf, unsigned long long out[3]) {
+    const char *p = buf;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9')
+            return 0;
+        errno = 0;
+        out[i] = strtoull(p, &end, 10);
+        if (errno || end == p)
+            return 0;
+        p = end;
+    }
+    return 1;
+}
+
+/* stat: the state letter (field 3) and the CPU last run on (field 39); the name may hold spaces and ')' */
+static int parse_stat(const char *buf, ssize_t len, char *state, long *cpu) {
+    const char *close = NULL;
+    for (ssize_t i = len - 1; i >= 0; i--)
+        if (buf[i] == ')') {
+            close = buf + i;
+            break;
+        }
+    if (close == NULL || close + 2 >= buf + len)
+        return 0;
+    const char *p = close + 2;
+    *state = *p;
+    for (int field = 0; field < 36; field++) { /* to the 37th field after the name: the processor */
+        while (*p && *p != ' ')
+            p++;
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return 0;
+    }
+    char *end;
+    errno = 0;
+    *cpu = strtol(p, &end, 10);
+    return !errno && end != p;
+}
+
+static PyObject *read_threads(PyObject *self, PyObject *args) {
+    PyObject *threads, *read_every;
+    long long reads, idle_from, stat_after_ns, stat_every;
+    PyTypeObject *type;
+    if (!PyArg_ParseTuple(args, "O!LO!LLLO!", &PyList_Type, &threads, &reads, &PyTuple_Type, &read_every, &idle_from,
+                          &stat_after_ns, &stat_every, &PyType_Type, &type))
+        return NULL;
+    Py_ssize_t steps = PyTuple_GET_SIZE(read_every);
+    if (steps < 1 || stat_every < 1 || !PyType_IsSubtype(type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "no read table, no stat period, or a reading type that is no tuple");
+        return NULL;
+    }
+    long long every[64];
+    if (steps > 64)
+        steps = 64;
+    for (Py_ssize_t i = 0; i < steps; i++) {
+        every[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(read_every, i));
+        if (every[i] < 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a read table entry under 1");
+            return NULL;
+        }
+    }
+    Py_ssize_t n = PyList_GET_SIZE(threads);
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    char buf[1024];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *th = PyList_GET_ITEM(threads, i);
+        int ok = 1;
+        long long tid = attr_ll(th, s_tid, &ok);
+        long long unchanged = ok ? attr_ll(th, s_unchanged, &ok) : 0;
+        if (!ok)
+            goto fail;
+        PyObject *last = PyObject_GetAttr(th, s_last);
+        if (last == NULL)
+            goto fail;
+        if (last == Py_None)
+            Py_CLEAR(last);
+        else if (!PyTuple_Check(last) || PyTuple_GET_SIZE(last) != 8) {
+            Py_DECREF(last);
+            PyErr_SetString(PyExc_TypeError, "a thread's last reading is not a reading");
+            goto fail;
+        }
+        PyObject *reading = NULL;
+        long long now_unchanged = 0;
+        if (last != NULL && unchanged >= idle_from) {
+            long long period = every[unchanged < steps - 1 ? unchanged : steps - 1];
+            if ((reads + tid) % period) {
+                /* asleep a while: read less often; what it did meanwhile shows at its next read */
+                reading = unmoved(type, last);
+                Py_DECREF(last);
+                if (reading == NULL)
+                    goto fail;
+                PyObject *u = PyLong_FromLongLong(unchanged + 1);
+                int bad = u == NULL || PyObject_SetAttr(th, s_unchanged, u) < 0 || PyList_Append(out, reading) < 0;
+                Py_XDECREF(u);
+                Py_DECREF(reading);
+                if (bad)
+                    goto fail;
+                continue;
+            }
+        }
+        long long sched_fd = attr_ll(th, s_sched, &ok);
+        long long stat_fd = ok ? attr_ll(th, s_stat, &ok) : 0;
+        long long sys_fd = ok ? attr_ll(th, s_sys, &ok) : 0;
+        if (!ok) {
+            Py_XDECREF(last);
+            goto fail;
+        }
+        unsigned long long sched[3];
+        if (read_file((int)sched_fd, buf, 128) < 0 || !parse_schedstat(buf, sched)) {
+            Py_XDECREF(last);
+            continue; /* the thread ended while being read */
+        }
+        if (last != NULL && PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3)) == sched[0] &&
+            PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 4)) == sched[1] &&
+            PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 5)) == sched[2]) {
+            reading = unmoved(type, last);
+            now_unchanged = unchanged + 1;
+        } else {
+            PyObject *syscall;
+            if (sys_fd >= 0) {
+                ssize_t got = read_file((int)sys_fd, buf, 257);
+                if (got < 0) {
+                    Py_XDECREF(last);
+                    continue;
+                }
+                syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
+            } else
+                syscall = Py_NewRef(s_running);
+            if (syscall == NULL) {
+                Py_XDECREF(last);
+                goto fail;
+            }
+            char state;
+            long cpu = 0;
+            int from_stat = last == NULL || (long long)(sched[0] - PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3))) >= stat_after_ns ||
+                            reads % stat_every == 0;
+            if (from_stat) {
+                ssize_t got = read_file((int)stat_fd, buf, sizeof(buf));
+                if (got < 0 || !parse_stat(buf, got, &state, &cpu)) {
+                    Py_DECREF(syscall);
+                    Py_XDECREF(last);
+                    continue;
+                }
+            } else {
+                /* on a CPU only briefly (a GIL waiter's wake-up): its core is what it was, and
+                   whether it is running now the syscall file tells as well */
+                state = PyUnicode_Tailmatch(syscall, s_running, 0, 7, -1) == 1 ? 'R' : 'S';
+                cpu = PyLong_AsLong(PyTuple_GET_ITEM(last, 2));
+            }
+            PyObject *items[8];
+            items[0] = PyLong_FromLongLong(tid);
+            items[1] = PyUnicode_FromStringAndSize(&state, 1);
+            items[2] = PyLong_FromLong(cpu);
+            items[3] = PyLong_FromUnsignedLongLong(sched[0]);
+            items[4] = PyLong_FromUnsignedLongLong(sched[1]);
+            items[5] = PyLong_FromUnsignedLongLong(sched[2]);
+            items[6] = syscall;
+            items[7] = Py_True;
+            int bad = 0;
+            for (int k = 0; k < 7; k++)
+                bad |= items[k] == NULL;
+            reading = bad ? NULL : new_reading(type, items);
+            for (int k = 0; k < 7; k++)
+                Py_XDECREF(items[k]);
+            now_unchanged = 0;
+        }
+        Py_XDECREF(last);
+        if (reading == NULL || PyErr_Occurred()) {
+            Py_XDECREF(reading);
+            goto fail;
+        }
+        PyObject *u = PyLong_FromLongLong(now_unchanged);
+        int bad = u == NULL || PyObject_SetAttr(th, s_unchanged, u) < 0 || PyObject_SetAttr(th, s_last, reading) < 0 ||
+                  PyList_Append(out, reading) < 0;
+        Py_XDECREF(u);
+        Py_DECREF(reading);
+        if (bad)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, "Samples GILs until a time: see the module's comment."},
+    {"read_threads", read_threads, METH_VARARGS, "Reads every thread of one process: see the module's comment."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gilloop", "GIL sampling between ticks, in C.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gilloop", "GIL sampling between ticks, and reading threads at a tick, in C.", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__gilloop(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__gilloop(void) {
+    if (!(s_tid = PyUnicode_InternFromString("tid")) || !(s_sched = PyUnicode_InternFromString("sched")) ||
+        !(s_stat = PyUnicode_InternFromString("stat")) || !(s_sys = PyUnicode_InternFromString("sys")) ||
+        !(s_last = PyUnicode_InternFromString("last")) || !(s_unchanged = PyUnicode_InternFromString("unchanged")) ||
+        !(s_running = PyUnicode_InternFromString("running")))
+        return NULL;
+    return PyModule_Create(&module);
+}

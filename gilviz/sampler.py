@@ -12,7 +12,6 @@ own interpreter (capture/lines.py).
 from __future__ import annotations
 
 import errno
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -28,12 +27,7 @@ from .probes.threads import ThreadReading, classify_syscall
 from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
-try:  # the GIL samples between ticks in C (gilviz/_gilloop.c), where it could be built
-    from . import _gilloop  # type: ignore[attr-defined]
-except ImportError:
-    _gilloop = None
-if os.environ.get("GILVIZ_PURE_PYTHON"):
-    _gilloop = None
+from .native import compiled as _gilloop  # the GIL samples between ticks in C, where it could be built
 
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks

@@ -1,17 +1,21 @@
 """The C loop that samples GILs between ticks (gilviz/_gilloop.c), against memory laid out here
-and against the Python loop on a real child interpreter. Skipped where there is no C compiler."""
+and against the Python loop on a real child interpreter; its reading of every thread at a tick,
+against the Python reading of the same threads. Skipped where there is no C compiler."""
 
 import ctypes
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import python_or_skip, record_code
+from conftest import python_or_skip, read_syscalls, record_code
 from test_sampling import CPU_THREADS
 from gilviz import sampler
+from gilviz.probes import threads
 from gilviz.probes.gil import GLIBC_2_41, GLIBC_BEFORE_2_41, GilLayout
 
 try:
@@ -74,6 +78,7 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
     (tmp_path / "c").mkdir()
     in_c, _ = record_code(tmp_path / "c", python, CPU_THREADS.format(n=2))
     monkeypatch.setattr(sampler, "_gilloop", None)
+    monkeypatch.setattr(threads, "_gilloop", None)
     (tmp_path / "py").mkdir()
     in_python, _ = record_code(tmp_path / "py", python, CPU_THREADS.format(n=2))
     assert sum(calls) > 0.9 * in_c["gil_sample_hz"] * in_c["duration_s"]  # (the rest: before the GIL was found)
@@ -83,3 +88,96 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
         assert summary["gil_sample_hz"] > 500, summary["gil_sample_hz"]
         spinners = [t for t in summary["threads"] if t["name"].startswith("cpu-")]
         assert len(spinners) == 2 and all(t["gil_held"] > 0.3 for t in spinners), spinners
+
+
+SLEEPERS = ("import sys, threading, time\n"
+            "lock = threading.Lock(); lock.acquire()\n"
+            "for _ in range(12): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "threading.Thread(target=lock.acquire, daemon=True).start()\n"
+            "time.sleep(0.2); sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()\n"
+            "for _ in range(3): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "time.sleep(0.2); sys.stdout.write('more\\n'); sys.stdout.flush(); time.sleep(60)\n")
+
+
+def test_reading_threads_in_c_gives_what_python_gives_with_the_same_reads(monkeypatch):
+    """Threads asleep (nothing moves between two reads): the C and the Python reading of them
+    must agree field for field, skip the same idle threads at each sparseness, and so make the
+    same number of reads; a thread that comes is read by both at the next read."""
+    child = subprocess.Popen([sys.executable, "-c", SLEEPERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        probes = {"c": threads.ThreadProbe(child.pid), "python": threads.ThreadProbe(child.pid)}
+        reads_made = {"c": [], "python": []}
+        seen = {"c": [], "python": []}
+
+        def read(way: str):
+            monkeypatch.setattr(threads, "_gilloop", _gilloop if way == "c" else None)
+            before = read_syscalls()
+            readings, gone = probes[way].read()
+            reads_made[way].append(read_syscalls() - before)
+            seen[way].append(sorted(readings))
+            return readings
+
+        for sparseness in (1, 2):
+            for way in probes:
+                probes[way].sparseness = sparseness
+            for _ in range(40):  # past every step of the idle table
+                for way in probes:
+                    read(way)
+        assert len(seen["c"][0]) == 14  # 12 sleepers, the lock waiter, the main thread
+        assert seen["c"] == seen["python"]
+        assert all(not r.moved for r in seen["c"][-1]) and all(r.moved for r in seen["c"][0])
+        assert {threads.classify_syscall(r.syscall) for r in seen["c"][0]} >= {"sleep", "lock"}
+        assert reads_made["c"] == reads_made["python"]
+        # the reads fell as the threads were taken as idle (the count of threads is read each time)
+        assert reads_made["c"][-1] < reads_made["c"][0] / 4, reads_made["c"]
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "more\n"
+        assert len(read("c")) == len(read("python")) == 17
+        for probe in probes.values():
+            probe.close()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_reading_threads_in_c_follows_a_thread_that_runs_and_leaves_out_one_that_ended():
+    code = ("import sys, threading, time\n"
+            "def spin():\n"
+            "    while True: pass\n"
+            "threading.Thread(target=spin, daemon=True).start()\n"
+            "def brief():\n"
+            "    end = time.time() + 0.3\n"
+            "    while time.time() < end: time.sleep(0.001)\n"
+            "threading.Thread(target=brief).start()\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        probe = threads.ThreadProbe(child.pid)
+        first, _ = probe.read()
+        assert len(first) == 3
+        for _ in range(20):
+            time.sleep(0.02)
+            readings, _ = probe.read(list_threads=False)
+        spinner = max((r for r in readings if r.tid != child.pid), key=lambda r: r.on_ns).tid
+        by_tid = {r.tid: r for r in readings}
+        assert by_tid[spinner].on_ns > next(r for r in first if r.tid == spinner).on_ns
+        assert by_tid[spinner].cpu >= 0 and by_tid[spinner].state in "RS"
+        time.sleep(0.4)  # the brief one (read at every read: it moved) ends: its files fail to read, it is left out
+        readings, _ = probe.read(list_threads=False)
+        assert len(readings) == 2 and {r.tid for r in readings} == {child.pid, spinner}
+        probe.close()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_reading_threads_in_c_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError):
+        _gilloop.read_threads([], 1, (), 0, 1, 2, threads.ThreadReading)
+    with pytest.raises(ValueError):
+        _gilloop.read_threads([], 1, (1,), 0, 1, 2, dict)
+    with pytest.raises(AttributeError):
+        _gilloop.read_threads([object()], 1, (1,), 0, 1, 2, threads.ThreadReading)

@@ -8,11 +8,12 @@ is what keeps hundreds of sleeping threads cheap.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import platform
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..native import compiled as _gilloop
 
 # What a thread asleep in a syscall is waiting for, by syscall number.
 # "sleep?" means: a sleep when it waits on no file descriptor, else I/O.
@@ -73,8 +74,7 @@ def parse_schedstat(text: str) -> tuple[int, int, int]:
     return int(on), int(wait), int(slices)
 
 
-@dataclass(slots=True)
-class ThreadReading:
+class ThreadReading(NamedTuple):  # (a tuple: _gilloop.c's read_threads makes them too)
     tid: int
     state: str  # kernel state letter
     cpu: int
@@ -178,9 +178,36 @@ class ThreadProbe:
             self._listed_at = self._reads
         else:
             tids = list(self._threads)
-        pread = os.pread
         threads = self._threads
         read_every, idle_from = _READ_EVERY[self.sparseness]
+        if _gilloop is not None:
+            open_threads = []
+            for tid in tids:
+                th = threads.get(tid)
+                if th is None:
+                    try:
+                        th = threads[tid] = _OpenThread(self.task_dir, tid)
+                    except OSError:
+                        continue  # exited between listdir and open
+                open_threads.append(th)
+            readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
+                                             IDLE_STEPS[-1][1], ThreadReading)
+        else:
+            readings = self._read_in_python(tids, read_every, idle_from)
+        if not list_threads:
+            return readings, []
+        live = set(tids)
+        gone = [tid for tid in threads if tid not in live]
+        for tid in gone:
+            threads.pop(tid).close()
+        if not readings and not os.path.exists(self.task_dir):
+            raise ProcessLookupError(self.pid)
+        return readings, gone
+
+    def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int) -> list[ThreadReading]:
+        """The reading of every thread, where gilviz/_gilloop.c (read_threads, the same) is not built."""
+        pread = os.pread
+        threads = self._threads
         idle_most = len(read_every) - 1
         readings = []
         reads = self._reads
@@ -197,12 +224,12 @@ class ThreadProbe:
                 if (reads + tid) % read_every[th.unchanged if th.unchanged < idle_most else idle_most]:
                     # asleep a while: read less often; what it did meanwhile shows at its next read
                     th.unchanged += 1
-                    readings.append(last if not last.moved else dataclasses.replace(last, moved=False))
+                    readings.append(last if not last.moved else last._replace(moved=False))
                     continue
             try:
                 on, runq, slices = parse_schedstat(pread(th.sched, 128, 0).decode())
                 if last is not None and last.on_ns == on and last.runq_ns == runq and last.slices == slices:
-                    r = last if not last.moved else dataclasses.replace(last, moved=False)
+                    r = last if not last.moved else last._replace(moved=False)
                     th.unchanged += 1
                 else:
                     th.unchanged = 0
@@ -218,15 +245,7 @@ class ThreadProbe:
                 continue  # the thread ended while being read
             th.last = r
             readings.append(r)
-        if not list_threads:
-            return readings, []
-        live = set(tids)
-        gone = [tid for tid in threads if tid not in live]
-        for tid in gone:
-            threads.pop(tid).close()
-        if not readings and not os.path.exists(self.task_dir):
-            raise ProcessLookupError(self.pid)
-        return readings, gone
+        return readings
 
     def close(self) -> None:
         for th in self._threads.values():
