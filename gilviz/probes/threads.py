@@ -140,23 +140,17 @@ class ThreadProbe:
         self.task_dir = f"/proc/{pid}/task"
         self._threads: dict[int, _OpenThread] = {}
         self._reads = 0
-        try:
-            self._stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY)  # its thread count, in one read
-        except OSError:
-            self._stat = -1
-        self._count = -1
+        self._links = -1  # the task folder's link count at the last listing: 2 + its threads
         self._listed_at = 0
 
     def thread_count_changed(self) -> bool:
-        """The process's thread count moved since the last listing (a thread came or went)."""
-        if self._stat < 0:
-            return True
+        """A thread came or went since the last listing. The task folder's link count moves with
+        its threads, and costs 1 us at 1000 threads, where the process's stat costs 18 (it sums
+        every thread's CPU time)."""
         try:
-            text = os.pread(self._stat, 1024, 0).decode(errors="replace")
-            count = int(text[text.rindex(")") + 2 :].split()[17])
-        except (OSError, ValueError, IndexError):
+            return os.stat(self.task_dir).st_nlink != self._links
+        except OSError:
             return True
-        return count != self._count
 
     def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
         """Returns (readings of live threads, tids gone since the last read).
@@ -171,10 +165,11 @@ class ThreadProbe:
                                          or self._reads - self._listed_at >= LIST_EVERY)
         if list_threads:
             try:
+                links = os.stat(self.task_dir).st_nlink  # (before the listing: a thread born between is listed again)
                 tids = [int(t) for t in os.listdir(self.task_dir)]
             except FileNotFoundError:
                 raise ProcessLookupError(self.pid) from None
-            self._count = len(tids)
+            self._links = links
             self._listed_at = self._reads
         else:
             tids = list(self._threads)
@@ -251,9 +246,6 @@ class ThreadProbe:
         for th in self._threads.values():
             th.close()
         self._threads.clear()
-        if self._stat >= 0:
-            os.close(self._stat)
-            self._stat = -1
 
 
 def thread_name(pid: int, tid: int) -> str:
