@@ -139,3 +139,48 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
     finally:
         child.kill()
         child.wait()
+
+
+def test_children_are_looked_for_only_after_a_process_was_born(monkeypatch):
+    """Looking for children walks every process of the machine: it is skipped while the kernel
+    gives out no new id, and a child born later is still found."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from gilviz.capture.processes import ProcessTable
+
+    code = ("import subprocess, sys, time\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "sys.stdout.write('born\\n'); sys.stdout.flush(); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    looks = []
+    real_children = psutil.Process.children
+
+    def counting(self, *args, **kwargs):
+        looks.append(self.pid)
+        return real_children(self, *args, **kwargs)
+
+    monkeypatch.setattr(psutil.Process, "children", counting)
+    table = ProcessTable(child.pid, lambda rec: None, lambda: 0)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        table.add(child.pid, 0)
+        for _ in range(5):
+            table.find_children()
+        # the first look, and one more after the last id stood still; then none while nothing is born
+        # (a process born elsewhere on the machine meanwhile costs a look or two more)
+        assert 1 <= len(looks) <= 4, looks
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "born\n"
+        table.find_children()
+        assert len(table.by_pid) == 2  # the new child, found at the next look
+    finally:
+        table.close()
+        for proc in psutil.Process(child.pid).children(recursive=True):
+            proc.kill()
+        child.kill()
+        child.wait()
