@@ -1,6 +1,6 @@
 """How fast the live view draws: frames per second and the UI process's CPU.
 
-    python3 bench/bench_tui.py [--seconds 8] [--threads 8 64] [--size 200x60] [--recording FILE]
+    python3 bench/bench_tui.py [--seconds 8] [--threads 8 64] [--size 200x60] [--prints 1] [--recording FILE]
 
 For each thread count, runs the real app in a pseudo-terminal of the given size (so the
 whole path is measured: reading and decoding the pipe, model, Line API rows, compositor,
@@ -56,6 +56,7 @@ class SyntheticSource(Source):
     def records(self, t_end_us: int):
         pid = 4000
         tids = [pid + i for i in range(self.threads)]
+        print_every = max(1, round(TICK_HZ / float(os.environ.get("GILVIZ_BENCH_PRINTS", "1"))))
         yield {"k": "header", "format": 1, "command": self.label, "scenario": None, "python_version": "3.12.0",
                "gil_enabled": True, "cpus": self.cpus, "tick_hz": TICK_HZ, "gil_hz": 10000, "pid": pid}
         yield {"k": "proc", "t": 0, "pid": pid, "ppid": 1, "command": "python synthetic.py", "python": "3.12.0",
@@ -100,7 +101,8 @@ class SyntheticSource(Source):
                     for k, tid in enumerate(tids)]}
             if n % TICK_HZ == 0:
                 yield {"k": "stats", "t": t, "overhead": 0.12, "gil_hz": 10000.0, "gil_hz_target": 10000.0}
-                yield {"k": "out", "t": t, "s": "out", "d": f"step {n // TICK_HZ}\n"}
+            if n % print_every == 0:
+                yield {"k": "out", "t": t, "s": "out", "d": f"step {n // print_every}\n"}
         yield {"k": "end", "t": t, "reason": "duration", "exit_code": 0, "ticks": t // dt}
 
     def run(self, emit) -> None:
@@ -297,13 +299,17 @@ def main() -> int:
     p.add_argument("--size", default="200x60")
     p.add_argument("--recording", help="replay this recording at speed 1 instead of synthetic ticks")
     p.add_argument("--fps", type=float, default=30.0, help="the app's frame rate (default 30)")
+    p.add_argument("--prints", type=float, default=1.0,
+                   help="lines a second the synthetic workload prints to its output (default 1)")
     p.add_argument("--feed", nargs=2, metavar=("THREADS", "SECONDS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.feed:
         feed(int(args.feed[0]), float(args.feed[1]))
         return 0
     width, height = (int(x) for x in args.size.split("x"))
-    print(f"gilviz live view at {width}x{height}, {TICK_HZ} ticks/s, {args.seconds:.0f} s measured per run")
+    os.environ["GILVIZ_BENCH_PRINTS"] = str(args.prints)  # (for the feeding process, which is another)
+    print(f"gilviz live view at {width}x{height}, {TICK_HZ} ticks/s, {args.seconds:.0f} s measured per run, "
+          f"{args.prints:g} lines of output a second")
     print(f"{'threads':>7} {'fps':>6} {'repaints/s':>10} {'UI CPU':>8}   (goals: 30 fps, <= 20 % of a core at 64)")
     ok = True
     for threads in ([0] if args.recording else args.threads):

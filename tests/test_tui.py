@@ -189,6 +189,43 @@ async def test_hundreds_of_threads_scroll():
 
 
 @sync
+async def test_a_workload_that_prints_at_every_tick_has_its_output_written_twice_a_second_and_all_of_it():
+    """Each write of the output pane lays the whole screen out again: a program printing 20
+    lines a second cost the view 13 % of a core more, until its output was written in batches."""
+    from textual.widgets import Log
+
+    from gilviz.tui import timeline
+
+    records = [{"k": "header", "format": 1, "command": "chatty", "cpus": 2, "pid": 1, "python_version": "3.12.0"},
+               {"k": "proc", "t": 0, "pid": 1, "ppid": 0, "command": "python chatty.py", "python": "3.12.0",
+                "gil": "located", "switch_interval_us": 5000},
+               {"k": "thread", "t": 0, "tid": 1, "pid": 1, "name": "main"}]
+    for n in range(300):  # 1.5 s, a line at each tick
+        records.append({"k": "tick", "t": (n + 1) * 5000, "dt": 5000, "c": [], "g": [[1, 10, 0, 0, 0]],
+                        "th": [[1, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 0, 5000]]})
+        records.append({"k": "out", "t": (n + 1) * 5000, "s": "out", "d": f"line {n}\n"})
+    records.append({"k": "end", "t": 1_500_000, "reason": "exited", "exit_code": 0})
+    app = make_app(RecordsSource(records, speed=1.0), show_ui_cost=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = app.query_one("#output", Log)
+        writes = []
+        real_write = log.write
+
+        def counting(data, *args, **kwargs):
+            writes.append(data)
+            return real_write(data, *args, **kwargs)
+
+        log.write = counting
+        await loaded(pilot)
+        await pilot.pause(0.1)
+        assert [line for line in log.lines if line] == [f"line {n}" for n in range(300)]  # nothing lost
+        # at most one write a half second while it ran (the play takes 1.5 s, up to a second longer
+        # on a slow machine), and the last at its end; a write a frame would be about 45
+        assert timeline.OUTPUT_EVERY_S >= 0.5
+        assert 2 <= len(writes) <= 2.5 / 0.5 + 2, len(writes)
+
+
+@sync
 async def test_free_threaded_build_has_no_gil_to_draw():
     records = [{"k": "header", "format": 1, "command": "ft", "cpus": 2, "pid": 1, "python_version": "3.13.0t",
                 "gil_enabled": False},

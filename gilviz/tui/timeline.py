@@ -33,6 +33,10 @@ from .widgets import CoreLanes, GilLanes, Legend, LinesPane, ThreadLanes, Thread
 
 FRAME_HZ = 30.0
 FIGURES_HZ = 4.0
+# The output pane is written at most this often (and at once when the run ends): each write lays
+# the whole screen out again (about 8 ms at 200x60), and a workload printing 20 lines a second
+# cost the view 13 % of a core more, 33.5 % against 20.9 at 64 threads.
+OUTPUT_EVERY_S = 0.5
 
 
 class SourceData(Message):
@@ -113,6 +117,7 @@ class TimelineView(Vertical):
         self._last_take = -1e9
         self._known_threads = 0
         self._output_seen = 0
+        self._output_written = -1e9  # when the output pane was last written (clock s)
         self._cost_samples: list[tuple[float, float]] = []
         self._ui_cost: float | None = None
         self._sizes: tuple | None = None
@@ -314,10 +319,8 @@ class TimelineView(Vertical):
 
     def take(self) -> None:
         """Adds what the source has sent since the last frame."""
-        self._last_take = self.clock()
+        self._last_take = now = self.clock()
         items = self.feed.take()
-        if not items:
-            return
         model = self.model
         tap = self.tap
         for rec in items:
@@ -326,6 +329,15 @@ class TimelineView(Vertical):
                 tap(rec)
             if isinstance(rec, Notice):
                 self.app.notify(rec.text, severity="warning", timeout=10)
+        if model.output_seen > self._output_seen and (model.end is not None
+                                                      or now - self._output_written >= OUTPUT_EVERY_S):
+            self._write_output()  # (when nothing came, too: what waited is written)
+        if items:
+            self._after_take()
+
+    def _write_output(self) -> None:
+        model = self.model
+        self._output_written = self._last_take
         if model.output_seen > self._output_seen:
             new = model.output_seen - self._output_seen
             chunks = model.output[-new:] if new <= len(model.output) else model.output
@@ -333,6 +345,9 @@ class TimelineView(Vertical):
             out = "".join(c.data for c in chunks)
             if out:
                 self.query_one("#output", Log).write(out)
+
+    def _after_take(self) -> None:
+        model = self.model
         if len(model.order) != self._known_threads:
             self._known_threads = len(model.order)
         view = self.view
