@@ -113,23 +113,17 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
 
         counting = -read_syscalls()
         counting += read_syscalls()  # the reads the counting itself makes
-        for _ in range(IDLE_STEPS[0][0] + 8):
-            probe.read()
-        before = read_syscalls()
-        for _ in range(8):
-            readings, _ = probe.read()
-        # asleep all along: each thread read about once in the last 8 (the reads counted are the
-        # kernel's, in C or in Python alike; the look at the thread count is no read)
-        reads = read_syscalls() - before - counting
-        assert len(readings) == 21 and 8 <= reads <= 21 + 8, reads
-        probe.sparseness = 2  # over budget: once in 16
-        for _ in range(16):
-            probe.read()
-        before = read_syscalls()
-        for _ in range(16):
-            readings, _ = probe.read()
-        reads = read_syscalls() - before - counting
-        assert len(readings) == 21 and 16 <= reads <= 21 + 16, reads
+        # asleep all along: each thread read about once in 8 reads, once in 16 over budget (the reads
+        # counted are the kernel's, in C or in Python alike; the look at the thread count is no read)
+        for sparseness, every in ((1, 8), (2, 16)):
+            probe.sparseness = sparseness
+            for _ in range(IDLE_STEPS[0][0] + every):
+                probe.read()
+            before = read_syscalls()
+            for _ in range(every):
+                readings, _ = probe.read()
+            reads = read_syscalls() - before - counting
+            assert len(readings) == 21 and every <= reads <= 21 + every, (sparseness, reads)
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.stdout.readline() == "more\n"
