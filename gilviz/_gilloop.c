@@ -182,13 +182,29 @@ static long long attr_ll(PyObject *obj, PyObject *name, int *ok) {
     return out;
 }
 
-/* A reading: a NamedTuple is a tuple subclass without slots of its own, made as tuple.__new__ makes one. */
+static int set_unchanged(PyObject *th, long long n) {
+    PyObject *u = PyLong_FromLongLong(n);
+    if (u == NULL)
+        return -1;
+    int r = PyObject_SetAttr(th, s_unchanged, u);
+    Py_DECREF(u);
+    return r;
+}
+
+/* A reading: made by tuple.__new__ itself (a NamedTuple is a tuple subclass; tuple's constructor
+   sets up what a bare allocation would not, such as 3.14's cached hash). */
 static PyObject *new_reading(PyTypeObject *type, PyObject **items) {
-    PyObject *r = type->tp_alloc(type, 8);
-    if (r == NULL)
+    PyObject *plain = PyTuple_New(8);
+    if (plain == NULL)
         return NULL;
     for (int i = 0; i < 8; i++)
-        PyTuple_SET_ITEM(r, i, Py_NewRef(items[i]));
+        PyTuple_SET_ITEM(plain, i, Py_NewRef(items[i]));
+    PyObject *args = PyTuple_Pack(1, plain);
+    Py_DECREF(plain);
+    if (args == NULL)
+        return NULL;
+    PyObject *r = PyTuple_Type.tp_new(type, args, NULL);
+    Py_DECREF(args);
     return r;
 }
 
@@ -267,8 +283,10 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
         return NULL;
     }
     long long every[64];
-    if (steps > 64)
-        steps = 64;
+    if (steps > 64) {
+        PyErr_SetString(PyExc_ValueError, "a read table of more than 64 entries");
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < steps; i++) {
         every[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(read_every, i));
         if (every[i] < 1) {
@@ -299,22 +317,29 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a thread's last reading is not a reading");
             goto fail;
         }
+        long last_cpu = 0;
+        unsigned long long last_sched[3] = {0, 0, 0};
+        if (last != NULL) {
+            last_cpu = PyLong_AsLong(PyTuple_GET_ITEM(last, 2));
+            for (int k = 0; k < 3; k++)
+                last_sched[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3 + k));
+            if (PyErr_Occurred()) {
+                Py_DECREF(last);
+                goto fail;
+            }
+        }
         PyObject *reading = NULL;
-        long long now_unchanged = 0;
         if (last != NULL && unchanged >= idle_from) {
             long long period = every[unchanged < steps - 1 ? unchanged : steps - 1];
             if ((reads + tid) % period) {
                 /* asleep a while: read less often; what it did meanwhile shows at its next read */
                 reading = unmoved(type, last);
                 Py_DECREF(last);
-                if (reading == NULL)
+                if (reading == NULL || set_unchanged(th, unchanged + 1) < 0 || PyList_Append(out, reading) < 0) {
+                    Py_XDECREF(reading);
                     goto fail;
-                PyObject *u = PyLong_FromLongLong(unchanged + 1);
-                int bad = u == NULL || PyObject_SetAttr(th, s_unchanged, u) < 0 || PyList_Append(out, reading) < 0;
-                Py_XDECREF(u);
+                }
                 Py_DECREF(reading);
-                if (bad)
-                    goto fail;
                 continue;
             }
         }
@@ -330,12 +355,18 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             Py_XDECREF(last);
             continue; /* the thread ended while being read */
         }
-        if (last != NULL && PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3)) == sched[0] &&
-            PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 4)) == sched[1] &&
-            PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 5)) == sched[2]) {
+        if (last != NULL && last_sched[0] == sched[0] && last_sched[1] == sched[1] && last_sched[2] == sched[2]) {
             reading = unmoved(type, last);
-            now_unchanged = unchanged + 1;
+            Py_DECREF(last);
+            if (reading == NULL || set_unchanged(th, unchanged + 1) < 0) {
+                Py_XDECREF(reading);
+                goto fail;
+            }
         } else {
+            if (set_unchanged(th, 0) < 0) { /* (before the reads that may fail, as in Python) */
+                Py_XDECREF(last);
+                goto fail;
+            }
             PyObject *syscall;
             if (sys_fd >= 0) {
                 ssize_t got = read_file((int)sys_fd, buf, 257);
@@ -344,6 +375,11 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                     continue;
                 }
                 syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
+                if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
+                    Py_XDECREF(last);
+                    continue;
+                }
             } else
                 syscall = Py_NewRef(s_running);
             if (syscall == NULL) {
@@ -352,9 +388,7 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             }
             char state;
             long cpu = 0;
-            int from_stat = last == NULL || (long long)(sched[0] - PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3))) >= stat_after_ns ||
-                            reads % stat_every == 0;
-            if (from_stat) {
+            if (last == NULL || (long long)(sched[0] - last_sched[0]) >= stat_after_ns || reads % stat_every == 0) {
                 ssize_t got = read_file((int)stat_fd, buf, sizeof(buf));
                 if (got < 0 || !parse_stat(buf, got, &state, &cpu)) {
                     Py_DECREF(syscall);
@@ -365,8 +399,9 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                 /* on a CPU only briefly (a GIL waiter's wake-up): its core is what it was, and
                    whether it is running now the syscall file tells as well */
                 state = PyUnicode_Tailmatch(syscall, s_running, 0, 7, -1) == 1 ? 'R' : 'S';
-                cpu = PyLong_AsLong(PyTuple_GET_ITEM(last, 2));
+                cpu = last_cpu;
             }
+            Py_XDECREF(last);
             PyObject *items[8];
             items[0] = PyLong_FromLongLong(tid);
             items[1] = PyUnicode_FromStringAndSize(&state, 1);
@@ -382,17 +417,10 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             reading = bad ? NULL : new_reading(type, items);
             for (int k = 0; k < 7; k++)
                 Py_XDECREF(items[k]);
-            now_unchanged = 0;
+            if (reading == NULL)
+                goto fail;
         }
-        Py_XDECREF(last);
-        if (reading == NULL || PyErr_Occurred()) {
-            Py_XDECREF(reading);
-            goto fail;
-        }
-        PyObject *u = PyLong_FromLongLong(now_unchanged);
-        int bad = u == NULL || PyObject_SetAttr(th, s_unchanged, u) < 0 || PyObject_SetAttr(th, s_last, reading) < 0 ||
-                  PyList_Append(out, reading) < 0;
-        Py_XDECREF(u);
+        int bad = PyObject_SetAttr(th, s_last, reading) < 0 || PyList_Append(out, reading) < 0;
         Py_DECREF(reading);
         if (bad)
             goto fail;

@@ -137,13 +137,19 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
 
 def test_children_are_looked_for_only_after_a_process_was_born(monkeypatch):
     """Looking for children walks every process of the machine: it is skipped while the kernel
-    gives out no new id, and a child born later is still found."""
+    gives out no new id (one more look after it stood still, and one every few seconds anyway),
+    and a child born later is found at the next look."""
     import subprocess
     import sys
 
     import psutil
 
-    from gilviz.capture.processes import ProcessTable
+    from gilviz.capture import processes
+    from gilviz.capture.processes import ProcessTable, last_pid
+
+    before = last_pid()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    assert before is not None and last_pid() != before  # the kernel's own counter moved
 
     code = ("import subprocess, sys, time\n"
             "sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()\n"
@@ -158,23 +164,30 @@ def test_children_are_looked_for_only_after_a_process_was_born(monkeypatch):
         return real_children(self, *args, **kwargs)
 
     monkeypatch.setattr(psutil.Process, "children", counting)
+    counter = [1000]  # the machine's counter, held still here: other processes are born meanwhile
+    monkeypatch.setattr(processes, "last_pid", lambda: counter[0])
     table = ProcessTable(child.pid, lambda rec: None, lambda: 0)
     try:
         assert child.stdout.readline() == "ready\n"
         table.add(child.pid, 0)
         for _ in range(5):
             table.find_children()
-        # the first look, and one more after the last id stood still; then none while nothing is born
-        # (a process born elsewhere on the machine meanwhile costs a look or two more)
-        assert 1 <= len(looks) <= 4, looks
+        assert len(looks) == 2, looks  # the first look, and one more after the counter stood still
+        monkeypatch.setattr(processes, "CHILDREN_LOOK_EVERY_S", 0.0)
+        table.find_children()
+        assert len(looks) == 3  # one every few seconds, whatever the counter says
+        monkeypatch.setattr(processes, "CHILDREN_LOOK_EVERY_S", 60.0)
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.stdout.readline() == "born\n"
         table.find_children()
-        assert len(table.by_pid) == 2  # the new child, found at the next look
+        assert len(looks) == 3 and len(table.by_pid) == 1  # (held still: not seen yet)
+        counter[0] += 1  # ...the kernel gave out its id
+        table.find_children()
+        assert len(looks) == 4 and len(table.by_pid) == 2  # the new child, found at the next look
     finally:
         table.close()
-        for proc in psutil.Process(child.pid).children(recursive=True):
+        for proc in real_children(psutil.Process(child.pid), recursive=True):
             proc.kill()
         child.kill()
         child.wait()

@@ -275,3 +275,47 @@ def test_asciicast_is_v2_and_replays_to_the_apps_frames(tmp_path):
         assert screen_after(t) == own, k
     last = screen_after(times[-1])
     assert "REPLAYED" in last[0] or "REPLAYED" in last[1]
+
+
+def test_an_asciicast_shows_each_line_of_output_at_the_frame_of_its_time(tmp_path):
+    """The live view writes its output pane at most twice a second of wall time; frames drawn for
+    export must not depend on how fast they are drawn: each line is there at the first frame
+    after it was printed, and two exports are the same."""
+    pyte = pytest.importorskip("pyte")
+    from gilviz.recording import RecordingWriter
+    from gilviz.stream import End, GilTick, Header, Output, Process, Thread, ThreadTick, header_fields
+
+    path = tmp_path / "chatty.gilviz"
+    w = RecordingWriter(str(path))
+    w.write(Header(command="chatty", cpus=2, pid=1, python_version="3.12.0", tick_hz=200, fields=header_fields()))
+    w.write(Process(pid=1, python="3.12.0", gil="located", switch_interval_us=5000))
+    w.write(Thread(0, 1, 1, "main"))
+    dt = 5000
+    for i in range(400):  # 2 s, a line every 0.1 s, half-way between two frames
+        w.write(Tick((i + 1) * dt, dt, [ThreadTick(1, 0, dt, 0, 0, 0, 0, 0, 0, 0, dt, dt)], [GilTick(1, 10, 10, 0, 0, 0, 1)],
+                     []))
+        if i % 20 == 9:
+            w.write(Output((i + 1) * dt, "out", f"printed at {(i + 1) * dt // 1000} ms\n"))
+    w.write(End(400 * dt, "exited", exit_code=0))
+    w.close()
+    casts = []
+    for k in (1, 2):
+        out = tmp_path / f"chatty{k}.cast"
+        result = gilviz("export", path, "--format", "asciicast", "--size", "120x48", "--fps", "10", "--speed", "1",
+                        "-o", out)
+        assert result.returncode == 0, result.stderr
+        casts.append(out.read_text().splitlines())
+    assert casts[0][1:] == casts[1][1:]  # (the header holds the time it was made)
+    events = [json.loads(line) for line in casts[0][1:]]
+    screen = pyte.Screen(120, 48)
+    stream = pyte.Stream(screen)
+    frames = 0
+    for when, _, data in events:
+        stream.feed(data)
+        text = "\n".join(screen.display)
+        printed = [ms for ms in range(50, 2000, 100) if f"printed at {ms} ms" in text]
+        due = [ms for ms in range(50, 2000, 100) if ms <= round(when * 1000)]
+        # the last line printed by this frame's time is on screen, and none printed after it
+        assert (printed[-1:] == due[-1:]) and all(ms <= round(when * 1000) for ms in printed), (when, printed)
+        frames += bool(printed)
+    assert frames >= 15

@@ -181,3 +181,77 @@ def test_reading_threads_in_c_refuses_what_it_cannot_read():
         _gilloop.read_threads([], 1, (1,), 0, 1, 2, dict)
     with pytest.raises(AttributeError):
         _gilloop.read_threads([object()], 1, (1,), 0, 1, 2, threads.ThreadReading)
+
+
+STAT = "{tid} (worker (x)) {state} 1 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 3 0 100 0 0 " + " ".join(["0"] * 14) + " {cpu} 0 0 0 0 0\n"
+
+
+def test_reading_threads_in_c_gives_what_python_gives_on_every_branch(tmp_path):
+    """Files written here, the same for both: a new thread, one unchanged then idle, one on a CPU
+    briefly (no stat read but one read in two), one on a CPU a long while (stat read), one
+    whose syscall file fails after its schedstat moved, one with no syscall file, a name with
+    ')' in it. Both readers must return the same readings and leave every thread the same."""
+    from gilviz.probes.threads import IDLE_STEPS, STAT_AFTER_NS, ThreadProbe, ThreadReading, _OpenThread, _READ_EVERY
+
+    names = ["new", "idle", "brief", "busy", "failing", "no_syscall"]
+    files = {}
+    for name in names:
+        for kind in ("schedstat", "syscall", "stat"):
+            files[name, kind] = tmp_path / f"{name}.{kind}"
+
+    def write(name, on, runq, slices, syscall="202 0x7f00 0x80 0x0\n", state="S", cpu=1):
+        files[name, "schedstat"].write_text(f"{on} {runq} {slices}\n")
+        files[name, "syscall"].write_text(syscall)
+        files[name, "stat"].write_text(STAT.format(tid=100 + names.index(name), state=state, cpu=cpu))
+
+    def open_threads():
+        out = []
+        for i, name in enumerate(names):
+            th = _OpenThread.__new__(_OpenThread)
+            th.tid, th.last, th.unchanged = 100 + i, None, 0
+            th.sched, th.stat = (os.open(files[name, k], os.O_RDONLY) for k in ("schedstat", "stat"))
+            th.sys = -1 if name == "no_syscall" else os.open(files[name, "syscall"], os.O_RDONLY)
+            out.append(th)
+        return out
+
+    for name in names:
+        write(name, 1_000_000, 10, 5)
+    in_c, in_python = open_threads(), open_threads()
+    probe = ThreadProbe(os.getpid())
+    probe._threads = {th.tid: th for th in in_python}
+    on = {name: 1_000_000 for name in names}
+    for read in range(1, 3 * IDLE_STEPS[0][0]):
+        for sparseness in (1, 2):
+            if read > 1:  # what each thread did since the last read
+                on["brief"] += 200_000  # under STAT_AFTER_NS: its core is what it was, but one read in two
+                write("brief", on["brief"], 10, 5 + read, state="R", cpu=read % 2,
+                      syscall="running\n" if read % 3 else "202 0x7f00 0x80 0x0\n")
+                on["busy"] += STAT_AFTER_NS + 1
+                write("busy", on["busy"], 20 + read, 5 + read, syscall="running\n", state="R", cpu=read % 2)
+                on["no_syscall"] += 50_000
+                write("no_syscall", on["no_syscall"], 10, 5 + read, state="R", cpu=0)
+                on["failing"] += 10
+                write("failing", on["failing"], 10, 5 + read)
+            if read == 5 and sparseness == 1:  # its syscall file fails after its schedstat moved
+                for ths in (in_c, in_python):
+                    th = next(t for t in ths if t.tid == 100 + names.index("failing"))
+                    os.close(th.sys)
+                    th.sys = os.open(tmp_path, os.O_RDONLY)  # a folder: reading it fails
+            probe._reads = read * 2 + sparseness
+            probe.sparseness = sparseness
+            read_every, idle_from = _READ_EVERY[sparseness]
+            got_c = _gilloop.read_threads(in_c, probe._reads, read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1],
+                                          ThreadReading)
+            got_python = probe._read_in_python([th.tid for th in in_python], read_every, idle_from)
+            assert got_c == got_python, (read, sparseness)
+            assert [(th.last, th.unchanged) for th in in_c] == [(th.last, th.unchanged) for th in in_python], read
+            assert all(type(r) is ThreadReading and hash(r) == hash(tuple(r)) for r in got_c)
+    by_tid = {r.tid: r for r in got_c}
+    failing = next(th for th in in_c if th.tid == 100 + names.index("failing"))
+    assert 100 + names.index("failing") not in by_tid and failing.unchanged == 0  # left out, and taken as moving
+    assert by_tid[100 + names.index("idle")].moved is False
+    assert next(th for th in in_c if th.tid == 100 + names.index("idle")).unchanged > IDLE_STEPS[0][0]  # skipped reads
+    assert by_tid[100 + names.index("no_syscall")].syscall == "running"
+    for ths in (in_c, in_python):
+        for th in ths:
+            th.close()

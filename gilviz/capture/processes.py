@@ -30,10 +30,15 @@ NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs 
 NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
 
 
+CHILDREN_LOOK_EVERY_S = 2.0  # children are looked for at least this often, whatever last_pid says
+
+
 def last_pid() -> int | None:
     """The last process or thread id the kernel gave out (/proc/loadavg's last field): while it
     stands still, no process was born anywhere, so there is no new child to look for. (Finding
-    children walks every process of the machine: about 1.3 ms, four times a second.)"""
+    children walks every process of the machine: about 1.3 ms, four times a second.) Where it may
+    not say so (gilviz in a pid namespace of its own over another's /proc, a /proc/loadavg made up
+    by a container's runtime), the look every CHILDREN_LOOK_EVERY_S still finds them."""
     try:
         with open("/proc/loadavg", "rb") as f:
             return int(f.read().split()[-1])
@@ -212,6 +217,7 @@ class ProcessTable:
         self.by_pid: dict[int, WatchedProcess] = {}
         self._last_pid: int | None = None  # at the last look for children
         self._moved = True  # ...and whether it had moved then
+        self._looked_at = -1e9  # when children were last looked for (monotonic s)
 
     def __iter__(self):
         return iter(list(self.by_pid.values()))
@@ -311,10 +317,12 @@ class ProcessTable:
         if not self.follow_children:
             return
         pid = last_pid()
-        if pid is not None and pid == self._last_pid and not self._moved:
+        now = time.monotonic()
+        if (pid is not None and pid > 0 and pid == self._last_pid and not self._moved
+                and now - self._looked_at < CHILDREN_LOOK_EVERY_S):
             return
         # one more look after it stood still: a child's id is given out before the child is listed
-        self._moved, self._last_pid = pid != self._last_pid, pid
+        self._moved, self._last_pid, self._looked_at = pid != self._last_pid, pid, now
         try:
             children = psutil.Process(self.root_pid).children(recursive=True)
         except psutil.Error:

@@ -236,7 +236,7 @@ class ThreadProbe:
                         # and whether it is running now the syscall file tells as well
                         state, cpu = ("R" if syscall.startswith("running") else "S"), last.cpu
                     r = ThreadReading(tid, state, cpu, on, runq, slices, syscall, True)
-            except (OSError, ValueError):
+            except (OSError, ValueError, IndexError):
                 continue  # the thread ended while being read
             th.last = r
             readings.append(r)

@@ -33,7 +33,7 @@ from ..timeline.view import View
 from ..timeline.view import SORT_LABELS
 from . import catalog, theme
 from .screens import HelpScreen, JumpScreen, PickScreen
-from .timeline import FIGURES_HZ, FRAME_HZ, RunEnded, TimelineView
+from .timeline import FIGURES_HZ, FRAME_HZ, OUTPUT_EVERY_S, RunEnded, TimelineView
 from .widgets import Legend, ThreadClicked, WorkLanes
 
 # The collector's full scans walked every widget, style and stack entry the app keeps, five times
@@ -111,17 +111,19 @@ class GilvizApp(App[int]):
                  screenshot_dir: str | None = None, clock: Callable[[], float] = time.monotonic,
                  cpu_clock: Callable[[], float] = time.process_time, max_thread_ticks: int = MAX_THREAD_TICKS,
                  fit_when_loaded: bool = False, compare: Source | None = None, together: bool = False,
-                 names: list[str] | None = None, record_to: RecordingWriter | None = None, toasts: bool = True):
+                 names: list[str] | None = None, record_to: RecordingWriter | None = None, toasts: bool = True,
+                 output_every_s: float = OUTPUT_EVERY_S):
         """compare: a second run, shown under the first on one time axis (together: run at the same
         time, else after it); names: what to call the two; record_to: a writer both runs go to;
-        toasts: False for frames drawn for export (a toast's life is wall-clock time, not the run's)."""
+        toasts: False for frames drawn for export (a toast's life is wall-clock time, not the run's);
+        output_every_s: how often the output pane may be written (0 for export, likewise)."""
         super().__init__()
         for t in theme.THEMES:
             self.register_theme(t)
         self.theme = theme_name or os.environ.get("GILVIZ_THEME") or theme.DEFAULT_THEME
         options = dict(frame_hz=frame_hz, figures_hz=figures_hz, show_ui_cost=show_ui_cost, output_pane=output_pane,
                        clock=clock, cpu_clock=cpu_clock, max_thread_ticks=max_thread_ticks,
-                       fit_when_loaded=fit_when_loaded)
+                       fit_when_loaded=fit_when_loaded, output_every_s=output_every_s)
         self.together = together
         self.names = names or [source.label, compare.label if compare is not None else ""]
         self.record_to = record_to

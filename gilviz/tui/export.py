@@ -30,7 +30,7 @@ def staged_app(path: str, theme: str | None, speed: float = 1.0) -> tuple[Gilviz
     """The app on a recording (both runs of a comparison), handed over only as far as told."""
     compare = comparison(path)
     sources = [StagedSource(path, speed, run=0)]
-    options: dict[str, Any] = dict(theme_name=theme, show_ui_cost=False, toasts=False)
+    options: dict[str, Any] = dict(theme_name=theme, show_ui_cost=False, toasts=False, output_every_s=0.0)
     if compare is not None:
         sources.append(StagedSource(path, speed, run=1))
         options.update(compare=sources[1], names=(compare.runs + ["A", "B"])[:2], together=compare.together)

@@ -76,11 +76,13 @@ class TimelineView(Vertical):
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time,
                  max_thread_ticks: int = MAX_THREAD_TICKS, fit_when_loaded: bool = False, autostart: bool = True,
                  tap: Callable[[Any], None] | None = None, waiting_for: str = "", id: str | None = None,
-                 own_frames: bool = True):
+                 own_frames: bool = True, output_every_s: float = OUTPUT_EVERY_S):
         """autostart: start the source once mounted, else when start() is called; tap: called with
         every record taken (a comparison records both runs into one file); waiting_for: what the
         lanes say before the source starts; own_frames: paint on a timer of its own, else when
-        frame() is called (two runs on one time axis move in the same frame)."""
+        frame() is called (two runs on one time axis move in the same frame); output_every_s: how
+        often the output pane may be written (0 for frames drawn for export: what a frame shows
+        must not depend on how fast it was drawn)."""
         super().__init__(id=id)
         self.source = source
         self.feed = Feed(self._wake)
@@ -93,6 +95,7 @@ class TimelineView(Vertical):
         self.output_pane = output_pane
         self.clock = clock
         self.cpu_clock = cpu_clock
+        self.output_every_s = output_every_s
         self.max_thread_ticks = max_thread_ticks
         self.fit_when_loaded = fit_when_loaded  # a recording loaded at once opens on the whole run
         self.loop = False  # a replay that ends starts over
@@ -330,7 +333,7 @@ class TimelineView(Vertical):
             if isinstance(rec, Notice):
                 self.app.notify(rec.text, severity="warning", timeout=10)
         if model.output_seen > self._output_seen and (model.end is not None
-                                                      or now - self._output_written >= OUTPUT_EVERY_S):
+                                                      or now - self._output_written >= self.output_every_s):
             self._write_output()  # (when nothing came, too: what waited is written)
         if items:
             self._after_take()
