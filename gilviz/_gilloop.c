@@ -310,10 +310,11 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
         PyObject *last = PyObject_GetAttr(th, s_last);
         if (last == NULL)
             goto fail;
+        /* borrowed from here on: the thread holds it until its `last` is set, at the end */
+        Py_DECREF(last);
         if (last == Py_None)
-            Py_CLEAR(last);
+            last = NULL;
         else if (!PyTuple_Check(last) || PyTuple_GET_SIZE(last) != 8) {
-            Py_DECREF(last);
             PyErr_SetString(PyExc_TypeError, "a thread's last reading is not a reading");
             goto fail;
         }
@@ -323,10 +324,8 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             last_cpu = PyLong_AsLong(PyTuple_GET_ITEM(last, 2));
             for (int k = 0; k < 3; k++)
                 last_sched[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(last, 3 + k));
-            if (PyErr_Occurred()) {
-                Py_DECREF(last);
+            if (PyErr_Occurred())
                 goto fail;
-            }
         }
         PyObject *reading = NULL;
         if (last != NULL && unchanged >= idle_from) {
@@ -334,7 +333,6 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             if ((reads + tid) % period) {
                 /* asleep a while: read less often; what it did meanwhile shows at its next read */
                 reading = unmoved(type, last);
-                Py_DECREF(last);
                 if (reading == NULL || set_unchanged(th, unchanged + 1) < 0 || PyList_Append(out, reading) < 0) {
                     Py_XDECREF(reading);
                     goto fail;
@@ -346,53 +344,40 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
         long long sched_fd = attr_ll(th, s_sched, &ok);
         long long stat_fd = ok ? attr_ll(th, s_stat, &ok) : 0;
         long long sys_fd = ok ? attr_ll(th, s_sys, &ok) : 0;
-        if (!ok) {
-            Py_XDECREF(last);
+        if (!ok)
             goto fail;
-        }
         unsigned long long sched[3];
-        if (read_file((int)sched_fd, buf, 128) < 0 || !parse_schedstat(buf, sched)) {
-            Py_XDECREF(last);
+        if (read_file((int)sched_fd, buf, 128) < 0 || !parse_schedstat(buf, sched))
             continue; /* the thread ended while being read */
-        }
         if (last != NULL && last_sched[0] == sched[0] && last_sched[1] == sched[1] && last_sched[2] == sched[2]) {
             reading = unmoved(type, last);
-            Py_DECREF(last);
             if (reading == NULL || set_unchanged(th, unchanged + 1) < 0) {
                 Py_XDECREF(reading);
                 goto fail;
             }
         } else {
-            if (set_unchanged(th, 0) < 0) { /* (before the reads that may fail, as in Python) */
-                Py_XDECREF(last);
+            if (set_unchanged(th, 0) < 0) /* (before the reads that may fail, as in Python) */
                 goto fail;
-            }
             PyObject *syscall;
             if (sys_fd >= 0) {
                 ssize_t got = read_file((int)sys_fd, buf, 257);
-                if (got < 0) {
-                    Py_XDECREF(last);
+                if (got < 0)
                     continue;
-                }
                 syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
                 if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                     PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
-                    Py_XDECREF(last);
                     continue;
                 }
             } else
                 syscall = Py_NewRef(s_running);
-            if (syscall == NULL) {
-                Py_XDECREF(last);
+            if (syscall == NULL)
                 goto fail;
-            }
             char state;
             long cpu = 0;
             if (last == NULL || (long long)(sched[0] - last_sched[0]) >= stat_after_ns || reads % stat_every == 0) {
                 ssize_t got = read_file((int)stat_fd, buf, sizeof(buf));
                 if (got < 0 || !parse_stat(buf, got, &state, &cpu)) {
                     Py_DECREF(syscall);
-                    Py_XDECREF(last);
                     continue;
                 }
             } else {
@@ -401,7 +386,6 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                 state = PyUnicode_Tailmatch(syscall, s_running, 0, 7, -1) == 1 ? 'R' : 'S';
                 cpu = last_cpu;
             }
-            Py_XDECREF(last);
             PyObject *items[8];
             items[0] = PyLong_FromLongLong(tid);
             items[1] = PyUnicode_FromStringAndSize(&state, 1);

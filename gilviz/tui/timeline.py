@@ -334,23 +334,9 @@ class TimelineView(Vertical):
                 self.app.notify(rec.text, severity="warning", timeout=10)
         if model.output_seen > self._output_seen and (model.end is not None
                                                       or now - self._output_written >= self.output_every_s):
-            self._write_output()  # (when nothing came, too: what waited is written)
-        if items:
-            self._after_take()
-
-    def _write_output(self) -> None:
-        model = self.model
-        self._output_written = self._last_take
-        if model.output_seen > self._output_seen:
-            new = model.output_seen - self._output_seen
-            chunks = model.output[-new:] if new <= len(model.output) else model.output
-            self._output_seen = model.output_seen
-            out = "".join(c.data for c in chunks)
-            if out:
-                self.query_one("#output", Log).write(out)
-
-    def _after_take(self) -> None:
-        model = self.model
+            self._write_output(now)  # (when nothing came, too: what waited is written)
+        if not items:
+            return
         if len(model.order) != self._known_threads:
             self._known_threads = len(model.order)
         view = self.view
@@ -362,6 +348,16 @@ class TimelineView(Vertical):
         if view.following or not model.finished(view.zoom, (view.right_edge(model) - 1) // view.zoom):
             self._lanes_dirty = True
         self._figures_dirty = True
+
+    def _write_output(self, now: float) -> None:
+        model = self.model
+        self._output_written = now
+        new = model.output_seen - self._output_seen
+        chunks = model.output[-new:] if new <= len(model.output) else model.output
+        self._output_seen = model.output_seen
+        out = "".join(c.data for c in chunks)
+        if out:
+            self.query_one("#output", Log).write(out)
 
     # ----------------------------------------------------------------- painting
     def frame(self, take: bool = True) -> None:
