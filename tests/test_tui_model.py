@@ -137,7 +137,7 @@ def test_each_subinterpreter_gil_gets_a_row_with_its_holder():
     assert [c[1] for c in h.gil_cells(h.gils[100], 10_000, 0, 1)] == [0, 0]
 
 
-def test_long_history_prefix_sums_and_forgetting():
+def test_long_history_block_sums_and_forgetting():
     h = History(max_thread_ticks=1000)
     h.add(header())
     states = ["running", "waiting", "sleep"]
@@ -178,9 +178,9 @@ def test_old_time_is_kept_coarser_within_the_bound_and_still_reads_right():
     worker, sleeper = h.threads[2], h.threads[1]
     # the checkpoints kept up to date merge after merge are those a full count gives
     for series in h.order:
-        kept = array("q", series.prefix)
-        series.rebuild_prefix(h.dts, series.start - h.base)
-        assert kept == series.prefix
+        kept = array("q", series.blocks)
+        series.rebuild_blocks(h.dts, series.start - h.base)
+        assert kept == series.blocks
     # the whole run is still there, from its first tick; each tick's midpoint where it is
     assert h.t_start == 0 and h.t_last == n * DT
     assert h.mids == array("q", [t - d // 2 for t, d in zip(h.times, h.dts)]) and len(h.mids) == len(h.times)
@@ -347,9 +347,14 @@ def test_merging_keeps_every_threads_totals_with_uneven_ticks_and_threads_that_c
         h.add_tick(Tick(t, dt, rows, [], []))
     assert max(h.dts) >= 100_000  # merged
     for series in h.order:
-        kept = array("q", series.prefix)
-        series.rebuild_prefix(h.dts, series.start - h.base)
-        assert kept == series.prefix, series.name
+        kept = array("q", series.blocks)
+        series.rebuild_blocks(h.dts, series.start - h.base)
+        assert kept == series.blocks, series.name
+        off = series.start - h.base
+        for _ in range(50):  # any range through the block sums: what adding up every tick gives
+            la = rng.randrange(series.ticks)
+            lb = rng.randrange(la, series.ticks + 1)
+            assert series.sums(la, lb, h.dts, off) == series._block_sums(la, lb, h.dts, off), (la, lb)
         st = h.thread_stats(series, 0, t)
         run_us, life_us = exact[series.tid]
         assert st.life == pytest.approx(life_us, rel=0.01), series.name

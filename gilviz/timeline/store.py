@@ -18,8 +18,9 @@ the start), so a finished cell never changes and is cached; following the live e
 computes the newest cells. A tick belongs to the cell holding its midpoint; when cells
 are finer than ticks, a cell shows the tick that covers it.
 
-Prefix sums every BLOCK ticks per thread make a sum over any range cost at most two short
-slices, so zooming out to a second per cell over minutes of history stays fast.
+The sums of every BLOCK ticks per thread make a sum over any range cost two short slices and
+a sum of block sums, so zooming out to a second per cell over minutes of history stays fast;
+merging old ticks changes only the blocks it merges, never those after.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from itertools import accumulate, islice
-from operator import mul
+from operator import mul, sub
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -41,7 +42,7 @@ Q = 250  # a tick's full share
 REC = 11  # bytes per thread per tick: 8 states, held, oncpu, cpu
 HELD, ONCPU, CPU = 8, 9, 10
 NFIELDS = 10  # summed fields (cpu is not summed)
-BLOCK = 64  # ticks between prefix-sum checkpoints
+BLOCK = 64  # ticks summed together per thread (ThreadSeries.blocks)
 
 # cell codes: a State, or GONE when the thread did not exist
 RUNNING, NATIVE, WAITING, RUNNABLE, SLEEP, IO, LOCK, OTHER = State
@@ -106,7 +107,7 @@ class ThreadSeries:
     start: int  # global tick index of data's first record
     data: bytearray = field(default_factory=bytearray)
     codes: bytearray = field(default_factory=bytearray)  # per tick: dominant state | HELD_BIT
-    prefix: array = field(default_factory=lambda: array("q"))  # cumulative sums (NFIELDS each) at local BLOCK multiples
+    blocks: array = field(default_factory=lambda: array("q"))  # sums (NFIELDS each) of each BLOCK of local ticks
     first_t: int = 0
     last_t: int = 0
     cache: dict = field(default_factory=dict)  # zoom -> [first cell, bytearray of finished cells]
@@ -134,33 +135,33 @@ class ThreadSeries:
             return [0] * NFIELDS
         if lb - la <= 2 * BLOCK:
             return self._block_sums(la, lb, dts, off)
-        return [b - a for a, b in zip(self._prefix_at(la, dts, off), self._prefix_at(lb, dts, off))]
-
-    def _prefix_at(self, i: int, dts, off: int) -> list[int]:
-        k = i // BLOCK
-        k = min(k, len(self.prefix) // NFIELDS)
-        base = list(self.prefix[(k - 1) * NFIELDS : k * NFIELDS]) if k else [0] * NFIELDS
-        lo = k * BLOCK
-        if lo == i:
-            return base
-        extra = self._block_sums(lo, i, dts, off)
-        return [a + b for a, b in zip(base, extra)]
+        blocks = self.blocks
+        ka = -(-la // BLOCK)
+        kb = min(lb // BLOCK, len(blocks) // NFIELDS)
+        head = self._block_sums(la, ka * BLOCK, dts, off)
+        tail = self._block_sums(kb * BLOCK, lb, dts, off)
+        return [h + sum(blocks[ka * NFIELDS + f : kb * NFIELDS : NFIELDS]) + t
+                for f, (h, t) in enumerate(zip(head, tail))]
 
     def close_block(self, dts, off: int) -> None:
         n = len(self.codes)
         if n and n % BLOCK == 0:
-            sums = self._block_sums(n - BLOCK, n, dts, off)
-            if self.prefix:
-                sums = [a + b for a, b in zip(self.prefix[-NFIELDS:], sums)]
-            self.prefix.extend(sums)
+            self.blocks.extend(self._block_sums(n - BLOCK, n, dts, off))
 
-    def rebuild_prefix(self, dts, off: int) -> None:
-        """All checkpoints again, a field at a time (one pass each, at C speed)."""
-        n = len(self.codes) // BLOCK * BLOCK
-        weights = dts[off : off + n]
-        columns = [list(islice(accumulate(map(mul, self.data[f : n * REC : REC], weights)), BLOCK - 1, None, BLOCK))
-                   for f in range(NFIELDS)]
-        self.prefix = array("q", [v for row in zip(*columns) for v in row])
+    def whole_blocks(self, la: int, lb: int, dts, off: int) -> array:
+        """The sums of each BLOCK of local ticks [la, lb) (both multiples of BLOCK), a field at a
+        time (one pass each, at C speed)."""
+        weights = dts[off + la : off + lb]
+        columns = []
+        for f in range(NFIELDS):
+            ends = list(islice(accumulate(map(mul, self.data[la * REC + f : lb * REC : REC], weights)),
+                               BLOCK - 1, None, BLOCK))
+            columns.append(list(map(sub, ends, [0, *ends[:-1]])))
+        return array("q", [v for row in zip(*columns) for v in row])
+
+    def rebuild_blocks(self, dts, off: int) -> None:
+        """Every block's sums again."""
+        self.blocks = self.whole_blocks(0, len(self.codes) // BLOCK * BLOCK, dts, off)
 
     def code_at(self, li: int) -> int:
         """The dominant state of one local tick (GONE outside its life)."""
@@ -530,10 +531,16 @@ class History:
         dts = self.dts
 
         # a tick merged into `step` lasts about that long: at least half of it is its class
-        fine = n
+        fine = n  # ticks [fine, n) are the newest stretch at full detail (class 0)
         shortest = CLASS_EDGES_US[0]
-        while fine > 0 and dts[fine - 1] < shortest:
-            fine -= 1  # ticks [fine, n) are the newest stretch at full detail (class 0)
+        while fine > 0:
+            below = max(0, fine - 1024)
+            if max(dts[below:fine]) < shortest:  # (a thousand at a time: a long history is mostly such)
+                fine = below
+                continue
+            while dts[fine - 1] < shortest:
+                fine -= 1
+            break
         classes = [bisect.bisect_right(CLASS_EDGES_US, d) for d in dts[:fine]]  # (only older time's are read)
         candidates: list[tuple[int, int, int]] = []  # (step index, first local tick, end)
         if n - fine > (1 - COARSE_SHARE) * n:
@@ -687,56 +694,46 @@ class History:
         first, last = parts[0][1], parts[-1][2]
         off = ts.start - old_base
         weights = old_dts[first + off : last + off]
-        # running totals of each field over the merged stretch (one pass each), read at group ends
-        totals = [[0, *accumulate(map(mul, data[first * REC + f : last * REC : REC], weights))] for f in range(NFIELDS)]
+        # running totals of each field over the merged stretch (one pass each), read at group ends;
+        # a field that stayed 0 all along (most of a thread's states) is left at that
+        totals = []
+        for f in range(NFIELDS):
+            column = data[first * REC + f : last * REC : REC]
+            totals.append([0, *accumulate(map(mul, column, weights))] if column.count(0) != len(column) else None)
         for k, la, lb in parts:
             span = spans[k]
             half = span // 2
             a, b = la - first, lb - first
-            sums = [col[b] - col[a] for col in totals]
             cpu = 255
             for li in range(lb - 1, la - 1, -1):  # the core it was last on
                 if data[li * REC + ONCPU]:
                     cpu = data[li * REC + CPU]
                     break
-            rec = bytes(min(Q, (v + half) // span) for v in sums) + bytes((cpu,))  # rounded, not cut
+            rec = bytes([min(Q, (col[b] - col[a] + half) // span) if col is not None else 0 for col in totals] + [cpu])
             states = rec[:8]
             best = max(states)
             present = sum(states)
             code = GONE if not best else states.index(best) | (HELD_BIT if rec[HELD] and rec[HELD] * 2 >= present else 0)
-            new_data += rec
+            new_data += rec  # (rounded, not cut)
             new_codes.append(code)
         data[first * REC : last * REC] = new_data  # in place: no second copy of a long history
         codes[first:last] = new_codes
         started_before = ts.start <= lo
         ts.start = self._new_start(ts.start, lo, groups, old_base)
         off = ts.start - self.base
-        if not started_before or (last - first - len(parts)) % BLOCK:
-            ts.rebuild_prefix(self.dts, off)  # born inside the merged stretch: rare, and short
+        shift, uneven = divmod(last - first - len(parts), BLOCK)
+        if not started_before or uneven:
+            ts.rebuild_blocks(self.dts, off)  # born inside the merged stretch: rare, and short
             return
-        # checkpoints before the stretch stand; those after it, a whole number of BLOCKs earlier now,
-        # only change by what merging changed in the totals (the rounding of the merged shares)
-        change = [sum(rec_f * spans[k] for rec_f, k in zip(new_data[f::REC], (p[0] for p in parts))) - col[-1]
-                  for f, col in enumerate(totals)]
-        keep = first // BLOCK  # checkpoints at or before the stretch's start
-        after_old = -(-last // BLOCK)  # the first checkpoint at or after its end, in old ticks
-        shift = (last - first - len(parts)) // BLOCK
-        prefix = ts.prefix
-        tail_from = max(0, after_old - 1) * NFIELDS
-        n_entries = len(prefix)
-        for f in range(NFIELDS):
-            if change[f] and tail_from + f < n_entries:
-                prefix[tail_from + f :: NFIELDS] = array("q", [v + change[f] for v in prefix[tail_from + f :: NFIELDS]])
-        # the checkpoints between: computed again from the one before the stretch
-        lo_tick, hi_tick = keep * BLOCK, (after_old - 1 - shift) * BLOCK
-        middle = array("q")
-        if hi_tick > lo_tick:
-            weights = self.dts[off + lo_tick : off + hi_tick]
-            base = list(prefix[(keep - 1) * NFIELDS : keep * NFIELDS]) if keep else [0] * NFIELDS
-            columns = [list(islice(accumulate(map(mul, data[lo_tick * REC + f : hi_tick * REC : REC], weights),
-                                              initial=base[f]), BLOCK, None, BLOCK)) for f in range(NFIELDS)]
-            middle = array("q", [v for row in zip(*columns) for v in row])
-        prefix[keep * NFIELDS : tail_from] = middle
+        # the blocks before the stretch stand, and so do those after it, a whole number of BLOCKs
+        # earlier now; those it touched are summed again
+        keep = first // BLOCK  # blocks that end at or before the stretch's start
+        after_old = -(-last // BLOCK)  # the first block that starts at or after its end, in old ticks
+        blocks = ts.blocks
+        old_count = len(blocks) // NFIELDS
+        new_to = min(after_old - shift, len(codes) // BLOCK)
+        middle = ts.whole_blocks(keep * BLOCK, new_to * BLOCK, self.dts, off) if new_to > keep else array("q")
+        blocks[keep * NFIELDS : min(after_old, old_count) * NFIELDS] = middle
 
     def _merge_core(self, core: CoreSeries, groups, spans, lo: int, hi: int, old_base: int) -> None:
         parts = self._overlap(core.start, len(core.top), groups, old_base)
@@ -804,7 +801,10 @@ class History:
                 del ts.data[: drop * REC]
                 del ts.codes[:drop]
                 ts.start += drop
-                ts.rebuild_prefix(self.dts, ts.start - self.base)
+                if drop % BLOCK:
+                    ts.rebuild_blocks(self.dts, ts.start - self.base)
+                else:
+                    del ts.blocks[: drop // BLOCK * NFIELDS]
             ts.cache.clear()
             total += ts.ticks
         self._thread_ticks = total
