@@ -12,6 +12,7 @@ Remake the fixture with the script in FIXTURE_SCRIPT:
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import functools
 import time
@@ -222,6 +223,40 @@ async def test_a_workload_that_prints_at_every_tick_has_its_output_written_twice
         # on a slow machine), and the last at its end; a write a frame would be about 45
         assert timeline.OUTPUT_EVERY_S >= 0.5
         assert 2 <= len(writes) <= 2.5 / 0.5 + 2, len(writes)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@sync
+async def test_the_view_keeps_its_heap_out_of_the_collectors_scans_and_gives_free_pages_back():
+    """The collector's full scans walked everything the view keeps (26 ms each); and once its
+    history is full, the view frees and makes megabytes of it every few seconds, leaving free
+    pages between live blocks that the process kept."""
+    import gc
+
+    from gilviz.tui import app as app_module
+
+    threshold = gc.get_threshold()
+    app = replay_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        assert gc.get_threshold()[0] == app_module.YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 10_000  # the app's widgets and styles, out of the scans
+        if app_module._trim_heap is not None:
+            # 40 MB of blocks the size of a thread's merged stretch, freed but for every 50th:
+            # the heap cannot shrink from its top, only give back the pages between
+            blocks = [bytearray(4000) for _ in range(10_000)]
+            kept = blocks[::50]
+            del blocks
+            before = _resident_mb()
+            app._settle_heap()
+            after = _resident_mb()
+            assert before - after > 20, (before, after)
+            assert len(kept) == 200  # (alive until here)
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0  # as it found them
 
 
 @sync

@@ -7,6 +7,7 @@ screenshot, the palette's commands; its keys act on the timeline view, which own
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import io
 import os
@@ -42,6 +43,20 @@ from .widgets import Legend, ThreadClicked, WorkLanes
 # short-lived strips die before they are promoted.
 HEAP_SETTLE_EVERY_S = 60.0  # ...and then everything is scanned once, and what is left frozen again
 YOUNG_THRESHOLD = 10_000
+
+
+def _heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, which hands the free pages inside the heap back to the system: once
+    its history is full, the view frees and makes megabytes of it every few seconds, and the
+    free pages left between live blocks added 10 to 25 MB to a 140 MB view (less than a
+    millisecond a call). None where the C library has none (musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_trim_heap = _heap_trimmer()
 
 
 class TargetChecked(Message):
@@ -487,10 +502,12 @@ class GilvizApp(App[int]):
 
     def _settle_heap(self) -> None:
         """One full scan (cycles among frozen objects, a closed screen say, are freed here), then
-        what survived it is out of the scans until the next."""
+        what survived it is out of the scans until the next; and the free pages go back."""
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        if _trim_heap is not None:
+            _trim_heap(0)
 
 
 def make_app(source: Source, **options: Any) -> GilvizApp:
