@@ -355,6 +355,8 @@ def test_merging_keeps_every_threads_totals_with_uneven_ticks_and_threads_that_c
             la = rng.randrange(series.ticks)
             lb = rng.randrange(la, series.ticks + 1)
             assert series.sums(la, lb, h.dts, off) == series._block_sums(la, lb, h.dts, off), (la, lb)
+        for la in range(0, series.ticks - 2, 7):  # (two ticks: a cell of the default zoom)
+            assert series.sums(la, la + 2, h.dts, off) == series._block_sums(la, la + 2, h.dts, off), la
         st = h.thread_stats(series, 0, t)
         run_us, life_us = exact[series.tid]
         assert st.life == pytest.approx(life_us, rel=0.01), series.name

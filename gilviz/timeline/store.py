@@ -133,6 +133,11 @@ class ThreadSeries:
         la, lb = max(0, la), min(lb, n)
         if lb <= la:
             return [0] * NFIELDS
+        if lb - la == 2:  # a cell of the default zoom at 200 ticks/s, for each lane at every frame
+            i = la * REC
+            data = self.data
+            wa, wb = dts[la + off], dts[la + 1 + off]
+            return [x * wa + y * wb for x, y in zip(data[i : i + NFIELDS], data[i + REC : i + REC + NFIELDS])]
         if lb - la <= 2 * BLOCK:
             return self._block_sums(la, lb, dts, off)
         blocks = self.blocks
