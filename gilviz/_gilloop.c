@@ -415,9 +415,509 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ tick_threads */
+
+enum { K_RUNNING, K_GIL, K_SLEEP, K_IO, K_LOCK, K_OTHER, K_COUNT, K_DEFER = -1 };
+static const char *const kind_names[K_COUNT] = {"running", "gil", "sleep", "io", "lock", "other"};
+static PyObject *kind_str[K_COUNT];
+static const int quiet_field[K_COUNT] = {9, 4, 6, 7, 8, 9}; /* a whole tick off CPU: its ThreadTick field */
+static const int block_index[K_COUNT] = {-1, -1, 0, 1, 2, 3}; /* BLOCK_REASONS: sleep, io, lock, other */
+static PyObject *s_on_ns, *s_runq_ns, *s_call, *s_off_kind, *s_in_runtime, *s_spinning, *s_pending_on,
+    *s_pending_rq, *s_slices, *s_held_unmatched, *s_held_share;
+static long long spin_run_us, max_pending_us;
+static double held_share_weight, python_thread_held_share;
+static int rules_set = 0;
+
+static int kind_of(PyObject *s) {
+    for (int k = 0; k < K_COUNT; k++)
+        if (s == kind_str[k])
+            return k;
+    if (!PyUnicode_Check(s))
+        return K_DEFER;
+    for (int k = 0; k < K_COUNT; k++)
+        if (PyUnicode_CompareWithASCIIString(s, kind_names[k]) == 0)
+            return k;
+    return K_DEFER;
+}
+
+static long long floordiv(long long a, long long b) { /* b > 0, as Python's // */
+    long long q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static long long clamp_pending(long long v) {
+    return v < -max_pending_us ? -max_pending_us : v > max_pending_us ? max_pending_us : v;
+}
+
+/* A whole token of [-]decimal digits (what int() of the kernel's text reads); 0 if it is not one. */
+static int parse_decimal(const char *p, size_t n, long long *out) {
+    size_t i = 0;
+    int neg = 0;
+    if (n && p[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == n || n - i > 18)
+        return 0;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* A whole token of hex digits, 0x or not (what int(token, 16) reads of the kernel's text). */
+static int parse_hex(const char *p, size_t n, unsigned long long *out) {
+    size_t i = 0;
+    if (n > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+        i = 2;
+    if (i == n || n - i > 16)
+        return 0;
+    unsigned long long v = 0;
+    for (; i < n; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = (v << 4) | (unsigned long long)d;
+    }
+    *out = v;
+    return 1;
+}
+
+#define MAX_PARTS 8
+#define MAX_RANGES 64
+
+typedef struct {
+    PyObject *kinds, *nfds_arg; /* probes.threads: SYSCALL_KINDS, NFDS_ARG */
+    unsigned long long gil_low[MAX_RANGES], gil_high[MAX_RANGES];
+    int ngil;
+    int has_gil, gil_located, has_runtime;
+    unsigned long long runtime_low, runtime_high;
+} Context;
+
+/* probes.threads.classify_syscall, and sampler._syscall's note of a lock inside _PyRuntime: the
+   kind, K_DEFER where Python must take it (text it would parse otherwise, a GIL not yet located). */
+static int classify_syscall_c(const Context *cx, PyObject *text, int *in_runtime) {
+    Py_ssize_t len;
+    const char *t = PyUnicode_AsUTF8AndSize(text, &len);
+    if (t == NULL) {
+        PyErr_Clear();
+        return K_DEFER;
+    }
+    if (len == 0 || (len >= 7 && memcmp(t, "running", 7) == 0))
+        return K_RUNNING;
+    const char *start[MAX_PARTS];
+    size_t size[MAX_PARTS];
+    int n = 0;
+    for (Py_ssize_t i = 0; i < len;) {
+        while (i < len && (t[i] == ' ' || t[i] == '\n' || t[i] == '\t'))
+            i++;
+        if (i >= len)
+            break;
+        Py_ssize_t j = i;
+        while (j < len && t[j] != ' ' && t[j] != '\n' && t[j] != '\t')
+            j++;
+        if (n == MAX_PARTS)
+            break; /* (only the first few are ever read) */
+        start[n] = t + i;
+        size[n++] = (size_t)(j - i);
+        i = j;
+    }
+    long long nr;
+    if (n == 0 || !parse_decimal(start[0], size[0], &nr))
+        return K_DEFER;
+    PyObject *key = PyLong_FromLongLong(nr);
+    if (key == NULL)
+        return K_DEFER;
+    PyObject *kind = PyDict_GetItemWithError(cx->kinds, key); /* borrowed */
+    if (kind == NULL) {
+        Py_DECREF(key);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return K_DEFER;
+        }
+        return K_OTHER;
+    }
+    int k;
+    if (PyUnicode_CompareWithASCIIString(kind, "futex") == 0) {
+        Py_DECREF(key);
+        unsigned long long addr = 0;
+        if (n > 1 && !parse_hex(start[1], size[1], &addr))
+            return K_DEFER;
+        k = K_LOCK;
+        if (cx->ngil && n > 1)
+            for (int i = 0; i < cx->ngil; i++)
+                if (cx->gil_low[i] <= addr && addr < cx->gil_high[i])
+                    k = K_GIL;
+    } else if (PyUnicode_CompareWithASCIIString(kind, "sleep?") == 0) {
+        PyObject *arg = PyDict_GetItemWithError(cx->nfds_arg, key);
+        Py_DECREF(key);
+        if (arg == NULL) {
+            PyErr_Clear();
+            return K_DEFER;
+        }
+        long a = PyLong_AsLong(arg);
+        if (a < 0 || a > MAX_PARTS - 2) {
+            PyErr_Clear();
+            return K_DEFER;
+        }
+        unsigned long long nfds = 1;
+        if (n > 1 + a && !parse_hex(start[1 + a], size[1 + a], &nfds))
+            return K_DEFER;
+        return nfds == 0 ? K_SLEEP : K_IO;
+    } else {
+        Py_DECREF(key);
+        k = kind_of(kind);
+        if (k == K_RUNNING || k == K_DEFER)
+            return K_DEFER;
+    }
+    if (!cx->has_gil || (k != K_GIL && k != K_LOCK))
+        return k;
+    if (k == K_GIL) {
+        if (!cx->gil_located)
+            return K_DEFER; /* its address may locate the GIL */
+        *in_runtime = 0;
+        return k;
+    }
+    unsigned long long addr; /* a lock: is it inside _PyRuntime (a GIL not yet known, say)? */
+    if (n < 2 || !parse_hex(start[1], size[1], &addr) || !cx->has_runtime)
+        return K_DEFER;
+    *in_runtime = cx->runtime_low <= addr && addr < cx->runtime_high;
+    return k;
+}
+
+static int set_ll(PyObject *obj, PyObject *name, long long v) {
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+static int set_double(PyObject *obj, PyObject *name, double v) {
+    PyObject *o = PyFloat_FromDouble(v);
+    if (o == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+static double attr_double(PyObject *obj, PyObject *name, int *ok) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        *ok = 0;
+        return 0;
+    }
+    double out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    if (out == -1.0 && PyErr_Occurred())
+        *ok = 0;
+    return out;
+}
+
+static int attr_kind(PyObject *obj, PyObject *name, int *ok) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        *ok = 0;
+        return K_DEFER;
+    }
+    int k = kind_of(v);
+    Py_DECREF(v);
+    return k;
+}
+
+/* A ThreadTick (a NamedTuple: made by tuple's own constructor), its line 0. */
+static PyObject *new_tick(PyTypeObject *type, PyObject *tid, PyObject *cpu, const long long f[10]) {
+    PyObject *plain = PyTuple_New(13);
+    if (plain == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(plain, 0, Py_NewRef(tid));
+    PyTuple_SET_ITEM(plain, 1, Py_NewRef(cpu));
+    for (int i = 0; i < 11; i++) {
+        PyObject *v = PyLong_FromLongLong(i < 10 ? f[i] : 0);
+        if (v == NULL) {
+            Py_DECREF(plain);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(plain, 2 + i, v);
+    }
+    PyObject *args = PyTuple_Pack(1, plain);
+    Py_DECREF(plain);
+    if (args == NULL)
+        return NULL;
+    PyObject *r = PyTuple_Type.tp_new(type, args, NULL);
+    Py_DECREF(args);
+    return r;
+}
+
+/* states.unchanged: asleep all tick, for the reason it had. f: the tick's fields from `running`. */
+static int unchanged_c(PyObject *mem, int call, int off_kind, long long dt, double held_frac, long long f[10]) {
+    int kind = call == K_RUNNING ? off_kind : call;
+    long long held = held_frac != 0.0 ? (long long)(held_frac * (double)dt) : 0;
+    int ok = 1;
+    double share = attr_double(mem, s_held_share, &ok);
+    if (!ok)
+        return -1;
+    if (held || share != 0.0) {
+        share += held_share_weight * ((double)held / (double)dt - share);
+        if (share < 1e-6)
+            share = 0.0;
+        if (set_double(mem, s_held_share, share) < 0)
+            return -1;
+    }
+    memset(f, 0, 10 * sizeof(long long));
+    f[quiet_field[kind] - 2] = dt;
+    f[8] = held;
+    return 0;
+}
+
+/* states.classify for a thread seen before (first=False) that moved or is running. */
+static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int call, long long dt,
+                      double held_frac, int gil, long long gil_samples, long long f[10]) {
+    int ok = 1;
+    long long r_on = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 3));
+    long long r_rq = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 4));
+    long long r_slices = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 5));
+    if (PyErr_Occurred())
+        return -1;
+    long long m_on = attr_ll(mem, s_on_ns, &ok), m_rq = attr_ll(mem, s_runq_ns, &ok);
+    long long m_slices = attr_ll(mem, s_slices, &ok);
+    long long pending_on = attr_ll(mem, s_pending_on, &ok), pending_rq = attr_ll(mem, s_pending_rq, &ok);
+    if (!ok)
+        return -1;
+    long long rep_on = floordiv(r_on - m_on, 1000), rep_rq = floordiv(r_rq - m_rq, 1000);
+    long long slices = m_slices ? r_slices - m_slices : 1;
+    if (set_ll(mem, s_on_ns, r_on) < 0 || set_ll(mem, s_runq_ns, r_rq) < 0 ||
+        PyObject_SetAttr(mem, s_call, kind_str[call]) < 0 || set_ll(mem, s_slices, r_slices) < 0)
+        return -1;
+    PyObject *state = PyTuple_GET_ITEM(r, 1);
+    int busy = PyUnicode_Check(state) && PyUnicode_CompareWithASCIIString(state, "R") == 0 && call == K_RUNNING &&
+               before == K_RUNNING;
+
+    /* place_cpu_time */
+    long long due_on = rep_on + pending_on, due_rq = rep_rq + pending_rq;
+    long long on = due_on > 0 ? due_on : 0, runq = due_rq > 0 ? due_rq : 0;
+    if (busy && on + runq < dt)
+        on = dt - runq;
+    if (on + runq > dt) {
+        double scale = (double)dt / (double)(on + runq);
+        on = (long long)((double)on * scale);
+        runq = runq ? dt - on : 0;
+    }
+    if (set_ll(mem, s_pending_on, clamp_pending(due_on - on)) < 0 ||
+        set_ll(mem, s_pending_rq, clamp_pending(due_rq - runq)) < 0)
+        return -1;
+    long long off = dt - on - runq;
+
+    long long running = 0, native = 0, waiting = 0;
+    long long held = (long long)(held_frac * (double)dt);
+    if (gil == 0) { /* located */
+        long long unmatched_before = attr_ll(mem, s_held_unmatched, &ok);
+        double share = attr_double(mem, s_held_share, &ok);
+        PyObject *sp = PyObject_GetAttr(mem, s_spinning);
+        if (sp == NULL || !ok) {
+            Py_XDECREF(sp);
+            return -1;
+        }
+        int spinning = PyObject_IsTrue(sp);
+        Py_DECREF(sp);
+        if (spinning < 0)
+            return -1;
+        long long owed = held + unmatched_before;
+        running = on < owed ? on : owed;
+        long long unmatched = held > on ? held - on : 0;
+        if (set_ll(mem, s_held_unmatched, unmatched < max_pending_us ? unmatched : max_pending_us) < 0)
+            return -1;
+        long long spin = on - running;
+        share += held_share_weight * ((double)held / (double)dt - share);
+        if (set_double(mem, s_held_share, share) < 0)
+            return -1;
+        long long sample_period = gil_samples && held ? floordiv(dt, gil_samples) : 0;
+        int short_runs = spin < spin_run_us * (slices > 1 ? slices : 1) + sample_period;
+        int after_gil = held > 0 || call == K_GIL || before == K_GIL || spinning;
+        int now_spinning = 0;
+        if (share > python_thread_held_share || (short_runs && after_gil)) {
+            waiting += spin;
+            now_spinning = held == 0 && spin > 0;
+        } else {
+            native += spin;
+        }
+        if (PyObject_SetAttr(mem, s_spinning, now_spinning ? Py_True : Py_False) < 0)
+            return -1;
+    } else if (gil == 1) { /* not python */
+        native = on;
+    } else {
+        running = on;
+    }
+    memset(f, 0, 10 * sizeof(long long));
+    f[0] = running;
+    f[1] = native;
+    f[3] = runq;
+    f[8] = held;
+    f[9] = on;
+    if (off > 0) {
+        int kinds[2], nk = 0;
+        if (before == call) {
+            kinds[nk++] = call != K_RUNNING ? call : off_kind;
+        } else {
+            if (before != K_RUNNING)
+                kinds[nk++] = before;
+            if (call != K_RUNNING)
+                kinds[nk++] = call;
+            if (!nk)
+                kinds[nk++] = off_kind;
+        }
+        long long share = off / nk;
+        for (int i = 0; i < nk; i++) {
+            long long part = i ? share : off - share * (nk - 1);
+            if (kinds[i] == K_GIL)
+                waiting += part;
+            else
+                f[4 + block_index[kinds[i]]] += part;
+        }
+        if (PyObject_SetAttr(mem, s_off_kind, kind_str[kinds[nk - 1]]) < 0)
+            return -1;
+    }
+    f[2] = waiting;
+    return 0;
+}
+
+/* tick_threads(readings, start, ticks, known, seen, held_by, dt, gil, gil_samples, gil_ranges,
+                has_gil, gil_located, runtime_range, tick_type, syscall_kinds, nfds_arg) -> index
+   sampler._process_tick's loop over one process's readings, from `start`: each reading's ThreadTick
+   appended to `ticks`, its ThreadMemory (known[tid]) updated, as the Python loop does. Stops at the
+   first reading Python must take (a thread new or not seen before, a GIL wait on a GIL not yet
+   located, text it would parse otherwise) and returns its index; len(readings) when done. */
+static PyObject *tick_threads(PyObject *self, PyObject *args) {
+    PyObject *readings, *ticks, *known, *seen, *held_by, *gil_state, *gil_ranges, *runtime_range, *kinds, *nfds_arg;
+    PyTypeObject *tick_type;
+    Py_ssize_t start;
+    long long dt, gil_samples;
+    int has_gil, gil_located;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!LULO!ppOO!O!O!", &PyList_Type, &readings, &start, &PyList_Type, &ticks,
+                          &PyDict_Type, &known, &PySet_Type, &seen, &PyDict_Type, &held_by, &dt, &gil_state,
+                          &gil_samples, &PyTuple_Type, &gil_ranges, &has_gil, &gil_located, &runtime_range,
+                          &PyType_Type, &tick_type, &PyDict_Type, &kinds, &PyDict_Type, &nfds_arg))
+        return NULL;
+    if (!rules_set) {
+        PyErr_SetString(PyExc_RuntimeError, "the state rules' constants are not set (set_rules)");
+        return NULL;
+    }
+    if (dt <= 0) {
+        PyErr_SetString(PyExc_ValueError, "dt must be positive");
+        return NULL;
+    }
+    Context cx = {.kinds = kinds, .nfds_arg = nfds_arg, .has_gil = has_gil, .gil_located = gil_located};
+    int gil = PyUnicode_CompareWithASCIIString(gil_state, "located") == 0       ? 0
+              : PyUnicode_CompareWithASCIIString(gil_state, "not python") == 0 ? 1
+                                                                               : 2;
+    Py_ssize_t nranges = PyTuple_GET_SIZE(gil_ranges);
+    if (nranges > MAX_RANGES)
+        return PyLong_FromSsize_t(start); /* (Python takes them all) */
+    for (Py_ssize_t i = 0; i < nranges; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(gil_ranges, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return PyLong_FromSsize_t(start);
+        cx.gil_low[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(pair, 0));
+        cx.gil_high[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(pair, 1));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return PyLong_FromSsize_t(start);
+        }
+    }
+    cx.ngil = (int)nranges;
+    if (runtime_range != Py_None) {
+        if (!PyTuple_Check(runtime_range) || PyTuple_GET_SIZE(runtime_range) != 2)
+            return PyLong_FromSsize_t(start);
+        cx.runtime_low = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(runtime_range, 0));
+        cx.runtime_high = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(runtime_range, 1));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return PyLong_FromSsize_t(start);
+        }
+        cx.has_runtime = 1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(readings);
+    Py_ssize_t i;
+    for (i = start; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(readings, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 8)
+            break;
+        PyObject *tid = PyTuple_GET_ITEM(r, 0);
+        PyObject *mem = PyDict_GetItemWithError(known, tid); /* borrowed */
+        if (mem == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            break; /* a new thread */
+        }
+        int in_seen = PySet_Contains(seen, tid);
+        if (in_seen < 0)
+            return NULL;
+        if (!in_seen)
+            break; /* its first tick here */
+        int ok = 1;
+        int before = attr_kind(mem, s_call, &ok);
+        int off_kind = attr_kind(mem, s_off_kind, &ok);
+        if (!ok)
+            return NULL;
+        if (before == K_DEFER || off_kind == K_DEFER || off_kind == K_RUNNING)
+            break;
+        double held_frac = 0.0;
+        PyObject *h = PyDict_GetItemWithError(held_by, tid);
+        if (h != NULL) {
+            held_frac = PyFloat_AsDouble(h);
+            if (held_frac == -1.0 && PyErr_Occurred())
+                return NULL;
+        } else if (PyErr_Occurred()) {
+            return NULL;
+        }
+        long long f[10];
+        int moved = PyTuple_GET_ITEM(r, 7) == Py_True;
+        if (!moved && before != K_RUNNING) {
+            if (unchanged_c(mem, before, off_kind, dt, held_frac, f) < 0)
+                return NULL;
+        } else {
+            int call = before, in_runtime = -1;
+            if (moved) {
+                call = classify_syscall_c(&cx, PyTuple_GET_ITEM(r, 6), &in_runtime);
+                if (call == K_DEFER)
+                    break;
+            }
+            if (in_runtime >= 0 && PyObject_SetAttr(mem, s_in_runtime, in_runtime ? Py_True : Py_False) < 0)
+                return NULL;
+            if (classify_c(r, mem, before, off_kind, call, dt, held_frac, gil, gil_samples, f) < 0)
+                return NULL;
+        }
+        PyObject *tick = new_tick(tick_type, tid, PyTuple_GET_ITEM(r, 2), f);
+        if (tick == NULL)
+            return NULL;
+        int appended = PyList_Append(ticks, tick);
+        Py_DECREF(tick);
+        if (appended < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+/* set_rules(spin_run_us, held_share_weight, python_thread_held_share, max_pending_us): states.py's constants. */
+static PyObject *set_rules(PyObject *self, PyObject *args) {
+    if (!PyArg_ParseTuple(args, "LddL", &spin_run_us, &held_share_weight, &python_thread_held_share, &max_pending_us))
+        return NULL;
+    rules_set = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, "Samples GILs until a time: see the module's comment."},
     {"read_threads", read_threads, METH_VARARGS, "Reads every thread of one process: see the module's comment."},
+    {"tick_threads", tick_threads, METH_VARARGS, "The state rules of one process's threads at a tick: see above."},
+    {"set_rules", set_rules, METH_VARARGS, "The state rules' constants (capture/states.py)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -429,6 +929,18 @@ PyMODINIT_FUNC PyInit__gilloop(void) {
         !(s_stat = PyUnicode_InternFromString("stat")) || !(s_sys = PyUnicode_InternFromString("sys")) ||
         !(s_last = PyUnicode_InternFromString("last")) || !(s_unchanged = PyUnicode_InternFromString("unchanged")) ||
         !(s_running = PyUnicode_InternFromString("running")))
+        return NULL;
+    for (int k = 0; k < K_COUNT; k++)
+        if (!(kind_str[k] = PyUnicode_InternFromString(kind_names[k])))
+            return NULL;
+    if (!(s_on_ns = PyUnicode_InternFromString("on_ns")) || !(s_runq_ns = PyUnicode_InternFromString("runq_ns")) ||
+        !(s_call = PyUnicode_InternFromString("call")) || !(s_off_kind = PyUnicode_InternFromString("off_kind")) ||
+        !(s_in_runtime = PyUnicode_InternFromString("in_runtime")) ||
+        !(s_spinning = PyUnicode_InternFromString("spinning_for_gil")) ||
+        !(s_pending_on = PyUnicode_InternFromString("pending_on")) ||
+        !(s_pending_rq = PyUnicode_InternFromString("pending_rq")) || !(s_slices = PyUnicode_InternFromString("slices")) ||
+        !(s_held_unmatched = PyUnicode_InternFromString("held_unmatched")) ||
+        !(s_held_share = PyUnicode_InternFromString("held_share")))
         return NULL;
     return PyModule_Create(&module);
 }

@@ -23,7 +23,7 @@ from .capture.processes import ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, LineTable
 from .capture.stacks import StackReader
 from .probes.cpus import CpuProbe
-from .probes.threads import ThreadReading, classify_syscall
+from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
 from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
@@ -272,7 +272,17 @@ class Sampler:
         append = ticks.append
         known, seen = proc.threads, proc.tids
         unchanged, classify = states.unchanged, states.classify
-        for r in readings:
+        in_c = states.tick_threads
+        i, n = 0, len(readings)
+        while i < n:
+            if in_c is not None:  # (in C up to a reading it leaves to the loop below: a new thread, say)
+                i = in_c(readings, i, ticks, known, seen, held_by, dt, proc.gil_state(), gil_samples, gil_ranges,
+                         gil is not None, gil is not None and gil.located, gil.runtime_range if gil is not None else None,
+                         ThreadTick, SYSCALL_KINDS, NFDS_ARG)
+                if i == n:
+                    break
+            r = readings[i]
+            i += 1
             mem = known.get(r.tid)
             if mem is not None and not r.moved and mem.call != "running" and r.tid in seen:
                 append(unchanged(r, mem, dt, held_by.get(r.tid, 0.0)))  # asleep all tick: classify's first case

@@ -255,3 +255,115 @@ def test_reading_threads_in_c_gives_what_python_gives_on_every_branch(tmp_path):
     for ths in (in_c, in_python):
         for th in ths:
             th.close()
+
+
+# ------------------------------------------------------------------ the state rules in C
+GIL_AT = 0x7F00_0000_1000  # a GIL's futex range, the runtime's, and elsewhere
+GIL_RANGES = ((GIL_AT, GIL_AT + 0x100),)
+RUNTIME = (0x7F00_0000_0000, 0x7F00_0010_0000)
+SYSCALLS = [
+    "running", "", f"202 {GIL_AT + 0x40:#x} 0x189 0x0 0x0 0x0 0x0 0x7ffc 0x7f00",  # the GIL's condvar
+    f"202 {RUNTIME[0] + 0x9000:#x} 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x7f00",  # a lock inside _PyRuntime
+    "202 0x55d0c0a8 0x80 0x0 0x0 0x0 0x0 0x7ffc 0x7f00", "202", "230 0x1 0x0 0x7ffc 0x0 0x0 0x0 0x7ffc 0x7f00",
+    "7 0x7ffc 0x0 0x3e8 0x0 0x0 0x0 0x7ffc 0x7f00", "7 0x7ffc 0x2 0x3e8 0x0 0x0 0x0 0x7ffc 0x7f00", "7 0x7ffc",
+    "0 0x3 0x7ffc 0x1000 0x0 0x0 0x0 0x7ffc 0x7f00", "449 0x7ffc 0x2 0x0", "999 0x0 0x0", "-1 0x7ffc 0x7f00",
+    "202 0xzz 0x80", "x 0x1", "23 0x0 0x0",
+]
+CALLS = ["running", "gil", "sleep", "io", "lock", "other"]
+
+
+def _python_tick(r, mem, dt, held_frac, gil_state, gil_samples, has_gil, located):
+    """sampler._process_tick's body for a thread already known and seen (the reference); None
+    where the C leaves the reading to it (a GIL wait that may locate the GIL, text it parses otherwise)."""
+    from gilviz.capture import states
+
+    if not r.moved and mem.call != "running":
+        return states.unchanged(r, mem, dt, held_frac)
+    call = mem.call
+    if r.moved:
+        try:
+            call = threads.classify_syscall(r.syscall, GIL_RANGES if has_gil else ())
+        except (ValueError, IndexError):
+            return None
+        if has_gil and call == "gil":
+            if not located:
+                return None
+            mem.in_runtime = False
+        elif has_gil and call == "lock":
+            parts = r.syscall.split()
+            if len(parts) < 2:
+                return None
+            mem.in_runtime = RUNTIME[0] <= int(parts[1], 16) < RUNTIME[1]
+    return states.classify(r, mem, dt, held_frac, call, first=False, gil=gil_state, gil_samples=gil_samples)
+
+
+def test_the_state_rules_in_c_are_the_rules_in_python_on_any_reading():
+    """Random readings and memories of every kind, against capture/states.py: the same tick, to the
+    microsecond, and the same memory after, float for float; what the C leaves to Python, untouched."""
+    import copy
+    import random
+
+    from gilviz.capture import states
+    from gilviz.stream import ThreadTick
+
+    assert states.tick_threads is not None
+    rng = random.Random(12)
+    taken = left = 0
+    for case in range(20_000):
+        dt = rng.choice([1, 4_000, 5_000, 5_123, 20_000, 45_000])
+        on0 = rng.randrange(0, 10**12)
+        mem = states.ThreadMemory(
+            on_ns=on0, runq_ns=rng.randrange(0, 10**10), call=rng.choice(CALLS), off_kind=rng.choice(CALLS[1:]),
+            in_runtime=rng.random() < 0.5, spinning_for_gil=rng.random() < 0.3,
+            pending_on=rng.randrange(-states.MAX_PENDING_US, states.MAX_PENDING_US + 1),
+            pending_rq=rng.choice([0, rng.randrange(-3000, 3000)]), slices=rng.choice([0, rng.randrange(1, 10**6)]),
+            held_unmatched=rng.choice([0, rng.randrange(0, states.MAX_PENDING_US + 1)]),
+            held_share=rng.choice([0.0, 1e-7, rng.random()]))
+        moved = rng.random() < 0.8
+        step_on = rng.choice([0, rng.randrange(0, 2 * dt * 1000), rng.randrange(-5000, 5000)]) if moved else 0
+        reading = threads.ThreadReading(
+            tid=100 + case % 7, state=rng.choice("RSD"), cpu=rng.choice([-1, 0, 1]), on_ns=on0 + step_on,
+            runq_ns=mem.runq_ns + (rng.choice([0, rng.randrange(0, dt * 1000)]) if moved else 0),
+            slices=mem.slices + (rng.randrange(0, 50) if moved else 0), syscall=rng.choice(SYSCALLS), moved=moved)
+        held_frac = rng.choice([0.0, 0.0, 1.0, rng.random(), 0.5])
+        gil_state = rng.choice(["located", "not python", "not located", "no GIL"])
+        has_gil = gil_state != "not python" and rng.random() < 0.9
+        located = gil_state == "located"
+        gil_samples = rng.choice([0, 1, 9, 40])
+        mem_c, mem_py = copy.copy(mem), copy.copy(mem)
+        ticks: list = []
+        done = states.tick_threads(
+            [reading], 0, ticks, {reading.tid: mem_c}, {reading.tid}, {reading.tid: held_frac} if held_frac else {},
+            dt, gil_state, gil_samples, GIL_RANGES if has_gil else (), has_gil, located, RUNTIME if has_gil else None,
+            ThreadTick, threads.SYSCALL_KINDS, threads.NFDS_ARG)
+        want = _python_tick(reading, mem_py, dt, held_frac, gil_state, gil_samples, has_gil, located)
+        if done == 0:  # left to Python: nothing done
+            left += 1
+            assert ticks == [] and mem_c == mem, (case, reading)
+            continue
+        taken += 1
+        assert done == 1 and want is not None, (case, reading)
+        assert ticks == [want] and type(ticks[0]) is ThreadTick, (case, reading, mem)
+        assert mem_c == mem_py, (case, reading, mem)
+    assert taken > 15_000 and left > 500  # (both ways are exercised)
+
+
+def test_the_state_rules_in_c_stop_at_a_thread_python_must_take_and_go_on_after_it():
+    from gilviz.capture import states
+    from gilviz.stream import ThreadTick
+
+    def reading(tid, moved=True, syscall="running"):
+        return threads.ThreadReading(tid, "R", 0, 10**9, 0, 5, syscall, moved)
+
+    known = {1: states.ThreadMemory(on_ns=10**9 - 10**6, call="running"), 3: states.ThreadMemory(call="sleep"),
+             4: states.ThreadMemory(on_ns=10**9 - 10**6, call="running")}
+    readings = [reading(1), reading(2), reading(3, moved=False), reading(4, syscall=f"202 {GIL_AT:#x} 0x80"),
+                reading(1)]
+    args = ({1, 3, 4}, {}, 5000, "not located", 0, GIL_RANGES, True, False, RUNTIME, ThreadTick,
+            threads.SYSCALL_KINDS, threads.NFDS_ARG)
+    ticks: list = []
+    assert states.tick_threads(readings, 0, ticks, known, *args) == 1  # thread 2: not known
+    assert states.tick_threads(readings, 2, ticks, known, *args) == 3  # a GIL wait on a GIL not located
+    assert states.tick_threads(readings, 4, ticks, known, *args) == 5
+    assert [t.tid for t in ticks] == [1, 3, 1] and ticks[1].sleep == 5000
+    assert states.tick_threads(readings, 0, [], known, {4}, *args[1:]) == 0  # not seen before

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..native import compiled as _gilloop
 from ..probes.threads import ThreadReading
 from ..stream import BLOCK_REASONS, ThreadTick
 
@@ -166,3 +167,11 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
     mem.pending_rq = (-MAX_PENDING_US if left_rq < -MAX_PENDING_US else
                       MAX_PENDING_US if left_rq > MAX_PENDING_US else left_rq)
     return on, runq
+
+
+# The same rules in C, for the threads of a process at a tick (sampler._process_tick), where built:
+# 4 us of Python a thread that moved was most of a tick with hundreds of them. tests/test_gilloop.py
+# holds it to the rules above.
+tick_threads = getattr(_gilloop, "tick_threads", None)
+if tick_threads is not None:
+    _gilloop.set_rules(SPIN_RUN_US, HELD_SHARE_WEIGHT, PYTHON_THREAD_HELD_SHARE, MAX_PENDING_US)

@@ -32,7 +32,7 @@ _AARCH64 = {
 }
 SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(), _X86_64)
 # For "sleep?" syscalls, the argument that counts the file descriptors waited on.
-_NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
+NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 
 @functools.lru_cache(maxsize=8192)  # a thread asleep in one place shows the same text read after read
@@ -56,7 +56,7 @@ def classify_syscall(text: str, gil_ranges: tuple[tuple[int, int], ...] = ()) ->
                     return "gil"
         return "lock"
     if kind == "sleep?":
-        arg = _NFDS_ARG[nr]
+        arg = NFDS_ARG[nr]
         nfds = int(parts[1 + arg], 16) if len(parts) > 1 + arg else 1
         return "sleep" if nfds == 0 else "io"
     return kind
