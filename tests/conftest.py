@@ -1,5 +1,6 @@
 import functools
 import os
+import signal
 import subprocess
 
 import pytest
@@ -9,6 +10,12 @@ from gilviz.collect import load
 from gilviz.report import summarize
 from gilviz.session import Settings, record_to_file
 from gilviz.target import Command, interpreter_candidates, query_interpreter
+
+# A suite started in the background (`pytest &` in a script) hands every process it starts SIGINT
+# ignored, and a Python started so never raises KeyboardInterrupt: the tests that Ctrl-C a gilviz
+# would wait for its whole run. Its children get the default back, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TARGET_VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 
