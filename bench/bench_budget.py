@@ -150,7 +150,7 @@ def main() -> None:
               f"{spread(floors[m], '.1%'):>20}",
               flush=True)
     print("moving: threads that ran or waited for a core in a tick (median over the run; a thread that moves is "
-          "read in full and costs about 10 us a tick)")
+          "read in full and costs about 8 us a tick, 6 of them in the kernel)")
     print("/proc floor: kernel time of reading every thread's schedstat, and the syscall file of each that moved, "
           "50 times a second, with no gilviz: no /proc sampler of that mix can cost less")
 
