@@ -182,23 +182,19 @@ static long long attr_ll(PyObject *obj, PyObject *name, int *ok) {
     return out;
 }
 
-static int set_unchanged(PyObject *th, long long n) {
-    PyObject *u = PyLong_FromLongLong(n);
-    if (u == NULL)
+static int set_ll(PyObject *obj, PyObject *name, long long v) {
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL)
         return -1;
-    int r = PyObject_SetAttr(th, s_unchanged, u);
-    Py_DECREF(u);
+    int r = PyObject_SetAttr(obj, name, o);
+    Py_DECREF(o);
     return r;
 }
 
-/* A reading: made by tuple.__new__ itself (a NamedTuple is a tuple subclass; tuple's constructor
-   sets up what a bare allocation would not, such as 3.14's cached hash). */
-static PyObject *new_reading(PyTypeObject *type, PyObject **items) {
-    PyObject *plain = PyTuple_New(8);
-    if (plain == NULL)
-        return NULL;
-    for (int i = 0; i < 8; i++)
-        PyTuple_SET_ITEM(plain, i, Py_NewRef(items[i]));
+/* A NamedTuple of the items of `plain` (a reference it takes), made by tuple.__new__ itself (a
+   NamedTuple is a tuple subclass; tuple's constructor sets up what a bare allocation would not,
+   such as 3.14's cached hash). */
+static PyObject *as_named(PyTypeObject *type, PyObject *plain) {
     PyObject *args = PyTuple_Pack(1, plain);
     Py_DECREF(plain);
     if (args == NULL)
@@ -206,6 +202,16 @@ static PyObject *new_reading(PyTypeObject *type, PyObject **items) {
     PyObject *r = PyTuple_Type.tp_new(type, args, NULL);
     Py_DECREF(args);
     return r;
+}
+
+/* A reading. */
+static PyObject *new_reading(PyTypeObject *type, PyObject **items) {
+    PyObject *plain = PyTuple_New(8);
+    if (plain == NULL)
+        return NULL;
+    for (int i = 0; i < 8; i++)
+        PyTuple_SET_ITEM(plain, i, Py_NewRef(items[i]));
+    return as_named(type, plain);
 }
 
 /* The last reading with moved = False: itself if it says so already. */
@@ -333,7 +339,7 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             if ((reads + tid) % period) {
                 /* asleep a while: read less often; what it did meanwhile shows at its next read */
                 reading = unmoved(type, last);
-                if (reading == NULL || set_unchanged(th, unchanged + 1) < 0 || PyList_Append(out, reading) < 0) {
+                if (reading == NULL || set_ll(th, s_unchanged, unchanged + 1) < 0 || PyList_Append(out, reading) < 0) {
                     Py_XDECREF(reading);
                     goto fail;
                 }
@@ -351,12 +357,12 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             continue; /* the thread ended while being read */
         if (last != NULL && last_sched[0] == sched[0] && last_sched[1] == sched[1] && last_sched[2] == sched[2]) {
             reading = unmoved(type, last);
-            if (reading == NULL || set_unchanged(th, unchanged + 1) < 0) {
+            if (reading == NULL || set_ll(th, s_unchanged, unchanged + 1) < 0) {
                 Py_XDECREF(reading);
                 goto fail;
             }
         } else {
-            if (set_unchanged(th, 0) < 0) /* (before the reads that may fail, as in Python) */
+            if (set_ll(th, s_unchanged, 0) < 0) /* (before the reads that may fail, as in Python) */
                 goto fail;
             PyObject *syscall;
             if (sys_fd >= 0) {
@@ -590,15 +596,6 @@ static int classify_syscall_c(const Context *cx, PyObject *text, int *in_runtime
     return k;
 }
 
-static int set_ll(PyObject *obj, PyObject *name, long long v) {
-    PyObject *o = PyLong_FromLongLong(v);
-    if (o == NULL)
-        return -1;
-    int r = PyObject_SetAttr(obj, name, o);
-    Py_DECREF(o);
-    return r;
-}
-
 static int set_double(PyObject *obj, PyObject *name, double v) {
     PyObject *o = PyFloat_FromDouble(v);
     if (o == NULL)
@@ -632,7 +629,7 @@ static int attr_kind(PyObject *obj, PyObject *name, int *ok) {
     return k;
 }
 
-/* A ThreadTick (a NamedTuple: made by tuple's own constructor), its line 0. */
+/* A ThreadTick, its line 0. */
 static PyObject *new_tick(PyTypeObject *type, PyObject *tid, PyObject *cpu, const long long f[10]) {
     PyObject *plain = PyTuple_New(13);
     if (plain == NULL)
@@ -647,13 +644,7 @@ static PyObject *new_tick(PyTypeObject *type, PyObject *tid, PyObject *cpu, cons
         }
         PyTuple_SET_ITEM(plain, 2 + i, v);
     }
-    PyObject *args = PyTuple_Pack(1, plain);
-    Py_DECREF(plain);
-    if (args == NULL)
-        return NULL;
-    PyObject *r = PyTuple_Type.tp_new(type, args, NULL);
-    Py_DECREF(args);
-    return r;
+    return as_named(type, plain);
 }
 
 /* states.unchanged: asleep all tick, for the reason it had. f: the tick's fields from `running`. */
