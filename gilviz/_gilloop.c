@@ -182,14 +182,16 @@ static long long attr_ll(PyObject *obj, PyObject *name, int *ok) {
     return out;
 }
 
-static int set_ll(PyObject *obj, PyObject *name, long long v) {
-    PyObject *o = PyLong_FromLongLong(v);
-    if (o == NULL)
+/* obj.name = value, a new reference it takes (NULL: the making of it failed). */
+static int set_new(PyObject *obj, PyObject *name, PyObject *value) {
+    if (value == NULL)
         return -1;
-    int r = PyObject_SetAttr(obj, name, o);
-    Py_DECREF(o);
+    int r = PyObject_SetAttr(obj, name, value);
+    Py_DECREF(value);
     return r;
 }
+
+static int set_ll(PyObject *obj, PyObject *name, long long v) { return set_new(obj, name, PyLong_FromLongLong(v)); }
 
 /* A NamedTuple of the items of `plain` (a reference it takes), made by tuple.__new__ itself (a
    NamedTuple is a tuple subclass; tuple's constructor sets up what a bare allocation would not,
@@ -596,14 +598,7 @@ static int classify_syscall_c(const Context *cx, PyObject *text, int *in_runtime
     return k;
 }
 
-static int set_double(PyObject *obj, PyObject *name, double v) {
-    PyObject *o = PyFloat_FromDouble(v);
-    if (o == NULL)
-        return -1;
-    int r = PyObject_SetAttr(obj, name, o);
-    Py_DECREF(o);
-    return r;
-}
+static int set_double(PyObject *obj, PyObject *name, double v) { return set_new(obj, name, PyFloat_FromDouble(v)); }
 
 static double attr_double(PyObject *obj, PyObject *name, int *ok) {
     PyObject *v = PyObject_GetAttr(obj, name);
