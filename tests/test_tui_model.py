@@ -176,7 +176,7 @@ def test_old_time_is_kept_coarser_within_the_bound_and_still_reads_right():
                         [DT * 2, DT * 2] if i % 10 == 9 else []))
         assert sum(s.ticks for s in h.order) <= cap + 2  # never over the bound (a tick's threads at most)
     worker, sleeper = h.threads[2], h.threads[1]
-    # the checkpoints kept up to date merge after merge are those a full count gives
+    # the block sums kept up to date merge after merge are those a full count gives
     for series in h.order:
         kept = array("q", series.blocks)
         series.rebuild_blocks(h.dts, series.start - h.base)
