@@ -432,7 +432,7 @@ static const int quiet_field[K_COUNT] = {9, 4, 6, 7, 8, 9}; /* a whole tick off 
 static const int block_index[K_COUNT] = {-1, -1, 0, 1, 2, 3}; /* BLOCK_REASONS: sleep, io, lock, other */
 static PyObject *s_on_ns, *s_runq_ns, *s_call, *s_off_kind, *s_in_runtime, *s_spinning, *s_pending_on,
     *s_pending_rq, *s_slices, *s_held_unmatched, *s_held_share;
-static long long spin_run_us, max_pending_us;
+static long long spin_run_us, max_pending_us, unreported_on_us, runq_ahead_us;
 static double held_share_weight, python_thread_held_share;
 static int rules_set = 0;
 
@@ -453,8 +453,8 @@ static long long floordiv(long long a, long long b) { /* b > 0, as Python's // *
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-static long long clamp_pending(long long v) {
-    return v < -max_pending_us ? -max_pending_us : v > max_pending_us ? max_pending_us : v;
+static long long clamp_pending(long long v, long long most_ahead) {
+    return v < -most_ahead ? -most_ahead : v > max_pending_us ? max_pending_us : v;
 }
 
 /* A whole token of [-]decimal digits (what int() of the kernel's text reads); 0 if it is not one. */
@@ -688,16 +688,35 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
 
     /* place_cpu_time */
     long long due_on = rep_on + pending_on, due_rq = rep_rq + pending_rq;
+    if (due_on < 0) { /* CPU time placed ahead that the kernel contradicts: see states.place_cpu_time */
+        if (rep_rq > 0 && due_rq > 0) {
+            long long moved = -due_on < due_rq ? -due_on : due_rq;
+            due_on += moved;
+            due_rq -= moved;
+        }
+        if (call != K_RUNNING)
+            due_on = 0;
+    }
+    if (call != K_RUNNING && due_rq < 0)
+        due_rq = 0;
     long long on = due_on > 0 ? due_on : 0, runq = due_rq > 0 ? due_rq : 0;
-    if (busy && on + runq < dt)
-        on = dt - runq;
+    if (busy && on + runq < dt) {
+        long long most_on = due_on + unreported_on_us;
+        if (dt - runq <= most_on) {
+            on = dt - runq;
+        } else {
+            if (most_on > on)
+                on = most_on;
+            runq = dt - on;
+        }
+    }
     if (on + runq > dt) {
         double scale = (double)dt / (double)(on + runq);
         on = (long long)((double)on * scale);
         runq = runq ? dt - on : 0;
     }
-    if (set_ll(mem, s_pending_on, clamp_pending(due_on - on)) < 0 ||
-        set_ll(mem, s_pending_rq, clamp_pending(due_rq - runq)) < 0)
+    if (set_ll(mem, s_pending_on, clamp_pending(due_on - on, unreported_on_us)) < 0 ||
+        set_ll(mem, s_pending_rq, clamp_pending(due_rq - runq, runq_ahead_us)) < 0)
         return -1;
     long long off = dt - on - runq;
 
@@ -891,9 +910,11 @@ static PyObject *tick_threads(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(i);
 }
 
-/* set_rules(spin_run_us, held_share_weight, python_thread_held_share, max_pending_us): states.py's constants. */
+/* set_rules(spin_run_us, held_share_weight, python_thread_held_share, max_pending_us, unreported_on_us,
+   runq_ahead_us): states.py's constants. */
 static PyObject *set_rules(PyObject *self, PyObject *args) {
-    if (!PyArg_ParseTuple(args, "LddL", &spin_run_us, &held_share_weight, &python_thread_held_share, &max_pending_us))
+    if (!PyArg_ParseTuple(args, "LddLLL", &spin_run_us, &held_share_weight, &python_thread_held_share,
+                          &max_pending_us, &unreported_on_us, &runq_ahead_us))
         return NULL;
     rules_set = 1;
     Py_RETURN_NONE;

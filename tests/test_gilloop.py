@@ -315,8 +315,9 @@ def test_the_state_rules_in_c_are_the_rules_in_python_on_any_reading():
         mem = states.ThreadMemory(
             on_ns=on0, runq_ns=rng.randrange(0, 10**10), call=rng.choice(CALLS), off_kind=rng.choice(CALLS[1:]),
             in_runtime=rng.random() < 0.5, spinning_for_gil=rng.random() < 0.3,
-            pending_on=rng.randrange(-states.MAX_PENDING_US, states.MAX_PENDING_US + 1),
-            pending_rq=rng.choice([0, rng.randrange(-3000, 3000)]), slices=rng.choice([0, rng.randrange(1, 10**6)]),
+            pending_on=rng.randrange(-states.UNREPORTED_ON_US, states.MAX_PENDING_US + 1),
+            pending_rq=rng.choice([0, rng.randrange(-3000, 3000), rng.randrange(-states.RUNQ_AHEAD_US, 0)]),
+            slices=rng.choice([0, rng.randrange(1, 10**6)]),
             held_unmatched=rng.choice([0, rng.randrange(0, states.MAX_PENDING_US + 1)]),
             held_share=rng.choice([0.0, 1e-7, rng.random()]))
         moved = rng.random() < 0.8

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..native import compiled as _gilloop
-from ..probes.threads import ThreadReading
+from ..probes.threads import ThreadReading, scheduler_tick_us
 from ..stream import BLOCK_REASONS, ThreadTick
 
 # GIL overhead comes in short runs on a CPU; C code that released the GIL, in long ones
@@ -26,6 +26,11 @@ SPIN_RUN_US = 150
 HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 ms
 PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
+# CPU time placed ahead of schedstat's reports: a thread on a CPU has its time reported at every
+# scheduler tick, so time unreported for longer was spent waiting for a CPU (1 ms more: each
+# thread's reading comes a little earlier or later in its tick)
+UNREPORTED_ON_US = scheduler_tick_us() + 1_000
+RUNQ_AHEAD_US = 1_000_000  # run-queue time placed before the kernel reports it (when the thread gets a CPU)
 
 _BLOCK_INDEX = {kind: i for i, kind in enumerate(BLOCK_REASONS)}
 
@@ -67,7 +72,8 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     slices = r.slices - mem.slices if mem.slices else 1  # times it was put on a CPU this tick
     mem.on_ns, mem.runq_ns, mem.call, mem.slices = r.on_ns, r.runq_ns, call, r.slices
     on, runq = place_cpu_time(mem, rep_on, rep_rq, dt,
-                              busy=r.state == "R" and call == "running" and before == "running")
+                              busy=r.state == "R" and call == "running" and before == "running",
+                              asleep=call != "running")
     off = dt - on - runq
 
     running = native = waiting = 0
@@ -141,30 +147,52 @@ def unchanged(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float) ->
     return _new_tick(ThreadTick, row)
 
 
-def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool) -> tuple[int, int]:
+def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool,
+                   asleep: bool = False) -> tuple[int, int]:
     """Places schedstat's on-CPU and run-queue time into this tick.
 
     The kernel adds a running thread's CPU time to schedstat only at scheduler ticks
     (every 4 ms at HZ=250) and its run-queue wait only when it gets a CPU, so a
     thread busy for a whole tick can report 0 or 8 ms of it. What was reported but
     not placed is kept for the next ticks; a thread seen runnable at both ends of
-    the tick has its gap filled now and the reports that follow pay it back. Totals
-    stay exact sums of schedstat time, give or take one scheduler tick.
+    the tick (`busy`) has its gap filled now and the reports that follow pay it back.
+    The gap is CPU time while what is placed ahead stays within UNREPORTED_ON_US, and
+    run-queue time beyond: a thread runnable but waiting for a CPU reports nothing.
+    CPU time placed ahead that the kernel contradicts is not carried on: it was the
+    wait for a CPU reported when the thread got one, and the rest is dropped once the
+    thread is `asleep` in a syscall (all its CPU time is reported when it leaves a CPU,
+    and its wait for one when it gets one).
+    Totals stay sums of schedstat time, give or take a scheduler tick at each such wait.
     """
     # (comparisons rather than min and max: this runs for every busy thread at every tick)
     due_on, due_rq = rep_on + mem.pending_on, rep_rq + mem.pending_rq
+    if due_on < 0:
+        if rep_rq > 0 and due_rq > 0:
+            moved = -due_on if -due_on < due_rq else due_rq
+            due_on += moved
+            due_rq -= moved
+        if asleep:
+            due_on = 0
+    if asleep and due_rq < 0:
+        due_rq = 0  # (so is its wait for a CPU, reported when it got one)
     on = due_on if due_on > 0 else 0
     runq = due_rq if due_rq > 0 else 0
     if busy and on + runq < dt:
-        on = dt - runq
+        most_on = due_on + UNREPORTED_ON_US
+        if dt - runq <= most_on:
+            on = dt - runq
+        else:
+            if most_on > on:
+                on = most_on
+            runq = dt - on
     if on + runq > dt:
         scale = dt / (on + runq)
         on = int(on * scale)
         runq = dt - on if runq else 0
     left_on, left_rq = due_on - on, due_rq - runq
-    mem.pending_on = (-MAX_PENDING_US if left_on < -MAX_PENDING_US else
+    mem.pending_on = (-UNREPORTED_ON_US if left_on < -UNREPORTED_ON_US else
                       MAX_PENDING_US if left_on > MAX_PENDING_US else left_on)
-    mem.pending_rq = (-MAX_PENDING_US if left_rq < -MAX_PENDING_US else
+    mem.pending_rq = (-RUNQ_AHEAD_US if left_rq < -RUNQ_AHEAD_US else
                       MAX_PENDING_US if left_rq > MAX_PENDING_US else left_rq)
     return on, runq
 
@@ -174,4 +202,5 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
 # holds it to the rules above.
 tick_threads = getattr(_gilloop, "tick_threads", None)
 if tick_threads is not None:
-    _gilloop.set_rules(SPIN_RUN_US, HELD_SHARE_WEIGHT, PYTHON_THREAD_HELD_SHARE, MAX_PENDING_US)
+    _gilloop.set_rules(SPIN_RUN_US, HELD_SHARE_WEIGHT, PYTHON_THREAD_HELD_SHARE, MAX_PENDING_US,
+                       UNREPORTED_ON_US, RUNQ_AHEAD_US)

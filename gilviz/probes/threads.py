@@ -35,6 +35,23 @@ SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(),
 NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 
+@functools.cache
+def scheduler_tick_us() -> int:
+    """The kernel's scheduler tick (1/CONFIG_HZ), from its build configuration where it is
+    published; else 10 ms, the longest one (HZ=100)."""
+    import gzip
+    release = os.uname().release
+    for path, opener in ((f"/boot/config-{release}", open), ("/proc/config.gz", gzip.open)):
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return 1_000_000 // int(line[10:])
+        except (OSError, ValueError, EOFError, ZeroDivisionError):
+            continue
+    return 10_000
+
+
 @functools.lru_cache(maxsize=8192)  # a thread asleep in one place shows the same text read after read
 def classify_syscall(text: str, gil_ranges: tuple[tuple[int, int], ...] = ()) -> str:
     """Turns the text of /proc/.../syscall into running, gil, sleep, io, lock or other."""
