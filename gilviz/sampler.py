@@ -34,6 +34,13 @@ CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, howeve
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 
 
+def _gil_read(proc: WatchedProcess, samples: int) -> str:
+    """What the state rules know of the process's GIL over the tick: a GIL located but not sampled
+    in it (its first tick, the process ending) is no reading, as a GIL not located is none."""
+    status = proc.gil_state()
+    return "not sampled" if status == states.LOCATED and not samples else status
+
+
 @dataclass
 class SamplerStats:
     ticks: int = 0
@@ -112,6 +119,7 @@ class Sampler:
                         busy = self.cpus.read()
                         core_busy = [b - a for a, b in zip(last_busy, busy)]
                         last_busy = busy
+                    self._sample_if_none()
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
                     next_tick += budget.tick_ns
@@ -206,6 +214,14 @@ class Sampler:
                 proc.gil.unreadable = error == errno.ESRCH
         return next_gil
 
+    def _sample_if_none(self) -> None:
+        """One GIL sample now for each process that has none this tick: a busy machine can keep the
+        sampler off a CPU from one tick to the next, and one sample is a reading where none is not."""
+        for proc in self.processes:
+            acc = proc.main_samples
+            if acc is not None and acc.samples == 0 and proc.sample_gils():
+                self.stats.gil_samples += 1
+
     def _start_helpers(self) -> None:
         """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""
         if self.stacks.hz <= 0:
@@ -276,7 +292,8 @@ class Sampler:
         i, n = 0, len(readings)
         while i < n:
             if in_c is not None:  # (in C up to a reading it leaves to the loop below: a new thread, say)
-                i = in_c(readings, i, ticks, known, seen, held_by, dt, proc.gil_state(), gil_samples, gil_ranges,
+                i = in_c(readings, i, ticks, known, seen, held_by, dt, _gil_read(proc, gil_samples), gil_samples,
+                         gil_ranges,
                          gil is not None, gil is not None and gil.located, gil.runtime_range if gil is not None else None,
                          ThreadTick, SYSCALL_KINDS, NFDS_ARG)
                 if i == n:
@@ -293,7 +310,7 @@ class Sampler:
                 proc.new_thread_ns = now
             seen.add(r.tid)
             call = self._syscall(proc, r, mem, gil_ranges)
-            append(classify(r, mem, dt, held_by.get(r.tid, 0.0), call, first=first, gil=proc.gil_state(),
+            append(classify(r, mem, dt, held_by.get(r.tid, 0.0), call, first=first, gil=_gil_read(proc, gil_samples),
                             gil_samples=gil_samples))  # (a futex just read may have located the GIL)
         self.processes.watch_new_threads(proc, now)
         gil_ticks: list[GilTick] = []

@@ -111,6 +111,14 @@ def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     # one Python thread at a time: the spinners' running time adds up to a core at most
     assert 0.2 < sum(t["running"] for t in spinners) < 1.1
     assert summary["tick_hz"] > 100  # 200 asked: a busy machine may give the sampler less
+    # a GIL reading in every tick while they run, however late the sampler got a CPU
+    tids = {t["tid"] for t in spinners}
+    samples = [t.gils[0].samples if t.gils else 0 for t in rec.ticks if any(th.tid in tids for th in t.threads)]
+    first = next(i for i, n in enumerate(samples) if n)
+    assert all(samples[first:]), (first, samples.index(0, first), len(samples))
+    # and none of a tick without one was taken for native code
+    assert not [th for t in rec.ticks if not t.gils or not t.gils[0].samples
+                for th in t.threads if th.tid in tids and th.native], rec.ticks[0]
 
 
 def test_sleeping_threads_are_blocked_by_sleep(tmp_path, python):

@@ -105,7 +105,7 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
             mem.spinning_for_gil = False
     elif gil == NOT_PYTHON:
         native = on
-    else:  # no GIL (free-threaded) or GIL not located: any time on a CPU counts as running
+    else:  # no GIL (free-threaded), or GIL not located or not sampled: any time on a CPU counts as running
         running = on
 
     if off <= 0:
