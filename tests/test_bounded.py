@@ -135,56 +135,78 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
         child.wait()
 
 
-def test_children_are_looked_for_only_after_a_process_was_born(monkeypatch):
-    """Looking for children walks every process of the machine: it is skipped while the kernel
-    gives out no new id (one more look after it stood still, and one every few seconds anyway),
-    and a child born later is found at the next look."""
+def test_children_are_found_among_the_ids_given_out_since_the_last_look(monkeypatch):
+    """Walking every process of the machine is done every few seconds; in between, only the ids the
+    kernel gave out since the last look are looked at (none while it gives out none), a child born
+    meanwhile is found among them, and an id given out before its process was listed is looked at
+    once more."""
     import subprocess
     import sys
 
     import psutil
 
     from gilviz.capture import processes
-    from gilviz.capture.processes import ProcessTable, last_pid
+    from gilviz.capture.processes import NEW_IDS_MAX, ProcessTable, last_pid
 
     before = last_pid()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     assert before is not None and last_pid() != before  # the kernel's own counter moved
 
     code = ("import subprocess, sys, time\n"
-            "sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()\n"
-            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            "sys.stdout.write('born\\n'); sys.stdout.flush(); time.sleep(60)\n")
+            "for _ in range(2):\n"
+            "    sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.readline()\n"
+            "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "    sys.stdout.write('%d\\n' % p.pid); sys.stdout.flush()\n"
+            "time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    looks = []
-    real_children = psutil.Process.children
+    walks, looked_at = [], []
+    real_children, real_parent = psutil.Process.children, processes.parent_if_process
 
-    def counting(self, *args, **kwargs):
-        looks.append(self.pid)
+    def walking(self, *args, **kwargs):
+        walks.append(self.pid)
         return real_children(self, *args, **kwargs)
 
-    monkeypatch.setattr(psutil.Process, "children", counting)
-    counter = [1000]  # the machine's counter, held still here: other processes are born meanwhile
-    monkeypatch.setattr(processes, "last_pid", lambda: counter[0])
+    def looking(pid):
+        looked_at.append(pid)
+        return None if pid in hidden else real_parent(pid)
+
+    monkeypatch.setattr(psutil.Process, "children", walking)
+    monkeypatch.setattr(processes, "parent_if_process", looking)
+    hidden: set[int] = set()
     table = ProcessTable(child.pid, lambda rec: None, lambda: 0)
     try:
-        assert child.stdout.readline() == "ready\n"
         table.add(child.pid, 0)
-        for _ in range(5):
-            table.find_children()
-        assert len(looks) == 2, looks  # the first look, and one more after the counter stood still
-        monkeypatch.setattr(processes, "CHILDREN_LOOK_EVERY_S", 0.0)
+        assert child.stdout.readline() == "ready\n"
         table.find_children()
-        assert len(looks) == 3  # one every few seconds, whatever the counter says
-        monkeypatch.setattr(processes, "CHILDREN_LOOK_EVERY_S", 60.0)
+        table.find_children()
+        assert len(walks) == 1  # the first look walks them all; then ids given out since, if any
+        table.find_children()  # (the ids that were no process at the last look: once more)
+        start = last_pid()
+        looked_at.clear()
+        for _ in range(3):
+            table.find_children()
+        assert len(walks) == 1 and (looked_at == [] or last_pid() != start)  # nothing, while no id is given out
         child.stdin.write("\n")
         child.stdin.flush()
-        assert child.stdout.readline() == "born\n"
+        first = int(child.stdout.readline())
         table.find_children()
-        assert len(looks) == 3 and len(table.by_pid) == 1  # (held still: not seen yet)
-        counter[0] += 1  # ...the kernel gave out its id
+        assert first in table.by_pid and first in looked_at
+        assert len(walks) == 1 or last_pid() - start > NEW_IDS_MAX  # (a machine busy giving out ids)
+        # a child whose id was given out before it was listed: found at the next look
+        assert child.stdout.readline() == "ready\n"
+        child.stdin.write("\n")
+        child.stdin.flush()
+        second = int(child.stdout.readline())
+        hidden.add(second)
         table.find_children()
-        assert len(looks) == 4 and len(table.by_pid) == 2  # the new child, found at the next look
+        assert second not in table.by_pid and second in looked_at
+        hidden.clear()
+        table.find_children()
+        assert second in table.by_pid
+        monkeypatch.setattr(processes, "CHILDREN_LOOK_EVERY_S", 0.0)
+        walked = len(walks)
+        table.find_children()
+        assert len(walks) == walked + 1  # one every few seconds, whatever the counter says
     finally:
         table.close()
         for proc in real_children(psutil.Process(child.pid), recursive=True):

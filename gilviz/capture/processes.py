@@ -30,7 +30,20 @@ NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs 
 NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
 
 
-CHILDREN_LOOK_EVERY_S = 2.0  # children are looked for at least this often, whatever last_pid says
+CHILDREN_LOOK_EVERY_S = 2.0  # every process is walked at least this often, whatever last_pid says
+NEW_IDS_MAX = 512  # ids given out since the last look that are looked at one by one; more: walk them all
+
+
+def parent_if_process(pid: int) -> int | None:
+    """The parent of process `pid`, None if that id is no process now (gone, or a thread's id)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rpartition(b")")[2].split()[1])
+        with open(f"/proc/{pid}/status", "rb") as f:
+            tgid = int(f.read().split(b"\nTgid:")[1].split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ppid if tgid == pid else None
 
 
 def last_pid() -> int | None:
@@ -217,7 +230,8 @@ class ProcessTable:
         self.by_pid: dict[int, WatchedProcess] = {}
         self._last_pid: int | None = None  # at the last look for children
         self._moved = True  # ...and whether it had moved then
-        self._looked_at = -1e9  # when children were last looked for (monotonic s)
+        self._looked_at = -1e9  # when every process was last walked (monotonic s)
+        self._unlisted: list[int] = []  # ids given out before the last look that were no process yet
 
     def __iter__(self):
         return iter(list(self.by_pid.values()))
@@ -314,15 +328,22 @@ class ProcessTable:
         self.rename_threads()
 
     def find_children(self) -> None:
+        """New descendants of the target. Walking every process of the machine takes about 1.3 ms,
+        so it is done every CHILDREN_LOOK_EVERY_S, or when no counter says which ids are new; in
+        between, only the ids the kernel gave out since the last look are looked at (a few
+        dozen a second where a py-spy is started five times a second)."""
         if not self.follow_children:
             return
         pid = last_pid()
         now = time.monotonic()
-        if (pid is not None and pid > 0 and pid == self._last_pid and not self._moved
-                and now - self._looked_at < CHILDREN_LOOK_EVERY_S):
-            return
+        if pid is not None and pid > 0 and now - self._looked_at < CHILDREN_LOOK_EVERY_S and self._last_pid:
+            if pid == self._last_pid and not self._moved:
+                return
+            if 0 <= pid - self._last_pid <= NEW_IDS_MAX:
+                self._look_at_ids(self._last_pid, pid)
+                return
         # one more look after it stood still: a child's id is given out before the child is listed
-        self._moved, self._last_pid, self._looked_at = pid != self._last_pid, pid, now
+        self._moved, self._last_pid, self._looked_at, self._unlisted = pid != self._last_pid, pid, now, []
         try:
             children = psutil.Process(self.root_pid).children(recursive=True)
         except psutil.Error:
@@ -334,6 +355,19 @@ class ProcessTable:
                 except psutil.Error:
                     continue
                 self.add(child.pid, ppid)
+
+    def _look_at_ids(self, last: int, now: int) -> None:
+        """Children among the ids given out after `last` up to `now`, and among those that were no
+        process yet at the last look (looked at once more)."""
+        unlisted = []
+        for pid in [*self._unlisted, *range(last + 1, now + 1)]:
+            ppid = parent_if_process(pid)
+            if ppid is None:
+                if pid > last:
+                    unlisted.append(pid)
+            elif ppid in self.by_pid and pid not in self.by_pid:
+                self.add(pid, ppid)
+        self._moved, self._last_pid, self._unlisted = now != last, now, unlisted
 
     def recheck_young(self) -> None:
         """A process seen in its first moments may turn out to be Python (spawned children)."""
