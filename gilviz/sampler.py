@@ -36,7 +36,8 @@ REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch i
 
 def _gil_read(proc: WatchedProcess, samples: int) -> str:
     """What the state rules know of the process's GIL over the tick: a GIL located but not sampled
-    in it (its first tick, the process ending) is no reading, as a GIL not located is none."""
+    in it (located in the middle of the tick, or unreadable: the process is ending) is no reading,
+    as a GIL not located is none."""
     status = proc.gil_state()
     return "not sampled" if status == states.LOCATED and not samples else status
 

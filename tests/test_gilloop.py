@@ -316,18 +316,22 @@ def test_the_state_rules_in_c_are_the_rules_in_python_on_any_reading():
             on_ns=on0, runq_ns=rng.randrange(0, 10**10), call=rng.choice(CALLS), off_kind=rng.choice(CALLS[1:]),
             in_runtime=rng.random() < 0.5, spinning_for_gil=rng.random() < 0.3,
             pending_on=rng.randrange(-states.UNREPORTED_ON_US, states.MAX_PENDING_US + 1),
-            pending_rq=rng.choice([0, rng.randrange(-3000, 3000), rng.randrange(-states.RUNQ_AHEAD_US, 0)]),
+            pending_rq=rng.choice([0, rng.randrange(-3000, 3000), rng.randrange(-states.RUNQ_AHEAD_US, 0),
+                                   rng.randrange(0, states.MAX_PENDING_US + 1)]),
             slices=rng.choice([0, rng.randrange(1, 10**6)]),
             held_unmatched=rng.choice([0, rng.randrange(0, states.MAX_PENDING_US + 1)]),
-            held_share=rng.choice([0.0, 1e-7, rng.random()]))
+            held_share=rng.choice([0.0, 1e-7, rng.random()]),
+            quiet_us=rng.choice([0, rng.randrange(0, 2 * states.UNREPORTED_ON_US)]))
         moved = rng.random() < 0.8
         step_on = rng.choice([0, rng.randrange(0, 2 * dt * 1000), rng.randrange(-5000, 5000)]) if moved else 0
         reading = threads.ThreadReading(
             tid=100 + case % 7, state=rng.choice("RSD"), cpu=rng.choice([-1, 0, 1]), on_ns=on0 + step_on,
-            runq_ns=mem.runq_ns + (rng.choice([0, rng.randrange(0, dt * 1000)]) if moved else 0),
-            slices=mem.slices + (rng.randrange(0, 50) if moved else 0), syscall=rng.choice(SYSCALLS), moved=moved)
+            runq_ns=mem.runq_ns + (rng.choice([0, rng.randrange(0, dt * 1000), rng.randrange(0, 50 * 10**6)])
+                                   if moved else 0),
+            slices=mem.slices + (rng.choice([0, rng.randrange(0, 50)]) if moved else 0), syscall=rng.choice(SYSCALLS),
+            moved=moved)
         held_frac = rng.choice([0.0, 0.0, 1.0, rng.random(), 0.5])
-        gil_state = rng.choice(["located", "not python", "not located", "no GIL"])
+        gil_state = rng.choice(["located", "not python", "not located", "no GIL", "not sampled"])
         has_gil = gil_state != "not python" and rng.random() < 0.9
         located = gil_state == "located"
         gil_samples = rng.choice([0, 1, 9, 40])

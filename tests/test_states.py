@@ -20,12 +20,13 @@ from gilviz.stream import ThreadTick
 DATA = json.loads(gzip.open(Path(__file__).parent / "data" / "readings.json.gz", "rt").read())
 NAMES = {int(tid): name for tid, name in DATA["names"].items()}
 SCHEDULER_TICK_US = 4000  # of the kernel the readings come from (HZ=250)
+UNREPORTED_ON_US_AT_MOST = SCHEDULER_TICK_US + 1000
 
 
 @pytest.fixture(autouse=True)
 def recorded_kernel(monkeypatch):
     """The rules as on the kernel the readings were recorded on, whatever this one's HZ."""
-    monkeypatch.setattr(states, "UNREPORTED_ON_US", SCHEDULER_TICK_US + 1000)
+    monkeypatch.setattr(states, "UNREPORTED_ON_US", UNREPORTED_ON_US_AT_MOST)
 
 
 def replay_thread(calls):
@@ -141,6 +142,37 @@ def test_a_thread_runnable_for_a_long_wait_for_a_cpu_is_runnable_not_on_one():
     # its next turn: every microsecond the kernel reports is placed, none paid to the wait
     t = classify(reading(14.02, runq_ms=40), mem, 5000, 0.8, "running")
     assert t.oncpu == 4000 and t.running == 4000
+
+
+def test_a_thread_that_slept_between_two_readings_is_not_taken_for_waiting_for_a_cpu():
+    """An idle machine: a thread runs 9.5 ms and sleeps 0.5 ms, over and over, read every 5 ms, so
+    it is runnable at every reading. Its CPU time comes at the scheduler's 4 ms ticks and when it
+    goes to sleep; each time it wakes it gets a CPU at once (no wait reported, one more slice)."""
+    mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
+    ticks, on_us = [], 0.0
+    for i in range(1, 2001):  # 10 s
+        t = i * 5.0  # ms
+        cycle, into = divmod(t, 10.0)
+        ran = cycle * 9.5 + min(into, 9.5)  # its CPU time so far, ms
+        since_report = into % 4.0 if into < 9.5 else 0.0  # (a sleep reports it all)
+        on_us = (ran - since_report) * 1000
+        ticks.append(classify(ThreadReading(1, "R", 0, 10**7 + int(on_us * 1000), 0, 1 + int(cycle) + 1, "running\n",
+                                            True), mem, 5000, 0.95, "running"))
+    assert sum(t.runnable for t in ticks) == 0 and mem.pending_rq == 0
+    # (its sleeps, between two readings that find it runnable, are not seen: they count as CPU time)
+    assert on_us - UNREPORTED_ON_US_AT_MOST <= sum(t.oncpu for t in ticks) <= 2000 * 5000
+
+
+def test_a_wait_for_a_cpu_placed_ahead_and_not_reported_is_dropped_when_it_gets_one():
+    """Runnable with no CPU time reported for 20 ms (placed as a wait for a CPU), but the kernel
+    reports 5 ms of wait when it gets one (it slept in between, and woke runnable): the rest is
+    not taken out of the waits it reports later."""
+    mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
+    ticks = [classify(reading(10, moved=False), mem, 5000, 0.0, "running") for _ in range(4)]
+    assert sum(t.runnable for t in ticks) == 20_000
+    classify(reading(12, runq_ms=5, slices=2), mem, 5000, 1.0, "running")
+    t = classify(reading(15, runq_ms=7, slices=3), mem, 5000, 1.0, "running")  # preempted 2 ms
+    assert t.runnable == 2000 and t.oncpu == 3000
 
 
 def test_cpu_time_placed_ahead_and_never_reported_is_dropped_when_it_sleeps():

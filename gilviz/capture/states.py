@@ -26,11 +26,11 @@ SPIN_RUN_US = 150
 HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 ms
 PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
-# CPU time placed ahead of schedstat's reports: a thread on a CPU has its time reported at every
-# scheduler tick, so time unreported for longer was spent waiting for a CPU (1 ms more: each
-# thread's reading comes a little earlier or later in its tick)
+# A thread on a CPU has its time added to schedstat at every scheduler tick (and when it leaves
+# the CPU): runnable this long with none added, and no CPU got, it was waiting for one (1 ms more:
+# each thread's reading comes a little earlier or later in its tick)
 UNREPORTED_ON_US = scheduler_tick_us() + 1_000
-RUNQ_AHEAD_US = 1_000_000  # run-queue time placed before the kernel reports it (when the thread gets a CPU)
+RUNQ_AHEAD_US = 1_000_000  # run-queue time placed before the kernel reports it: a wait for a CPU that long
 
 _BLOCK_INDEX = {kind: i for i, kind in enumerate(BLOCK_REASONS)}
 
@@ -54,6 +54,7 @@ class ThreadMemory:
     slices: int = 0  # schedstat's count of times on a CPU, at the last reading
     held_unmatched: int = 0  # GIL time of the last tick that found no CPU time beside it
     held_share: float = 0.0  # moving average of the share of each tick it held the GIL
+    quiet_us: int = 0  # runnable this long with no CPU time reported and no CPU got
 
 
 def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, call: str, *, first: bool = False,
@@ -73,7 +74,7 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     mem.on_ns, mem.runq_ns, mem.call, mem.slices = r.on_ns, r.runq_ns, call, r.slices
     on, runq = place_cpu_time(mem, rep_on, rep_rq, dt,
                               busy=r.state == "R" and call == "running" and before == "running",
-                              asleep=call != "running")
+                              settled=call != "running" or slices > 0)
     off = dt - on - runq
 
     running = native = waiting = 0
@@ -148,21 +149,22 @@ def unchanged(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float) ->
 
 
 def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: bool,
-                   asleep: bool = False) -> tuple[int, int]:
+                   settled: bool = False) -> tuple[int, int]:
     """Places schedstat's on-CPU and run-queue time into this tick.
 
     The kernel adds a running thread's CPU time to schedstat only at scheduler ticks
     (every 4 ms at HZ=250) and its run-queue wait only when it gets a CPU, so a
     thread busy for a whole tick can report 0 or 8 ms of it. What was reported but
     not placed is kept for the next ticks; a thread seen runnable at both ends of
-    the tick (`busy`) has its gap filled now and the reports that follow pay it back.
-    The gap is CPU time while what is placed ahead stays within UNREPORTED_ON_US, and
-    run-queue time beyond: a thread runnable but waiting for a CPU reports nothing.
-    CPU time placed ahead that the kernel contradicts is not carried on: it was the
-    wait for a CPU reported when the thread got one, and the rest is dropped once the
-    thread is `asleep` in a syscall (all its CPU time is reported when it leaves a CPU,
-    and its wait for one when it gets one).
-    Totals stay sums of schedstat time, give or take a scheduler tick at each such wait.
+    the tick (`busy`) has its gap filled now, with CPU time that the reports that
+    follow pay back, or with run-queue time once it has had none reported and got no
+    CPU for longer than UNREPORTED_ON_US (it is waiting for a CPU, on a busy machine).
+    Time placed ahead is matched with the kernel's reports until they are `settled`:
+    once the thread got a CPU since the last reading or sits in a syscall, schedstat
+    holds all its CPU time and its waits for a CPU up to then, and what they do not
+    cover was not spent so (CPU time placed ahead is taken out of the wait reported,
+    which it was, and the rest dropped). Totals stay sums of schedstat time, give or
+    take the CPU time placed in the first tick of each wait for a CPU.
     """
     # (comparisons rather than min and max: this runs for every busy thread at every tick)
     due_on, due_rq = rep_on + mem.pending_on, rep_rq + mem.pending_rq
@@ -171,20 +173,19 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
             moved = -due_on if -due_on < due_rq else due_rq
             due_on += moved
             due_rq -= moved
-        if asleep:
+        if settled:
             due_on = 0
-    if asleep and due_rq < 0:
-        due_rq = 0  # (so is its wait for a CPU, reported when it got one)
+    if settled and due_rq < 0:
+        due_rq = 0
     on = due_on if due_on > 0 else 0
     runq = due_rq if due_rq > 0 else 0
+    quiet = rep_on <= 0 and not settled
+    mem.quiet_us = mem.quiet_us + dt if quiet else 0
     if busy and on + runq < dt:
-        most_on = due_on + UNREPORTED_ON_US
-        if dt - runq <= most_on:
-            on = dt - runq
-        else:
-            if most_on > on:
-                on = most_on
+        if quiet and mem.quiet_us >= UNREPORTED_ON_US:
             runq = dt - on
+        else:
+            on = dt - runq
     if on + runq > dt:
         scale = dt / (on + runq)
         on = int(on * scale)

@@ -37,9 +37,17 @@ NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 @functools.cache
 def scheduler_tick_us() -> int:
-    """The kernel's scheduler tick (1/CONFIG_HZ), from its build configuration where it is
-    published; else 10 ms, the longest one (HZ=100)."""
+    """The longest a running thread's CPU time goes unreported in schedstat: the kernel's scheduler
+    tick (1/CONFIG_HZ), from its build configuration where it is published, else 10 ms (HZ=100,
+    the longest); a second where CPUs may stop their tick while one thread runs (nohz_full)."""
     import gzip
+    import zlib
+    try:
+        with open("/sys/devices/system/cpu/nohz_full", "rb") as f:
+            if f.read().strip() not in (b"", b"(null)"):
+                return 1_000_000
+    except OSError:
+        pass
     release = os.uname().release
     for path, opener in ((f"/boot/config-{release}", open), ("/proc/config.gz", gzip.open)):
         try:
@@ -47,7 +55,7 @@ def scheduler_tick_us() -> int:
                 for line in f:
                     if line.startswith("CONFIG_HZ="):
                         return 1_000_000 // int(line[10:])
-        except (OSError, ValueError, EOFError, ZeroDivisionError):
+        except (OSError, ValueError, EOFError, ZeroDivisionError, zlib.error):
             continue
     return 10_000
 
