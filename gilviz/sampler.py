@@ -216,12 +216,15 @@ class Sampler:
         return next_gil
 
     def _sample_if_none(self) -> None:
-        """One GIL sample now for each process that has none this tick: a busy machine can keep the
-        sampler off a CPU from one tick to the next, and one sample is a reading where none is not."""
+        """One GIL sample now for each process with a GIL that has none this tick: a busy machine can
+        keep the sampler off a CPU from one tick to the next, and one sample is a reading where none
+        is not."""
         for proc in self.processes:
-            acc = proc.main_samples
-            if acc is not None and acc.samples == 0 and proc.sample_gils():
-                self.stats.gil_samples += 1
+            sites = proc.sites.values()
+            if sites and not all(acc.samples for acc in sites):
+                before = sum(acc.samples for acc in sites)
+                proc.sample_gils()
+                self.stats.gil_samples += sum(acc.samples for acc in sites) > before  # (not if unreadable)
 
     def _start_helpers(self) -> None:
         """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""
