@@ -198,6 +198,17 @@ def test_a_thread_on_a_cpu_whose_time_comes_at_scheduler_ticks_is_never_runnable
     assert all(t.oncpu == 5000 and t.runnable == 0 for t in ticks), ticks
 
 
+def test_the_scheduler_tick_is_the_kernels():
+    """Taken from the coarse clock's resolution (a container has no /boot), it is 1/CONFIG_HZ."""
+    from gilviz.probes.threads import coarse_tick_us, configured_tick_us, scheduler_tick_us
+
+    configured = configured_tick_us()
+    if configured is None:
+        pytest.skip("this kernel publishes no build configuration to compare with")
+    assert coarse_tick_us() == configured
+    assert scheduler_tick_us() in (configured, 1_000_000)  # (a second: some CPUs stop their tick)
+
+
 def test_place_cpu_time_keeps_what_does_not_fit():
     mem = ThreadMemory()
     on, runq = place_cpu_time(mem, 9000, 0, 5000, busy=False)

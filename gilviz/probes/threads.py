@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from typing import NamedTuple
 
 from ..native import compiled as _gilloop
@@ -35,19 +36,37 @@ SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(),
 NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
 
+CLOCK_MONOTONIC_COARSE = 6  # Linux's clock read at scheduler ticks: its resolution is one (a jiffy)
+
+
 @functools.cache
 def scheduler_tick_us() -> int:
     """The longest a running thread's CPU time goes unreported in schedstat: the kernel's scheduler
-    tick (1/CONFIG_HZ), from its build configuration where it is published, else 10 ms (HZ=100,
-    the longest); a second where CPUs may stop their tick while one thread runs (nohz_full)."""
-    import gzip
-    import zlib
+    tick (1/CONFIG_HZ: the coarse clock's resolution, or the kernel's build configuration where it
+    is published), else 10 ms (HZ=100, the longest); a second where CPUs may stop their tick while
+    one thread runs (nohz_full)."""
     try:
         with open("/sys/devices/system/cpu/nohz_full", "rb") as f:
             if f.read().strip() not in (b"", b"(null)"):
                 return 1_000_000
     except OSError:
         pass
+    return coarse_tick_us() or configured_tick_us() or 10_000
+
+
+def coarse_tick_us() -> int | None:
+    """The resolution of the coarse clock, which the kernel moves at its scheduler ticks."""
+    try:
+        tick_us = round(time.clock_getres(CLOCK_MONOTONIC_COARSE) * 1e6)
+    except OSError:
+        return None
+    return tick_us if 1000 <= tick_us <= 10_000 else None  # (HZ=1000 to HZ=100)
+
+
+def configured_tick_us() -> int | None:
+    """1/CONFIG_HZ from the kernel's build configuration, where it is published."""
+    import gzip
+    import zlib
     release = os.uname().release
     for path, opener in ((f"/boot/config-{release}", open), ("/proc/config.gz", gzip.open)):
         try:
@@ -57,7 +76,7 @@ def scheduler_tick_us() -> int:
                         return 1_000_000 // int(line[10:])
         except (OSError, ValueError, EOFError, ZeroDivisionError, zlib.error):
             continue
-    return 10_000
+    return None
 
 
 @functools.lru_cache(maxsize=8192)  # a thread asleep in one place shows the same text read after read
