@@ -431,7 +431,7 @@ static PyObject *kind_str[K_COUNT];
 static const int quiet_field[K_COUNT] = {9, 4, 6, 7, 8, 9}; /* a whole tick off CPU: its ThreadTick field */
 static const int block_index[K_COUNT] = {-1, -1, 0, 1, 2, 3}; /* BLOCK_REASONS: sleep, io, lock, other */
 static PyObject *s_on_ns, *s_runq_ns, *s_call, *s_off_kind, *s_in_runtime, *s_spinning, *s_pending_on,
-    *s_pending_rq, *s_slices, *s_held_unmatched, *s_held_share, *s_quiet_us;
+    *s_pending_rq, *s_slices, *s_held_unmatched, *s_held_share, *s_quiet_us, *s_fill_us, *s_taken_back_us;
 static long long spin_run_us, max_pending_us, unreported_on_us, runq_ahead_us;
 static double held_share_weight, python_thread_held_share;
 static int rules_set = 0;
@@ -689,28 +689,41 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
     /* place_cpu_time */
     long long due_on = rep_on + pending_on, due_rq = rep_rq + pending_rq;
     int settled = call != K_RUNNING || slices > 0; /* see states.place_cpu_time */
+    long long fill = attr_ll(mem, s_fill_us, &ok), taken = 0, quiet_before = attr_ll(mem, s_quiet_us, &ok);
+    if (!ok)
+        return -1;
+    int quiet = rep_on <= 0 && !settled;
+    long long quiet_us = quiet ? (quiet_before ? quiet_before : fill) + dt : 0;
+    if (quiet && fill && quiet_us >= unreported_on_us) {
+        taken = fill;
+        due_on += fill;
+        due_rq -= fill;
+    }
     if (due_on < 0) {
         if (rep_rq > 0 && due_rq > 0) {
             long long moved = -due_on < due_rq ? -due_on : due_rq;
             due_on += moved;
             due_rq -= moved;
+            taken = moved < fill ? moved : fill;
         }
         if (settled)
             due_on = 0;
     }
     if (settled && due_rq < 0)
         due_rq = 0;
-    long long on = due_on > 0 ? due_on : 0, runq = due_rq > 0 ? due_rq : 0;
-    int quiet = rep_on <= 0 && !settled;
-    long long quiet_us = quiet ? attr_ll(mem, s_quiet_us, &ok) + dt : 0;
-    if (!ok || set_ll(mem, s_quiet_us, quiet_us) < 0)
-        return -1;
+    long long on = due_on > 0 ? due_on : 0, runq = due_rq > 0 ? due_rq : 0, fill_now = 0;
     if (busy && on + runq < dt) {
-        if (quiet && quiet_us >= unreported_on_us)
+        if (quiet && quiet_us >= unreported_on_us) {
             runq = dt - on;
-        else
+        } else {
+            if (!settled)
+                fill_now = dt - runq - on;
             on = dt - runq;
+        }
     }
+    if (set_ll(mem, s_quiet_us, quiet_us) < 0 || set_ll(mem, s_taken_back_us, taken) < 0 ||
+        set_ll(mem, s_fill_us, fill_now) < 0)
+        return -1;
     if (on + runq > dt) {
         double scale = (double)dt / (double)(on + runq);
         on = (long long)((double)on * scale);
@@ -949,7 +962,8 @@ PyMODINIT_FUNC PyInit__gilloop(void) {
         !(s_pending_rq = PyUnicode_InternFromString("pending_rq")) || !(s_slices = PyUnicode_InternFromString("slices")) ||
         !(s_held_unmatched = PyUnicode_InternFromString("held_unmatched")) ||
         !(s_held_share = PyUnicode_InternFromString("held_share")) ||
-        !(s_quiet_us = PyUnicode_InternFromString("quiet_us")))
+        !(s_quiet_us = PyUnicode_InternFromString("quiet_us")) || !(s_fill_us = PyUnicode_InternFromString("fill_us")) ||
+        !(s_taken_back_us = PyUnicode_InternFromString("taken_back_us")))
         return NULL;
     return PyModule_Create(&module);
 }

@@ -65,14 +65,20 @@ class Sampler:
         gil_reenabled: bool = False,
     ):
         self.root_pid = root_pid
-        self.sink = sink
+        self._emit = sink
+        # Each tick goes out one tick late, with what the next reading showed of its threads' CPU
+        # time (states.place_cpu_time: a gap taken for CPU time that was a wait for a CPU), and
+        # the records made meanwhile after it, in the order they were made.
+        self._held: Tick | None = None
+        self._after_held: list[Record] = []
+        self.sink = self._send
         self.tick_ns = int(1e9 / tick_hz)
         self.gil_hz = max(gil_hz, tick_hz)
         self.cpu_budget = cpu_budget
         self.stats = SamplerStats()
         self.cpus = CpuProbe()
         self._t0 = t0 or time.monotonic_ns()  # zero of the stream's clock, shared with other records
-        self.processes = ProcessTable(root_pid, sink, self._now_us, follow_children=follow_children,
+        self.processes = ProcessTable(root_pid, self._send, self._now_us, follow_children=follow_children,
                                       gil_reenabled=gil_reenabled)
         self.stacks = StackReader(stacks_hz, self.processes, self._now_us)
         self.lines = LineTable(self._now_us, self._t0)
@@ -80,6 +86,45 @@ class Sampler:
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
+
+    def _send(self, rec: Record) -> None:
+        if self._held is None:
+            self._emit(rec)
+        else:
+            self._after_held.append(rec)
+
+    def _release(self, then: Tick | None) -> None:
+        """The held tick out, set right, then what came after it; `then` is held next."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._emit(self._taken_back(held))
+            after, self._after_held = self._after_held, []
+            for rec in after:
+                self._emit(rec)
+        self._held = then
+
+    def _taken_back(self, tick: Tick) -> Tick:
+        """The tick, with the CPU time the next reading showed was a wait for a CPU made one."""
+        rows = tick.threads
+        for i, row in enumerate(rows):
+            if row.oncpu <= 0:
+                continue
+            mem = None
+            for proc in self.processes.by_pid.values():
+                mem = proc.threads.get(row.tid)
+                if mem is not None:
+                    break
+            if mem is None or not mem.taken_back_us:
+                continue
+            wait = mem.taken_back_us if mem.taken_back_us < row.oncpu else row.oncpu
+            mem.taken_back_us = 0
+            native = row.native if row.native < wait else wait
+            spin = row.oncpu - row.running - row.native
+            spin = spin if spin < wait - native else wait - native
+            running = wait - native - spin
+            rows[i] = row._replace(running=row.running - running, native=row.native - native,
+                                   waiting=row.waiting - spin, runnable=row.runnable + wait, oncpu=row.oncpu - wait)
+        return tick
 
     @property
     def pyspy(self):
@@ -180,6 +225,7 @@ class Sampler:
             self._drain_stacks()
             self.processes.close()
             self.cpus.close()
+            self._release(None)
         return reason
 
     def _fast_sites(self) -> list[tuple] | None:
@@ -271,7 +317,7 @@ class Sampler:
         threads = self.lines.stamp(threads, t_us, dt)
         for rec in self.lines.drain():
             self.sink(rec)
-        self.sink(Tick(t=t_us, dt=dt, threads=threads, gils=gils, core_busy=core_busy))
+        self._release(Tick(t=t_us, dt=dt, threads=threads, gils=gils, core_busy=core_busy))
         return root_alive or any(p.pid != self.root_pid for p in self.processes)
 
     def _process_tick(self, proc: WatchedProcess, readings: list[ThreadReading], gone: list[int], dt: int,

@@ -99,6 +99,20 @@ SLEEPERS = ("import sys, threading, time\n"
             "time.sleep(0.2); sys.stdout.write('more\\n'); sys.stdout.flush(); time.sleep(60)\n")
 
 
+def wait_until_asleep(pid: int) -> None:
+    """Until no thread of the process is running or runnable (at most 5 s)."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rpartition(")")[2].split()[0])
+        if "R" not in states:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"a thread of {pid} still runs")
+
+
 def test_reading_threads_in_c_gives_what_python_gives_with_the_same_reads(monkeypatch):
     """Threads asleep (nothing moves between two reads): the C and the Python reading of them
     must agree field for field, skip the same idle threads at each sparseness, and so make the
@@ -106,6 +120,7 @@ def test_reading_threads_in_c_gives_what_python_gives_with_the_same_reads(monkey
     child = subprocess.Popen([sys.executable, "-c", SLEEPERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline() == "ready\n"
+        wait_until_asleep(child.pid)  # (its main thread runs on a moment after it said so)
         probes = {"c": threads.ThreadProbe(child.pid), "python": threads.ThreadProbe(child.pid)}
         reads_made = {"c": [], "python": []}
         seen = {"c": [], "python": []}
@@ -321,7 +336,8 @@ def test_the_state_rules_in_c_are_the_rules_in_python_on_any_reading():
             slices=rng.choice([0, rng.randrange(1, 10**6)]),
             held_unmatched=rng.choice([0, rng.randrange(0, states.MAX_PENDING_US + 1)]),
             held_share=rng.choice([0.0, 1e-7, rng.random()]),
-            quiet_us=rng.choice([0, rng.randrange(0, 2 * states.UNREPORTED_ON_US)]))
+            quiet_us=rng.choice([0, rng.randrange(0, 2 * states.UNREPORTED_ON_US)]),
+            fill_us=rng.choice([0, rng.randrange(0, 2 * dt + 1)]), taken_back_us=rng.choice([0, 7]))
         moved = rng.random() < 0.8
         step_on = rng.choice([0, rng.randrange(0, 2 * dt * 1000), rng.randrange(-5000, 5000)]) if moved else 0
         reading = threads.ThreadReading(

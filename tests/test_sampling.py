@@ -364,3 +364,38 @@ def test_a_thread_that_names_itself_after_it_starts_gets_its_name(tmp_path):
     summary, rec = record_code(tmp_path, python, NAMES_ITSELF, stacks_hz=0)  # no py-spy: the OS name alone
     names = [t["name"] for t in summary["threads"]]
     assert "renamed" in names, names
+
+
+def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_after_it():
+    """The sampler holds each tick until the next reading has said which CPU time it guessed was a
+    wait for a CPU (states.place_cpu_time); that time is then runnable, taken from native code
+    first, then GIL overhead on a CPU, then running; records made meanwhile follow the tick."""
+    import subprocess
+    import sys
+
+    from gilviz.sampler import Sampler
+    from gilviz.stream import ThreadTick, Tick
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    out = []
+    try:
+        sampler = Sampler(child.pid, out.append, stacks_hz=0)
+        out.clear()  # (the process and its thread, as found)
+        mem = sampler.processes.by_pid[child.pid].threads[child.pid]
+        # on a CPU 4 ms: running 1000, native 2000, and 1000 of its 1500 waiting; asleep 500
+        row = ThreadTick(child.pid, 0, 1000, 2000, 1500, 0, 500, 0, 0, 0, 1000, 4000)
+        other = ThreadTick(child.pid + 10**6, 1, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000)
+        sampler._release(Tick(5000, 5000, [row, other], [], []))
+        assert out == []  # held
+        sampler.sink("made meanwhile")
+        mem.taken_back_us = 3500
+        sampler._release(Tick(10_000, 5000, [], [], []))
+        first = out[0]
+        assert first.t == 5000 and out[1] == "made meanwhile" and len(out) == 2
+        assert first.threads[0] == ThreadTick(child.pid, 0, 500, 0, 500, 3500, 500, 0, 0, 0, 1000, 500)
+        assert first.threads[1] == other and mem.taken_back_us == 0
+        sampler._release(None)
+        assert out[2].t == 10_000 and len(out) == 3
+    finally:
+        child.kill()
+        child.wait()

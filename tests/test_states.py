@@ -175,13 +175,37 @@ def test_a_wait_for_a_cpu_placed_ahead_and_not_reported_is_dropped_when_it_gets_
     assert t.runnable == 2000 and t.oncpu == 3000
 
 
+def test_the_next_reading_says_whether_a_gap_taken_for_cpu_time_was_a_wait_for_a_cpu():
+    """A busy machine: a thread runs 1 ms and is preempted. Its tick's gap is taken for CPU time (a
+    thread on a CPU leaves as much unreported); nothing reported and no CPU got by the next reading,
+    and that gap is given back as a wait (the sampler sets the tick right before it goes out)."""
+    mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
+    t = classify(reading(11), mem, 5000, 0.0, "running")
+    assert t.oncpu == 5000 and mem.fill_us == 4000 and mem.taken_back_us == 0
+    t = classify(reading(11, moved=False), mem, 5000, 0.0, "running")
+    assert t.runnable == 5000 and mem.taken_back_us == 4000 and mem.fill_us == 0
+    t = classify(reading(11, moved=False), mem, 5000, 0.0, "running")
+    assert t.runnable == 5000 and mem.taken_back_us == 0
+    # it gets a CPU: the kernel reports the wait (14 ms), all of it placed already
+    t = classify(reading(13, runq_ms=14, slices=2), mem, 5000, 0.0, "running")
+    assert t.runnable == 0 and t.oncpu == 5000 and mem.pending_rq == 0
+    # a gap taken for CPU time, then a wait reported at the next reading: what it covers is given back
+    mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
+    classify(reading(11), mem, 5000, 0.0, "running")
+    classify(reading(12, runq_ms=4, slices=2), mem, 5000, 0.0, "running")
+    assert mem.taken_back_us == 3000  # (1 ms of it it ran, reported now)
+    # a gap in a tick it got a CPU in may be a sleep: not given back as a wait
+    mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
+    classify(reading(11, slices=3), mem, 5000, 0.0, "running")
+    assert mem.fill_us == 0
+
+
 def test_cpu_time_placed_ahead_and_never_reported_is_dropped_when_it_sleeps():
-    """Runnable at both ends of two ticks (placed on a CPU), but the kernel says it ran 1 ms and
+    """Runnable at both ends of a tick (placed on a CPU), but the kernel says it ran 1 ms and then
     slept: what was placed ahead is not taken out of its next run."""
     mem = ThreadMemory(on_ns=10**7, call="running", held_share=0.5)
     classify(reading(11), mem, 5000, 0.5, "running")
-    classify(reading(11, moved=False), mem, 3000, 0.0, "running")
-    assert mem.pending_on < 0  # placed ahead of the kernel's report
+    assert mem.pending_on == -4000  # placed ahead of the kernel's report
     classify(reading(11, syscall="230 0x1", state="S"), mem, 5000, 0.0, "sleep")
     assert mem.pending_on == 0
     t = classify(reading(15), mem, 5000, 1.0, "running")  # woke and ran 4 ms

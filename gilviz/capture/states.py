@@ -55,6 +55,8 @@ class ThreadMemory:
     held_unmatched: int = 0  # GIL time of the last tick that found no CPU time beside it
     held_share: float = 0.0  # moving average of the share of each tick it held the GIL
     quiet_us: int = 0  # runnable this long with no CPU time reported and no CPU got
+    fill_us: int = 0  # CPU time placed in the last tick's gap, not reported
+    taken_back_us: int = 0  # of the CPU time placed in the tick before, what this reading showed was a wait
 
 
 def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, call: str, *, first: bool = False,
@@ -159,32 +161,45 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
     the tick (`busy`) has its gap filled now, with CPU time that the reports that
     follow pay back, or with run-queue time once it has had none reported and got no
     CPU for longer than UNREPORTED_ON_US (it is waiting for a CPU, on a busy machine).
+    The next reading says which the last gap was (`fill_us`): the CPU time it finds was
+    a wait is `taken_back_us`, and the sampler sets that tick right before it goes out.
     Time placed ahead is matched with the kernel's reports until they are `settled`:
     once the thread got a CPU since the last reading or sits in a syscall, schedstat
     holds all its CPU time and its waits for a CPU up to then, and what they do not
     cover was not spent so (CPU time placed ahead is taken out of the wait reported,
     which it was, and the rest dropped). Totals stay sums of schedstat time, give or
-    take the CPU time placed in the first tick of each wait for a CPU.
+    take the CPU time placed in a tick it got a CPU in and was a sleep.
     """
     # (comparisons rather than min and max: this runs for every busy thread at every tick)
     due_on, due_rq = rep_on + mem.pending_on, rep_rq + mem.pending_rq
+    fill, taken = mem.fill_us, 0
+    quiet = rep_on <= 0 and not settled
+    # runnable with nothing reported and no CPU got since (the CPU time placed for) the last report
+    quiet_us = mem.quiet_us = ((mem.quiet_us or fill) + dt) if quiet else 0
+    if quiet and fill and quiet_us >= UNREPORTED_ON_US:
+        taken = fill  # the last tick's gap was a wait for a CPU too
+        due_on += fill
+        due_rq -= fill
     if due_on < 0:
         if rep_rq > 0 and due_rq > 0:
             moved = -due_on if -due_on < due_rq else due_rq
             due_on += moved
             due_rq -= moved
+            taken = moved if moved < fill else fill
         if settled:
             due_on = 0
     if settled and due_rq < 0:
         due_rq = 0
+    mem.taken_back_us = taken
     on = due_on if due_on > 0 else 0
     runq = due_rq if due_rq > 0 else 0
-    quiet = rep_on <= 0 and not settled
-    mem.quiet_us = mem.quiet_us + dt if quiet else 0
+    mem.fill_us = 0
     if busy and on + runq < dt:
-        if quiet and mem.quiet_us >= UNREPORTED_ON_US:
+        if quiet and quiet_us >= UNREPORTED_ON_US:
             runq = dt - on
         else:
+            if not settled:  # (in a tick it got a CPU in, the gap may be a sleep as well)
+                mem.fill_us = dt - runq - on
             on = dt - runq
     if on + runq > dt:
         scale = dt / (on + runq)
