@@ -716,8 +716,7 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
         if (quiet && quiet_us >= unreported_on_us) {
             runq = dt - on;
         } else {
-            if (!settled)
-                fill_now = dt - runq - on;
+            fill_now = dt - runq - on;
             on = dt - runq;
         }
     }
@@ -729,7 +728,8 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
         on = (long long)((double)on * scale);
         runq = runq ? dt - on : 0;
     }
-    if (set_ll(mem, s_pending_on, clamp_pending(due_on - on, unreported_on_us)) < 0 ||
+    long long ahead = fill_now > unreported_on_us ? fill_now : unreported_on_us; /* (all of a long tick's fill) */
+    if (set_ll(mem, s_pending_on, clamp_pending(due_on - on, ahead)) < 0 ||
         set_ll(mem, s_pending_rq, clamp_pending(due_rq - runq, runq_ahead_us)) < 0)
         return -1;
     long long off = dt - on - runq;

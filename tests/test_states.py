@@ -194,10 +194,11 @@ def test_the_next_reading_says_whether_a_gap_taken_for_cpu_time_was_a_wait_for_a
     classify(reading(11), mem, 5000, 0.0, "running")
     classify(reading(12, runq_ms=4, slices=2), mem, 5000, 0.0, "running")
     assert mem.taken_back_us == 3000  # (1 ms of it it ran, reported now)
-    # a gap in a tick it got a CPU in may be a sleep: not given back as a wait
+    # the same in a tick it got a CPU in (switched in, ran 1 ms, preempted)
     mem = ThreadMemory(on_ns=10**7, call="running", slices=1)
-    classify(reading(11, slices=3), mem, 5000, 0.0, "running")
-    assert mem.fill_us == 0
+    classify(reading(11, slices=2), mem, 5000, 0.0, "running")
+    classify(reading(11, moved=False, slices=2), mem, 5000, 0.0, "running")
+    assert mem.taken_back_us == 4000
 
 
 def test_cpu_time_placed_ahead_and_never_reported_is_dropped_when_it_sleeps():

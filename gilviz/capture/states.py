@@ -198,16 +198,15 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
         if quiet and quiet_us >= UNREPORTED_ON_US:
             runq = dt - on
         else:
-            if not settled:  # (in a tick it got a CPU in, the gap may be a sleep as well)
-                mem.fill_us = dt - runq - on
+            mem.fill_us = dt - runq - on
             on = dt - runq
     if on + runq > dt:
         scale = dt / (on + runq)
         on = int(on * scale)
         runq = dt - on if runq else 0
     left_on, left_rq = due_on - on, due_rq - runq
-    mem.pending_on = (-UNREPORTED_ON_US if left_on < -UNREPORTED_ON_US else
-                      MAX_PENDING_US if left_on > MAX_PENDING_US else left_on)
+    ahead = mem.fill_us if mem.fill_us > UNREPORTED_ON_US else UNREPORTED_ON_US  # (all of a long tick's fill)
+    mem.pending_on = (-ahead if left_on < -ahead else MAX_PENDING_US if left_on > MAX_PENDING_US else left_on)
     mem.pending_rq = (-RUNQ_AHEAD_US if left_rq < -RUNQ_AHEAD_US else
                       MAX_PENDING_US if left_rq > MAX_PENDING_US else left_rq)
     return on, runq
