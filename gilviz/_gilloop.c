@@ -648,7 +648,8 @@ static int unchanged_c(PyObject *mem, int call, int off_kind, long long dt, doub
     long long held = held_frac != 0.0 ? (long long)(held_frac * (double)dt) : 0;
     int ok = 1;
     double share = attr_double(mem, s_held_share, &ok);
-    if (!ok)
+    long long taken = attr_ll(mem, s_taken_back_us, &ok);
+    if (!ok || (taken && set_ll(mem, s_taken_back_us, 0) < 0))
         return -1;
     if (held || share != 0.0) {
         share += held_share_weight * ((double)held / (double)dt - share);
@@ -693,7 +694,7 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
     if (!ok)
         return -1;
     int quiet = rep_on <= 0 && !settled;
-    long long quiet_us = quiet ? (quiet_before ? quiet_before : fill) + dt : 0;
+    long long quiet_us = quiet ? quiet_before + dt : 0;
     if (quiet && fill && quiet_us >= unreported_on_us) {
         taken = fill;
         due_on += fill;

@@ -70,6 +70,7 @@ class Sampler:
         # time (states.place_cpu_time: a gap taken for CPU time that was a wait for a CPU), and
         # the records made meanwhile after it, in the order they were made.
         self._held: Tick | None = None
+        self._held_spans: list = []
         self._after_held: list[Record] = []
         self.sink = self._send
         self.tick_ns = int(1e9 / tick_hz)
@@ -93,38 +94,41 @@ class Sampler:
         else:
             self._after_held.append(rec)
 
-    def _release(self, then: Tick | None) -> None:
+    def _release(self, then: Tick | None, spans: list | None = None) -> None:
         """The held tick out, set right, then what came after it; `then` is held next."""
-        held, self._held = self._held, None
-        if held is not None:
-            self._emit(self._taken_back(held))
-            after, self._after_held = self._after_held, []
+        held, held_spans, after = self._held, self._held_spans, self._after_held
+        self._held, self._held_spans, self._after_held = then, spans or [], []
+        if held is None:
+            return
+        try:
+            self._taken_back(held, held_spans)
+        finally:  # (whatever happens, nothing held is lost)
+            self._emit(held)
             for rec in after:
                 self._emit(rec)
-        self._held = then
 
-    def _taken_back(self, tick: Tick) -> Tick:
-        """The tick, with the CPU time the next reading showed was a wait for a CPU made one."""
+    @staticmethod
+    def _taken_back(tick: Tick, spans: list) -> None:
+        """Sets right the tick's rows: CPU time the next reading showed was a wait for a CPU is one.
+        `spans`: (a process's thread memories, its first row, its end) for each process."""
         rows = tick.threads
-        for i, row in enumerate(rows):
-            if row.oncpu <= 0:
-                continue
-            mem = None
-            for proc in self.processes.by_pid.values():
-                mem = proc.threads.get(row.tid)
-                if mem is not None:
-                    break
-            if mem is None or not mem.taken_back_us:
-                continue
-            wait = mem.taken_back_us if mem.taken_back_us < row.oncpu else row.oncpu
-            mem.taken_back_us = 0
-            native = row.native if row.native < wait else wait
-            spin = row.oncpu - row.running - row.native
-            spin = spin if spin < wait - native else wait - native
-            running = wait - native - spin
-            rows[i] = row._replace(running=row.running - running, native=row.native - native,
-                                   waiting=row.waiting - spin, runnable=row.runnable + wait, oncpu=row.oncpu - wait)
-        return tick
+        for known, start, end in spans:
+            for i in range(start, end):
+                row = rows[i]
+                if row.oncpu <= 0:
+                    continue
+                mem = known.get(row.tid)
+                if mem is None or not mem.taken_back_us:
+                    continue
+                wait = mem.taken_back_us if mem.taken_back_us < row.oncpu else row.oncpu
+                mem.taken_back_us = 0
+                native = row.native if row.native < wait else wait
+                spin = row.oncpu - row.running - row.native
+                spin = spin if spin < wait - native else wait - native
+                running = wait - native - spin
+                rows[i] = row._replace(running=row.running - running, native=row.native - native,
+                                       waiting=row.waiting - spin, runnable=row.runnable + wait,
+                                       oncpu=row.oncpu - wait)
 
     @property
     def pyspy(self):
@@ -217,6 +221,7 @@ class Sampler:
                 if delay > 0:
                     sleep(delay / 1e9)
         finally:
+            self._release(None)  # (first: stopping the helpers can take seconds)
             self.stacks.stop()
             self.lines.stop()
             end = monotonic_ns()
@@ -225,7 +230,6 @@ class Sampler:
             self._drain_stacks()
             self.processes.close()
             self.cpus.close()
-            self._release(None)
         return reason
 
     def _fast_sites(self) -> list[tuple] | None:
@@ -300,6 +304,7 @@ class Sampler:
         gils: list[GilTick] = []
         root_alive = False
         list_threads = True  # the probe lists the threads again only when their count moved
+        spans = []
         for proc in self.processes:
             try:
                 readings, gone = proc.probe.read(list_threads)
@@ -308,6 +313,7 @@ class Sampler:
                 continue
             root_alive = root_alive or proc.pid == self.root_pid
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now)
+            spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
             threads.extend(ticks)
             gils.extend(gil_ticks)
             proc.clear_samples()
@@ -317,7 +323,7 @@ class Sampler:
         threads = self.lines.stamp(threads, t_us, dt)
         for rec in self.lines.drain():
             self.sink(rec)
-        self._release(Tick(t=t_us, dt=dt, threads=threads, gils=gils, core_busy=core_busy))
+        self._release(Tick(t=t_us, dt=dt, threads=threads, gils=gils, core_busy=core_busy), spans)
         return root_alive or any(p.pid != self.root_pid for p in self.processes)
 
     def _process_tick(self, proc: WatchedProcess, readings: list[ThreadReading], gone: list[int], dt: int,

@@ -385,11 +385,12 @@ def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_a
         # on a CPU 4 ms: running 1000, native 2000, and 1000 of its 1500 waiting; asleep 500
         row = ThreadTick(child.pid, 0, 1000, 2000, 1500, 0, 500, 0, 0, 0, 1000, 4000)
         other = ThreadTick(child.pid + 10**6, 1, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000)
-        sampler._release(Tick(5000, 5000, [row, other], [], []))
+        known = sampler.processes.by_pid[child.pid].threads
+        sampler._release(Tick(5000, 5000, [row, other], [], []), [(known, 0, 2)])
         assert out == []  # held
         sampler.sink("made meanwhile")
         mem.taken_back_us = 3500
-        sampler._release(Tick(10_000, 5000, [], [], []))
+        sampler._release(Tick(10_000, 5000, [], [], []), [(known, 0, 0)])
         first = out[0]
         assert first.t == 5000 and out[1] == "made meanwhile" and len(out) == 2
         assert first.threads[0] == ThreadTick(child.pid, 0, 500, 0, 500, 3500, 500, 0, 0, 0, 1000, 500)

@@ -27,9 +27,9 @@ HELD_SHARE_WEIGHT = 0.2  # of the latest tick in held_share: about the last 25 m
 PYTHON_THREAD_HELD_SHARE = 0.15  # held the GIL this much of late: it is running Python
 MAX_PENDING_US = 10_000  # schedstat lags a running thread by one scheduler tick (1 to 10 ms)
 # A thread on a CPU has its time added to schedstat at every scheduler tick (and when it leaves
-# the CPU): runnable this long with none added, and no CPU got, it was waiting for one (1 ms more:
+# the CPU): runnable this long with none added, and no CPU got, it was waiting for one (0.8 ms more:
 # each thread's reading comes a little earlier or later in its tick)
-UNREPORTED_ON_US = scheduler_tick_us() + 1_000
+UNREPORTED_ON_US = scheduler_tick_us() + 800
 RUNQ_AHEAD_US = 1_000_000  # run-queue time placed before the kernel reports it: a wait for a CPU that long
 
 _BLOCK_INDEX = {kind: i for i, kind in enumerate(BLOCK_REASONS)}
@@ -138,6 +138,8 @@ def unchanged(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float) ->
     kind = mem.call
     if kind == "running":
         kind = mem.off_kind
+    if mem.taken_back_us:
+        mem.taken_back_us = 0  # (a thread missing from the last tick's readings: it said nothing of it)
     held = int(held_frac * dt) if held_frac else 0
     if held or mem.held_share:
         mem.held_share += HELD_SHARE_WEIGHT * (held / dt - mem.held_share)  # fades while it sleeps
@@ -168,14 +170,14 @@ def place_cpu_time(mem: ThreadMemory, rep_on: int, rep_rq: int, dt: int, busy: b
     holds all its CPU time and its waits for a CPU up to then, and what they do not
     cover was not spent so (CPU time placed ahead is taken out of the wait reported,
     which it was, and the rest dropped). Totals stay sums of schedstat time, give or
-    take the CPU time placed in a tick it got a CPU in and was a sleep.
+    take a sleep between two readings that find the thread runnable (CPU time, or a
+    wait for a CPU when it then waits for one).
     """
     # (comparisons rather than min and max: this runs for every busy thread at every tick)
     due_on, due_rq = rep_on + mem.pending_on, rep_rq + mem.pending_rq
     fill, taken = mem.fill_us, 0
     quiet = rep_on <= 0 and not settled
-    # runnable with nothing reported and no CPU got since (the CPU time placed for) the last report
-    quiet_us = mem.quiet_us = ((mem.quiet_us or fill) + dt) if quiet else 0
+    quiet_us = mem.quiet_us = mem.quiet_us + dt if quiet else 0
     if quiet and fill and quiet_us >= UNREPORTED_ON_US:
         taken = fill  # the last tick's gap was a wait for a CPU too
         due_on += fill
