@@ -270,13 +270,8 @@ class Sampler:
         keep the sampler off a CPU from one tick to the next, and one sample is a reading where none
         is not."""
         for proc in self.processes:
-            for acc in proc.sites.values():
-                if not acc.samples:
-                    sites = proc.sites.values()
-                    before = sum(a.samples for a in sites)
-                    proc.sample_gils()
-                    self.stats.gil_samples += sum(a.samples for a in sites) > before  # (not if unreadable)
-                    break
+            if not all(acc.samples for acc in proc.sites.values()) and proc.sample_gils():
+                self.stats.gil_samples += 1
 
     def _start_helpers(self) -> None:
         """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""

@@ -190,8 +190,9 @@ def test_children_are_found_among_the_ids_given_out_since_the_last_look(monkeypa
         child.stdin.flush()
         first = int(child.stdout.readline())
         table.find_children()
-        assert first in table.by_pid and first in looked_at
-        assert len(walks) == 1 or last_pid() - start > NEW_IDS_MAX  # (a machine busy giving out ids)
+        many = last_pid() - start > NEW_IDS_MAX  # (a machine busy giving out ids: then they are all walked)
+        assert first in table.by_pid and (first in looked_at or many)
+        assert len(walks) == 1 or many
         # a child whose id was given out before it was listed: found at the next look
         assert child.stdout.readline() == "ready\n"
         child.stdin.write("\n")

@@ -162,7 +162,7 @@ def test_a_thread_that_slept_between_two_readings_is_not_taken_for_waiting_for_a
                                             True), mem, 5000, 0.95, "running"))
     assert sum(t.runnable for t in ticks) == 0 and mem.pending_rq == 0
     # (its sleeps, between two readings that find it runnable, are not seen: they count as CPU time)
-    assert on_us - UNREPORTED_ON_US_AT_MOST <= sum(t.oncpu for t in ticks) <= 2000 * 5000
+    assert sum(t.oncpu for t in ticks) >= on_us - UNREPORTED_ON_US_AT_MOST
 
 
 def test_a_wait_for_a_cpu_placed_ahead_and_not_reported_is_dropped_when_it_gets_one():

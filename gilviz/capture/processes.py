@@ -37,10 +37,10 @@ NEW_IDS_MAX = 512  # ids given out since the last look that are looked at one by
 def parent_if_process(pid: int) -> int | None:
     """The parent of process `pid`, None if that id is no process now (gone, or a thread's id)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            ppid = int(f.read().rpartition(b")")[2].split()[1])
         with open(f"/proc/{pid}/status", "rb") as f:
-            tgid = int(f.read().split(b"\nTgid:")[1].split()[0])
+            text = f.read()
+        tgid = int(text.split(b"\nTgid:")[1].split()[0])
+        ppid = int(text.split(b"\nPPid:")[1].split()[0])
     except (OSError, ValueError, IndexError):
         return None
     return ppid if tgid == pid else None
@@ -117,7 +117,7 @@ class WatchedProcess:
         return self.sites.get(gil.address) if gil is not None and gil.sites else None  # type: ignore[arg-type]
 
     def sample_gils(self) -> bool:
-        """One sample of each of its GILs; False if it has none to sample."""
+        """One sample of each of its GILs; False if it has none to sample, or none could be read."""
         gil = self.gil
         if gil is None or not gil.sites:
             return False
@@ -129,6 +129,7 @@ class WatchedProcess:
                 asking = any(asks and not holds for holds, asks in map(gil.thread_flags, self.watched.values()))
             except OSError:
                 pass
+        read = False
         for site in gil.sites:
             acc = self.sites.get(site.address)
             if acc is None:
@@ -139,13 +140,14 @@ class WatchedProcess:
                 gil.unreadable = isinstance(e, ProcessLookupError)
                 break
             acc.samples += 1
+            read = True
             if locked:
                 acc.held += 1
                 acc.holders[holder] += 1
             if waiters or asking:
                 acc.contended += 1
             acc.switch_number = switch
-        return True
+        return read
 
     def held_by(self, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:
         """Per thread, the fraction of its GIL's samples this tick in which it held it; per GIL, the
