@@ -17,7 +17,8 @@ import pytest
 from gilviz.probes import debug_offsets
 from gilviz.probes.debug_offsets import DebugOffsetsError
 from gilviz.probes.gil import (
-    GLIBC_2_41, GLIBC_BEFORE_2_41, GilCheck, GilLayout, GilProbe, condvar_layout, find_gil_by_shape,
+    GLIBC_2_41, GLIBC_BEFORE_2_41, GilCheck, GilLayout, GilProbe, GilSite, InterpreterWalk, condvar_layout,
+    find_gil_by_shape,
 )
 from gilviz.probes.pyprocess import PythonProcess, Symbol
 
@@ -317,3 +318,56 @@ def test_a_free_threaded_build_with_its_gil_turned_on_is_read_at_the_moved_field
     assert probe.switch_interval_us() == 5000
     rec = RECORDED["3.13"]
     assert list(probe.sample()) == rec["samples"][0]  # the same figures, 8 bytes further on
+
+
+# ----------------------------------------------------------------- 3.12's subinterpreters, walked
+MAIN_INTERP = 1024  # the main PyInterpreterState's offset in _PyRuntime, as in 3.12
+GIL_IN_INTERP = 1040  # its GIL's offset in every PyInterpreterState (measured on 3.12.1)
+LOCK = 0x55D000000000  # interpreters.mutex: a heap pointer, just before head
+SUB = 0x7F3000000000
+
+
+class CountingMemory(RecordedMemory):
+    def __init__(self, regions):
+        super().__init__(regions)
+        self.reads = 0
+
+    def read(self, address, size):
+        self.reads += 1
+        return super().read(address, size)
+
+
+def runtime_312(head):
+    """_PyRuntime's start as 3.12 lays it out: {mutex, head, main, next_id} at 32, the main
+    interpreter (whose `next` is at 8) and its GIL further in."""
+    buf = bytearray(4096)
+    struct.pack_into("<QQQQ", buf, 32, LOCK, head, RUNTIME + MAIN_INTERP, 2)
+    gil = gil_struct(holder=REAL_STATE)
+    buf[MAIN_INTERP + GIL_IN_INTERP : MAIN_INTERP + GIL_IN_INTERP + len(gil)] = gil
+    return bytes(buf)
+
+
+def walk_312(head, extra=()):
+    memory = CountingMemory([(RUNTIME, runtime_312(head)), (LOCK, bytes(64)), *extra])
+    layout = GilLayout(GLIBC_BEFORE_2_41)
+    main_site = GilSite(RUNTIME + MAIN_INTERP + GIL_IN_INTERP, 0, layout)
+    return InterpreterWalk(), memory, Symbol(RUNTIME, 4096), main_site
+
+
+def test_the_main_interpreter_alone_is_walked_in_one_read():
+    """head and main both point at the main interpreter: the walk must not start from the word
+    before them (the lock), or it scans the heap for a `next` field at every refresh."""
+    walk, memory, runtime, main_site = walk_312(head=RUNTIME + MAIN_INTERP)
+    for _ in range(3):
+        assert walk.own_gils(memory, runtime, main_site) == []
+    assert memory.reads == 3  # one read of the runtime's head a refresh, and nothing else
+
+
+def test_a_subinterpreter_with_its_own_gil_is_found_from_head():
+    sub = bytearray(GIL_IN_INTERP + 512)
+    struct.pack_into("<Q", sub, 8, RUNTIME + MAIN_INTERP)  # its `next`: the main interpreter
+    gil = gil_struct(holder=REAL_STATE)
+    sub[GIL_IN_INTERP : GIL_IN_INTERP + len(gil)] = gil
+    walk, memory, runtime, main_site = walk_312(head=SUB, extra=[(SUB, bytes(sub) + bytes(16384))])
+    found = walk.own_gils(memory, runtime, main_site)
+    assert [(s.address, s.interp) for s in found] == [(SUB + GIL_IN_INTERP, 1)]

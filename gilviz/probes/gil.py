@@ -548,7 +548,7 @@ class InterpreterWalk:
             if layout.plausible(memory.read(interp + gil_offset, layout.size)):
                 found.append(interp + gil_offset)
             interp = self._next(memory, interp, main, gil_offset, layout)
-        if not found:  # learned from a runtime still being set up, perhaps: learn again next time
+        if not found and head != main:  # learned from a runtime still being set up, perhaps: learn again next time
             self._main_field = self._next_field = None
         # 3.12 publishes no interpreter ids: number them in the order they were made
         return [GilSite(address, n, layout) for n, address in enumerate(reversed(found), start=1)]
@@ -558,6 +558,8 @@ class InterpreterWalk:
         for off in range(8, len(buf) - 8, 8):
             value = struct.unpack_from("<Q", buf, off)[0]
             if runtime <= value < main_gil and main_gil - value < 1 << 20:
+                if struct.unpack_from("<Q", buf, off + 8)[0] == value:
+                    off += 8  # head and main both point at the main interpreter (the only one): main is second
                 head = struct.unpack_from("<Q", buf, off - 8)[0]
                 if is_pointer(head):
                     return off
