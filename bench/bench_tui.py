@@ -1,6 +1,6 @@
 """How fast the live view draws: frames per second and the UI process's CPU.
 
-    python3 bench/bench_tui.py [--seconds 8] [--threads 8 64] [--size 200x60] [--prints 1] [--recording FILE]
+    python3 bench/bench_tui.py [--seconds 8] [--rounds 3] [--threads 8 64] [--size 200x60] [--prints 1] [--recording FILE]
 
 For each thread count, runs the real app in a pseudo-terminal of the given size (so the
 whole path is measured: reading and decoding the pipe, model, Line API rows, compositor,
@@ -11,6 +11,12 @@ threads taking turns on the GIL, sleepers that wake now and then, a native worke
 blocked on a lock. Prints the frames per second the terminal received and the UI process's
 CPU time per second of wall time.
 Goals: 30 fps, at most 20 % of one core at 64 threads.
+
+Each figure is the median (min..max) of --rounds runs. The anchor, measured before each run
+in the same process: the CPU a fixed piece of pure-Python work (dict stores of fresh tuples,
+the kind of work a frame is made of) takes. This machine's speed moves by a quarter from one
+hour to the next (the same view measured 22.5 % and 17 % of a core twenty minutes apart), and
+the anchor moves with it: compare runs by both.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import pty
 import random
 import select
+import statistics
 import struct
 import sys
 import tempfile
@@ -292,10 +299,27 @@ def run_one(threads: int, seconds: float, width: int, height: int, recording: st
     return result
 
 
+def reference_ms() -> float:
+    """CPU of a fixed piece of pure-Python work, in ms: the anchor (median of 5)."""
+    times = []
+    for _ in range(5):
+        t = time.process_time()
+        d: dict = {}
+        for i in range(300_000):
+            d[i & 1023] = (i, str(i))
+        times.append((time.process_time() - t) * 1000)
+    return statistics.median(times)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}..{format(max(values), fmt)})"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run (after 2 s warm-up)")
     p.add_argument("--threads", type=int, nargs="+", default=[8, 64])
+    p.add_argument("--rounds", type=int, default=3, help="runs per thread count (default 3)")
     p.add_argument("--size", default="200x60")
     p.add_argument("--recording", help="replay this recording at speed 1 instead of synthetic ticks")
     p.add_argument("--fps", type=float, default=30.0, help="the app's frame rate (default 30)")
@@ -310,26 +334,37 @@ def main() -> int:
     os.environ["GILVIZ_BENCH_PRINTS"] = str(args.prints)  # (for the feeding process, which is another)
     print(f"gilviz live view at {width}x{height}, {TICK_HZ} ticks/s, {args.seconds:.0f} s measured per run, "
           f"{args.prints:g} lines of output a second")
-    print(f"{'threads':>7} {'fps':>6} {'repaints/s':>10} {'UI CPU':>8}   (goals: 30 fps, <= 20 % of a core at 64)")
+    print(f"{'threads':>7} {'fps':>18} {'repaints/s':>18} {'UI CPU':>20}   {'anchor: reference work':>24}")
+    print(f"{'':>7} {'(goal 30)':>18} {'':>18} {'(goal <= 20 % at 64)':>20}   {'(ms of CPU)':>24}")
     ok = True
     for threads in ([0] if args.recording else args.threads):
-        r = run_one(threads, args.seconds, width, height, args.recording, args.fps)
-        if "error" in r:
-            print(f"{threads:>7} failed: {r['error']}")
-            ok = False
+        runs, refs = [], []
+        for _ in range(args.rounds):
+            refs.append(reference_ms())
+            r = run_one(threads, args.seconds, width, height, args.recording, args.fps)
+            if "error" in r:
+                print(f"{threads:>7} failed: {r['error']}")
+                ok = False
+                continue
+            runs.append(r)
+        if not runs:
             continue
-        cpu = r["cpu_s"] / r["wall_s"]
         label = "replay" if args.recording else str(threads)
-        print(f"{label:>7} {r['terminal_updates_per_s']:>6.1f} {r['repaints_per_s']:>10.1f} {cpu:>7.1%}")
+        fps = [r["terminal_updates_per_s"] for r in runs]
+        repaints = [r["repaints_per_s"] for r in runs]
+        cpu = [100 * r["cpu_s"] / r["wall_s"] for r in runs]
+        print(f"{label:>7} {spread(fps, '.1f'):>18} {spread(repaints, '.1f'):>18} {spread(cpu, '.1f') + ' %':>20}   "
+              f"{spread(refs, '.1f'):>24}")
+        r = runs[-1]
         rss = r.get("rss") or []
         if len(rss) >= 3:
             half = [mb for t, mb in rss if t >= rss[-1][0] / 2]
             per_min = (rss[-1][1] - half[0]) / max(1e-9, (rss[-1][0] - rss[-len(half)][0]) / 60)
-            print(f"{'':>9}memory: {rss[0][1]:.0f} MB at start, {max(mb for _, mb in rss):.0f} MB at most, "
+            print(f"{'':>9}memory (last run): {rss[0][1]:.0f} MB at start, {max(mb for _, mb in rss):.0f} MB at most, "
                   f"{rss[-1][1]:.0f} MB at the end; {per_min:+.1f} MB a minute over the second half "
                   f"(goal: under 250 MB after an hour)")
         for k, v in sorted(r.get("timings", {}).items(), key=lambda kv: -kv[1]):
-            print(f"{'':>9}{k:<32} {v:>6.1f} ms per second")
+            print(f"{'':>9}{k:<32} {v:>6.1f} ms per second (last run)")
     return 0 if ok else 1
 
 
