@@ -98,8 +98,10 @@ class Tick:
     core_busy: list[int] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"k": "tick", "t": self.t, "dt": self.dt, "th": self.threads,  # tuples: JSON arrays as they are
-                "g": self.gils, "c": self.core_busy}
+        # plain tuples: orjson writes them as arrays at C speed, where each NamedTuple row would cost
+        # a call back into Python (a quarter of a 1000-thread tick's encoding)
+        return {"k": "tick", "t": self.t, "dt": self.dt, "th": list(map(tuple, self.threads)),
+                "g": list(map(tuple, self.gils)), "c": self.core_busy}
 
 
 @dataclass(slots=True)
