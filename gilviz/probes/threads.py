@@ -220,15 +220,18 @@ class ThreadProbe:
         threads = self._threads
         read_every, idle_from = _READ_EVERY[self.sparseness]
         if _gilloop is not None:
-            open_threads = []
-            for tid in tids:
-                th = threads.get(tid)
-                if th is None:
-                    try:
-                        th = threads[tid] = _OpenThread(self.task_dir, tid)
-                    except OSError:
-                        continue  # exited between listdir and open
-                open_threads.append(th)
+            if list_threads:
+                open_threads = []
+                for tid in tids:
+                    th = threads.get(tid)
+                    if th is None:
+                        try:
+                            th = threads[tid] = _OpenThread(self.task_dir, tid)
+                        except OSError:
+                            continue  # exited between listdir and open
+                    open_threads.append(th)
+            else:
+                open_threads = list(threads.values())  # (the known threads, in the same order: no loop here)
             readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
                                              IDLE_STEPS[-1][1], ThreadReading)
         else:
