@@ -71,15 +71,16 @@ class GilLayout:
     condvar: CondvarLayout = GLIBC_BEFORE_2_41
     shift: int = 0  # 8 on free-threaded builds (an `int enabled` comes first)
 
-    @property
+    # (cached: every tick asks each GIL for its range, and so its size)
+    @functools.cached_property
     def cond(self) -> int:
         return self.shift + 32
 
-    @property
+    @functools.cached_property
     def switch_cond(self) -> int:
         return self.cond + _COND_SIZE + _MUTEX_SIZE
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         return self.switch_cond + _COND_SIZE + _MUTEX_SIZE
 
