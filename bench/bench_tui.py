@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_floor import spread  # noqa: E402
 from gilviz.sources import LiveSource, Source, decode_all  # noqa: E402
 from gilviz.stream import Tick  # noqa: E402
 
@@ -309,10 +310,6 @@ def reference_ms() -> float:
             d[i & 1023] = (i, str(i))
         times.append((time.process_time() - t) * 1000)
     return statistics.median(times)
-
-
-def spread(values: list[float], fmt: str) -> str:
-    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}..{format(max(values), fmt)})"
 
 
 def main() -> int:

@@ -215,8 +215,6 @@ class ThreadProbe:
                 raise ProcessLookupError(self.pid) from None
             self._links = links
             self._listed_at = self._reads
-        else:
-            tids = list(self._threads)
         threads = self._threads
         read_every, idle_from = _READ_EVERY[self.sparseness]
         if _gilloop is not None:
@@ -235,7 +233,7 @@ class ThreadProbe:
             readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
                                              IDLE_STEPS[-1][1], ThreadReading)
         else:
-            readings = self._read_in_python(tids, read_every, idle_from)
+            readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from)
         if not list_threads:
             return readings, []
         live = set(tids)
