@@ -5,8 +5,9 @@ CPU budget allows (capture/budget.py); at each tick it reads every thread's kern
 hands each thread's readings to the state rules (capture/states.py), which turn the interval
 into time in each State. The processes followed and their GILs are capture/processes.py's;
 py-spy's stacks come from a thread beside the loop (capture/stacks.py); the line each thread
-is on, stamped on its ticks, from those and, on 3.14+ targets, from a helper on the target's
-own interpreter (capture/lines.py).
+is on, stamped on its ticks, from the target's memory at each tick on 3.9 to 3.13 targets, from
+a helper on the target's own interpreter on 3.14+ ones, and from py-spy's stacks where neither
+can read them (capture/lines.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .capture.processes import ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, LineTable
 from .capture.stacks import StackReader
 from .probes.cpus import CpuProbe
+from .probes.frames import FrameReader
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
 from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
@@ -32,6 +34,7 @@ from .native import compiled as _gilloop  # the GIL samples between ticks in C, 
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
+LINES_EVERY_MAX = 5  # over the budget, lines read from memory at no fewer than one tick in this many
 
 
 def _gil_read(proc: WatchedProcess, samples: int) -> str:
@@ -84,6 +87,7 @@ class Sampler:
         self.stacks = StackReader(stacks_hz, self.processes, self._now_us)
         self.lines = LineTable(self._now_us, self._t0)
         self._helpers_tried: set[int] = set()
+        self._budget: Budget | None = None
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -149,7 +153,8 @@ class Sampler:
         budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
                         lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz)
         self.stacks.rate = lambda: budget.stacks_hz
-        self.stacks.slow_pids = self.lines.helpers  # py-spy only names their threads, about once a second
+        self.stacks.slow_pids = self.lines.read_pids  # py-spy only names their threads, about once a second
+        self._budget = budget
         self._start_helpers()
         last_busy = self.cpus.read()
         next_tick = t_start + self.tick_ns
@@ -188,10 +193,12 @@ class Sampler:
                     if stats is not None:
                         for proc in self.processes:
                             proc.probe.sparseness = budget.sparseness
-                        if self.lines.helpers:
+                        if self.lines.helpers or self.lines.readers:
                             self.lines.set_period(budget.tick_ns)
-                            stats.stacks_hz = round(1e9 / budget.tick_ns, 1)
-                            stats.stacks_by = "_remote_debugging"
+                            every = 1 if self.lines.helpers else self._line_ticks_every()
+                            stats.stacks_hz = round(1e9 / budget.tick_ns / every, 1)
+                            stats.stacks_by = " + ".join(by for by, on in (("_remote_debugging", self.lines.helpers),
+                                                                          ("gilviz", self.lines.readers)) if on)
                         elif self.stacks.pyspy is not None and self.stacks.hz > 0:
                             stats.stacks_by = "py-spy"
                         self.sink(stats)
@@ -274,21 +281,35 @@ class Sampler:
                 self.stats.gil_samples += 1
 
     def _start_helpers(self) -> None:
-        """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment)."""
+        """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment),
+        a reader of its memory for each older one."""
         if self.stacks.hz <= 0:
             return
         for proc in self.processes:
-            if proc.python is None or proc.pid in self._helpers_tried or proc.python.version[:2] < HELPER_FROM:
+            if proc.python is None or proc.pid in self._helpers_tried:
+                continue
+            if proc.python.version[:2] < HELPER_FROM:
+                gil = proc.gil
+                if gil is not None:
+                    self._helpers_tried.add(proc.pid)
+                    self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
+                                            proc.tids)
                 continue
             self._helpers_tried.add(proc.pid)
             threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns),
                              daemon=True, name="gilviz-helper-start").start()
 
+    def _line_ticks_every(self) -> int:
+        """Lines read from memory at one tick in this many: all of a tick's threads or none (the
+        ticks that carry lines stay a fair sample), fewer as the budget slows the stacks."""
+        share = self._budget.stacks_share if self._budget is not None else 1.0
+        return max(1, min(LINES_EVERY_MAX, round(1 / share)))
+
     def _drain_stacks(self) -> None:
-        """py-spy's dumps out, their lines read where no helper reads them."""
+        """py-spy's dumps out, their lines read where nothing reads them at the tick rate."""
         now = self._now_us()
         for rec in self.stacks.drain():
-            if isinstance(rec, Stack) and rec.pid not in self.lines.helpers:
+            if isinstance(rec, Stack) and rec.pid not in self.lines.read_pids:
                 self.lines.seen_pyspy(now, ((e.tid, e.line) for e in rec.threads))
             self.sink(rec)
 
@@ -300,21 +321,29 @@ class Sampler:
         root_alive = False
         list_threads = True  # the probe lists the threads again only when their count moved
         spans = []
+        t_us = (now - self._t0) // 1000
+        readers = self.lines.readers
+        read_lines = bool(readers) and self.stats.ticks % self._line_ticks_every() == 0
         for proc in self.processes:
             try:
                 readings, gone = proc.probe.read(list_threads)
             except ProcessLookupError:
                 self.processes.end(proc)
+                readers.pop(proc.pid, None)
                 continue
             root_alive = root_alive or proc.pid == self.root_pid
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now)
+            reader = readers.get(proc.pid) if readers else None
+            if reader is not None:
+                reader.forget(gone)
+                if read_lines:
+                    reader.read(readings, t_us, now, proc.tids)
             spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
             threads.extend(ticks)
             gils.extend(gil_ticks)
             proc.clear_samples()
             proc.watch_flags(ticks)
         self.stats.ticks += 1
-        t_us = (now - self._t0) // 1000
         threads = self.lines.stamp(threads, t_us, dt)
         for rec in self.lines.drain():
             self.sink(rec)

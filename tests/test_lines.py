@@ -4,7 +4,8 @@ The workload is a small convoy: one thread spins on a single line, another reads
 by a child process a byte a millisecond. Each time its recv returns, the reader must take the
 GIL back from the spinner, so its waits are on the recv line (the call it is returning from:
 the frame is still on it while CPython takes the GIL back). 3.14+ read the lines with the
-target's own `_remote_debugging` at the tick rate; older ones with py-spy, 5 dumps a second.
+target's own `_remote_debugging` at the tick rate; older ones are read by gilviz from the
+target's memory at the tick rate; py-spy, 5 dumps a second, takes over where neither can.
 """
 
 import pytest
@@ -41,6 +42,28 @@ WAIT = CONVOY.splitlines().index("        data = ours.recv(64)") + 1
 
 def test_the_hot_line_holds_and_the_recv_line_waits(tmp_path, python):
     summary, _ = record_code(tmp_path, python, CONVOY, duration=3.0)
+    version = tuple(int(p) for p in summary["target"]["python"].rstrip("t").split(".")[:2])
+    assert summary["stacks"]["by"] == ("_remote_debugging" if version >= (3, 14) else "gilviz")
+    assert summary["stacks"]["readings_per_s"] > 50  # at about the tick rate (200/s asked)
+    _assert_hot_and_waiting_lines(summary)
+
+
+def test_where_gilviz_cannot_read_the_frames_pyspy_reads_the_lines_and_the_stream_says_why(tmp_path, monkeypatch):
+    from conftest import python_or_skip
+    from gilviz.probes import frames
+
+    python = python_or_skip("3.12")
+    monkeypatch.delitem(frames.LAYOUTS, (3, 12))  # as for a build whose layout gilviz does not know
+    summary, rec = record_code(tmp_path, python, CONVOY, duration=3.0)
+    assert summary["stacks"]["by"] == "py-spy"
+    notices = [text for text in rec.notices if "cannot read its frames" in text]
+    # once for each Python process (the workload forks one)
+    assert notices and len(set(notices)) == len(notices), notices
+    assert all("CPython 3.12" in text and "py-spy reads its lines" in text for text in notices), notices
+    _assert_hot_and_waiting_lines(summary)
+
+
+def _assert_hot_and_waiting_lines(summary):
     lines = summary["lines"]
     assert lines, summary["stacks"]
     assert set(lines[0]) >= {"file", "line", "function", "held_s", "waited_s", "native_s", "blocked_s"}
@@ -52,10 +75,6 @@ def test_the_hot_line_holds_and_the_recv_line_waits(tmp_path, python):
     assert waited["threads"] == ["reader"]
     # the spinner holds the GIL most of the run; the reader's line waits more than it holds
     assert held["held_s"] > 1.0 and waited["waited_s"] > waited["held_s"], (held, waited)
-    version = tuple(int(p) for p in summary["target"]["python"].rstrip("t").split(".")[:2])
-    assert summary["stacks"]["by"] == ("_remote_debugging" if version >= (3, 14) else "py-spy")
-    if summary["stacks"]["by"] == "_remote_debugging":
-        assert summary["stacks"]["readings_per_s"] > 50  # at about the tick rate (200/s asked)
 
 
 def _row(tid, dt, line, *, held=0, waiting=0, native=0, sleep=0):

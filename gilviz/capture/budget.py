@@ -3,8 +3,9 @@
 Everything the sampler does counts against `--budget` (a share of one core): its ticks (the
 per-thread reads, the state rules, the records), its GIL samples, and py-spy's stack dumps.
 Every half second the sampler's CPU over the last interval is compared with the budget:
-- over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then py-spy's dumps (down to
-  STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading), then idle threads
+- over it, GIL sampling slows first (down to GIL_HZ_FLOOR), then the lines: py-spy's dumps
+  (down to STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading) and the
+  sampler's own reads of them (`stacks_share`: down to one tick in 5), then idle threads
   are read more sparsely (probes/threads.py's SPARSENESS), then the ticks lengthen (down to
   TICK_HZ_FLOOR) and py-spy's rate with them;
 - under 80 % of it, the ticks come back to the rate asked first, then idle threads' reads,

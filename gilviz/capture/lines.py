@@ -1,10 +1,12 @@
 """The Python line each thread is on, stamped on the ticks, so every state is attributed to lines.
 
-Readings come from two sources: on 3.14+ targets a helper on the target's own interpreter
-(probes/unwinder_helper.py, CPython's `_remote_debugging`, about 25 us a reading) at the tick
-rate; elsewhere py-spy's dumps (capture/stacks.py), a few a second. Each reading's innermost
-Python frame becomes a `Line` (named once) and is stamped on that thread's next tick, so the
-ticks that carry a line are a sample of the thread's life (see gilviz/lines.py for the sums).
+Readings come from three sources, all at the tick rate but the last: on 3.14+ targets a helper
+on the target's own interpreter (probes/unwinder_helper.py, CPython's `_remote_debugging`, about
+25 us a reading); on 3.9 to 3.13 targets the sampler itself, from the target's memory at each
+tick (probes/frames.py, `FrameLines`, 3 to 7 us a thread); where neither can read, py-spy's
+dumps (capture/stacks.py), a few a second. Each reading's innermost Python frame becomes a
+`Line` (named once) and is stamped on that thread's next tick, so the ticks that carry a line
+are a sample of the thread's life (see gilviz/lines.py for the sums).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import subprocess
 import threading
 from typing import Callable, Iterable
 
+from ..probes.frames import FrameReader, FramesError
+from ..probes.threads import ThreadReading
 from ..stream import Line, Notice, Record, ThreadTick
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
 HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other processes
 STALE_TICKS = 3  # a reading older than this many ticks is stamped on no tick
+WALK_EVERY_NS = 50_000_000  # thread states are looked for again at most this often...
+WALK_TRIES = 4  # ...for a thread this many times (a thread CPython did not start has none)
 _PYTHON_EXE = re.compile(r"python(3(\.\d+)?)?t?(-dbg)?$")
 
 
@@ -53,6 +59,8 @@ class LineTable:
         self._latest: dict[int, tuple[int, int]] = {}  # tid -> (t_us, line id)
         self._lock = threading.Lock()
         self.helpers: dict[int, UnwinderHelper] = {}
+        self.readers: dict[int, FrameLines] = {}  # 3.9 to 3.13: read by the sampler itself
+        self.read_pids = _PidsOf(self.helpers, self.readers)  # whose lines py-spy does not read
         self._ended_cpu_s = 0.0  # helpers that ended before the run did
         self._stopped = False
 
@@ -73,6 +81,17 @@ class LineTable:
         with self._lock:
             for tid, lid in readings:
                 self._latest[tid] = (t_us, lid)
+
+    def seen_lines(self, t_us: int, readings: Iterable[tuple[int, tuple[str, int, str]]]) -> list[int]:
+        """A reading: (tid, (file, line, function)) of each thread found in Python code, at t_us;
+        the line ids, in the same order."""
+        with self._lock:
+            out = []
+            for tid, where in readings:
+                lid = self._intern(*where)
+                self._latest[tid] = (t_us, lid)
+                out.append(lid)
+            return out
 
     def seen_pyspy(self, t_us: int, entries: Iterable[tuple[int | None, str]]) -> None:
         with self._lock:
@@ -98,6 +117,21 @@ class LineTable:
         with self._lock:
             out, self._new = self._new, []
         return out
+
+    # ------------------------------------------------------------- 3.9 to 3.13: from memory
+    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int]) -> bool:
+        """Lines read from the process's memory at every tick; where its frames cannot be read,
+        py-spy reads them, and the stream says why."""
+        try:
+            reader = FrameLines(make(), self)
+            reader.walk(tids, 0)
+        except (OSError, FramesError) as e:
+            with self._lock:
+                self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({e}); py-spy "
+                                                       "reads its lines, a few times a second"))
+            return False
+        self.readers[pid] = reader
+        return True
 
     # ------------------------------------------------------------- 3.14+ helpers
     def start_helper(self, pid: int, period_ns: int) -> None:
@@ -239,3 +273,86 @@ class UnwinderHelper:
             self.proc.wait()
         if self._thread is not None:
             self._thread.join(2)
+
+
+class _PidsOf:
+    """The processes whose lines are read at the tick rate, by a helper or by the sampler."""
+
+    def __init__(self, *tables: dict) -> None:
+        self.tables = tables
+
+    def __contains__(self, pid: object) -> bool:
+        return any(pid in t for t in self.tables)
+
+    def __bool__(self) -> bool:
+        return any(self.tables)
+
+
+class FrameLines:
+    """One process's lines, read from its memory at a tick. A thread asleep all tick is on the
+    line it was on (its frame cannot have moved): that is not read again."""
+
+    def __init__(self, reader: FrameReader, table: LineTable):
+        self.reader = reader
+        self.table = table
+        self.tstates: dict[int, int] = {}  # tid -> PyThreadState address
+        self.last: dict[int, int] = {}  # tid -> line id read last (0: no Python frame)
+        self.tries: dict[int, int] = {}  # tid -> walks that did not find its thread state
+        self.walked_ns = -(1 << 62)
+        self.reads = 0
+
+    def walk(self, tids: set[int], now_ns: int) -> None:
+        found: dict[int, int] = {}
+        for tstate, _, tid in self.reader.thread_states():
+            if tid in tids:  # (a thread of the process: not one that ended, nor a misread)
+                found[tid] = tstate
+        if found != self.tstates:
+            self.last = {tid: lid for tid, lid in self.last.items() if self.tstates.get(tid) == found.get(tid)}
+        self.tstates = found
+        self.walked_ns = now_ns
+
+    def read(self, readings: list[ThreadReading], t_us: int, now_ns: int, tids: set[int]) -> None:
+        tstates, last = self.tstates, self.last
+        lost = [r.tid for r in readings if r.tid not in tstates and self.tries.get(r.tid, 0) < WALK_TRIES]
+        if lost and now_ns - self.walked_ns >= WALK_EVERY_NS:
+            try:
+                self.walk(tids, now_ns)
+            except (OSError, FramesError):
+                self.walked_ns = now_ns
+            for tid in lost:
+                if tid not in self.tstates:
+                    self.tries[tid] = self.tries.get(tid, 0) + 1
+            tstates, last = self.tstates, self.last
+        line = self.reader.line
+        kept: list[tuple[int, int]] = []
+        fresh: list[tuple[int, tuple[str, int, str]]] = []
+        for r in readings:
+            tstate = tstates.get(r.tid)
+            if tstate is None:
+                continue
+            lid = None if r.moved else last.get(r.tid)
+            if lid is None:
+                self.reads += 1
+                try:
+                    where = line(tstate)
+                except (OSError, FramesError):  # it ended, or its thread state went: look again
+                    del tstates[r.tid]
+                    last.pop(r.tid, None)
+                    continue
+                if where is None:
+                    last[r.tid] = 0
+                else:
+                    fresh.append((r.tid, where))
+            elif lid:
+                kept.append((r.tid, lid))
+        if fresh:
+            for (tid, _), lid in zip(fresh, self.table.seen_lines(t_us, fresh)):
+                last[tid] = lid
+        if kept:
+            self.table.seen(t_us, kept)
+
+    def forget(self, gone: list[int]) -> None:
+        for tid in gone:
+            self.tstates.pop(tid, None)
+            self.last.pop(tid, None)
+            self.tries.pop(tid, None)

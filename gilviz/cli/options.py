@@ -46,8 +46,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                         "one core (default 15). Over it, GIL sampling slows first (to no less than 1000/s), "
                         "then py-spy's dumps, then idle threads are read less often, then the ticks lengthen")
     p.add_argument("--stacks-rate", type=float, default=5.0,
-                   help="py-spy stack dumps per second, for the lines each thread is on (default 5; 0: none). On 3.14+ "
-                        "targets CPython's own reader takes the lines at the tick rate and py-spy only names threads")
+                   help="py-spy stack dumps per second, for the lines each thread is on, where py-spy reads them "
+                        "(default 5; 0: no lines). 3.9 to 3.15 targets with a GIL are read at the tick rate (by gilviz, "
+                        "or on 3.14+ by CPython's own reader) and py-spy only names threads")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
 
 

@@ -1,0 +1,332 @@
+"""The Python line each thread is on, read from the target's memory (CPython 3.9 to 3.13).
+
+py-spy takes a few milliseconds of CPU a dump, a new process each time, so it can give lines a
+few times a second at most; CPython 3.14+ reads them itself (probes/unwinder_helper.py). Here
+the innermost frame of each thread is read with three or four small reads of the target's
+memory, cheap enough for every tick. The structs' layouts are those of CPython's release
+builds on 64-bit Linux, copied from each version's headers (3.13's thread and interpreter
+fields come from its debug offsets). Nothing is guessed: every code object read must have
+`PyCode_Type` as its type and every name `PyUnicode_Type`, and a process whose thread states
+do not point back at their interpreter is refused, so py-spy reads its lines as before.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from . import debug_offsets
+from .memory import Memory, is_pointer
+from .pyprocess import PythonProcess, _elf_symbols
+
+MAX_THREADS = 100_000
+MAX_INTERPRETERS = 256
+MAX_SKIPPED = 8  # C-stack shim frames or frames not started, before the innermost Python one
+MAX_TEXT = 4096  # a file name or function name longer than this is taken as a misread
+MAX_TABLE = 1 << 20
+CODE_CACHE = 4096  # code objects remembered with their decoded line tables
+
+_Q = struct.Struct("<Q")
+_I = struct.Struct("<i")
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """Offsets in bytes of what is read, for one CPython minor version."""
+
+    interp_head: int  # _PyRuntimeState.interpreters.head
+    interp_next: int
+    interp_threads: int  # PyInterpreterState's first thread state
+    ts_next: int
+    ts_interp: int
+    ts_thread: int  # its OS thread id (3.11+), or its pthread_t (3.9, 3.10)
+    ts_frame: int  # PyThreadState.frame (3.9, 3.10), .cframe (3.11, 3.12), .current_frame (3.13)
+    cframe_frame: int | None  # _PyCFrame.current_frame (3.11, 3.12)
+    frame_code: int
+    frame_back: int
+    frame_instr: int  # f_lasti, an int (3.9, 3.10), or the instruction pointer (3.11+)
+    frame_owner: int | None  # (3.12+: frames the C stack owns are shims, no Python code)
+    code_filename: int
+    code_name: int  # co_qualname from 3.11 on
+    code_firstlineno: int
+    code_linetable: int
+    code_start: int | None  # where the instructions begin (3.11+)
+    ascii_header: int  # sizeof(PyASCIIObject): where a compact ASCII string's text begins
+    compact_header: int  # sizeof(PyCompactUnicodeObject)
+    table: str  # the line table's format: "lnotab" (3.9), "linetable" (3.10), "locations" (3.11+)
+    lasti_unit: int = 1  # bytes per unit of f_lasti (3.10 counts instructions)
+    instr_ahead: bool = False  # 3.11, 3.12: prev_instr points at the instruction last begun
+
+
+LAYOUTS = {
+    (3, 9): FrameLayout(32, 0, 8, 8, 16, 176, 24, None, 32, 24, 104, None, 104, 112, 40, 120, None, 48, 72, "lnotab"),
+    (3, 10): FrameLayout(32, 0, 8, 8, 16, 176, 24, None, 32, 24, 96, None, 104, 112, 40, 120, None, 48, 72, "linetable",
+                         lasti_unit=2),
+    (3, 11): FrameLayout(40, 0, 16, 8, 16, 160, 56, 8, 32, 48, 56, None, 112, 128, 72, 136, 184, 48, 72, "locations"),
+    (3, 12): FrameLayout(40, 0, 72, 8, 16, 144, 56, 0, 0, 8, 56, 70, 112, 128, 68, 136, 192, 40, 56, "locations"),
+    # interpreters and thread states from the debug offsets; the frame and code from the headers
+    (3, 13): FrameLayout(0, 0, 0, 8, 16, 160, 72, None, 0, 8, 56, 70, 112, 128, 68, 136, 200, 40, 56, "locations"),
+}
+FRAME_OWNED_BY_CSTACK = 3
+PTHREAD_TID = 720  # of the thread id in glibc's struct pthread on x86-64 (3.9, 3.10)
+
+
+class FramesError(Exception):
+    """This process's frames cannot be read here (its version, its build, or what was read)."""
+
+
+# ----------------------------------------------------------------------- line tables
+def lnotab_lines(table: bytes, firstlineno: int) -> tuple[list[int], list[int]]:
+    """3.9's co_lnotab: (starts, lines): the line of byte offset x is lines[bisect(starts, x) - 1]."""
+    starts, lines = [0], [firstlineno]
+    addr, line = 0, firstlineno
+    for i in range(0, len(table) - 1, 2):
+        addr += table[i]
+        line += table[i + 1] - 256 if table[i + 1] > 127 else table[i + 1]
+        starts.append(addr)  # (an offset that comes twice: bisect_right finds its last line)
+        lines.append(line)
+    return starts, lines
+
+
+def linetable_lines(table: bytes, firstlineno: int) -> tuple[list[int], list[int]]:
+    """3.10's co_linetable (byte offsets; -1: no line)."""
+    starts: list[int] = []
+    lines: list[int] = []
+    end, line = 0, firstlineno
+    for i in range(0, len(table) - 1, 2):
+        start, end = end, end + table[i]
+        delta = table[i + 1] - 256 if table[i + 1] > 127 else table[i + 1]
+        if delta == -128:
+            here = -1
+        else:
+            line += delta
+            here = line
+        if end > start:
+            starts.append(start)
+            lines.append(here)
+    starts.append(end)
+    lines.append(-1)  # past the end
+    return starts, lines
+
+
+def _varint(table: bytes, i: int) -> tuple[int, int]:
+    b = table[i]
+    value, shift = b & 63, 0
+    while b & 64:
+        i += 1
+        b = table[i]
+        shift += 6
+        value |= (b & 63) << shift
+    return value, i + 1
+
+
+def locations_lines(table: bytes, firstlineno: int) -> tuple[list[int], list[int]]:
+    """3.11+'s location table (byte offsets; -1: no line), as Objects/locations.md describes it."""
+    starts: list[int] = []
+    lines: list[int] = []
+    addr, line, i, n = 0, firstlineno, 0, len(table)
+    while i < n:
+        first = table[i]
+        code = (first >> 3) & 15
+        if code in (13, 14):
+            uval, _ = _varint(table, i + 1)
+            line += -(uval >> 1) if uval & 1 else uval >> 1
+        elif code in (11, 12):
+            line += code - 10
+        starts.append(addr)
+        lines.append(-1 if code == 15 else line)
+        addr += ((first & 7) + 1) * 2
+        i += 1
+        while i < n and not table[i] & 128:
+            i += 1
+    starts.append(addr)
+    lines.append(-1)
+    return starts, lines
+
+
+DECODERS: dict[str, Callable[[bytes, int], tuple[list[int], list[int]]]] = {
+    "lnotab": lnotab_lines, "linetable": linetable_lines, "locations": locations_lines}
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    filename: str
+    function: str
+    firstlineno: int
+    starts: list[int]
+    lines: list[int]
+
+    def line(self, offset: int) -> int:
+        """The line of the instruction at this byte offset; the def line before the first."""
+        if offset < 0:
+            return self.firstlineno
+        line = self.lines[bisect.bisect_right(self.starts, offset) - 1] if offset >= self.starts[0] else -1
+        return line if line >= 0 else self.firstlineno
+
+
+# ----------------------------------------------------------------------- the reader
+class FrameReader:
+    """Each thread's innermost Python frame, as (file, line, function)."""
+
+    def __init__(self, memory: Memory, python: PythonProcess, offsets: debug_offsets.DebugOffsets | None = None):
+        version = tuple(python.version[:2])
+        layout = LAYOUTS.get(version)  # type: ignore[call-overload]
+        if layout is None:
+            raise FramesError(f"the frames of CPython {python.version_string} are not known to this gilviz")
+        if python.free_threaded:
+            raise FramesError("a free-threaded build: its objects have another header")
+        if version >= (3, 13) and offsets is None:
+            raise FramesError("no debug offsets")
+        self.memory = memory
+        self.python = python
+        self.layout = layout
+        self.offsets = offsets
+        self.decode = DECODERS[layout.table]
+        _, syms = _elf_symbols(python.binary, ("_PyRuntime", "PyCode_Type", "PyUnicode_Type"))
+        if "PyCode_Type" not in syms or "PyUnicode_Type" not in syms:
+            raise FramesError("PyCode_Type or PyUnicode_Type is not in the binary's symbols")
+        bias = python.runtime.address - syms["_PyRuntime"][0]
+        self.code_type = syms["PyCode_Type"][0] + bias
+        self.str_type = syms["PyUnicode_Type"][0] + bias
+        self._codes: dict[tuple, CodeInfo] = {}
+        self._code_size = max(layout.code_filename, layout.code_name, layout.code_firstlineno,
+                              layout.code_linetable) + 8
+        self._frame_size = max(layout.frame_code, layout.frame_back, layout.frame_instr,
+                               layout.frame_owner or 0) + 8
+
+    # ------------------------------------------------------------ thread states
+    def thread_states(self) -> list[tuple[int, int, int]]:
+        """(PyThreadState address, its interpreter, its OS thread id or 0) of every thread state
+        of every interpreter. A thread state that does not point back at its interpreter means
+        the layout is not this process's: FramesError."""
+        lay = self.layout
+        at = self.offsets.thread["native_thread_id"] if self.offsets is not None else lay.ts_thread
+        size = max(lay.ts_next, lay.ts_interp, at) + 8
+        out: list[tuple[int, int, int]] = []
+        for interp, head in self._interpreters():
+            address, seen = head, set()
+            while address and address not in seen and len(out) < MAX_THREADS:
+                if not is_pointer(address):
+                    raise FramesError(f"thread state {address:#x} is not a pointer")
+                seen.add(address)
+                buf = self.memory.read(address, size)
+                if _Q.unpack_from(buf, lay.ts_interp)[0] != interp:
+                    raise FramesError("a thread state does not point back at its interpreter")
+                tid = _Q.unpack_from(buf, at)[0]
+                if lay.code_start is None:  # a pthread_t: the thread id is in glibc's struct
+                    tid = self._pthread_tid(tid)
+                out.append((address, interp, tid))
+                address = _Q.unpack_from(buf, lay.ts_next)[0]
+        return out
+
+    def _pthread_tid(self, pthread: int) -> int:
+        """0 where it cannot be read (not yet started, or another libc: then no line is read)."""
+        if not is_pointer(pthread):
+            return 0
+        try:
+            return _I.unpack(self.memory.read(pthread + PTHREAD_TID, 4))[0]
+        except OSError:
+            return 0
+
+    def _interpreters(self) -> list[tuple[int, int]]:
+        """(interpreter, its first thread state) of each interpreter."""
+        runtime = self.python.runtime.address
+        if self.offsets is not None:
+            return [(i.address, i.threads_head) for i in debug_offsets.interpreters(self.memory, self.offsets, runtime)]
+        lay = self.layout
+        out = []
+        address = _Q.unpack(self.memory.read(runtime + lay.interp_head, 8))[0]
+        seen: set[int] = set()
+        while address and address not in seen and len(out) < MAX_INTERPRETERS:
+            if not is_pointer(address):
+                raise FramesError(f"interpreter {address:#x} is not a pointer")
+            seen.add(address)
+            buf = self.memory.read(address, max(lay.interp_next, lay.interp_threads) + 8)
+            out.append((address, _Q.unpack_from(buf, lay.interp_threads)[0]))
+            address = _Q.unpack_from(buf, lay.interp_next)[0]
+        return out
+
+    @property
+    def frame_offset(self) -> int:
+        return self.offsets.thread["current_frame"] if self.offsets is not None else self.layout.ts_frame
+
+    # ------------------------------------------------------------ one thread
+    def line(self, tstate: int) -> tuple[str, int, str] | None:
+        """(file, line, function) of the thread's innermost Python frame; None when it runs
+        none (a thread state with no frame: a C thread, or one between calls); OSError when
+        the memory cannot be read; FramesError when what was read is not what it should be."""
+        lay = self.layout
+        read = self.memory.read
+        frame = _Q.unpack(read(tstate + self.frame_offset, 8))[0]
+        if lay.cframe_frame is not None and frame:
+            frame = _Q.unpack(read(frame + lay.cframe_frame, 8))[0]
+        for _ in range(MAX_SKIPPED):
+            if not frame:
+                return None
+            if not is_pointer(frame):
+                raise FramesError(f"frame {frame:#x} is not a pointer")
+            buf = read(frame, self._frame_size)
+            code = _Q.unpack_from(buf, lay.frame_code)[0]
+            back = _Q.unpack_from(buf, lay.frame_back)[0]
+            if lay.frame_owner is not None and buf[lay.frame_owner] == FRAME_OWNED_BY_CSTACK:
+                frame = back
+                continue
+            info = self._code(code)
+            if info is None:  # (3.13: an executable that is not a code object)
+                frame = back
+                continue
+            if lay.code_start is None:
+                offset = _I.unpack_from(buf, lay.frame_instr)[0] * lay.lasti_unit
+            else:
+                offset = _Q.unpack_from(buf, lay.frame_instr)[0] - (code + lay.code_start)
+            return info.filename, info.line(offset), info.function
+        return None
+
+    def _code(self, address: int) -> CodeInfo | None:
+        if not is_pointer(address):
+            raise FramesError(f"code object {address:#x} is not a pointer")
+        lay = self.layout
+        buf = self.memory.read(address, self._code_size)
+        if _Q.unpack_from(buf, 8)[0] != self.code_type:
+            return None
+        key = (address, buf[lay.code_filename:lay.code_filename + 8], buf[lay.code_name:lay.code_name + 8],
+               buf[lay.code_linetable:lay.code_linetable + 8], buf[lay.code_firstlineno:lay.code_firstlineno + 4])
+        info = self._codes.get(key)
+        if info is None:
+            firstlineno = _I.unpack_from(buf, lay.code_firstlineno)[0]
+            table = self._bytes(_Q.unpack_from(buf, lay.code_linetable)[0])
+            starts, lines = self.decode(table, firstlineno)
+            info = CodeInfo(self._text(_Q.unpack_from(buf, lay.code_filename)[0]),
+                            self._text(_Q.unpack_from(buf, lay.code_name)[0]), firstlineno, starts, lines)
+            if len(self._codes) >= CODE_CACHE:
+                self._codes.clear()
+            self._codes[key] = info
+        return info
+
+    def _bytes(self, address: int) -> bytes:
+        if not is_pointer(address):
+            raise FramesError(f"line table {address:#x} is not a pointer")
+        size = _Q.unpack(self.memory.read(address + 16, 8))[0]  # ob_size
+        if size > MAX_TABLE:
+            raise FramesError(f"a line table of {size} bytes")
+        return self.memory.read(address + 32, size) if size else b""
+
+    def _text(self, address: int) -> str:
+        """A str object's text: compact strings only (every name CPython makes for code is one)."""
+        if not is_pointer(address):
+            raise FramesError(f"string {address:#x} is not a pointer")
+        lay = self.layout
+        head = self.memory.read(address, 40)
+        if _Q.unpack_from(head, 8)[0] != self.str_type:
+            raise FramesError("a code object's name is not a str")
+        length = _Q.unpack_from(head, 16)[0]
+        state = head[32]
+        kind, compact, ascii = (state >> 2) & 7, state & 32, state & 64
+        if not compact or kind not in (1, 2, 4) or length > MAX_TEXT:
+            raise FramesError("a code object's name is not a compact str")
+        if ascii:
+            return self.memory.read(address + lay.ascii_header, length).decode("ascii", "replace")
+        data = self.memory.read(address + lay.compact_header, length * kind)
+        return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], "replace")

@@ -1,0 +1,177 @@
+"""Reading the line each thread is on from a target's memory (probes/frames.py), 3.9 to 3.13.
+
+The oracles are the target's own: its interpreter decodes its line tables (dis, co_lines), and
+its threads block at lines the workload names.
+"""
+
+import bisect
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import python_or_skip
+from gilviz.probes import pyprocess
+from gilviz.probes.frames import DECODERS, LAYOUTS, FrameReader, FramesError
+from gilviz.probes.gil import GilProbe
+from gilviz.probes.pyprocess import PythonProcess, Symbol
+
+VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+
+# Every code object of a few stdlib modules: their line tables as the target holds them, and
+# the line of each instruction as the target's own interpreter decodes it.
+DUMP_TABLES = r"""
+import dis, json, sys, types
+def codes(c):
+    yield c
+    for k in c.co_consts:
+        if isinstance(k, types.CodeType):
+            yield from codes(k)
+out = []
+for name in ("threading", "argparse", "json.decoder", "asyncio.base_events"):
+    mod = __import__(name, fromlist=["x"])
+    top = compile(open(mod.__file__).read(), mod.__file__, "exec")
+    for c in codes(top):
+        if sys.version_info >= (3, 10):
+            table = c.co_linetable
+            expected = []
+            for start, end, line in c.co_lines():
+                expected += [(off, -1 if line is None else line) for off in range(start, end, 2)]
+        else:
+            table = c.co_lnotab
+            starts = list(dis.findlinestarts(c))
+            expected = []
+            for off in range(0, len(c.co_code), 2):
+                expected.append((off, [line for start, line in starts if start <= off][-1]))
+        out.append((table.hex(), c.co_firstlineno, expected))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_line_tables_decode_as_the_interpreter_decodes_them(version):
+    python = python_or_skip(version)
+    out = subprocess.run([python, "-c", DUMP_TABLES], capture_output=True, text=True, check=True).stdout
+    decode = DECODERS[LAYOUTS[tuple(map(int, version.split(".")))].table]
+    codes = json.loads(out)
+    assert len(codes) > 300
+    instructions = 0
+    for table, firstlineno, expected in codes:
+        starts, lines = decode(bytes.fromhex(table), firstlineno)
+        got = [(off, lines[bisect.bisect_right(starts, off) - 1]) for off, _ in expected]
+        assert got == [tuple(e) for e in expected]
+        instructions += len(expected)
+    assert instructions > 10_000
+
+
+WORKLOAD = """
+import threading, time
+
+def sleeper():
+    time.sleep(1000)  # SLEEP-A
+
+class Keeper:
+    def method(self):
+        time.sleep(1000)  # SLEEP-METHOD
+
+def gen():
+    yield 1
+    time.sleep(1000)  # SLEEP-GEN
+
+def through_c():
+    list(map(lambda _: time.sleep(1000), [0]))  # SLEEP-LAMBDA
+
+def schläfer_睡眠():
+    time.sleep(1000)  # SLEEP-WIDE
+
+def größe():
+    time.sleep(1000)  # SLEEP-LATIN
+
+def spinner():
+    n = 0
+    while True:  # SPIN
+        n += 1  # SPIN
+
+work = [sleeper, Keeper().method, lambda: list(gen()), through_c, schläfer_睡眠, größe, spinner]
+threads = [threading.Thread(target=f, daemon=True) for f in work]
+for t in threads:
+    t.start()
+time.sleep(0.3)
+print(" ".join(str(t.native_id) for t in threads), threading.get_native_id(), flush=True)
+time.sleep(1000)  # SLEEP-MAIN
+"""
+
+
+def _line(marker: str) -> list[int]:
+    return [i + 1 for i, text in enumerate(WORKLOAD.splitlines()) if text.endswith("# " + marker)]
+
+
+@pytest.fixture
+def target(request, tmp_path):
+    python = python_or_skip(request.param)
+    script = tmp_path / "workload.py"
+    script.write_text(WORKLOAD)
+    proc = subprocess.Popen([python, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        ids = [int(x) for x in proc.stdout.readline().split()]
+        yield proc.pid, str(script), ids
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("target", VERSIONS, indirect=True)
+def test_each_thread_is_read_on_the_line_it_blocks_on(target):
+    pid, script, (sleeper, method, gen, through_c, wide, latin, spinner, main) = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    reader = FrameReader(gil.memory, py, gil.offsets)
+    tids = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    by_tid = {tid: tstate for tstate, _, tid in reader.thread_states()}
+    assert set(by_tid) <= tids
+    assert set(by_tid) >= {sleeper, method, gen, through_c, wide, latin, spinner, main}
+    qualified = py.version[:2] >= (3, 11)
+    expected = {
+        sleeper: (_line("SLEEP-A"), "sleeper"),
+        method: (_line("SLEEP-METHOD"), "Keeper.method" if qualified else "method"),
+        gen: (_line("SLEEP-GEN"), "gen"),
+        through_c: (_line("SLEEP-LAMBDA"), "through_c.<locals>.<lambda>" if qualified else "<lambda>"),
+        wide: (_line("SLEEP-WIDE"), "schläfer_睡眠"),
+        latin: (_line("SLEEP-LATIN"), "größe"),
+        main: (_line("SLEEP-MAIN"), "<module>"),
+    }
+    for _ in range(3):
+        for tid, (lines, function) in expected.items():
+            assert reader.line(by_tid[tid]) == (script, lines[0], function)
+        file, line, function = reader.line(by_tid[spinner])
+        assert (file, function) == (script, "spinner") and line in _line("SPIN")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("target", ["3.12"], indirect=True)
+def test_an_address_that_is_no_thread_state_gives_no_line(target):
+    pid, _, _ = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    reader = FrameReader(gil.memory, py, gil.offsets)
+    (tstate, interp, _), *_ = reader.thread_states()
+    for address in (py.runtime.address, interp, tstate + 8, tstate + 64):
+        try:
+            assert reader.line(address) is None
+        except (OSError, FramesError):
+            pass
+
+
+@pytest.mark.parametrize("version, free_threaded, offsets, why", [
+    ((3, 14, 0), False, None, "not known"),
+    ((3, 8, 10), False, None, "not known"),
+    ((3, 13, 1), True, None, "free-threaded"),
+    ((3, 13, 1), False, None, "debug offsets"),
+])
+def test_builds_whose_frames_are_not_known_are_refused(version, free_threaded, offsets, why):
+    py = PythonProcess(1, "/nonexistent/python", Symbol(0x1000, 0), version, free_threaded)
+    with pytest.raises(FramesError, match=why):
+        FrameReader(None, py, offsets)  # type: ignore[arg-type]
+
