@@ -4,10 +4,11 @@
 
 Each mix is BUSY:IDLE threads of bench/workload_threads.py (busy threads spin in pure
 Python; idle ones sleep, waking once a second). `gilviz record --budget B` samples it with
-its defaults (200 ticks/s asked, py-spy's stacks at 5/s asked). After a warm-up (the first
+its defaults (200 ticks/s asked; the lines read from the target's memory at the tick rate, py-spy
+naming threads about once a second). After a warm-up (the first
 third of the run: opening every thread's files and naming them), it prints the medians over
 the rounds of:
-- ticks/s achieved, GIL samples/s and py-spy dumps/s allowed, from the sampler's own
+- ticks/s achieved, GIL samples/s and line readings/s allowed, from the sampler's own
   half-second figures (Stats records);
 - threads that moved in a tick (ran, or queued for a core): the dear ones;
 - the sampler's CPU, measured from outside: /proc/PID/stat of the `gilviz record` process,
@@ -139,7 +140,7 @@ def main() -> None:
             runs[m].append(one_run(m[0], m[1], args.seconds, args.budget))
             floors[m].append(proc_floor(m[0], m[1], min(args.seconds, 12.0)))
     print(f"gilviz record --budget {args.budget:g}, {args.seconds:g} s runs, {args.rounds} rounds; medians (min..max)")
-    print(f"{'busy:idle':>10} {'ticks/s':>16} {'CPU, from outside':>20} {'own figure':>10} {'GIL/s':>7} {'py-spy/s':>8}"
+    print(f"{'busy:idle':>10} {'ticks/s':>16} {'CPU, from outside':>20} {'own figure':>10} {'GIL/s':>7} {'lines/s':>8}"
           f" {'moving':>11} {'/proc floor at 50/s':>20}   (goal: >= 50 ticks/s within {args.budget:g} %)")
     for m in mixes:
         rs = runs[m]

@@ -4,12 +4,13 @@ For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default
 - the workload alone, with, beside it, the floor: a C loop of clock_nanosleep (compiled here
   with cc; a ctypes loop where there is no compiler) waking as often as gilviz woke in the
   round before (its ticks plus its GIL samples), its CPU a second;
-- the workload under `gilviz record` (default settings): ticks/s, GIL samples/s, sampler CPU,
+- the workload under `gilviz record` (default settings: the lines read from the target's memory
+  at every tick, py-spy naming the threads once a second): ticks/s, GIL samples/s, sampler CPU,
   throughput as a share of the median alone;
-- `gilviz record --stacks-rate 0 --gil-rate 2500`: gilviz's own sampling, without py-spy's
-  dumps (about 6 ms of CPU each, 5 a second by default), at about the goal's 2 kHz of GIL
-  samples (asked 2500: a late wake-up skips a sample rather than catch up; without a cap the
-  budget would spend the dumps' room on faster sampling), against the floor at as many wake-ups;
+- `gilviz record --stacks-rate 0 --gil-rate 2500`: gilviz's own sampling, without the lines nor
+  py-spy (a dump is about 6 ms of CPU), at about the goal's 2 kHz of GIL samples (asked 2500: a
+  late wake-up skips a sample rather than catch up; without a cap the budget would spend the
+  room left on faster sampling), against the floor at as many wake-ups;
 - the workload under `py-spy record` at 100 Hz and 1 kHz (--nonblocking): py-spy's CPU and the
   throughput share;
 - where python3.15 is on PATH, the workload on 3.15 under CPython's own sampler
@@ -186,7 +187,7 @@ def main() -> int:
                   f"{statistics.median(f['gv_cpu']) / floor_cpu:.2f}x the floor (goal: at most 1.3x); "
                   f"throughput {spread([x / base for x in f['gv']], '.3f')} of alone (goal: at least 0.98)")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
-            print(f"  gilviz record --stacks-rate 0 --gil-rate 2500 (its own sampling, no py-spy dumps): "
+            print(f"  gilviz record --stacks-rate 0 --gil-rate 2500 (no lines, no py-spy): "
                   f"{spread(f['own_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
                   f"{statistics.median(f['own_cpu']) / own_floor:.2f}x the floor at as many wake-ups; "
                   f"throughput {spread([x / base for x in f['own']], '.3f')} of alone")

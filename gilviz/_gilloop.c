@@ -624,15 +624,15 @@ static int attr_kind(PyObject *obj, PyObject *name, int *ok) {
     return k;
 }
 
-/* A ThreadTick, its line 0. */
-static PyObject *new_tick(PyTypeObject *type, PyObject *tid, PyObject *cpu, const long long f[10]) {
+/* A ThreadTick; its line `line` (borrowed), or 0 where NULL. */
+static PyObject *new_tick(PyTypeObject *type, PyObject *tid, PyObject *cpu, const long long f[10], PyObject *line) {
     PyObject *plain = PyTuple_New(13);
     if (plain == NULL)
         return NULL;
     PyTuple_SET_ITEM(plain, 0, Py_NewRef(tid));
     PyTuple_SET_ITEM(plain, 1, Py_NewRef(cpu));
     for (int i = 0; i < 11; i++) {
-        PyObject *v = PyLong_FromLongLong(i < 10 ? f[i] : 0);
+        PyObject *v = i == 10 && line != NULL ? Py_NewRef(line) : PyLong_FromLongLong(i < 10 ? f[i] : 0);
         if (v == NULL) {
             Py_DECREF(plain);
             return NULL;
@@ -809,22 +809,28 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
 }
 
 /* tick_threads(readings, start, ticks, known, seen, held_by, dt, gil, gil_samples, gil_ranges,
-                has_gil, gil_located, runtime_range, tick_type, syscall_kinds, nfds_arg) -> index
+                has_gil, gil_located, runtime_range, tick_type, syscall_kinds, nfds_arg[, lines]) -> index
    sampler._process_tick's loop over one process's readings, from `start`: each reading's ThreadTick
-   appended to `ticks`, its ThreadMemory (known[tid]) updated, as the Python loop does. Stops at the
+   appended to `ticks`, its line lines[tid] where there is one, its ThreadMemory (known[tid])
+   updated, as the Python loop does. Stops at the
    first reading Python must take (a thread new or not seen before, a GIL wait on a GIL not yet
    located, text it would parse otherwise) and returns its index; len(readings) when done. */
 static PyObject *tick_threads(PyObject *self, PyObject *args) {
     PyObject *readings, *ticks, *known, *seen, *held_by, *gil_state, *gil_ranges, *runtime_range, *kinds, *nfds_arg;
+    PyObject *lines = Py_None;
     PyTypeObject *tick_type;
     Py_ssize_t start;
     long long dt, gil_samples;
     int has_gil, gil_located;
-    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!LULO!ppOO!O!O!", &PyList_Type, &readings, &start, &PyList_Type, &ticks,
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!LULO!ppOO!O!O!|O", &PyList_Type, &readings, &start, &PyList_Type, &ticks,
                           &PyDict_Type, &known, &PySet_Type, &seen, &PyDict_Type, &held_by, &dt, &gil_state,
                           &gil_samples, &PyTuple_Type, &gil_ranges, &has_gil, &gil_located, &runtime_range,
-                          &PyType_Type, &tick_type, &PyDict_Type, &kinds, &PyDict_Type, &nfds_arg))
+                          &PyType_Type, &tick_type, &PyDict_Type, &kinds, &PyDict_Type, &nfds_arg, &lines))
         return NULL;
+    if (lines != Py_None && !PyDict_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "lines must be a dict or None");
+        return NULL;
+    }
     if (!rules_set) {
         PyErr_SetString(PyExc_RuntimeError, "the state rules' constants are not set (set_rules)");
         return NULL;
@@ -914,7 +920,13 @@ static PyObject *tick_threads(PyObject *self, PyObject *args) {
             if (classify_c(r, mem, before, off_kind, call, dt, held_frac, gil, gil_samples, f) < 0)
                 return NULL;
         }
-        PyObject *tick = new_tick(tick_type, tid, PyTuple_GET_ITEM(r, 2), f);
+        PyObject *line = NULL;
+        if (lines != Py_None) {
+            line = PyDict_GetItemWithError(lines, tid); /* borrowed */
+            if (line == NULL && PyErr_Occurred())
+                return NULL;
+        }
+        PyObject *tick = new_tick(tick_type, tid, PyTuple_GET_ITEM(r, 2), f, line);
         if (tick == NULL)
             return NULL;
         int appended = PyList_Append(ticks, tick);

@@ -353,11 +353,14 @@ def test_the_state_rules_in_c_are_the_rules_in_python_on_any_reading():
         gil_samples = rng.choice([0, 1, 9, 40])
         mem_c, mem_py = copy.copy(mem), copy.copy(mem)
         ticks: list = []
+        lines = rng.choice([None, {}, {reading.tid: 7}, {reading.tid + 1: 9}])  # the lines read from memory
         done = states.tick_threads(
             [reading], 0, ticks, {reading.tid: mem_c}, {reading.tid}, {reading.tid: held_frac} if held_frac else {},
             dt, gil_state, gil_samples, GIL_RANGES if has_gil else (), has_gil, located, RUNTIME if has_gil else None,
-            ThreadTick, threads.SYSCALL_KINDS, threads.NFDS_ARG)
+            ThreadTick, threads.SYSCALL_KINDS, threads.NFDS_ARG, *([lines] if lines is not None or case % 2 else []))
         want = _python_tick(reading, mem_py, dt, held_frac, gil_state, gil_samples, has_gil, located)
+        if want is not None and lines:
+            want = want._replace(line=lines.get(reading.tid, 0))
         if done == 0:  # left to Python: nothing done
             left += 1
             assert ticks == [] and mem_c == mem, (case, reading)

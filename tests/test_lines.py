@@ -48,6 +48,16 @@ def test_the_hot_line_holds_and_the_recv_line_waits(tmp_path, python):
     _assert_hot_and_waiting_lines(summary)
 
 
+def test_the_lines_read_from_memory_land_on_the_ticks_the_state_rules_make_in_python(tmp_path, monkeypatch):
+    from conftest import python_or_skip
+    from gilviz.capture import states
+
+    monkeypatch.setattr(states, "tick_threads", None)  # as where the C extension could not be built
+    summary, _ = record_code(tmp_path, python_or_skip("3.12"), CONVOY, duration=2.0)
+    assert summary["stacks"]["by"] == "gilviz" and summary["stacks"]["readings_per_s"] > 50, summary["stacks"]
+    _assert_hot_and_waiting_lines(summary)
+
+
 def test_where_gilviz_cannot_read_the_frames_pyspy_reads_the_lines_and_the_stream_says_why(tmp_path, monkeypatch):
     from conftest import python_or_skip
     from gilviz.probes import frames

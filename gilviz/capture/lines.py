@@ -82,16 +82,9 @@ class LineTable:
             for tid, lid in readings:
                 self._latest[tid] = (t_us, lid)
 
-    def seen_lines(self, t_us: int, readings: Iterable[tuple[int, tuple[str, int, str]]]) -> list[int]:
-        """A reading: (tid, (file, line, function)) of each thread found in Python code, at t_us;
-        the line ids, in the same order."""
+    def intern_all(self, wheres: Iterable[tuple[str, int, str]]) -> list[int]:
         with self._lock:
-            out = []
-            for tid, where in readings:
-                lid = self._intern(*where)
-                self._latest[tid] = (t_us, lid)
-                out.append(lid)
-            return out
+            return [self._intern(*where) for where in wheres]
 
     def seen_pyspy(self, t_us: int, entries: Iterable[tuple[int | None, str]]) -> None:
         with self._lock:
@@ -289,14 +282,15 @@ class _PidsOf:
 
 
 class FrameLines:
-    """One process's lines, read from its memory at a tick. A thread asleep all tick is on the
-    line it was on (its frame cannot have moved): that is not read again."""
+    """One process's lines, read from its memory: `lines` holds each thread's line id (0: in no
+    Python code) as of the last tick read, for the sampler to put on the ticks as it makes them.
+    A thread asleep since is on the same line (its frame cannot have moved): it is not read again."""
 
     def __init__(self, reader: FrameReader, table: LineTable):
         self.reader = reader
         self.table = table
         self.tstates: dict[int, int] = {}  # tid -> PyThreadState address
-        self.last: dict[int, int] = {}  # tid -> line id read last (0: no Python frame)
+        self.lines: dict[int, int] = {}  # tid -> line id, for threads whose line is known
         self.tries: dict[int, int] = {}  # tid -> walks that did not find its thread state
         self.walked_ns = -(1 << 62)
         self.reads = 0
@@ -307,52 +301,59 @@ class FrameLines:
             if tid in tids:  # (a thread of the process: not one that ended, nor a misread)
                 found[tid] = tstate
         if found != self.tstates:
-            self.last = {tid: lid for tid, lid in self.last.items() if self.tstates.get(tid) == found.get(tid)}
+            self.lines = {tid: lid for tid, lid in self.lines.items() if self.tstates.get(tid) == found.get(tid)}
         self.tstates = found
         self.walked_ns = now_ns
 
-    def read(self, readings: list[ThreadReading], t_us: int, now_ns: int, tids: set[int]) -> None:
-        tstates, last = self.tstates, self.last
-        lost = [r.tid for r in readings if r.tid not in tstates and self.tries.get(r.tid, 0) < WALK_TRIES]
-        if lost and now_ns - self.walked_ns >= WALK_EVERY_NS:
-            try:
-                self.walk(tids, now_ns)
-            except (OSError, FramesError):
-                self.walked_ns = now_ns
-            for tid in lost:
-                if tid not in self.tstates:
-                    self.tries[tid] = self.tries.get(tid, 0) + 1
-            tstates, last = self.tstates, self.last
+    def update(self, readings: list[ThreadReading], now_ns: int, read: bool) -> dict[int, int] | None:
+        """The lines of this tick's threads, read for those that moved; None on a tick not read
+        (then the lines of those that moved are no longer known)."""
+        tstates, lines = self.tstates, self.lines
+        moved = [r.tid for r in readings if r.moved]
+        if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
+            tries = self.tries
+            lost = [r.tid for r in readings if r.tid not in tstates and tries.get(r.tid, 0) < WALK_TRIES]
+            if lost:
+                try:
+                    self.walk({r.tid for r in readings}, now_ns)
+                except (OSError, FramesError):
+                    self.walked_ns = now_ns
+                tstates, lines = self.tstates, self.lines
+                for tid in lost:
+                    if tid not in tstates:
+                        tries[tid] = tries.get(tid, 0) + 1
+        if not read:
+            for tid in moved:
+                lines.pop(tid, None)
+            return None
+        todo = set(moved)
+        if len(lines) < len(tstates):
+            todo.update(tid for tid in tstates if tid not in lines)
         line = self.reader.line
-        kept: list[tuple[int, int]] = []
-        fresh: list[tuple[int, tuple[str, int, str]]] = []
-        for r in readings:
-            tstate = tstates.get(r.tid)
+        fresh_tids: list[int] = []
+        fresh: list[tuple[str, int, str]] = []
+        for tid in todo:
+            tstate = tstates.get(tid)
             if tstate is None:
                 continue
-            lid = None if r.moved else last.get(r.tid)
-            if lid is None:
-                self.reads += 1
-                try:
-                    where = line(tstate)
-                except (OSError, FramesError):  # it ended, or its thread state went: look again
-                    del tstates[r.tid]
-                    last.pop(r.tid, None)
-                    continue
-                if where is None:
-                    last[r.tid] = 0
-                else:
-                    fresh.append((r.tid, where))
-            elif lid:
-                kept.append((r.tid, lid))
+            self.reads += 1
+            try:
+                where = line(tstate)
+            except (OSError, FramesError):  # it ended, or its thread state went: look again
+                del tstates[tid]
+                lines.pop(tid, None)
+                continue
+            if where is None:
+                lines[tid] = 0
+            else:
+                fresh_tids.append(tid)
+                fresh.append(where)
         if fresh:
-            for (tid, _), lid in zip(fresh, self.table.seen_lines(t_us, fresh)):
-                last[tid] = lid
-        if kept:
-            self.table.seen(t_us, kept)
+            lines.update(zip(fresh_tids, self.table.intern_all(fresh)))
+        return lines
 
     def forget(self, gone: list[int]) -> None:
         for tid in gone:
             self.tstates.pop(tid, None)
-            self.last.pop(tid, None)
+            self.lines.pop(tid, None)
             self.tries.pop(tid, None)
