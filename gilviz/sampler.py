@@ -338,6 +338,10 @@ class Sampler:
             root_alive = root_alive or proc.pid == self.root_pid
             lines = None
             reader = readers.get(proc.pid) if readers else None
+            if reader is not None and (proc.gil is None or reader.reader.memory is not proc.gil.memory):
+                del readers[proc.pid]  # it exec'd: a reader of its new image at the next refresh
+                self._helpers_tried.discard(proc.pid)
+                reader = None
             if reader is not None:
                 reader.forget(gone)
                 lines = reader.update(readings, now, read_lines)

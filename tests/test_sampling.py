@@ -341,6 +341,9 @@ def test_a_process_that_execs_another_python_is_followed_into_it(tmp_path):
     assert summary["gil_status"] == "located", rec.proc_history
     for t in threads_named(summary, "cpu-"):
         assert t["gil_held"] > 0.15, t  # its GIL, read in the new image
+    # and its lines, read from the new image's memory
+    assert summary["stacks"]["by"] == "gilviz", summary["stacks"]
+    assert any(name.startswith("cpu-") for line in summary["lines"] for name in line["threads"]), summary["lines"]
 
 
 NAMES_ITSELF = """
