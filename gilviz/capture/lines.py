@@ -112,7 +112,7 @@ class LineTable:
         return out
 
     # ------------------------------------------------------------- 3.9 to 3.13: from memory
-    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int]) -> bool:
+    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int]) -> None:
         """Lines read from the process's memory at every tick; where its frames cannot be read,
         py-spy reads them, and the stream says why."""
         try:
@@ -122,9 +122,8 @@ class LineTable:
             with self._lock:
                 self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({e}); py-spy "
                                                        "reads its lines, a few times a second"))
-            return False
+            return
         self.readers[pid] = reader
-        return True
 
     # ------------------------------------------------------------- 3.14+ helpers
     def start_helper(self, pid: int, period_ns: int) -> None:
@@ -277,9 +276,6 @@ class _PidsOf:
     def __contains__(self, pid: object) -> bool:
         return any(pid in t for t in self.tables)
 
-    def __bool__(self) -> bool:
-        return any(self.tables)
-
 
 class FrameLines:
     """One process's lines, read from its memory: `lines` holds each thread's line id (0: in no
@@ -293,7 +289,6 @@ class FrameLines:
         self.lines: dict[int, int] = {}  # tid -> line id, for threads whose line is known
         self.tries: dict[int, int] = {}  # tid -> walks that did not find its thread state
         self.walked_ns = -(1 << 62)
-        self.reads = 0
 
     def walk(self, tids: set[int], now_ns: int) -> None:
         found: dict[int, int] = {}
@@ -336,7 +331,6 @@ class FrameLines:
             tstate = tstates.get(tid)
             if tstate is None:
                 continue
-            self.reads += 1
             try:
                 where = line(tstate)
             except (OSError, FramesError):  # it ended, or its thread state went: look again
