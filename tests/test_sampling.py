@@ -170,9 +170,12 @@ def test_hashing_beside_a_spinner_is_native_then_waits(tmp_path, python):
     (hasher,) = threads_named(summary, "hash")
     (spinner,) = threads_named(summary, "spin")
     on_cpu = hasher["cpu_s"] / hasher["lifetime_s"]
-    assert hasher["native"] > 0.15, hasher
+    # (how much CPU it gets is the machine's: 0.3 of its life alone, 0.1 beside two other spinners)
+    assert hasher["native"] > 0.05, hasher
     assert abs(hasher["native"] - on_cpu) < 0.1, (hasher, on_cpu)
-    assert hasher["waiting"] > 0.3, hasher  # the convoy: each hash is followed by a wait
+    # the convoy: each hash is followed by a wait (the rest of its life it waits for a core)
+    assert hasher["waiting"] > 0.1 and hasher["waiting"] > 5 * hasher["running"], hasher
+    assert hasher["blocked"] < 0.05, hasher
     # the spinner holds the GIL whenever the hasher does not need it (less on a busy machine,
     # where the hasher's turns with the GIL stretch while it waits for a core)
     assert spinner["gil_held"] > 0.6 and spinner["native"] < 0.05, spinner
