@@ -22,7 +22,7 @@ from .capture import states
 from .capture.budget import Budget
 from .capture.processes import ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, LineTable
-from .capture.stacks import StackReader
+from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
@@ -92,6 +92,7 @@ class Sampler:
         self.lines = LineTable(self._now_us, self._t0)
         self._helpers_tried: set[int] = set()
         self._budget: Budget | None = None
+        self._next_stacks_ns = 0  # whole stacks read from memory (3.9 to 3.13) at the stack rate
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -157,7 +158,8 @@ class Sampler:
         budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
                         lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz)
         self.stacks.rate = lambda: budget.stacks_hz
-        self.stacks.slow_pids = self.lines.read_pids  # py-spy only names their threads, about once a second
+        self.stacks.slow_pids = self.lines.read_pids  # py-spy only names their threads, about once a second...
+        self.stacks.names_pids = self.lines.readers  # ...or only new ones, where the stacks are read from memory
         self._budget = budget
         self._start_helpers()
         last_busy = self.cpus.read()
@@ -328,6 +330,7 @@ class Sampler:
         t_us = (now - self._t0) // 1000
         readers = self.lines.readers
         read_lines = bool(readers) and self.stats.ticks % self._line_ticks_every() == 0
+        read_stacks = bool(readers) and now >= self._next_stacks_ns
         for proc in self.processes:
             try:
                 readings, gone = proc.probe.read(list_threads)
@@ -346,12 +349,17 @@ class Sampler:
                 reader.forget(gone)
                 lines = reader.update(readings, now, read_lines)
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
+            if read_stacks and reader is not None:
+                self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)))
             spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
             threads.extend(ticks)
             gils.extend(gil_ticks)
             proc.clear_samples()
             proc.watch_flags(ticks)
         self.stats.ticks += 1
+        if read_stacks:
+            hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz
+            self._next_stacks_ns = now + int(1e9 / max(hz, 0.05))
         threads = self.lines.stamp(threads, t_us, dt)
         for rec in self.lines.drain():
             self.sink(rec)

@@ -94,7 +94,7 @@ def spinner():
     while True:  # SPIN
         n += 1  # SPIN
 
-work = [sleeper, Keeper().method, lambda: list(gen()), through_c, schläfer_睡眠, größe, spinner]
+work = [sleeper, Keeper().method, lambda: list(gen()), through_c, schläfer_睡眠, größe, spinner]  # GEN-CALLER
 threads = [threading.Thread(target=f, daemon=True) for f in work]
 for t in threads:
     t.start()
@@ -148,6 +148,33 @@ def test_each_thread_is_read_on_the_line_it_blocks_on(target):
         file, line, function = reader.line(by_tid[spinner])
         assert (file, function) == (script, "spinner") and line in _line("SPIN")
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("target", VERSIONS, indirect=True)
+def test_whole_stacks_are_read_innermost_first_through_calls_from_c(target):
+    """map() and list() call back into Python from C: on 3.12+ that puts a frame the C stack owns
+    between the two Python frames, which is no frame of the program."""
+    pid, script, (sleeper, method, gen, through_c, wide, latin, spinner, main) = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    reader = FrameReader(gil.memory, py, gil.offsets)
+    by_tid = {tid: tstate for tstate, _, tid in reader.thread_states()}
+    qualified = py.version[:2] >= (3, 11)
+    started = ["Thread.run" if qualified else "run", "Thread._bootstrap_inner" if qualified else "_bootstrap_inner",
+               "Thread._bootstrap" if qualified else "_bootstrap"]
+    lambda_name = "through_c.<locals>.<lambda>" if qualified else "<lambda>"
+    expected = {
+        through_c: [(script, _line("SLEEP-LAMBDA")[0], lambda_name), (script, _line("SLEEP-LAMBDA")[0], "through_c")],
+        gen: [(script, _line("SLEEP-GEN")[0], "gen"), (script, _line("GEN-CALLER")[0], "<lambda>")],
+        method: [(script, _line("SLEEP-METHOD")[0], "Keeper.method" if qualified else "method")],
+    }
+    for tid, inner in expected.items():
+        stack = reader.stack(by_tid[tid], 20)
+        assert stack[:len(inner)] == inner, stack
+        assert [function for _, _, function in stack[len(inner):]] == started, stack
+        assert all(file.endswith("threading.py") and line > 0 for file, line, _ in stack[len(inner):])
+        assert reader.stack(by_tid[tid], 2) == stack[:2]
+    assert reader.stack(by_tid[main], 20) == [(script, _line("SLEEP-MAIN")[0], "<module>")]
 
 
 @pytest.mark.parametrize("target", ["3.12"], indirect=True)

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from ..probes.frames import FrameReader, FramesError
 from ..probes.threads import ThreadReading
-from ..stream import Line, Notice, Record, ThreadTick
+from ..stream import Line, Notice, Record, StackEntry, ThreadTick
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
 HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other processes
@@ -36,6 +36,17 @@ def _alive(pid: int) -> bool:
             return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return False
+
+
+def short_file(path: str) -> str:
+    """A module's path from its package root, as py-spy shows it; a script's name."""
+    for root in ("/site-packages/", "/dist-packages/"):
+        if root in path:
+            return path.rpartition(root)[2]
+    head, sep, rest = path.rpartition("/lib/python")
+    if sep and "/" in rest:
+        return rest.partition("/")[2]
+    return os.path.basename(path)
 
 
 def parse_pyspy_line(text: str) -> tuple[str, int, str] | None:
@@ -289,6 +300,8 @@ class FrameLines:
         self.lines: dict[int, int] = {}  # tid -> line id, for threads whose line is known
         self.tries: dict[int, int] = {}  # tid -> walks that did not find its thread state
         self.walked_ns = -(1 << 62)
+        self.stirred: set[int] = set()  # threads that moved since their stacks were last read
+        self.frames: dict[int, list[str]] = {}  # tid -> its stack as last read, innermost first
 
     def walk(self, tids: set[int], now_ns: int) -> None:
         found: dict[int, int] = {}
@@ -297,6 +310,7 @@ class FrameLines:
                 found[tid] = tstate
         if found != self.tstates:
             self.lines = {tid: lid for tid, lid in self.lines.items() if self.tstates.get(tid) == found.get(tid)}
+            self.frames = {tid: f for tid, f in self.frames.items() if self.tstates.get(tid) == found.get(tid)}
         self.tstates = found
         self.walked_ns = now_ns
 
@@ -305,6 +319,7 @@ class FrameLines:
         (then the lines of those that moved are no longer known)."""
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
+        self.stirred.update(moved)
         if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
             tries = self.tries
             lost = [r.tid for r in readings if r.tid not in tstates and tries.get(r.tid, 0) < WALK_TRIES]
@@ -346,8 +361,36 @@ class FrameLines:
             lines.update(zip(fresh_tids, self.table.intern_all(fresh)))
         return lines
 
+    def stack_entries(self, rows: list[ThreadTick], names: dict, dt: int, limit: int) -> list[StackEntry]:
+        """Each thread's whole stack, read again only for those that moved since it was last read;
+        whether it held the GIL and was active are the tick's measure of it (`rows`)."""
+        frames, stirred, tstates = self.frames, self.stirred, self.tstates
+        stack = self.reader.stack
+        out = []
+        for row in rows:
+            tid = row.tid
+            tstate = tstates.get(tid)
+            if tstate is None:
+                continue
+            if tid in stirred or tid not in frames:
+                try:
+                    frames[tid] = [f"{function} ({short_file(file)}:{line})"
+                                   for file, line, function in stack(tstate, limit)]
+                except (OSError, FramesError):
+                    frames.pop(tid, None)
+                    continue
+            mem = names.get(tid)
+            found = frames[tid]
+            out.append(StackEntry(tid, mem.name if mem is not None else "", found[0] if found else "",
+                                  row.held * 2 > dt, (row.running + row.native + row.waiting + row.runnable) * 2 > dt,
+                                  found))
+        stirred.clear()
+        return out
+
     def forget(self, gone: list[int]) -> None:
         for tid in gone:
             self.tstates.pop(tid, None)
             self.lines.pop(tid, None)
             self.tries.pop(tid, None)
+            self.frames.pop(tid, None)
+            self.stirred.discard(tid)

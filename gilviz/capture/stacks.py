@@ -20,7 +20,9 @@ from ..stream import Record, Stack, StackEntry, Thread
 from .processes import ProcessTable, WatchedProcess
 
 MAX_FRAMES = 12
-NAMES_EVERY_S = 1.0  # py-spy's pace where a 3.14+ helper reads the lines
+NAMES_EVERY_S = 1.0  # py-spy's pace where a 3.14+ helper reads the lines...
+NAMES_AGAIN_S = 10.0  # ...and, where gilviz reads the stacks, for threads renamed (new ones: at NAMES_EVERY_S)
+_NONE: frozenset = frozenset()
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
 
 
@@ -35,7 +37,10 @@ class StackReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
-        self.slow_pids: Container[int] = ()  # processes whose lines are read otherwise: names only
+        self.slow_pids: Container[int] = ()  # processes whose lines are read otherwise: names and stacks
+        self.names_pids: Container[int] = ()  # ...whose stacks too: names only, of new threads
+        self._named: dict[int, frozenset | set[int]] = {}  # pid -> its threads py-spy named, or seen at two dumps
+        self._present: dict[int, set[int]] = {}  # pid -> its threads at its last dump
 
     @property
     def cpu_s(self) -> float:
@@ -58,10 +63,16 @@ class StackReader:
         last_dump: dict[int, float] = {}
         while not self._stop.wait(wait):
             wait = 1.0 / max(self.rate(), 0.05)
-            for pid in [p.pid for p in self.processes if p.python is not None]:
+            for proc in [p for p in self.processes if p.python is not None]:
+                pid = proc.pid
                 if failures[pid] >= 5:
                     continue
-                if pid in self.slow_pids and time.monotonic() - last_dump.get(pid, 0.0) < NAMES_EVERY_S:
+                since = time.monotonic() - last_dump.get(pid, 0.0)
+                tids = proc.tids.copy()  # (the sampling loop changes it: copied in one step)
+                if pid in self.names_pids:
+                    if since < NAMES_EVERY_S or (since < NAMES_AGAIN_S and tids <= self._named.get(pid, _NONE)):
+                        continue
+                elif pid in self.slow_pids and since < NAMES_EVERY_S:
                     continue
                 last_dump[pid] = time.monotonic()
                 t = self.now_us()
@@ -70,14 +81,14 @@ class StackReader:
                     failures[pid] += 1
                     continue
                 failures[pid] = 0
-                self._queue.put((t, pid, dump))
+                self._queue.put((t, pid, dump, tids))
 
     def drain(self) -> list[Record]:
         """The dumps taken since the last call, as records (a thread's new name first)."""
         out: list[Record] = []
         while True:
             try:
-                t, pid, dump = self._queue.get_nowait()
+                t, pid, dump, tids = self._queue.get_nowait()
             except queue.Empty:
                 return out
             proc = self.processes.by_pid.get(pid)
@@ -88,7 +99,13 @@ class StackReader:
                 mem = proc.threads.get(th.tid) if th.tid is not None else None
                 if mem is not None and th.name and th.name != mem.name and not _is_default_name(th.name, mem.name):
                     mem.name = th.name
+                    proc.unnamed.pop(th.tid, None)  # (named: its OS name, looked at again meanwhile, is not)
                     out.append(Thread(t, th.tid, pid, th.name))  # type: ignore[arg-type]
+            known = proc.threads.keys()
+            self._named[pid] = ({th.tid for th in dump} | (self._present.get(pid, _NONE) & tids)) & known
+            self._present[pid] = tids
+            if pid in self.names_pids:
+                continue  # (its stacks are read from its memory, more often)
             out.append(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active,
                                                  list(th.frames[:MAX_FRAMES]))
                                       for th in dump if th.tid is not None]))

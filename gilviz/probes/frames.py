@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import debug_offsets
 from .memory import Memory, is_pointer
@@ -24,6 +24,7 @@ from .pyprocess import PythonProcess, _elf_symbols
 MAX_THREADS = 100_000
 MAX_INTERPRETERS = 256
 MAX_SKIPPED = 8  # C-stack shim frames or frames not started, before the innermost Python one
+MAX_STACK_SKIPPED = 64  # more of them further out (one shim for each call from C into Python)
 MAX_TEXT = 4096  # a file name or function name longer than this is taken as a misread
 MAX_TABLE = 1 << 20
 CODE_CACHE = 4096  # code objects remembered with their decoded line tables
@@ -257,32 +258,51 @@ class FrameReader:
         """(file, line, function) of the thread's innermost Python frame; None when it runs
         none (a thread state with no frame: a C thread, or one between calls); OSError when
         the memory cannot be read; FramesError when what was read is not what it should be."""
+        for where in self._frames(tstate, MAX_SKIPPED):
+            return where
+        return None
+
+    def stack(self, tstate: int, limit: int) -> list[tuple[str, int, str]]:
+        """(file, line, function) of the thread's Python frames, innermost first, at most `limit`;
+        errors as `line`'s."""
+        out = []
+        for where in self._frames(tstate, MAX_SKIPPED + MAX_STACK_SKIPPED):
+            out.append(where)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _frames(self, tstate: int, skips: int) -> Iterator[tuple[str, int, str]]:
+        """The thread's Python frames from the innermost out; after `skips` frames that are not
+        (C-stack shims, executables that are not code), the walk ends."""
         lay = self.layout
         read = self.memory.read
         frame = _Q.unpack(read(tstate + self.frame_offset, 8))[0]
         if lay.cframe_frame is not None and frame:
             frame = _Q.unpack(read(frame + lay.cframe_frame, 8))[0]
-        for _ in range(MAX_SKIPPED):
-            if not frame:
-                return None
+        seen: set[int] = set()
+        while frame and frame not in seen:
             if not is_pointer(frame):
                 raise FramesError(f"frame {frame:#x} is not a pointer")
+            seen.add(frame)
             buf = read(frame, self._frame_size)
             code = _Q.unpack_from(buf, lay.frame_code)[0]
             back = _Q.unpack_from(buf, lay.frame_back)[0]
-            if lay.frame_owner is not None and buf[lay.frame_owner] == FRAME_OWNED_BY_CSTACK:
-                frame = back
-                continue
-            info = self._code(code)
-            if info is None:  # (3.13: an executable that is not a code object)
+            info = None
+            if lay.frame_owner is None or buf[lay.frame_owner] != FRAME_OWNED_BY_CSTACK:
+                info = self._code(code)  # (None, 3.13: an executable that is not a code object)
+            if info is None:
+                skips -= 1
+                if skips <= 0:
+                    return
                 frame = back
                 continue
             if lay.code_start is None:
                 offset = _I.unpack_from(buf, lay.frame_instr)[0] * lay.lasti_unit
             else:
                 offset = _Q.unpack_from(buf, lay.frame_instr)[0] - (code + lay.code_start)
-            return info.filename, info.line(offset), info.function
-        return None
+            yield info.filename, info.line(offset), info.function
+            frame = back
 
     def _code(self, address: int) -> CodeInfo | None:
         if not is_pointer(address):

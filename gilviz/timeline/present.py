@@ -256,7 +256,7 @@ def info(model: History, view: View, cells: int, source: SourceFacts, scenario: 
             spans.append((f"stack at {t / 1e6:.2f} s" + (f" ({', '.join(flags)})" if flags else "") + ":\n", "italic"))
             spans += [(f"  {frame}\n", "") for frame in entry.frames or [entry.line]]
         else:
-            spans.append(("no stack yet (py-spy reads whole stacks a few times a second)\n", "italic"))
+            spans.append(("no stack yet (whole stacks are read a few times a second)\n", "italic"))
         line = " ← ".join(found[1].frames[:4]) if found else ""
         stack_line = f"{sel.letter} {sel.name}: {line or 'no stack yet'}"
     picked = model.line_names.get(view.selected_line) if view.selected_line is not None else None
