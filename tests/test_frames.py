@@ -178,6 +178,18 @@ def test_whole_stacks_are_read_innermost_first_through_calls_from_c(target):
 
 
 @pytest.mark.parametrize("target", ["3.12"], indirect=True)
+def test_the_reader_parses_no_symbol_table_the_inspection_did_not(target):
+    """Indexing a libpython's symbols takes about 40 ms of CPU: once per binary, not per use."""
+    pyprocess._elf_symbols.cache_clear()
+    py = pyprocess.inspect(target[0])
+    gil = GilProbe(py)
+    parsed = pyprocess._elf_symbols.cache_info().misses
+    assert parsed >= 1
+    FrameReader(gil.memory, py, gil.offsets)
+    assert pyprocess._elf_symbols.cache_info().misses == parsed
+
+
+@pytest.mark.parametrize("target", ["3.12"], indirect=True)
 def test_an_address_that_is_no_thread_state_gives_no_line(target):
     pid, _, _ = target
     py = pyprocess.inspect(pid)

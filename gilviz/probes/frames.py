@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from . import debug_offsets
 from .memory import Memory, is_pointer
-from .pyprocess import PythonProcess, _elf_symbols
+from .pyprocess import SYMBOLS, PythonProcess, _elf_symbols
 
 MAX_THREADS = 100_000
 MAX_INTERPRETERS = 256
@@ -185,7 +185,7 @@ class FrameReader:
         self.layout = layout
         self.offsets = offsets
         self.decode = DECODERS[layout.table]
-        _, syms = _elf_symbols(python.binary, ("_PyRuntime", "PyCode_Type", "PyUnicode_Type"))
+        _, syms = _elf_symbols(python.binary, SYMBOLS)
         if "PyCode_Type" not in syms or "PyUnicode_Type" not in syms:
             raise FramesError("PyCode_Type or PyUnicode_Type is not in the binary's symbols")
         bias = python.runtime.address - syms["_PyRuntime"][0]
