@@ -21,7 +21,7 @@ from typing import Callable
 from .capture import states
 from .capture.budget import Budget
 from .capture.processes import ProcessTable, WatchedProcess
-from .capture.lines import HELPER_FROM, LineTable
+from .capture.lines import HELPER_FROM, STALE_TICKS, LineTable, stack_entries
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
@@ -158,8 +158,7 @@ class Sampler:
         budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
                         lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz)
         self.stacks.rate = lambda: budget.stacks_hz
-        self.stacks.slow_pids = self.lines.read_pids  # py-spy only names their threads, about once a second...
-        self.stacks.names_pids = self.lines.readers  # ...or only new ones, where the stacks are read from memory
+        self.stacks.names_pids = self.lines.read_pids  # py-spy only names their new threads
         self._budget = budget
         self._start_helpers()
         last_busy = self.cpus.read()
@@ -200,7 +199,7 @@ class Sampler:
                         for proc in self.processes:
                             proc.probe.sparseness = budget.sparseness
                         if self.lines.helpers or self.lines.readers:
-                            self.lines.set_period(budget.tick_ns)
+                            self.lines.set_period(budget.tick_ns, self._stack_period_ns())
                             every = 1 if self.lines.helpers else self._line_ticks_every()
                             stats.stacks_hz = round(1e9 / budget.tick_ns / every, 1)
                             stats.stacks_by = " + ".join(by for by, on in (("_remote_debugging", self.lines.helpers),
@@ -302,8 +301,12 @@ class Sampler:
                                             proc.tids)
                 continue
             self._helpers_tried.add(proc.pid)
-            threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns),
+            threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),
                              daemon=True, name="gilviz-helper-start").start()
+
+    def _stack_period_ns(self) -> int:
+        hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz
+        return int(1e9 / max(hz, 0.05))
 
     def _line_ticks_every(self) -> int:
         """Lines read from memory at one tick in this many: all of a tick's threads or none (the
@@ -328,7 +331,7 @@ class Sampler:
         list_threads = True  # the probe lists the threads again only when their count moved
         spans = []
         t_us = (now - self._t0) // 1000
-        readers = self.lines.readers
+        readers, helpers = self.lines.readers, self.lines.helpers
         read_lines = bool(readers) and self.stats.ticks % self._line_ticks_every() == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         for proc in self.processes:
@@ -351,6 +354,10 @@ class Sampler:
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
             if read_stacks and reader is not None:
                 self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)))
+            helper = helpers.get(proc.pid) if helpers else None
+            taken = helper.take_stacks() if helper is not None else None
+            if taken is not None and taken[0] >= t_us - STALE_TICKS * dt:
+                self.sink(Stack(taken[0], proc.pid, stack_entries(ticks, taken[1], proc.threads, dt)))
             spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
             threads.extend(ticks)
             gils.extend(gil_ticks)
@@ -358,8 +365,7 @@ class Sampler:
             proc.watch_flags(ticks)
         self.stats.ticks += 1
         if read_stacks:
-            hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz
-            self._next_stacks_ns = now + int(1e9 / max(hz, 0.05))
+            self._next_stacks_ns = now + self._stack_period_ns()
         threads = self.lines.stamp(threads, t_us, dt)
         for rec in self.lines.drain():
             self.sink(rec)

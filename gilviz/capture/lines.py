@@ -49,6 +49,25 @@ def short_file(path: str) -> str:
     return os.path.basename(path)
 
 
+def stack_entries(rows: list[ThreadTick], frames: dict[int, list[str]], names: dict, dt: int) -> list[StackEntry]:
+    """The stack of each thread of the tick that has one; whether it held the GIL and was active
+    (not blocked) are the tick's measure of it."""
+    out = []
+    for row in rows:
+        found = frames.get(row.tid)
+        if found is None:
+            continue
+        mem = names.get(row.tid)
+        out.append(StackEntry(row.tid, mem.name if mem is not None else "", found[0] if found else "",
+                              row.held * 2 > dt, (row.running + row.native + row.waiting + row.runnable) * 2 > dt,
+                              found))
+    return out
+
+
+def _frame_text(file: str, line: int, function: str) -> str:
+    return f"{function} ({short_file(file)}:{line})"
+
+
 def parse_pyspy_line(text: str) -> tuple[str, int, str] | None:
     """py-spy's "func (file.py:12)" -> (file, 12, func)."""
     if not text.endswith(")") or " (" not in text:
@@ -137,10 +156,10 @@ class LineTable:
         self.readers[pid] = reader
 
     # ------------------------------------------------------------- 3.14+ helpers
-    def start_helper(self, pid: int, period_ns: int) -> None:
+    def start_helper(self, pid: int, period_ns: int, stack_period_ns: int = 0) -> None:
         """A helper for a 3.14+ process; where it cannot start, py-spy reads its lines, and the
         stream says why."""
-        helper = UnwinderHelper(pid, self, period_ns)
+        helper = UnwinderHelper(pid, self, period_ns, stack_period_ns)
         if not helper.start():
             self._cannot_read(helper)
             return
@@ -165,9 +184,9 @@ class LineTable:
                                                    f"could not start ({helper.error}); py-spy reads its lines, "
                                                    "a few times a second"))
 
-    def set_period(self, period_ns: int) -> None:
+    def set_period(self, period_ns: int, stack_period_ns: int) -> None:
         for helper in list(self.helpers.values()):
-            helper.set_period(period_ns)
+            helper.set_period(period_ns, stack_period_ns)
 
     @property
     def cpu_s(self) -> float:
@@ -180,10 +199,13 @@ class LineTable:
 
 
 class UnwinderHelper:
-    def __init__(self, pid: int, table: LineTable, period_ns: int):
+    def __init__(self, pid: int, table: LineTable, period_ns: int, stack_period_ns: int = 0):
         self.pid = pid
         self.table = table
         self.period_ns = period_ns
+        self.stack_period_ns = stack_period_ns
+        self._frames: dict[int, str] = {}  # the helper's line ids -> "function (file:line)"
+        self._stacks: tuple[int, dict[int, list[str]]] | None = None  # its latest whole stacks, not yet taken
         self.proc: subprocess.Popen | None = None
         self.error = ""
         self._thread: threading.Thread | None = None
@@ -201,7 +223,7 @@ class UnwinderHelper:
             self.error = f"{exe} is not a python executable"
             return False
         try:
-            self.proc = subprocess.Popen([exe, "-I", HELPER, str(self.pid), str(self.period_ns)],
+            self.proc = subprocess.Popen([exe, "-I", HELPER, str(self.pid), str(self.period_ns), str(self.stack_period_ns)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          bufsize=0)
         except OSError as e:
@@ -238,15 +260,33 @@ class UnwinderHelper:
         elif text.startswith("L "):
             key, lineno, function, file = text[2:].rstrip("\n").split("\t", 3)
             self._ids[int(key)] = self.table.intern(file, int(lineno), function)
+            self._frames[int(key)] = _frame_text(file, int(lineno), function)
+        elif text.startswith("K "):
+            parts = text.split()
+            frames = self._frames
+            stacks = {}
+            for part in parts[2:]:
+                tid, _, keys = part.partition(":")
+                stacks[int(tid)] = [frames[int(k)] for k in keys.split(",") if int(k) in frames]
+            self._stacks = ((int(parts[1]) - self.table.t0_ns) // 1000, stacks)
         elif text.startswith("E "):
             self.error = text[2:].strip()
 
-    def set_period(self, period_ns: int) -> None:
-        if period_ns == self.period_ns or self.proc is None or self.proc.poll() is not None:
+    def take_stacks(self) -> tuple[int, dict[int, list[str]]] | None:
+        """(t_us, tid -> whole stack) of its latest reading of them, once."""
+        stacks, self._stacks = self._stacks, None
+        return stacks
+
+    def set_period(self, period_ns: int, stack_period_ns: int) -> None:
+        if (period_ns, stack_period_ns) == (self.period_ns, self.stack_period_ns):
             return
-        self.period_ns = period_ns
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        said = f"{period_ns}\n" if period_ns != self.period_ns else ""
+        said += f"K {stack_period_ns}\n" if stack_period_ns != self.stack_period_ns else ""
+        self.period_ns, self.stack_period_ns = period_ns, stack_period_ns
         try:
-            self.proc.stdin.write(f"{period_ns}\n".encode())  # type: ignore[union-attr]
+            self.proc.stdin.write(said.encode())  # type: ignore[union-attr]
         except OSError:
             pass
 
@@ -362,30 +402,19 @@ class FrameLines:
         return lines
 
     def stack_entries(self, rows: list[ThreadTick], names: dict, dt: int, limit: int) -> list[StackEntry]:
-        """Each thread's whole stack, read again only for those that moved since it was last read;
-        whether it held the GIL and was active are the tick's measure of it (`rows`)."""
+        """Each thread's whole stack, read again only for those that moved since it was last read."""
         frames, stirred, tstates = self.frames, self.stirred, self.tstates
         stack = self.reader.stack
-        out = []
         for row in rows:
             tid = row.tid
             tstate = tstates.get(tid)
-            if tstate is None:
-                continue
-            if tid in stirred or tid not in frames:
+            if tstate is not None and (tid in stirred or tid not in frames):
                 try:
-                    frames[tid] = [f"{function} ({short_file(file)}:{line})"
-                                   for file, line, function in stack(tstate, limit)]
+                    frames[tid] = [_frame_text(*where) for where in stack(tstate, limit)]
                 except (OSError, FramesError):
                     frames.pop(tid, None)
-                    continue
-            mem = names.get(tid)
-            found = frames[tid]
-            out.append(StackEntry(tid, mem.name if mem is not None else "", found[0] if found else "",
-                                  row.held * 2 > dt, (row.running + row.native + row.waiting + row.runnable) * 2 > dt,
-                                  found))
         stirred.clear()
-        return out
+        return stack_entries(rows, frames, names, dt)
 
     def forget(self, gone: list[int]) -> None:
         for tid in gone:

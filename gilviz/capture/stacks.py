@@ -1,8 +1,10 @@
-"""Thread names and the line each thread is on, from py-spy, in a thread beside the loop.
+"""Thread names from py-spy, and whole stacks and lines where nothing else reads them, in a
+thread beside the loop.
 
-py-spy dump costs about 6 ms of CPU a call, so it runs a few times a second at most and
-never in the sampling loop: dumps queue up and the loop turns them into records between
-ticks (`drain`).
+py-spy dump costs about 8 ms of CPU a call (a new process each time), so it runs a few times a
+second at most and never in the sampling loop: dumps queue up and the loop turns them into
+records between ticks (`drain`). Where the lines and stacks are read otherwise (capture/lines.py:
+3.9 to 3.15 with a GIL), py-spy only names threads: new ones, and every 10 s renamed ones.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from ..stream import Record, Stack, StackEntry, Thread
 from .processes import ProcessTable, WatchedProcess
 
 MAX_FRAMES = 12
-NAMES_EVERY_S = 1.0  # py-spy's pace where a 3.14+ helper reads the lines...
-NAMES_AGAIN_S = 10.0  # ...and, where gilviz reads the stacks, for threads renamed (new ones: at NAMES_EVERY_S)
+NAMES_EVERY_S = 1.0  # where the stacks are read otherwise, py-spy only names new threads, at most this often,
+NAMES_AGAIN_S = 10.0  # and renamed ones within this
 _NONE: frozenset = frozenset()
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
 
@@ -37,8 +39,7 @@ class StackReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
-        self.slow_pids: Container[int] = ()  # processes whose lines are read otherwise: names and stacks
-        self.names_pids: Container[int] = ()  # ...whose stacks too: names only, of new threads
+        self.names_pids: Container[int] = ()  # processes whose lines and stacks are read otherwise
         self._named: dict[int, frozenset | set[int]] = {}  # pid -> its threads py-spy named, or seen at two dumps
         self._present: dict[int, set[int]] = {}  # pid -> its threads at its last dump
 
@@ -72,8 +73,6 @@ class StackReader:
                 if pid in self.names_pids:
                     if since < NAMES_EVERY_S or (since < NAMES_AGAIN_S and tids <= self._named.get(pid, _NONE)):
                         continue
-                elif pid in self.slow_pids and since < NAMES_EVERY_S:
-                    continue
                 last_dump[pid] = time.monotonic()
                 t = self.now_us()
                 dump = self.pyspy.dump(pid)
@@ -105,7 +104,7 @@ class StackReader:
             self._named[pid] = ({th.tid for th in dump} | (self._present.get(pid, _NONE) & tids)) & known
             self._present[pid] = tids
             if pid in self.names_pids:
-                continue  # (its stacks are read from its memory, more often)
+                continue  # (its stacks are read otherwise, more often)
             out.append(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active,
                                                  list(th.frames[:MAX_FRAMES]))
                                       for th in dump if th.tid is not None]))
