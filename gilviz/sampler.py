@@ -286,19 +286,22 @@ class Sampler:
                 self.stats.gil_samples += 1
 
     def _start_helpers(self) -> None:
-        """A stack helper for each new 3.14+ process (started beside the loop: it takes a moment),
-        a reader of its memory for each older one."""
+        """A reader of its memory for each new process; for a 3.14+ one it cannot read (a
+        free-threaded build, a layout not known here), a stack helper, started beside the loop (it
+        takes a moment)."""
         if self.stacks.hz <= 0:
             return
         for proc in self.processes:
             if proc.python is None or proc.pid in self._helpers_tried:
                 continue
-            if proc.python.version[:2] < HELPER_FROM:
-                gil = proc.gil
-                if gil is not None:
-                    self._helpers_tried.add(proc.pid)
-                    self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
-                                            proc.tids)
+            gil = proc.gil
+            helper_can = proc.python.version[:2] >= HELPER_FROM
+            if gil is not None and not (helper_can and proc.python.free_threaded):
+                self._helpers_tried.add(proc.pid)
+                if self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
+                                           proc.tids, quiet=helper_can):
+                    continue
+            if not helper_can:
                 continue
             self._helpers_tried.add(proc.pid)
             threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),

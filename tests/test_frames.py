@@ -1,4 +1,4 @@
-"""Reading the line each thread is on from a target's memory (probes/frames.py), 3.9 to 3.13.
+"""Reading the line each thread is on from a target's memory (probes/frames.py), 3.9 to 3.15.
 
 The oracles are the target's own: its interpreter decodes its line tables (dis, co_lines), and
 its threads block at lines the workload names.
@@ -18,7 +18,7 @@ from gilviz.probes.frames import DECODERS, LAYOUTS, FrameReader, FramesError
 from gilviz.probes.gil import GilProbe
 from gilviz.probes.pyprocess import PythonProcess, Symbol
 
-VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 
 # Every code object of a few stdlib modules: their line tables as the target holds them, and
 # the line of each instruction as the target's own interpreter decodes it.
@@ -203,11 +203,56 @@ def test_an_address_that_is_no_thread_state_gives_no_line(target):
             pass
 
 
+CPYTHON_STACKS = """
+import json, sys, _remote_debugging
+out = {}
+for item in _remote_debugging.RemoteUnwinder(int(sys.argv[1]), all_threads=True).get_stack_trace():
+    for th in getattr(item, "threads", None) or (item,):
+        frames = []
+        for f in th.frame_info:
+            location = getattr(f, "location", None)
+            line = location.lineno if location is not None else getattr(f, "lineno", None)
+            if line is not None and line > 0:
+                frames.append([f.filename, line, f.funcname])
+        out[th.thread_id] = frames
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("target", ["3.15"], indirect=True)
+def test_whole_stacks_are_those_cpythons_own_reader_finds(target):
+    """CPython 3.15's `_remote_debugging`, on the target's own interpreter, as an oracle."""
+    pid, _, (*blocked, spinner, main) = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    reader = FrameReader(gil.memory, py, gil.offsets)
+    by_tid = {tid: tstate for tstate, _, tid in reader.thread_states()}
+    theirs = json.loads(subprocess.run([python_or_skip("3.15"), "-c", CPYTHON_STACKS, str(pid)], capture_output=True,
+                                       text=True, check=True).stdout)
+    for tid in (*blocked, main):
+        assert reader.stack(by_tid[tid], 100) == [tuple(f) for f in theirs[str(tid)]]
+
+
+@pytest.mark.parametrize("target", ["3.15"], indirect=True)
+def test_a_build_whose_debug_offsets_lay_frames_out_otherwise_is_refused(target, monkeypatch):
+    from gilviz.probes import frames
+
+    py = pyprocess.inspect(target[0])
+    gil = GilProbe(py)
+    FrameReader(gil.memory, py, gil.offsets)
+    table = list(frames.TABLES_AFTER_THREAD[(3, 15)])
+    table[table.index(56)] = 64  # the instruction pointer elsewhere in the frame
+    monkeypatch.setitem(frames.TABLES_AFTER_THREAD, (3, 15), tuple(table))
+    with pytest.raises(FramesError, match="debug offsets lay frames"):
+        FrameReader(gil.memory, py, gil.offsets)
+
+
 @pytest.mark.parametrize("version, free_threaded, offsets, why", [
-    ((3, 14, 0), False, None, "not known"),
+    ((3, 16, 0), False, None, "not known"),
     ((3, 8, 10), False, None, "not known"),
     ((3, 13, 1), True, None, "free-threaded"),
     ((3, 13, 1), False, None, "debug offsets"),
+    ((3, 15, 2), False, None, "debug offsets"),
 ])
 def test_builds_whose_frames_are_not_known_are_refused(version, free_threaded, offsets, why):
     py = PythonProcess(1, "/nonexistent/python", Symbol(0x1000, 0), version, free_threaded)

@@ -1,10 +1,11 @@
 """The Python line each thread is on, stamped on the ticks, so every state is attributed to lines.
 
-Readings come from three sources, all at the tick rate but the last: on 3.14+ targets a helper
-on the target's own interpreter (probes/unwinder_helper.py, CPython's `_remote_debugging`, about
-25 us a reading); on 3.9 to 3.13 targets the sampler itself, from the target's memory at each
-tick (probes/frames.py, `FrameLines`, 3 to 7 us a thread); where neither can read, py-spy's
-dumps (capture/stacks.py), a few a second. Each reading's innermost Python frame becomes a
+Readings come from three sources, all at the tick rate but the last: the sampler itself, from
+the target's memory at each tick (probes/frames.py, `FrameLines`, 3 to 7 us a thread; CPython
+3.9 to 3.15 with a GIL); where it cannot read a 3.14+ target, a helper on the target's own
+interpreter (probes/unwinder_helper.py, CPython's `_remote_debugging`, about 25 us a reading,
+and a process of its own); where neither can read, py-spy's dumps (capture/stacks.py), a few a
+second. Each reading's innermost Python frame becomes a
 `Line` (named once) and is stamped on that thread's next tick, so the ticks that carry a line
 are a sample of the thread's life (see gilviz/lines.py for the sums).
 """
@@ -142,18 +143,20 @@ class LineTable:
         return out
 
     # ------------------------------------------------------------- 3.9 to 3.13: from memory
-    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int]) -> None:
-        """Lines read from the process's memory at every tick; where its frames cannot be read,
-        py-spy reads them, and the stream says why."""
+    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int], quiet: bool = False) -> bool:
+        """Lines read from the process's memory at every tick. Where its frames cannot be read,
+        False, and unless `quiet` (a helper will read them), the stream says py-spy reads them."""
         try:
             reader = FrameLines(make(), self)
             reader.walk(tids, 0)
         except (OSError, FramesError) as e:
-            with self._lock:
-                self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({e}); py-spy "
-                                                       "reads its lines, a few times a second"))
-            return
+            if not quiet:
+                with self._lock:
+                    self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({e}); py-spy "
+                                                           "reads its lines, a few times a second"))
+            return False
         self.readers[pid] = reader
+        return True
 
     # ------------------------------------------------------------- 3.14+ helpers
     def start_helper(self, pid: int, period_ns: int, stack_period_ns: int = 0) -> None:

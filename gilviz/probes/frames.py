@@ -1,13 +1,14 @@
-"""The Python line each thread is on, read from the target's memory (CPython 3.9 to 3.13).
+"""The Python line each thread is on, read from the target's memory (CPython 3.9 to 3.15).
 
-py-spy takes a few milliseconds of CPU a dump, a new process each time, so it can give lines a
-few times a second at most; CPython 3.14+ reads them itself (probes/unwinder_helper.py). Here
-the innermost frame of each thread is read with three or four small reads of the target's
-memory, cheap enough for every tick. The structs' layouts are those of CPython's release
-builds on 64-bit Linux, copied from each version's headers (3.13's thread and interpreter
-fields come from its debug offsets). Nothing is guessed: every code object read must have
-`PyCode_Type` as its type and every name `PyUnicode_Type`, and a process whose thread states
-do not point back at their interpreter is refused, so py-spy reads its lines as before.
+py-spy takes milliseconds of CPU a dump, a new process each time, so it can give lines a few
+times a second at most. Here the innermost frame of each thread is read with three or four
+small reads of the target's memory, cheap enough for every tick. The structs' layouts are
+those of CPython's release builds on 64-bit Linux: for 3.9 to 3.12 copied from each version's
+headers; from 3.13 the interpreters and thread states come from the target's debug offsets,
+and the frame and code layouts below are used only where its debug offsets say the same.
+Nothing is guessed: every code object read must have `PyCode_Type` as its type and every name
+`PyUnicode_Type`, and a process whose thread states do not point back at their interpreter is
+refused; then CPython's own reader (3.14+, probes/unwinder_helper.py) or py-spy reads its lines.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class FrameLayout:
     compact_header: int  # sizeof(PyCompactUnicodeObject)
     table: str  # the line table's format: "lnotab" (3.9), "linetable" (3.10), "locations" (3.11+)
     lasti_unit: int = 1  # bytes per unit of f_lasti (3.10 counts instructions)
-    instr_ahead: bool = False  # 3.11, 3.12: prev_instr points at the instruction last begun
+    tagged: bool = False  # 3.14+: the frame's code is a _PyStackRef, whose low bits may be tags
 
 
 LAYOUTS = {
@@ -69,7 +70,21 @@ LAYOUTS = {
     (3, 12): FrameLayout(40, 0, 72, 8, 16, 144, 56, 0, 0, 8, 56, 70, 112, 128, 68, 136, 192, 40, 56, "locations"),
     # interpreters and thread states from the debug offsets; the frame and code from the headers
     (3, 13): FrameLayout(0, 0, 0, 8, 16, 160, 72, None, 0, 8, 56, 70, 112, 128, 68, 136, 200, 40, 56, "locations"),
+    # (3.14+: a frame the C stack owns has None for code, which the type check skips: no owner read)
+    (3, 14): FrameLayout(0, 0, 0, 8, 16, 0, 0, None, 0, 8, 56, None, 112, 128, 68, 136, 208, 40, 56, "locations",
+                         tagged=True),
+    (3, 15): FrameLayout(0, 0, 0, 8, 16, 0, 0, None, 0, 8, 56, None, 112, 128, 68, 136, 208, 40, 56, "locations",
+                         tagged=True),
 }
+# What follows the thread state's fields in the debug offsets of 3.13+: the frame's table, then the
+# code object's (each size first), as the layouts above read them; a build whose table says
+# otherwise is refused. (3.15's thread table has one more field than debug_offsets reads: its 0.)
+TABLES_AFTER_THREAD = {
+    (3, 13): (80, 8, 0, 56, 72, 70, 208, 112, 120, 128, 136, 68, 52, 96, 104, 200),
+    (3, 14): (88, 8, 0, 56, 80, 74, 64, 0, 216, 112, 120, 128, 136, 68, 52, 96, 104, 208, 0),
+    (3, 15): (0, 88, 8, 0, 56, 80, 74, 64, 0, 216, 112, 120, 128, 136, 68, 52, 96, 104, 208, 0),
+}
+TAG_BITS = 7  # (an object is at least 8-byte aligned)
 FRAME_OWNED_BY_CSTACK = 3
 PTHREAD_TID = 720  # of the thread id in glibc's struct pthread on x86-64 (3.9, 3.10)
 
@@ -180,6 +195,8 @@ class FrameReader:
             raise FramesError("a free-threaded build: its objects have another header")
         if version >= (3, 13) and offsets is None:
             raise FramesError("no debug offsets")
+        if offsets is not None:
+            self._check_tables(memory, python, version)
         self.memory = memory
         self.python = python
         self.layout = layout
@@ -197,14 +214,26 @@ class FrameReader:
         self._frame_size = max(layout.frame_code, layout.frame_back, layout.frame_instr,
                                layout.frame_owner or 0) + 8
 
+    @staticmethod
+    def _check_tables(memory: Memory, python: PythonProcess, version: tuple) -> None:
+        expected = TABLES_AFTER_THREAD[version]
+        interp_fields, thread_fields = debug_offsets.LAYOUTS[version]
+        start = debug_offsets.HEAD_SIZE + 8 * (len(debug_offsets.RUNTIME_FIELDS) + len(interp_fields) + len(thread_fields))
+        found = struct.unpack(f"<{len(expected)}Q", memory.read(python.runtime.address + start, 8 * len(expected)))
+        if found != expected:
+            raise FramesError("its debug offsets lay frames or code objects out otherwise than this gilviz reads them")
+
     # ------------------------------------------------------------ thread states
     def thread_states(self) -> list[tuple[int, int, int]]:
         """(PyThreadState address, its interpreter, its OS thread id or 0) of every thread state
         of every interpreter. A thread state that does not point back at its interpreter means
         the layout is not this process's: FramesError."""
         lay = self.layout
-        at = self.offsets.thread["native_thread_id"] if self.offsets is not None else lay.ts_thread
-        size = max(lay.ts_next, lay.ts_interp, at) + 8
+        if self.offsets is not None:
+            at, ts_next, ts_interp = (self.offsets.thread[k] for k in ("native_thread_id", "next", "interp"))
+        else:
+            at, ts_next, ts_interp = lay.ts_thread, lay.ts_next, lay.ts_interp
+        size = max(ts_next, ts_interp, at) + 8
         out: list[tuple[int, int, int]] = []
         for interp, head in self._interpreters():
             address, seen = head, set()
@@ -213,13 +242,13 @@ class FrameReader:
                     raise FramesError(f"thread state {address:#x} is not a pointer")
                 seen.add(address)
                 buf = self.memory.read(address, size)
-                if _Q.unpack_from(buf, lay.ts_interp)[0] != interp:
+                if _Q.unpack_from(buf, ts_interp)[0] != interp:
                     raise FramesError("a thread state does not point back at its interpreter")
                 tid = _Q.unpack_from(buf, at)[0]
                 if lay.code_start is None:  # a pthread_t: the thread id is in glibc's struct
                     tid = self._pthread_tid(tid)
                 out.append((address, interp, tid))
-                address = _Q.unpack_from(buf, lay.ts_next)[0]
+                address = _Q.unpack_from(buf, ts_next)[0]
         return out
 
     def _pthread_tid(self, pthread: int) -> int:
@@ -278,6 +307,7 @@ class FrameReader:
         lay = self.layout
         read = self.memory.read
         frame = _Q.unpack(read(tstate + self.frame_offset, 8))[0]
+        untag = ~TAG_BITS if lay.tagged else -1
         if lay.cframe_frame is not None and frame:
             frame = _Q.unpack(read(frame + lay.cframe_frame, 8))[0]
         seen: set[int] = set()
@@ -286,7 +316,7 @@ class FrameReader:
                 raise FramesError(f"frame {frame:#x} is not a pointer")
             seen.add(frame)
             buf = read(frame, self._frame_size)
-            code = _Q.unpack_from(buf, lay.frame_code)[0]
+            code = _Q.unpack_from(buf, lay.frame_code)[0] & untag
             back = _Q.unpack_from(buf, lay.frame_back)[0]
             info = None
             if lay.frame_owner is None or buf[lay.frame_owner] != FRAME_OWNED_BY_CSTACK:
