@@ -6,7 +6,9 @@ against about 22 us for the same loop in C; this module is that loop. It is opti
 compiler gilviz samples in Python (capture/processes.py), with the same results.
 
 sample(sites, period_ns, next_ns, until_ns) -> (next_ns, wake_ups, results)
-  sites: a sequence of (fd of /proc/PID/mem, address of the GIL struct, shift, wrefs offset)
+  sites: a sequence of (fd of /proc/PID/mem, address of the GIL struct, shift, wrefs offset[,
+  flags]); flags (3.15+): the addresses of some threads' (holds_gil, gil_requested) ints, read
+  before each sample: one asking and not holding makes the sample contended, as a sleeper does.
   Samples every site at next_ns, next_ns + period_ns, ... while that time is before until_ns,
   sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout.
   results: per site (samples, held, contended, switch_number or None, ((holder, count), ...),
@@ -30,6 +32,7 @@ read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, r
 #define MAX_SITES 64
 #define MAX_HOLDERS 16
 #define MAX_READ 128
+#define MAX_FLAGS 8
 
 typedef struct {
     int fd;
@@ -41,6 +44,8 @@ typedef struct {
     uint64_t holders[MAX_HOLDERS];
     long counts[MAX_HOLDERS];
     int nholders;
+    uint64_t flags[MAX_FLAGS];
+    int nflags;
 } Site;
 
 static int64_t now_ns(void) {
@@ -49,8 +54,21 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* Some thread asks for the GIL and does not hold it (a failed read: none, as in Python). */
+static int asking(const Site *s) {
+    for (int i = 0; i < s->nflags; i++) {
+        int32_t pair[2];
+        if (pread(s->fd, pair, sizeof(pair), (off_t)s->flags[i]) != (ssize_t)sizeof(pair))
+            return 0;
+        if (pair[1] && !pair[0])
+            return 1;
+    }
+    return 0;
+}
+
 static void sample_site(Site *s) {
     unsigned char buf[MAX_READ];
+    int asks = s->nflags ? asking(s) : 0;
     ssize_t got = pread(s->fd, buf, (size_t)s->size, (off_t)s->address);
     if (got != s->size) {
         s->error = got < 0 ? errno : ESRCH; /* short: the process has exited */
@@ -78,7 +96,7 @@ static void sample_site(Site *s) {
         if (i < s->nholders)
             s->counts[i]++;
     }
-    if (wrefs >> 3)
+    if ((wrefs >> 3) || asks)
         s->contended++;
 }
 
@@ -101,9 +119,30 @@ static PyObject *sample(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long long address;
         int fd, shift, wrefs;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "iKii", &fd, &address, &shift, &wrefs)) {
+        PyObject *flags = NULL;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "iKii|O", &fd, &address, &shift, &wrefs, &flags)) {
             Py_DECREF(fast);
             return NULL;
+        }
+        if (flags != NULL) {
+            PyObject *f = PySequence_Fast(flags, "flags must be a sequence");
+            if (f == NULL || PySequence_Fast_GET_SIZE(f) > MAX_FLAGS) {
+                Py_XDECREF(f);
+                Py_DECREF(fast);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "more thread flags than this loop reads");
+                return NULL;
+            }
+            for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(f); j++) {
+                sites[i].flags[j] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(f, j));
+                if (PyErr_Occurred()) {
+                    Py_DECREF(f);
+                    Py_DECREF(fast);
+                    return NULL;
+                }
+            }
+            sites[i].nflags = (int)PySequence_Fast_GET_SIZE(f);
+            Py_DECREF(f);
         }
         int size = shift + 32 + wrefs + 4;
         if (shift < 0 || wrefs < 0 || size > MAX_READ) {

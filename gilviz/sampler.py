@@ -245,20 +245,24 @@ class Sampler:
         return reason
 
     def _fast_sites(self) -> list[tuple] | None:
-        """(proc, its samples, (fd, address, shift, wrefs)) of every GIL to sample, where the C
-        loop can read them all (3.15's per-thread flags are read in Python)."""
+        """(proc, its samples, (fd, address, shift, wrefs, flags)) of every GIL to sample, where
+        the C loop can read them all; flags: where the GIL flags of the threads watched (3.15+) are."""
         out = []
         for proc in self.processes:
             gil = proc.gil
             if gil is None or not gil.sites:
                 continue
             fd = getattr(gil.memory, "fd", None)
-            if proc.watched or fd is None:
+            if fd is None:
                 return None
+            flags = ()
+            if proc.watched:  # (only where the process has one GIL)
+                at = gil.offsets.thread["holds_gil"]
+                flags = tuple(tstate + at for tstate in proc.watched.values())
             for site in gil.sites:
                 acc = proc.sites.get(site.address)
                 if acc is not None:
-                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs)))
+                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, flags)))
         return out
 
     def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int) -> int:

@@ -52,6 +52,34 @@ def test_it_reads_each_field_where_the_layout_puts_it(layout):
         os.close(site[0])
 
 
+def test_a_thread_asking_for_the_gil_by_its_own_flags_makes_a_sample_contended():
+    """3.15+: a thread spinning for the GIL is in no sleeper count, but its gil_requested is set."""
+    layout = GilLayout(GLIBC_2_41)
+    gil = ctypes.create_string_buffer(gil_bytes(layout, holder=0xBEEF, locked=1, switch=5, waiters=0), layout.size)
+    flags = (ctypes.c_int32 * 6)(1, 1, 0, 0, 0, 0)  # (holds_gil, gil_requested) of three threads
+    fd = os.open("/proc/self/mem", os.O_RDONLY)
+    pair = [ctypes.addressof(flags) + 8 * i for i in range(3)]
+
+    def contended(addresses):
+        start = time.monotonic_ns()
+        _, _, ((samples, _, contended, *_),) = _gilloop.sample(
+            [(fd, ctypes.addressof(gil), layout.shift, layout.condvar.wrefs, addresses)], 1_000_000, start,
+            start + 5_000_000)
+        assert samples > 0
+        return contended / samples
+
+    try:
+        assert contended(pair) == 0.0  # the holder asks (it did before it got it); no one else does
+        flags[5] = 1
+        assert contended(pair) == 1.0  # the third asks and does not hold it
+        assert contended(pair[:2]) == 0.0  # (not watched)
+        assert contended([8, *pair]) == 0.0  # a flag that cannot be read: no word, as in Python
+        with pytest.raises(ValueError):
+            contended(pair * 3)
+    finally:
+        os.close(fd)
+
+
 def test_a_site_that_cannot_be_read_says_why_and_ends_the_loop_early():
     fd = os.open("/proc/self/mem", os.O_RDONLY)
     try:

@@ -25,7 +25,7 @@ from .states import ThreadMemory
 
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 NAMING_S = 5.0  # a new thread with its process's name is looked at again this long for a name of its own
-MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+)
+MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+; _gilloop.c MAX_FLAGS)
 NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs are looked at...
 NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
 
