@@ -73,6 +73,20 @@ def test_where_gilviz_cannot_read_the_frames_pyspy_reads_the_lines_and_the_strea
     _assert_hot_and_waiting_lines(summary)
 
 
+def test_where_no_thread_id_can_be_read_pyspy_reads_the_lines_and_the_stream_says_why(tmp_path, monkeypatch):
+    """3.9 and 3.10 keep the OS thread id in glibc's struct pthread: another C library would give
+    thread states gilviz cannot match to threads (here: a wrong offset into the struct)."""
+    from conftest import python_or_skip
+    from gilviz.probes import frames
+
+    monkeypatch.setattr(frames, "PTHREAD_TID", frames.PTHREAD_TID + 64)
+    summary, rec = record_code(tmp_path, python_or_skip("3.10"), CONVOY, duration=3.0)
+    assert summary["stacks"]["by"] == "py-spy"
+    notices = [text for text in rec.notices if "cannot read its frames" in text]
+    assert notices and all("no thread state names a thread" in text for text in notices), notices
+    _assert_hot_and_waiting_lines(summary)
+
+
 def _assert_hot_and_waiting_lines(summary, named=True):
     """named: the threads' names, which py-spy gives on 3.9 to 3.13 (else they are the OS's)."""
     lines = summary["lines"]

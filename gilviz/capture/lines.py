@@ -148,7 +148,9 @@ class LineTable:
         False, and unless `quiet` (a helper will read them), the stream says py-spy reads them."""
         try:
             reader = FrameLines(make(), self)
-            reader.walk(tids, 0)
+            if reader.walk(tids, 0) and not reader.tstates:
+                raise FramesError("no thread state names a thread of the process (3.9 and 3.10: a C library "
+                                  "other than glibc?)")
         except (OSError, FramesError) as e:
             if not quiet:
                 with self._lock:
@@ -346,9 +348,11 @@ class FrameLines:
         self.stirred: set[int] = set()  # threads that moved since their stacks were last read
         self.frames: dict[int, list[str]] = {}  # tid -> its stack as last read, innermost first
 
-    def walk(self, tids: set[int], now_ns: int) -> None:
+    def walk(self, tids: set[int], now_ns: int) -> int:
+        """The thread states of the process's threads; how many thread states there were."""
         found: dict[int, int] = {}
-        for tstate, _, tid in self.reader.thread_states():
+        states = self.reader.thread_states()
+        for tstate, _, tid in states:
             if tid in tids:  # (a thread of the process: not one that ended, nor a misread)
                 found[tid] = tstate
         if found != self.tstates:
@@ -356,6 +360,7 @@ class FrameLines:
             self.frames = {tid: f for tid, f in self.frames.items() if self.tstates.get(tid) == found.get(tid)}
         self.tstates = found
         self.walked_ns = now_ns
+        return len(states)
 
     def update(self, readings: list[ThreadReading], now_ns: int, read: bool) -> dict[int, int] | None:
         """The lines of this tick's threads, read for those that moved; None on a tick not read
