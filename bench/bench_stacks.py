@@ -1,8 +1,9 @@
 """What the lines cost: stack readings achieved and the sampler's CPU, per interpreter family.
 
-For each interpreter (3.9 to 3.13 read by gilviz from the target's memory, 3.14+ by a helper on
-the target's own `_remote_debugging`; py-spy's dumps with `--pyspy`, gilviz's reader refused as
-for a layout it does not know): `gilviz record` of a convoy (a spinning thread, a thread reading a socket)
+For each interpreter (3.9 to 3.15 read by gilviz from the target's memory; with `--pyspy`, also
+with gilviz's reader refused as for a layout it does not know: then py-spy's dumps read 3.9 to
+3.13, and a helper on the target's own `_remote_debugging` reads 3.14+): `gilviz record` of a
+convoy (a spinning thread, a thread reading a socket)
 with the lines read at the default rate, and with `--stacks-rate 0` (no stacks at all), in
 interleaved rounds. Prints, as medians with their spread: stack readings a second per thread,
 the sampler's CPU (its own, py-spy's and the helper's) with and without stacks, and so what the
@@ -51,7 +52,8 @@ def main() -> int:
     ap.add_argument("--pythons", nargs="+", default=["3.12", "3.14"])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--pyspy", action="store_true", help="3.9 to 3.13: py-spy's dumps beside gilviz's own reads")
+    ap.add_argument("--pyspy", action="store_true",
+                    help="also with gilviz's reader refused: py-spy's dumps (3.9 to 3.13) or the helper (3.14+)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -45,7 +45,8 @@ class Report:
         self.notices: list[str] = []
         self.damaged_records = 0
         self.damaged_tail = False
-        # py-spy's GIL owner against the GIL probe's holders at the same moment
+        # py-spy's GIL owner against the GIL probe's holders at the same moment (py-spy's stacks
+        # only: where gilviz reads the stacks, their GIL owner comes from the probe itself)
         self._recent: deque[tuple[int, int, frozenset[int]]] = deque(maxlen=64)  # (t, dt, tids that held)
         self._pending: list[tuple[int, int]] = []  # (stack time, its owner tid)
         self._agree = self._asked = 0
@@ -69,7 +70,7 @@ class Report:
         elif isinstance(rec, Stack):
             for th in rec.threads:
                 self.last_line[th.tid] = th.line
-            owners = [th.tid for th in rec.threads if th.owns_gil]
+            owners = [th.tid for th in rec.threads if th.owns_gil] if rec.by == "py-spy" else []
             if owners:
                 self._pending.append((rec.t, owners[0]))
                 self._settle(final=False)

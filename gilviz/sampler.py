@@ -360,11 +360,11 @@ class Sampler:
                 lines = reader.update(readings, now, read_lines)
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
             if read_stacks and reader is not None:
-                self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)))
+                self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES), "gilviz"))
             helper = helpers.get(proc.pid) if helpers else None
             taken = helper.take_stacks() if helper is not None else None
             if taken is not None and taken[0] >= t_us - STALE_TICKS * dt:
-                self.sink(Stack(taken[0], proc.pid, stack_entries(ticks, taken[1], proc.threads, dt)))
+                self.sink(Stack(taken[0], proc.pid, stack_entries(ticks, taken[1], proc.threads, dt), "_remote_debugging"))
             spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
             threads.extend(ticks)
             gils.extend(gil_ticks)

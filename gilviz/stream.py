@@ -220,22 +220,25 @@ class StackEntry:
 
 @dataclass(slots=True)
 class Stack(_Record):
-    """Every thread's Python stack at one moment (py-spy)."""
+    """Every thread's Python stack at one moment; `by`: what read it ("gilviz" from the target's
+    memory, "_remote_debugging" by CPython's own reader, "py-spy"; recordings before it: py-spy).
+    Where gilviz read it, owns_gil and active are the tick's measure, not a reading of their own."""
 
     KIND: ClassVar[str] = "stack"
     t: int = 0
     pid: int = 0
     threads: list[StackEntry] = field(default_factory=list)
+    by: str = "py-spy"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"k": "stack", "t": self.t, "pid": self.pid, "threads": [asdict(e) for e in self.threads]}
+        return {"k": "stack", "t": self.t, "pid": self.pid, "threads": [asdict(e) for e in self.threads], "by": self.by}
 
     @classmethod
     def from_wire(cls, rec: dict[str, Any]) -> "Stack":
         entries = [StackEntry(th["tid"], th.get("name", ""), th.get("line", ""), bool(th.get("owns_gil")),
                               th.get("active", True) is not False, list(th.get("frames") or []))
                    for th in rec["threads"]]
-        return cls(rec.get("t", 0), rec["pid"], entries)
+        return cls(rec.get("t", 0), rec["pid"], entries, str(rec.get("by") or "py-spy"))
 
 
 @dataclass(slots=True)

@@ -118,8 +118,8 @@ def test_perfetto_trace_has_every_track_and_the_reports_totals(tmp_path):
     assert {"GIL hand-offs/s", "GIL waiters (threads waiting, mean)", "work (increments)"} <= counters
     switches = sum(ev["args"]["value"] for ev in events if ev["name"] == "GIL hand-offs/s")
     assert switches > 0
-    # py-spy's lines, and how the run ended
-    assert any(ev["ph"] == "i" and ev.get("cat") == "py-spy" for ev in events)
+    # the stacks read (by py-spy, in this recording), and how the run ended
+    assert any(ev["ph"] == "i" and ev.get("cat") == "stack" and ev["args"]["read by"] == "py-spy" for ev in events)
     assert any(ev["ph"] == "i" and ev["name"].startswith("end: ") for ev in events)
 
 

@@ -150,3 +150,23 @@ def test_without_orjson_the_standard_json_writes_and_reads_the_same(tmp_path, mo
     assert list(read(str(path))) == EVERY_KIND
     monkeypatch.undo()
     assert list(read(str(path))) == EVERY_KIND  # and orjson reads what json wrote
+
+
+def test_holders_agree_only_where_py_spy_read_the_owner():
+    """py-spy reads the GIL's owner itself: held against the GIL probe's holders, an independent
+    check. Where gilviz reads the stacks, their owner is the probe's own figure: no check."""
+    from gilviz.report import summarize_records
+    from gilviz.stream import Header, Stack, StackEntry, ThreadTick, Tick
+
+    def summary(by: str, owner: int) -> dict:
+        ticks = [Tick(t, 5000, [ThreadTick(7, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000),
+                                ThreadTick(8, 1, 0, 0, 5000, 0, 0, 0, 0, 0, 0, 0)], [], [])
+                 for t in range(5000, 60_000, 5000)]
+        stack = Stack(30_000, 1, [StackEntry(owner, owns_gil=True, frames=["f (x.py:1)"])], by)
+        return summarize_records([Header(pid=1), *ticks[:5], stack, *ticks[5:]])["sampler"]
+
+    assert summary("py-spy", 7)["holder_agreement"] == 1.0
+    assert summary("py-spy", 8)["holder_agreement"] == 0.0
+    assert summary("gilviz", 7)["holder_agreement"] is None
+    assert Stack.from_wire({"k": "stack", "pid": 1, "threads": []}).by == "py-spy"  # recordings before `by`
+    assert Stack.from_wire(Stack(1, 2, [], "gilviz").to_wire()).by == "gilviz"

@@ -3,10 +3,10 @@
 What it holds, per run:
 - a track per thread: a slice per state (`running`, `native`, `waiting`, `runnable`,
   `blocked: sleep|io|lock|other`), each as long as the thread spent in it, and an instant per
-  py-spy reading with its stack;
+  reading of its whole stack (a few a second);
 - beside it, a track of the Python line the thread was on: slices named by function (file and
   line in their arguments), from a stack reading that found it there to the next that found it
-  elsewhere (at the tick rate on 3.14+ targets; with py-spy, as far as its readings tell, and
+  elsewhere (at the tick rate where gilviz reads them; with py-spy, as far as its readings tell, and
   for no more than MAX_LINE_GAP_US past the last);
 - a track per CPU core: which thread of the target was on it, and a counter of how busy the
   core was with any process;
@@ -296,8 +296,8 @@ class RunTrace:
                 continue
             pid = self.thread_pid.get(e.tid, rec.pid)
             self.w.event({"name": e.line, "ph": "i", "s": "t", "ts": rec.t, "pid": self._pid(pid),
-                          "tid": self._pid(e.tid), "cat": "py-spy",
-                          "args": {"owns GIL": e.owns_gil, "stack": e.frames[:20]}})
+                          "tid": self._pid(e.tid), "cat": "stack",
+                          "args": {"owns GIL": e.owns_gil, "stack": e.frames[:20], "read by": rec.by}})
 
     def _progress(self, rec: Progress) -> None:
         root = self.header.pid

@@ -57,7 +57,7 @@ DEFAULT_ZOOM = 10_000
 # core and GIL-holder cells: (kind, serial)
 IDLE, OCCUPIED, PARTLY, OTHERS, UNKNOWN = range(5)
 
-# py-spy's dumps kept for the stack under a click, by thread entries (one dump of 64 threads, its
+# The stacks read kept for the stack under a click, by thread entries (one dump of 64 threads, its
 # texts shared with earlier dumps, is about 12 KB): at 64 threads and 5 dumps a second, the last
 # 5 minutes; older dumps are let go (the lines pane keeps its own sums)
 MAX_STACK_ENTRIES = 100_000

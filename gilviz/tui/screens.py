@@ -71,7 +71,7 @@ def help_text(colors: dict[str, str] | None = None) -> Text:
                 "  GIL held by  the thread that held the GIL; then held %, contended % (someone waiting),\n"
                 "               and hand-offs per second, per cell\n"
                 "  threads      one lane per thread; the table below gives its figures over the time shown,\n"
-                "               and the Python line it was on (from py-spy, about once a second)\n")
+                "               and the Python line it was on (read from the target's memory at every tick)\n")
     text.append("\nA cell sums every sample that falls in it: its glyph is the state that took most of its time.\n")
     return text
 
