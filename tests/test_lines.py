@@ -233,3 +233,34 @@ def test_without_pyspy_the_stacks_and_lines_are_still_read(tmp_path, monkeypatch
     _assert_hot_and_waiting_lines(summary, named=False)
     spinning = [e for s in rec.stacks for e in s.threads if e.frames and e.frames[0] == f"spin (<string>:{HOT})"]
     assert spinning and any(e.owns_gil and e.active for e in spinning), spinning[:3]
+
+
+def test_whole_stacks_are_read_for_so_many_threads_at_once_and_the_others_in_turn():
+    """A stack read is about 15 us a thread: with a thousand threads moving, the reads of one
+    moment are capped, and the threads left out are read first the next time; a thread that
+    has not moved since its last read keeps that stack, which is still its stack."""
+    from gilviz.capture.lines import MAX_STACK_READS, FrameLines, LineTable
+
+    class Reader:
+        reads: list[int] = []
+
+        def stack(self, tstate, limit):
+            self.reads.append(tstate)
+            return [("w.py", tstate, "f")]
+
+    n = MAX_STACK_READS * 2 + 10
+    lines = FrameLines(Reader(), LineTable(lambda: 0, 0))  # type: ignore[arg-type]
+    lines.tstates = {tid: tid for tid in range(1, n + 1)}
+    rows = [_row(tid, 5000, 0) for tid in range(1, n + 1)]
+    seen: set[int] = set()
+    for _ in range(3):
+        Reader.reads.clear()
+        entries = lines.stack_entries(rows, {}, 5000, 12)
+        assert len(Reader.reads) <= MAX_STACK_READS and set(Reader.reads).isdisjoint(seen)
+        seen.update(Reader.reads)
+        assert {e.tid for e in entries} == seen  # every thread read so far, none not yet read
+        assert all(e.frames == [f"f (w.py:{e.tid})"] for e in entries)
+    assert seen == set(range(1, n + 1))
+    lines.stirred.update({5, 6})  # two moved since
+    Reader.reads.clear()
+    assert len(lines.stack_entries(rows, {}, 5000, 12)) == n and sorted(Reader.reads) == [5, 6]

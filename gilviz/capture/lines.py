@@ -27,6 +27,7 @@ HELPER_FROM = (3, 14)  # the first CPython whose _remote_debugging reads other p
 STALE_TICKS = 3  # a reading older than this many ticks is stamped on no tick
 WALK_EVERY_NS = 50_000_000  # thread states are looked for again at most this often...
 WALK_TRIES = 4  # ...for a thread this many times (a thread CPython did not start has none)
+MAX_STACK_READS = 128  # whole stacks read at once, at most (about 2 ms): with more threads moving, in turn
 _PYTHON_EXE = re.compile(r"python(3(\.\d+)?)?t?(-dbg)?$")
 
 
@@ -347,6 +348,7 @@ class FrameLines:
         self.walked_ns = -(1 << 62)
         self.stirred: set[int] = set()  # threads that moved since their stacks were last read
         self.frames: dict[int, list[str]] = {}  # tid -> its stack as last read, innermost first
+        self._next_stack = 0  # where in the tick's rows the next stack reads begin
 
     def walk(self, tids: set[int], now_ns: int) -> int:
         """The thread states of the process's threads; how many thread states there were."""
@@ -410,19 +412,34 @@ class FrameLines:
         return lines
 
     def stack_entries(self, rows: list[ThreadTick], names: dict, dt: int, limit: int) -> list[StackEntry]:
-        """Each thread's whole stack, read again only for those that moved since it was last read."""
+        """Each thread's whole stack, read again only for those that moved since it was last read,
+        and for at most MAX_STACK_READS of them (the others in turn, at the next reads: until then
+        they are left out, and their last stack read stands at its own time)."""
         frames, stirred, tstates = self.frames, self.stirred, self.tstates
         stack = self.reader.stack
-        for row in rows:
-            tid = row.tid
+        now: dict[int, list[str]] = {}
+        n = len(rows)
+        start = self._next_stack % n if n else 0
+        left, after = MAX_STACK_READS, start
+        for k in range(n):
+            tid = rows[(start + k) % n].tid
             tstate = tstates.get(tid)
-            if tstate is not None and (tid in stirred or tid not in frames):
+            if tstate is None:
+                continue
+            if tid in stirred or tid not in frames:
+                if not left:
+                    continue
+                left -= 1
+                after = start + k + 1
+                stirred.discard(tid)
                 try:
                     frames[tid] = [_frame_text(*where) for where in stack(tstate, limit)]
                 except (OSError, FramesError):
                     frames.pop(tid, None)
-        stirred.clear()
-        return stack_entries(rows, frames, names, dt)
+                    continue
+            now[tid] = frames[tid]
+        self._next_stack = after
+        return stack_entries(rows, now, names, dt)
 
     def forget(self, gone: list[int]) -> None:
         for tid in gone:
