@@ -116,10 +116,30 @@ def target(request, tmp_path):
     proc = subprocess.Popen([python, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         ids = [int(x) for x in proc.stdout.readline().split()]
+        _wait_until_asleep(proc.pid, [tid for i, tid in enumerate(ids) if i != SPINNER])
         yield proc.pid, str(script), ids
     finally:
         proc.kill()
         proc.wait()
+
+
+SPINNER = 6  # the spinner's place in the ids the workload prints
+SLEEP_CALLS = {"23", "35", "230", "270"}  # select, nanosleep, clock_nanosleep, pselect6 (time.sleep, x86-64)
+
+
+def _wait_until_asleep(pid: int, tids: list[int]) -> None:
+    """Until each thread sleeps in time.sleep: on a busy machine one may still be on its way
+    there 0.3 s after it started (or waiting for the GIL the spinner holds)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        calls = []
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                calls.append(f.read().split()[0])
+        if all(call in SLEEP_CALLS for call in calls):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"threads of {pid} not asleep: {calls}")
 
 
 @pytest.mark.parametrize("target", VERSIONS, indirect=True)
