@@ -92,7 +92,7 @@ class Sampler:
         self.lines = LineTable(self._now_us, self._t0)
         self._helpers_tried: set[int] = set()
         self._budget: Budget | None = None
-        self._next_stacks_ns = 0  # whole stacks read from memory (3.9 to 3.13) at the stack rate
+        self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
