@@ -264,3 +264,15 @@ def test_whole_stacks_are_read_for_so_many_threads_at_once_and_the_others_in_tur
     lines.stirred.update({5, 6})  # two moved since
     Reader.reads.clear()
     assert len(lines.stack_entries(rows, {}, 5000, 12)) == n and sorted(Reader.reads) == [5, 6]
+
+
+def test_a_stacks_files_are_shown_from_their_package_root_as_py_spy_shows_them():
+    from gilviz.capture.lines import short_file
+
+    assert short_file("/usr/lib/python3.12/threading.py") == "threading.py"
+    assert short_file("/root/.pyenv/versions/3.11.7/lib/python3.11/concurrent/futures/thread.py") == \
+        "concurrent/futures/thread.py"
+    assert short_file("/venv/lib/python3.12/site-packages/numpy/linalg/linalg.py") == "numpy/linalg/linalg.py"
+    assert short_file("/usr/lib/python3/dist-packages/yaml/reader.py") == "yaml/reader.py"
+    assert short_file("/home/me/work/app.py") == "app.py"
+    assert short_file("<string>") == "<string>"
