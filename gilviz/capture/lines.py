@@ -45,7 +45,7 @@ def short_file(path: str) -> str:
     for root in ("/site-packages/", "/dist-packages/"):
         if root in path:
             return path.rpartition(root)[2]
-    head, sep, rest = path.rpartition("/lib/python")
+    _, sep, rest = path.rpartition("/lib/python")
     if sep and "/" in rest:
         return rest.partition("/")[2]
     return os.path.basename(path)

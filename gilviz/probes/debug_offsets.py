@@ -17,8 +17,7 @@ from .memory import Memory, is_pointer, read_u64
 
 COOKIE = b"xdebugpy"
 _HEAD = struct.Struct("<8sQQ")  # cookie, version (PY_VERSION_HEX), free_threaded
-HEAD_SIZE = _HEAD.size
-RUNTIME_FIELDS = ("size", "finalizing", "interpreters_head")
+_RUNTIME_FIELDS = ("size", "finalizing", "interpreters_head")
 
 # Field order of struct _interpreter_state and struct _thread_state in each version's header.
 _INTERPRETER_313 = ("size", "id", "next", "threads_head", "gc", "imports_modules", "sysdict", "builtins",
@@ -54,6 +53,8 @@ class DebugOffsets:
     runtime: dict[str, int]
     interpreter: dict[str, int]
     thread: dict[str, int]
+    rest: tuple[int, ...] = ()  # the words after the thread state's table, as far as was read (the
+    # frame's and code object's tables: probes/frames.py checks its layouts against them)
 
     @property
     def gil_shift(self) -> int:
@@ -77,15 +78,16 @@ def parse(data: bytes, runtime_size: int = 0) -> DebugOffsets:
     if layout is None:
         raise DebugOffsetsError(f"the debug offsets of CPython {version[0]}.{version[1]} are not known to this gilviz")
     interp_fields, thread_fields = layout
-    names = (*RUNTIME_FIELDS, *interp_fields, *thread_fields)
+    names = (*_RUNTIME_FIELDS, *interp_fields, *thread_fields)
     need = _HEAD.size + 8 * len(names)
     if len(data) < need:
         raise DebugOffsetsError("too short")
     values = struct.unpack_from(f"<{len(names)}Q", data, _HEAD.size)
-    runtime = dict(zip(RUNTIME_FIELDS, values[:3]))
+    runtime = dict(zip(_RUNTIME_FIELDS, values[:3]))
     interpreter = dict(zip(interp_fields, values[3 : 3 + len(interp_fields)]))
     thread = dict(zip(thread_fields, values[3 + len(interp_fields) :]))
-    offsets = DebugOffsets(version, bool(free_threaded), runtime, interpreter, thread)
+    rest = struct.unpack_from(f"<{(len(data) - need) // 8}Q", data, need)
+    offsets = DebugOffsets(version, bool(free_threaded), runtime, interpreter, thread, rest)
     _check(offsets, runtime_size)
     return offsets
 

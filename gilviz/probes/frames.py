@@ -195,8 +195,9 @@ class FrameReader:
             raise FramesError("a free-threaded build: its objects have another header")
         if version >= (3, 13) and offsets is None:
             raise FramesError("no debug offsets")
-        if offsets is not None:
-            self._check_tables(memory, python, version)
+        expected = TABLES_AFTER_THREAD[version] if offsets is not None else ()
+        if offsets is not None and offsets.rest[:len(expected)] != expected:
+            raise FramesError("its debug offsets lay frames or code objects out otherwise than this gilviz reads them")
         self.memory = memory
         self.python = python
         self.layout = layout
@@ -213,15 +214,6 @@ class FrameReader:
                               layout.code_linetable) + 8
         self._frame_size = max(layout.frame_code, layout.frame_back, layout.frame_instr,
                                layout.frame_owner or 0) + 8
-
-    @staticmethod
-    def _check_tables(memory: Memory, python: PythonProcess, version: tuple) -> None:
-        expected = TABLES_AFTER_THREAD[version]
-        interp_fields, thread_fields = debug_offsets.LAYOUTS[version]
-        start = debug_offsets.HEAD_SIZE + 8 * (len(debug_offsets.RUNTIME_FIELDS) + len(interp_fields) + len(thread_fields))
-        found = struct.unpack(f"<{len(expected)}Q", memory.read(python.runtime.address + start, 8 * len(expected)))
-        if found != expected:
-            raise FramesError("its debug offsets lay frames or code objects out otherwise than this gilviz reads them")
 
     # ------------------------------------------------------------ thread states
     def thread_states(self) -> list[tuple[int, int, int]]:

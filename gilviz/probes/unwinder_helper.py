@@ -31,10 +31,6 @@ def located(frames):
             yield f.filename, lineno, f.funcname
 
 
-def innermost(frames):
-    return next(located(frames), None)
-
-
 def threads_of(trace):
     """(tid, frames) of every thread of every interpreter, as 3.14 and 3.15 lay them out."""
     for item in trace:
