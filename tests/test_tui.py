@@ -158,6 +158,101 @@ async def test_fits_and_redraws_on_resize(size):
         assert len(cells.strip()) > 0.9 * shown and set(cells) <= set("█░▒ ·▓")  # a spinner's states, all drawn
 
 
+@pytest.mark.parametrize("zoom", [2_000, 10_000, 20_000])
+@sync
+async def test_lanes_drawn_from_the_last_frame_are_the_lanes_drawn_afresh(zoom):
+    """Following a run, a lane's runs still on screen are taken from its last frame (widgets:
+    state_segments, owner_segments): fed a tick at a time, with the newest cells unfinished and a
+    thread selected half way, every line of every lane must be what a painter with nothing kept draws."""
+    from gilviz.recording import read
+    from gilviz.stream import End, Tick
+    from gilviz.tui.timeline import TimelineView
+    from gilviz.tui.widgets import GilLanes
+
+    records = list(read(FIXTURE))
+    ticks = [r for r in records if isinstance(r, Tick)]
+    rest = [r for r in records if not isinstance(r, (Tick, End))]
+    app = make_app(RecordsSource(rest), show_ui_cost=False)
+    async with app.run_test(size=(80, 30)) as pilot:  # (narrow: the 1.5 s run scrolls at every zoom)
+        await pilot.pause(0.2)
+        tv = app.query_one(TimelineView)
+        tv.view.zoom = zoom
+        painters = [tv.query_one(CoreLanes), tv.query_one(GilLanes), tv.query_one(ThreadLanes)]
+        shifted = scrolled = 0  # lanes drawn from their last frame; frames with the window scrolled
+        for cls in (CoreLanes, GilLanes, ThreadLanes):
+            assert not cls.__dict__.get("_shifted_runs") and not cls.__dict__.get("_shifted_owner_runs")
+        originals = (ThreadLanes._shifted_runs, ThreadLanes._shifted_owner_runs)
+
+        def counted(original):
+            def run(*args):
+                nonlocal shifted
+                out = original(*args)
+                shifted += out is not None
+                return out
+            return run
+
+        ThreadLanes._shifted_runs = counted(originals[0])  # (a Painter's method: the three lanes share it)
+        ThreadLanes._shifted_owner_runs = counted(originals[1])
+        CoreLanes._shifted_owner_runs = GilLanes._shifted_owner_runs = ThreadLanes._shifted_owner_runs
+        try:
+            for i, tick in enumerate(ticks):
+                tv.model.add(tick)
+                if i == len(ticks) // 2:
+                    tv.view.selected = tv.model.order[1].tid
+                tv._frame(take=False)
+                scrolled += painters[2].window()[0] > 0
+                for painter in painters:
+                    lines = range(painter.scrollable_content_region.height)
+                    drawn = [list(painter.render_line(y)) for y in lines]
+                    kept = dict(painter._lane_runs)
+                    painter._lane_runs.clear()
+                    painter.forget_rows()
+                    painter._frame_strips.clear()
+                    afresh = [list(painter.render_line(y)) for y in lines]
+                    painter._lane_runs = kept
+                    assert drawn == afresh, f"tick {i}: {type(painter).__name__} drew otherwise than afresh"
+        finally:
+            del ThreadLanes._shifted_runs, ThreadLanes._shifted_owner_runs
+            del CoreLanes._shifted_owner_runs, GilLanes._shifted_owner_runs
+        assert scrolled > 20 and shifted > 20, "the lanes were not drawn from their last frame"
+
+
+@sync
+async def test_runs_kept_from_the_last_frame_give_way_where_cells_changed_or_joined():
+    """The cells a lane shares with its last frame are checked, not trusted: random lanes whose newest
+    cells change from frame to frame (a run can then join the one before it), and whose older cells
+    sometimes change too (ticks merged), must be drawn as they would be afresh."""
+    import random
+
+    from gilviz.timeline.store import OCCUPIED, OTHERS, PARTLY, UNKNOWN
+
+    app = replay_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        lanes = app.query_one(ThreadLanes)
+        rng = random.Random(7)
+        codes = [0, 1, 2, 2 | 0x10, 4, 7]
+        owners = [(OCCUPIED, 1), (OCCUPIED, 2), (PARTLY, 1), (PARTLY, 3), (OTHERS, 0), (UNKNOWN, 0), (0, 0)]
+        width = 50
+        for lane, choices, paint in ((("state", 0), codes, lambda cells, c0, lane: lanes.state_segments(
+                                          bytes(cells), False, None, lane, c0)),
+                                     (("owner", 0), owners, lambda cells, c0, lane: lanes.owner_segments(
+                                          cells, 0, lane, c0))):
+            data = [rng.choice(choices) for _ in range(width)]
+            for frame in range(400):
+                for k in range(1, rng.randint(1, 3)):  # the newest cells, unfinished, change
+                    data[-k] = data[-k - 1] if rng.random() < 0.5 else rng.choice(choices)
+                if rng.random() < 0.1:  # an older cell changes
+                    data[len(data) - rng.randrange(3, width)] = rng.choice(choices)
+                for _ in range(rng.randint(0, 4)):  # new cells, in runs
+                    data.append(data[-1] if rng.random() < 0.6 else rng.choice(choices))
+                c0 = len(data) - width
+                cells = data[c0:]
+                kept = paint(cells, c0, lane)
+                afresh = paint(cells, c0, None)
+                assert kept == afresh, f"{lane[0]} lane, frame {frame}"
+
+
 @sync
 async def test_hundreds_of_threads_scroll():
     records = [{"k": "header", "format": 1, "command": "many", "cpus": 2, "pid": 1, "python_version": "3.12.0"},

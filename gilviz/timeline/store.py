@@ -124,6 +124,9 @@ class ThreadSeries:
         """Each field's share times its tick's length (dts[off + local index]), summed."""
         data = self.data
         weights = dts[la + off : lb + off]
+        if weights and weights.count(weights[0]) == len(weights):  # ticks of one length, as most are
+            w = weights[0]
+            return [sum(data[la * REC + f : lb * REC : REC]) * w for f in range(NFIELDS)]
         return [sum(map(mul, data[la * REC + f : lb * REC : REC], weights)) for f in range(NFIELDS)]
 
     def sums(self, la: int, lb: int, dts, off: int) -> list[int]:
@@ -890,24 +893,28 @@ class History:
         limit = self.t_last if known_t is None else min(known_t, self.t_last)
         return (c + 1) * zoom <= limit
 
-    def _cells(self, cache: dict, zoom: int, c0: int, c1: int, compute, known_t: int | None = None) -> list:
-        """Cells c0..c1 inclusive, finished ones from the cache."""
+    def _cells(self, cache: dict, zoom: int, c0: int, c1: int, compute, known_t: int | None = None,
+               kind: type = list) -> Any:
+        """Cells c0..c1 inclusive, finished ones from the cache: a list, or a bytearray (kind)."""
         entry = cache.get(zoom)
         if entry is None or c0 < entry[0] or c0 > entry[0] + len(entry[1]):
-            entry = cache[zoom] = [c0, []]
+            entry = cache[zoom] = [c0, kind()]
         first, cells = entry
-        out = []
-        c = c0
         have_to = first + len(cells)
         if c0 < have_to:
-            out.extend(cells[c0 - first : min(c1 + 1, have_to) - first])
+            out = cells[c0 - first : min(c1 + 1, have_to) - first]
             c = min(c1 + 1, have_to)
-        while c <= c1:
-            value = compute(c)
-            if c == first + len(cells) and self.finished(zoom, c, known_t):
-                cells.append(value)
-            out.append(value)
-            c += 1
+        else:
+            out = kind()
+            c = c0
+        if c <= c1:
+            limit = None if self.ended else (self.t_last if known_t is None else min(known_t, self.t_last))
+            while c <= c1:
+                value = compute(c)
+                if c == first + len(cells) and (limit is None or (c + 1) * zoom <= limit):  # finished (see finished)
+                    cells.append(value)
+                out.append(value)
+                c += 1
         if len(cells) > CACHE_CELLS:
             cut = len(cells) - CACHE_CELLS // 2
             del cells[:cut]
@@ -951,7 +958,7 @@ class History:
             present = sum(states)
             return code | (HELD_BIT if sums[8] and sums[8] * 2 >= present else 0)
 
-        return bytes(self._cells(s.cache, zoom, c0, c1, compute))
+        return bytes(self._cells(s.cache, zoom, c0, c1, compute, kind=bytearray))
 
     def core_cells(self, core: CoreSeries, zoom: int, c0: int, c1: int) -> list[tuple[int, int]]:
         """Per cell (kind, serial+1): which target thread had the core, or others, or idle."""

@@ -10,6 +10,9 @@ Segment, and reused while its cells are unchanged. Colours come from component c
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from itertools import chain, groupby, islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from rich.segment import Segment
@@ -37,6 +40,18 @@ _RUNS = re.compile(rb"(.)\1*", re.S)
 ROWS_CACHED = 4096  # built rows kept per painter (a row is rebuilt only when its cells change)
 GUTTERS_CACHED = 2000
 SEGMENTS_CACHED = 5000
+LANE_RUNS_KEPT = 4096  # lanes whose last frame's runs are kept
+SPARKS_KEPT = 20_000  # glyphs of spark values kept per scale
+_KIND_SERIAL = itemgetter(0, 1)  # of an owner cell: (kind, serial + 1, ...)
+_HELD, _CONTENDED, _HANDOFFS = itemgetter(2), itemgetter(3), itemgetter(4)  # of a GIL cell
+_TEXT = itemgetter(0)  # of a Segment
+
+
+def _owner_run_id(cell: tuple) -> tuple[int, int]:
+    """What an owner cell shares with the next one when they make one run: its thread if owned, else its kind."""
+    return (-1, cell[1]) if cell[0] == OCCUPIED or cell[0] == PARTLY else (cell[0], 0)
+
+
 _UNDERLINE = Style(underline=True)
 ON_LINE_BIT, OFF_LINE_BIT = 0x20, 0x40  # or'ed into cell codes while a line is picked
 _REVERSE_BOLD = Style(reverse=True, bold=True)
@@ -137,6 +152,8 @@ class Painter(ScrollView):
         # a run of cells as a Segment, by (code, length, highlight): a few per lane per frame, so a
         # dict (an LRUCache lookup cost more than building most rows); bounded by the codes and widths
         self._segs: dict[tuple[int, int, bool], Segment] = {}
+        self._sparks: dict[float, dict[float, str]] = {}  # scale -> value -> glyph
+        self._lane_runs: dict[Any, tuple] = {}  # lane -> its last frame's (c0, cells, highlight, run starts, segments)
         self._shown: dict[int, Strip] = {}
         self._shown_offset = 0
         self._frame_strips: dict[tuple[int, int], Strip] = {}
@@ -196,6 +213,7 @@ class Painter(ScrollView):
         self.forget_rows()
         self._gutters.clear()
         self._segs.clear()
+        self._lane_runs.clear()
         self._shown.clear()
         self._frame_strips.clear()
         self.refresh()
@@ -302,9 +320,7 @@ class Painter(ScrollView):
     def finish(self, segments: list[Segment], style: Style | None = None) -> Strip:
         """A strip exactly as wide as the widget (every glyph used here is one cell wide)."""
         width = self.line_width
-        used = 0
-        for seg in segments:
-            used += len(seg.text)
+        used = sum(map(len, map(_TEXT, segments)))
         if used < width:
             segments.append(Segment(" " * (width - used), style or self.pal.base))
             return Strip(segments, width)
@@ -330,15 +346,39 @@ class Painter(ScrollView):
         self._gutters[key] = tuple(segs)
         return segs
 
-    def state_segments(self, cells: bytes, highlight: bool, on_line: bytes | None = None) -> list[Segment]:
-        """on_line: 1 for each cell where the thread was on the line picked; the others are dimmed."""
-        cache = self._segs
-        out = []
-        append = out.append
+    def state_segments(self, cells: bytes, highlight: bool, on_line: bytes | None = None,
+                       lane: Any = None, c0: int = 0) -> list[Segment]:
+        """on_line: 1 for each cell where the thread was on the line picked; the others are dimmed.
+
+        lane (with c0, the first cell's number): the runs of this lane's last frame are kept, and
+        those still on screen with the same cells are taken as they were (following, the lanes move
+        a few cells a frame): only the cells at the edges are read again. The list returned is kept
+        for the next frame: callers add it to theirs, never change it."""
         if on_line is not None:
             cells = bytes(c | (ON_LINE_BIT if m else OFF_LINE_BIT) for c, m in zip(cells, on_line))
-        for m in _RUNS.finditer(cells):
+        elif lane is not None:
+            last = self._lane_runs.get(lane)
+            if last is not None:
+                out = self._shifted_runs(last, cells, highlight, lane, c0)
+                if out is not None:
+                    return out
+        out, starts = self._state_runs(cells, highlight, 0, c0 if lane is not None else None)
+        if lane is not None and on_line is None:
+            if len(self._lane_runs) > LANE_RUNS_KEPT:
+                self._lane_runs.clear()
+            self._lane_runs[lane] = (c0, cells, highlight, starts, out)
+        return out
+
+    def _state_runs(self, cells: bytes, highlight: bool, pos: int, c0: int | None) -> tuple[list[Segment], list[int]]:
+        """The segments of the runs of cells[pos:], and (with c0) the cell number each run starts at."""
+        cache = self._segs
+        out: list[Segment] = []
+        append = out.append
+        starts: list[int] = []
+        for m in _RUNS.finditer(cells, pos):
             start, end = m.span()
+            if c0 is not None:
+                starts.append(c0 + start)
             key = (cells[start], end - start, highlight)
             seg = cache.get(key)
             if seg is None:
@@ -352,51 +392,165 @@ class Painter(ScrollView):
                     style = style + pal.off_line
                 seg = cache[key] = Segment(theme.GLYPH_LIST[state] * (end - start), style)
             append(seg)
+        return out, starts
+
+    def _shifted_runs(self, last: tuple, cells: bytes, highlight: bool, lane: Any, c0: int) -> list[Segment] | None:
+        """This frame's segments from the last frame's, when the cells they share are the same; None
+        when they are not (the lane was scrolled far, resized, or its data changed)."""
+        was_c0, was_cells, was_highlight, starts, segs = last
+        if highlight != was_highlight or c0 < was_c0 or len(cells) != len(was_cells):
+            return None
+        i = bisect_left(starts, c0)  # the first run of the last frame that starts on screen now
+        j = len(starts) - 1  # the last one may have grown: read again from its start
+        if i >= j:
+            return None
+        kept_to = starts[j]
+        if cells[: kept_to - c0] != was_cells[c0 - was_c0 : kept_to - was_c0]:
+            return None
+        end = kept_to - c0
+        if cells[end] == cells[end - 1]:  # the last run's first cell changed: it joins the run before
+            return None
+        head = starts[i] - c0  # cells of a run cut at the left edge: one run, shorter
+        if head > 0:
+            out, new_starts = self._state_runs(cells[:head], highlight, 0, c0)
+        else:
+            out, new_starts = [], []
+        out += segs[i:j]
+        new_starts += starts[i:j]
+        tail, tail_starts = self._state_runs(cells, highlight, end, c0)
+        out += tail
+        new_starts += tail_starts
+        self._lane_runs[lane] = (c0, cells, highlight, new_starts, out)
         return out
 
-    def owner_segments(self, cells: list[tuple], selected_serial: int) -> list[Segment]:
-        """Cells owned by threads (cores, GIL holder): the thread's colour, its letter at each run start."""
-        pal = self.pal
-        out: list[Segment] = []
-        n = len(cells)
-        i = 0
-        while i < n:
-            kind, serial = cells[i][0], cells[i][1]
+    def owner_segments(self, cells: list[tuple], selected_serial: int, lane: Any = None, c0: int = 0) -> list[Segment]:
+        """Cells owned by threads (cores, GIL holder): the thread's colour, its letter at each run start.
+
+        A core or the GIL often changes hands every cell, and every frame draws every cell of these
+        lanes again: as for the thread lanes (state_segments), a lane's runs still on screen with the
+        same cells are taken from its last frame."""
+        if lane is not None:
+            last = self._lane_runs.get(lane)
+            if last is not None:
+                out = self._shifted_owner_runs(last, cells, selected_serial, lane, c0)
+                if out is not None:
+                    return out
+        runs, starts = self._owner_runs(cells, 0, c0, selected_serial)
+        if lane is not None:
+            if len(self._lane_runs) > LANE_RUNS_KEPT:
+                self._lane_runs.clear()
+            self._lane_runs[lane] = (c0, cells, selected_serial, starts, runs)
+        return list(chain.from_iterable(runs))
+
+    def _shifted_owner_runs(self, last: tuple, cells: list[tuple], selected_serial: int, lane: Any,
+                            c0: int) -> list[Segment] | None:
+        was_c0, was_cells, was_selected, starts, runs = last
+        if selected_serial != was_selected or c0 < was_c0 or len(cells) != len(was_cells):
+            return None
+        i = bisect_left(starts, c0)
+        j = len(starts) - 1
+        if i >= j:
+            return None
+        kept_to = starts[j]
+        if cells[: kept_to - c0] != was_cells[c0 - was_c0 : kept_to - was_c0]:
+            return None
+        end = kept_to - c0
+        if _owner_run_id(cells[end]) == _owner_run_id(cells[end - 1]):
+            return None
+        head = starts[i] - c0
+        new_runs, new_starts = self._owner_runs(cells[:head], 0, c0, selected_serial) if head > 0 else ([], [])
+        new_runs += runs[i:j]
+        new_starts += starts[i:j]
+        tail, tail_starts = self._owner_runs(cells, end, c0, selected_serial)
+        new_runs += tail
+        new_starts += tail_starts
+        self._lane_runs[lane] = (c0, cells, selected_serial, new_starts, new_runs)
+        return list(chain.from_iterable(new_runs))
+
+    def _owner_runs(self, cells: list[tuple], pos: int, c0: int,
+                    selected_serial: int) -> tuple[list[tuple[Segment, ...]], list[int]]:
+        """The segments of each run of cells[pos:], and the cell number each run starts at."""
+        cache = self._segs
+        runs: list[tuple[Segment, ...]] = []
+        starts: list[int] = []
+        owned: list[tuple[int, int]] = []  # the run of one thread's cells being gathered: (kind, count)
+        owner = 0
+        at = c0 + pos
+        for (kind, serial), group in groupby(islice(cells, pos, None), _KIND_SERIAL):
+            n = len(list(group))
             if kind == OCCUPIED or kind == PARTLY:
-                j = i + 1
-                while j < n and cells[j][1] == serial and (cells[j][0] == OCCUPIED or cells[j][0] == PARTLY):
-                    j += 1
-                k = (serial - 1) % PALETTE_SIZE
-                if serial - 1 == selected_serial:
-                    style, lstyle = pal.selected, pal.selected_letter
-                else:
-                    style, lstyle = pal.thread[k], pal.thread_letter[k]
-                if j - i > 1:  # a letter names the thread at the start of each run
-                    out.append(Segment(LETTERS[(serial - 1) % len(LETTERS)], lstyle))
-                    text = "".join(["█" if c[0] == OCCUPIED else theme.PARTLY_GLYPH for c in cells[i + 1 : j]])
-                    out.append(Segment(text, style))
-                else:
-                    out.append(Segment("█" if kind == OCCUPIED else theme.PARTLY_GLYPH, style))
-            else:
-                j = i + 1
-                while j < n and cells[j][0] == kind:
-                    j += 1
+                if owned and serial == owner:
+                    owned.append((kind, n))
+                    at += n
+                    continue
+                if owned:
+                    key = (owner, owner - 1 == selected_serial, *owned)
+                    segs = cache.get(key)
+                    runs.append(segs if segs is not None else self._owned_run(key, owned))
+                owned = [(kind, n)]
+                owner = serial
+                starts.append(at)
+                at += n
+                continue
+            if owned:
+                key = (owner, owner - 1 == selected_serial, *owned)
+                segs = cache.get(key)
+                runs.append(segs if segs is not None else self._owned_run(key, owned))
+                owned = []
+            key = (-1, kind, n)
+            segs = cache.get(key)
+            if segs is None:
+                pal = self.pal
                 if kind == OTHERS:
-                    out.append(Segment(theme.OTHERS_GLYPH * (j - i), pal.others))
+                    segs = (Segment(theme.OTHERS_GLYPH * n, pal.others),)
                 elif kind == UNKNOWN:
-                    out.append(Segment(theme.UNKNOWN_GLYPH * (j - i), pal.muted))
+                    segs = (Segment(theme.UNKNOWN_GLYPH * n, pal.muted),)
                 else:
-                    out.append(Segment(" " * (j - i), pal.base))
-            i = j
-        return out
+                    segs = (Segment(" " * n, pal.base),)
+                cache[key] = segs
+            runs.append(segs)
+            starts.append(at)
+            at += n
+        if owned:
+            key = (owner, owner - 1 == selected_serial, *owned)
+            segs = cache.get(key)
+            runs.append(segs if segs is not None else self._owned_run(key, owned))
+        return runs, starts
+
+    def _owned_run(self, key: tuple, owned: list[tuple[int, int]]) -> tuple[Segment, ...]:
+        """One thread's run of cells: its letter first (if the run is longer than a cell), in its colour."""
+        pal = self.pal
+        owner, selected = key[0], key[1]
+        k = (owner - 1) % PALETTE_SIZE
+        style, lstyle = (pal.selected, pal.selected_letter) if selected else (pal.thread[k], pal.thread_letter[k])
+        kind, n = owned[0]
+        if len(owned) == 1 and n == 1:
+            segs: tuple[Segment, ...] = (Segment("█" if kind == OCCUPIED else theme.PARTLY_GLYPH, style),)
+        else:
+            glyphs = [("█" if kind == OCCUPIED else theme.PARTLY_GLYPH) * (n - 1)]
+            glyphs += [("█" if kind == OCCUPIED else theme.PARTLY_GLYPH) * n for kind, n in owned[1:]]
+            segs = (Segment(LETTERS[(owner - 1) % len(LETTERS)], lstyle), Segment("".join(glyphs), style))
+        self._segs[key] = segs
+        return segs
 
     def spark_segments(self, values: list[float], style: Style, scale: float = 1.0) -> list[Segment]:
-        sparks = theme.SPARKS
+        """Values come again frame after frame (a finished cell's do not change): each one's glyph is kept."""
         if scale <= 0:
             return [Segment(" " * len(values), style)]
-        k = 8 / scale
-        chars = [" " if v < 0 else sparks[8 if v >= scale else (max(1, round(v * k)) if v > 0 else 0)] for v in values]
-        return [Segment("".join(chars), style)]
+        glyph_of = self._sparks.get(scale)
+        if glyph_of is None or len(glyph_of) > SPARKS_KEPT:
+            if len(self._sparks) > 8:
+                self._sparks.clear()
+            glyph_of = self._sparks[scale] = {}
+        try:
+            return [Segment("".join(map(glyph_of.__getitem__, values)), style)]
+        except KeyError:
+            sparks = theme.SPARKS
+            k = 8 / scale
+            for v in values:
+                if v not in glyph_of:
+                    glyph_of[v] = " " if v < 0 else sparks[8 if v >= scale else (max(1, round(v * k)) if v > 0 else 0)]
+            return [Segment("".join(map(glyph_of.__getitem__, values)), style)]
 
     def message_segments(self, text: str, style: Style) -> list[Segment]:
         return [Segment(fit(text, self.cells_width()), style)]
@@ -439,7 +593,7 @@ class CoreLanes(Painter):
 
         def build() -> Strip:
             segs = self.gutter_segments(label, self.pal.gutter)
-            segs += self.owner_segments(cells, sel)
+            segs += self.owner_segments(cells, sel, ("core", index), c0)
             return self.finish(segs)
 
         return self.cached(index, key, build)
@@ -522,17 +676,17 @@ class GilLanes(Painter):
         def build() -> Strip:
             if index == 0:
                 segs = self.gutter_segments(label, pal.heading)
-                segs += self.owner_segments(cells, sel)
+                segs += self.owner_segments(cells, sel, ("gil", pid), c0)
             elif index == 1:
                 segs = self.gutter_segments(label, pal.gutter)
-                segs += self.spark_segments([c[2] for c in cells], pal.spark_held)
+                segs += self.spark_segments(list(map(_HELD, cells)), pal.spark_held)
             elif index == 2:
                 segs = self.gutter_segments(label, pal.gutter)
-                segs += self.spark_segments([c[3] for c in cells], pal.spark_contended)
+                segs += self.spark_segments(list(map(_CONTENDED, cells)), pal.spark_contended)
             else:
                 segs = self.gutter_segments(label, pal.gutter)
                 scale = figures.get("handoff_scale") or 1.0
-                segs += self.spark_segments([c[4] for c in cells], pal.spark_handoffs, scale)
+                segs += self.spark_segments(list(map(_HANDOFFS, cells)), pal.spark_handoffs, scale)
             return self.finish(segs)
 
         if not self.view.following or model.ended:
@@ -597,7 +751,7 @@ class ThreadLanes(Painter):
         name = (" " + s.name) if gv.view.grouped else s.name
         segs = self.gutter_segments(name, pal.gutter_selected if selected else pal.gutter, s.letter,
                                     pal.thread_letter[i])
-        segs += self.state_segments(cells, selected, on_line)
+        segs += self.state_segments(cells, selected, on_line, s.tid, c0)
         strip = self.finish(segs)
         self._rows[index] = (key, strip)
         return strip
@@ -616,7 +770,8 @@ class ThreadLanes(Painter):
             cells = model.gil_cells(gs, gv.view.zoom, c0, c1)
             key = ("proc", label, gv.selected_serial, c0, tuple(c[:2] for c in cells), self.gut)
             return self.cached(index, key, lambda: self.finish(
-                self.gutter_segments(label, pal.heading) + self.owner_segments(cells, gv.selected_serial)))
+                self.gutter_segments(label, pal.heading)
+                + self.owner_segments(cells, gv.selected_serial, ("gil", pid), c0)))
         status = proc.gil if proc else None
         command = short_command(proc.command if proc else "")
         text = {"no GIL": "no GIL (free-threaded)", "not python": "not Python",
@@ -638,7 +793,8 @@ class ThreadLanes(Painter):
         cells = self.model.gil_cells(gs, gv.view.zoom, c0, c1)
         key = ("gil", label, gv.selected_serial, c0, tuple(c[:2] for c in cells), self.gut)
         return self.cached(index, key, lambda: self.finish(
-            self.gutter_segments(label, pal.heading) + self.owner_segments(cells, gv.selected_serial)))
+            self.gutter_segments(label, pal.heading)
+            + self.owner_segments(cells, gv.selected_serial, ("gil", row.pid, row.interp), c0)))
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
