@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from itertools import accumulate, islice
+from itertools import accumulate, chain, islice
 from operator import mul, sub
 from array import array
 from dataclasses import dataclass, field
@@ -697,33 +697,45 @@ class History:
         data, codes = ts.data, ts.codes
         parts = self._overlap(ts.start, ts.ticks, groups, old_base)
         old_dts = self._old_dts
-        new_data = bytearray()
-        new_codes = bytearray()
         first, last = parts[0][1], parts[-1][2]
         off = ts.start - old_base
         weights = old_dts[first + off : last + off]
-        # running totals of each field over the merged stretch (one pass each), read at group ends;
-        # a field that stayed 0 all along (most of a thread's states) is left at that
-        totals = []
+        one_length = weights.count(weights[0]) == len(weights)  # (ticks at full detail, as most merged are)
+        w = weights[0]
+        # running totals of each field over the merged stretch (one pass each), read at group ends, a
+        # field at a time for all the groups; a field that stayed 0 all along (most states) is left 0
+        ends = [lb - first for _, _, lb in parts]
+        begins = [la - first for _, la, _ in parts]
+        part_spans = [spans[k] for k, _, _ in parts]
+        halves = [span // 2 for span in part_spans]
+        zeros = [0] * len(parts)
+        columns = []
         for f in range(NFIELDS):
             column = data[first * REC + f : last * REC : REC]
-            totals.append([0, *accumulate(map(mul, column, weights))] if column.count(0) != len(column) else None)
-        for k, la, lb in parts:
-            span = spans[k]
-            half = span // 2
-            a, b = la - first, lb - first
+            if column.count(0) == len(column):
+                columns.append(zeros)
+                continue
+            totals = [0, *accumulate(column if one_length else map(mul, column, weights))]
+            sums = map(sub, map(totals.__getitem__, ends), map(totals.__getitem__, begins))
+            if one_length:
+                sums = map(w.__mul__, sums)
+            columns.append([min(Q, (x + half) // span) for x, half, span in zip(sums, halves, part_spans)])
+        cpus = []
+        for _, la, lb in parts:
             cpu = 255
             for li in range(lb - 1, la - 1, -1):  # the core it was last on
                 if data[li * REC + ONCPU]:
                     cpu = data[li * REC + CPU]
                     break
-            rec = bytes([min(Q, (col[b] - col[a] + half) // span) if col is not None else 0 for col in totals] + [cpu])
+            cpus.append(cpu)
+        new_codes = bytearray()
+        records = list(zip(*columns, cpus))
+        for rec in records:
             states = rec[:8]
             best = max(states)
             present = sum(states)
-            code = GONE if not best else states.index(best) | (HELD_BIT if rec[HELD] and rec[HELD] * 2 >= present else 0)
-            new_data += rec  # (rounded, not cut)
-            new_codes.append(code)
+            new_codes.append(GONE if not best else states.index(best) | (HELD_BIT if rec[HELD] and rec[HELD] * 2 >= present else 0))
+        new_data = bytes(chain.from_iterable(records))  # (rounded, not cut)
         data[first * REC : last * REC] = new_data  # in place: no second copy of a long history
         codes[first:last] = new_codes
         started_before = ts.start <= lo
