@@ -167,7 +167,7 @@ async def test_lanes_drawn_from_the_last_frame_are_the_lanes_drawn_afresh(zoom):
     from gilviz.recording import read
     from gilviz.stream import End, Tick
     from gilviz.tui.timeline import TimelineView
-    from gilviz.tui.widgets import GilLanes
+    from gilviz.tui.widgets import GilLanes, Painter
 
     records = list(read(FIXTURE))
     ticks = [r for r in records if isinstance(r, Tick)]
@@ -179,21 +179,15 @@ async def test_lanes_drawn_from_the_last_frame_are_the_lanes_drawn_afresh(zoom):
         tv.view.zoom = zoom
         painters = [tv.query_one(CoreLanes), tv.query_one(GilLanes), tv.query_one(ThreadLanes)]
         shifted = scrolled = 0  # lanes drawn from their last frame; frames with the window scrolled
-        for cls in (CoreLanes, GilLanes, ThreadLanes):
-            assert not cls.__dict__.get("_shifted_runs") and not cls.__dict__.get("_shifted_owner_runs")
-        originals = (ThreadLanes._shifted_runs, ThreadLanes._shifted_owner_runs)
+        original = Painter._shifted_runs
 
-        def counted(original):
-            def run(*args):
-                nonlocal shifted
-                out = original(*args)
-                shifted += out is not None
-                return out
-            return run
+        def counted(*args):
+            nonlocal shifted
+            out = original(*args)
+            shifted += out is not None
+            return out
 
-        ThreadLanes._shifted_runs = counted(originals[0])  # (a Painter's method: the three lanes share it)
-        ThreadLanes._shifted_owner_runs = counted(originals[1])
-        CoreLanes._shifted_owner_runs = GilLanes._shifted_owner_runs = ThreadLanes._shifted_owner_runs
+        Painter._shifted_runs = counted
         try:
             for i, tick in enumerate(ticks):
                 tv.model.add(tick)
@@ -212,8 +206,7 @@ async def test_lanes_drawn_from_the_last_frame_are_the_lanes_drawn_afresh(zoom):
                     painter._lane_runs = kept
                     assert drawn == afresh, f"tick {i}: {type(painter).__name__} drew otherwise than afresh"
         finally:
-            del ThreadLanes._shifted_runs, ThreadLanes._shifted_owner_runs
-            del CoreLanes._shifted_owner_runs, GilLanes._shifted_owner_runs
+            Painter._shifted_runs = original
         assert scrolled > 20 and shifted > 20, "the lanes were not drawn from their last frame"
 
 

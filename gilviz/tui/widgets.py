@@ -3,8 +3,9 @@
 Every lane shares one time axis: the same gutter width and the same cell window, so a
 column on screen is the same moment in the cores, the GIL and every thread. Each row is
 built once per frame from the model's cells, with runs of equal cells merged into one
-Segment, and reused while its cells are unchanged. Colours come from component classes
-(theme.py), so a theme change restyles everything.
+Segment, and reused while its cells are unchanged; following a run, where every row moves a
+few cells a frame, the runs a row still shows are taken from its last frame. Colours come from
+component classes (theme.py), so a theme change restyles everything.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from itertools import chain, groupby, islice
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from operator import eq, itemgetter
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -47,9 +48,11 @@ _HELD, _CONTENDED, _HANDOFFS = itemgetter(2), itemgetter(3), itemgetter(4)  # of
 _TEXT = itemgetter(0)  # of a Segment
 
 
-def _owner_run_id(cell: tuple) -> tuple[int, int]:
-    """What an owner cell shares with the next one when they make one run: its thread if owned, else its kind."""
-    return (-1, cell[1]) if cell[0] == OCCUPIED or cell[0] == PARTLY else (cell[0], 0)
+def _same_owner_run(a: tuple, b: tuple) -> bool:
+    """Do two owner cells side by side make one run: owned by one thread, or unowned of one kind?"""
+    if a[0] == OCCUPIED or a[0] == PARTLY:
+        return (b[0] == OCCUPIED or b[0] == PARTLY) and a[1] == b[1]
+    return a[0] == b[0]
 
 
 _UNDERLINE = Style(underline=True)
@@ -349,36 +352,77 @@ class Painter(ScrollView):
     def state_segments(self, cells: bytes, highlight: bool, on_line: bytes | None = None,
                        lane: Any = None, c0: int = 0) -> list[Segment]:
         """on_line: 1 for each cell where the thread was on the line picked; the others are dimmed.
-
-        lane (with c0, the first cell's number): the runs of this lane's last frame are kept, and
-        those still on screen with the same cells are taken as they were (following, the lanes move
-        a few cells a frame): only the cells at the edges are read again. The list returned is kept
-        for the next frame: callers add it to theirs, never change it."""
+        lane, c0: see _kept_runs."""
         if on_line is not None:
             cells = bytes(c | (ON_LINE_BIT if m else OFF_LINE_BIT) for c, m in zip(cells, on_line))
-        elif lane is not None:
-            last = self._lane_runs.get(lane)
-            if last is not None:
-                out = self._shifted_runs(last, cells, highlight, lane, c0)
-                if out is not None:
-                    return out
-        out, starts = self._state_runs(cells, highlight, 0, c0 if lane is not None else None)
-        if lane is not None and on_line is None:
+            lane = None
+        return self._kept_runs(lane, cells, c0, highlight,
+                               lambda cells, pos, c0: self._state_runs(cells, highlight, pos, c0), eq)
+
+    def owner_segments(self, cells: list[tuple], selected_serial: int, lane: Any = None, c0: int = 0) -> list[Segment]:
+        """Cells owned by threads (cores, GIL holder): the thread's colour, its letter at each run start.
+        A core or the GIL often changes hands every cell: each run's segments are kept (lane, c0: see
+        _kept_runs)."""
+        runs = self._kept_runs(lane, cells, c0, selected_serial,
+                               lambda cells, pos, c0: self._owner_runs(cells, pos, c0, selected_serial), _same_owner_run)
+        return list(chain.from_iterable(runs))
+
+    def _kept_runs(self, lane: Any, cells: Sequence, c0: int, mark: Any, runs_of: Callable, same_run: Callable) -> list:
+        """What runs_of(cells, pos, c0) gives for cells[pos:] (an item a run, and the cell number each
+        starts at) for all the cells, c0 being the first one's number.
+
+        With a lane, the runs of its last frame are kept, and those still on screen over the same
+        cells are taken as they were (following a run, the lanes move a few cells a frame): only
+        the cells at the edges are read again. The list returned is kept for the next frame:
+        callers add it to theirs, never change it. mark: what else the items were drawn with."""
+        last = self._lane_runs.get(lane) if lane is not None else None
+        if last is not None:
+            items = self._shifted_runs(lane, last, cells, c0, mark, runs_of, same_run)
+            if items is not None:
+                return items
+        items, starts = runs_of(cells, 0, c0)
+        if lane is not None:
             if len(self._lane_runs) > LANE_RUNS_KEPT:
                 self._lane_runs.clear()
-            self._lane_runs[lane] = (c0, cells, highlight, starts, out)
-        return out
+            self._lane_runs[lane] = (c0, cells, mark, starts, items)
+        return items
 
-    def _state_runs(self, cells: bytes, highlight: bool, pos: int, c0: int | None) -> tuple[list[Segment], list[int]]:
-        """The segments of the runs of cells[pos:], and (with c0) the cell number each run starts at."""
+    def _shifted_runs(self, lane: Any, last: tuple, cells: Sequence, c0: int, mark: Any, runs_of: Callable,
+                      same_run: Callable) -> list | None:
+        """This frame's runs from the last frame's, when the cells they share are the same; None when
+        they are not (the lane was scrolled back, resized, or its data changed)."""
+        was_c0, was_cells, was_mark, starts, items = last
+        if mark != was_mark or c0 < was_c0 or len(cells) != len(was_cells):
+            return None
+        i = bisect_left(starts, c0)  # the first run of the last frame that starts on screen now
+        j = len(starts) - 1  # the last one may have grown: read again from its start
+        if i >= j:
+            return None
+        kept_to = starts[j]
+        if cells[: kept_to - c0] != was_cells[c0 - was_c0 : kept_to - was_c0]:
+            return None
+        end = kept_to - c0
+        if same_run(cells[end], cells[end - 1]):  # the last run's first cell changed: it joins the run before
+            return None
+        head = starts[i] - c0  # cells of a run cut at the left edge: one run, shorter
+        new_items, new_starts = runs_of(cells[:head], 0, c0) if head > 0 else ([], [])
+        new_items += items[i:j]
+        new_starts += starts[i:j]
+        tail, tail_starts = runs_of(cells, end, c0)
+        new_items += tail
+        new_starts += tail_starts
+        self._lane_runs[lane] = (c0, cells, mark, new_starts, new_items)
+        return new_items
+
+    def _state_runs(self, cells: bytes, highlight: bool, pos: int, c0: int) -> tuple[list[Segment], list[int]]:
+        """The segments of the runs of cells[pos:], and the cell number each run starts at."""
         cache = self._segs
         out: list[Segment] = []
         append = out.append
         starts: list[int] = []
         for m in _RUNS.finditer(cells, pos):
             start, end = m.span()
-            if c0 is not None:
-                starts.append(c0 + start)
+            starts.append(c0 + start)
             key = (cells[start], end - start, highlight)
             seg = cache.get(key)
             if seg is None:
@@ -393,79 +437,6 @@ class Painter(ScrollView):
                 seg = cache[key] = Segment(theme.GLYPH_LIST[state] * (end - start), style)
             append(seg)
         return out, starts
-
-    def _shifted_runs(self, last: tuple, cells: bytes, highlight: bool, lane: Any, c0: int) -> list[Segment] | None:
-        """This frame's segments from the last frame's, when the cells they share are the same; None
-        when they are not (the lane was scrolled far, resized, or its data changed)."""
-        was_c0, was_cells, was_highlight, starts, segs = last
-        if highlight != was_highlight or c0 < was_c0 or len(cells) != len(was_cells):
-            return None
-        i = bisect_left(starts, c0)  # the first run of the last frame that starts on screen now
-        j = len(starts) - 1  # the last one may have grown: read again from its start
-        if i >= j:
-            return None
-        kept_to = starts[j]
-        if cells[: kept_to - c0] != was_cells[c0 - was_c0 : kept_to - was_c0]:
-            return None
-        end = kept_to - c0
-        if cells[end] == cells[end - 1]:  # the last run's first cell changed: it joins the run before
-            return None
-        head = starts[i] - c0  # cells of a run cut at the left edge: one run, shorter
-        if head > 0:
-            out, new_starts = self._state_runs(cells[:head], highlight, 0, c0)
-        else:
-            out, new_starts = [], []
-        out += segs[i:j]
-        new_starts += starts[i:j]
-        tail, tail_starts = self._state_runs(cells, highlight, end, c0)
-        out += tail
-        new_starts += tail_starts
-        self._lane_runs[lane] = (c0, cells, highlight, new_starts, out)
-        return out
-
-    def owner_segments(self, cells: list[tuple], selected_serial: int, lane: Any = None, c0: int = 0) -> list[Segment]:
-        """Cells owned by threads (cores, GIL holder): the thread's colour, its letter at each run start.
-
-        A core or the GIL often changes hands every cell, and every frame draws every cell of these
-        lanes again: as for the thread lanes (state_segments), a lane's runs still on screen with the
-        same cells are taken from its last frame."""
-        if lane is not None:
-            last = self._lane_runs.get(lane)
-            if last is not None:
-                out = self._shifted_owner_runs(last, cells, selected_serial, lane, c0)
-                if out is not None:
-                    return out
-        runs, starts = self._owner_runs(cells, 0, c0, selected_serial)
-        if lane is not None:
-            if len(self._lane_runs) > LANE_RUNS_KEPT:
-                self._lane_runs.clear()
-            self._lane_runs[lane] = (c0, cells, selected_serial, starts, runs)
-        return list(chain.from_iterable(runs))
-
-    def _shifted_owner_runs(self, last: tuple, cells: list[tuple], selected_serial: int, lane: Any,
-                            c0: int) -> list[Segment] | None:
-        was_c0, was_cells, was_selected, starts, runs = last
-        if selected_serial != was_selected or c0 < was_c0 or len(cells) != len(was_cells):
-            return None
-        i = bisect_left(starts, c0)
-        j = len(starts) - 1
-        if i >= j:
-            return None
-        kept_to = starts[j]
-        if cells[: kept_to - c0] != was_cells[c0 - was_c0 : kept_to - was_c0]:
-            return None
-        end = kept_to - c0
-        if _owner_run_id(cells[end]) == _owner_run_id(cells[end - 1]):
-            return None
-        head = starts[i] - c0
-        new_runs, new_starts = self._owner_runs(cells[:head], 0, c0, selected_serial) if head > 0 else ([], [])
-        new_runs += runs[i:j]
-        new_starts += starts[i:j]
-        tail, tail_starts = self._owner_runs(cells, end, c0, selected_serial)
-        new_runs += tail
-        new_starts += tail_starts
-        self._lane_runs[lane] = (c0, cells, selected_serial, new_starts, new_runs)
-        return list(chain.from_iterable(new_runs))
 
     def _owner_runs(self, cells: list[tuple], pos: int, c0: int,
                     selected_serial: int) -> tuple[list[tuple[Segment, ...]], list[int]]:
@@ -484,18 +455,14 @@ class Painter(ScrollView):
                     at += n
                     continue
                 if owned:
-                    key = (owner, owner - 1 == selected_serial, *owned)
-                    segs = cache.get(key)
-                    runs.append(segs if segs is not None else self._owned_run(key, owned))
+                    runs.append(self._owned_run(owner, owner - 1 == selected_serial, owned))
                 owned = [(kind, n)]
                 owner = serial
                 starts.append(at)
                 at += n
                 continue
             if owned:
-                key = (owner, owner - 1 == selected_serial, *owned)
-                segs = cache.get(key)
-                runs.append(segs if segs is not None else self._owned_run(key, owned))
+                runs.append(self._owned_run(owner, owner - 1 == selected_serial, owned))
                 owned = []
             key = (-1, kind, n)
             segs = cache.get(key)
@@ -512,20 +479,21 @@ class Painter(ScrollView):
             starts.append(at)
             at += n
         if owned:
-            key = (owner, owner - 1 == selected_serial, *owned)
-            segs = cache.get(key)
-            runs.append(segs if segs is not None else self._owned_run(key, owned))
+            runs.append(self._owned_run(owner, owner - 1 == selected_serial, owned))
         return runs, starts
 
-    def _owned_run(self, key: tuple, owned: list[tuple[int, int]]) -> tuple[Segment, ...]:
+    def _owned_run(self, owner: int, selected: bool, owned: list[tuple[int, int]]) -> tuple[Segment, ...]:
         """One thread's run of cells: its letter first (if the run is longer than a cell), in its colour."""
+        key = (owner, selected, *owned)
+        segs = self._segs.get(key)
+        if segs is not None:
+            return segs
         pal = self.pal
-        owner, selected = key[0], key[1]
         k = (owner - 1) % PALETTE_SIZE
         style, lstyle = (pal.selected, pal.selected_letter) if selected else (pal.thread[k], pal.thread_letter[k])
         kind, n = owned[0]
         if len(owned) == 1 and n == 1:
-            segs: tuple[Segment, ...] = (Segment("█" if kind == OCCUPIED else theme.PARTLY_GLYPH, style),)
+            segs = (Segment("█" if kind == OCCUPIED else theme.PARTLY_GLYPH, style),)
         else:
             glyphs = [("█" if kind == OCCUPIED else theme.PARTLY_GLYPH) * (n - 1)]
             glyphs += [("█" if kind == OCCUPIED else theme.PARTLY_GLYPH) * n for kind, n in owned[1:]]
