@@ -702,10 +702,11 @@ class History:
         weights = old_dts[first + off : last + off]
         one_length = weights.count(weights[0]) == len(weights)  # (ticks at full detail, as most merged are)
         w = weights[0]
-        # running totals of each field over the merged stretch (one pass each), read at group ends, a
-        # field at a time for all the groups; a field that stayed 0 all along (most states) is left 0
+        # each field's sum over each group, a field at a time for all the groups (weighted: running
+        # totals read at group ends); a field that stayed 0 all along (most states) is left 0
         ends = [lb - first for _, _, lb in parts]
         begins = [la - first for _, la, _ in parts]
+        pieces = list(map(slice, begins, ends))
         part_spans = [spans[k] for k, _, _ in parts]
         halves = [span // 2 for span in part_spans]
         zeros = [0] * len(parts)
@@ -715,10 +716,11 @@ class History:
             if column.count(0) == len(column):
                 columns.append(zeros)
                 continue
-            totals = [0, *accumulate(column if one_length else map(mul, column, weights))]
-            sums = map(sub, map(totals.__getitem__, ends), map(totals.__getitem__, begins))
-            if one_length:
-                sums = map(w.__mul__, sums)
+            if one_length:  # each group's slice summed (at C speed, no running total of big ints)
+                sums = map(w.__mul__, map(sum, map(column.__getitem__, pieces)))
+            else:
+                totals = [0, *accumulate(map(mul, column, weights))]
+                sums = map(sub, map(totals.__getitem__, ends), map(totals.__getitem__, begins))
             columns.append([min(Q, (x + half) // span) for x, half, span in zip(sums, halves, part_spans)])
         cpus = []
         for _, la, lb in parts:
