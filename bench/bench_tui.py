@@ -1,6 +1,7 @@
 """How fast the live view draws: frames per second and the UI process's CPU.
 
-    python3 bench/bench_tui.py [--seconds 8] [--rounds 3] [--threads 8 64] [--size 200x60] [--prints 1] [--recording FILE]
+    python3 bench/bench_tui.py [--seconds 8] [--rounds 3] [--threads 8 64] [--size 200x60] [--prints 1]
+                               [--full-history] [--recording FILE]
 
 For each thread count, runs the real app in a pseudo-terminal of the given size (so the
 whole path is measured: reading and decoding the pipe, model, Line API rows, compositor,
@@ -9,7 +10,9 @@ synthetic-but-realistic sampler (200 ticks per second, flushed every 30 ms, as
 `gilviz _sample` does; 5 stack dumps a second, py-spy's default): a pool of CPU-bound
 threads taking turns on the GIL, sleepers that wake now and then, a native worker, a thread
 blocked on a lock. Prints the frames per second the terminal received and the UI process's
-CPU time per second of wall time.
+CPU time per second of wall time. With --full-history the view starts with its history full,
+as after 9 minutes of 64 threads (made in the UI process before the run), so that the merges
+of its old ticks, every 5 s or so from then on, are in the measured time.
 Goals: 30 fps, at most 20 % of one core at 64 threads.
 
 Each figure is the median (min..max) of --rounds runs. The anchor, measured before each run
@@ -40,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from bench_floor import spread  # noqa: E402
 from gilviz.sources import LiveSource, Source, decode_all  # noqa: E402
-from gilviz.stream import Tick  # noqa: E402
+from gilviz.stream import End, Tick  # noqa: E402
 
 TICK_HZ = 200
 STACKS_HZ = 5
@@ -53,9 +56,11 @@ class SyntheticSource(Source):
 
     capabilities = LiveSource.capabilities
 
-    def __init__(self, threads: int, seconds: float, cpus: int = 2, seed: int = 1):
+    def __init__(self, threads: int, seconds: float, cpus: int = 2, seed: int = 1, t0_us: int = 0):
+        """t0_us: the stream time its first tick starts at (after a history made beforehand)."""
         self.threads = threads
         self.seconds = seconds
+        self.t0_us = t0_us
         self.cpus = cpus
         self.label = f"synthetic {threads} threads"
         self.rng = random.Random(seed)
@@ -75,7 +80,7 @@ class SyntheticSource(Source):
         native = tids[1 + len(spinners): 2 + len(spinners)]
         locked = tids[2 + len(spinners): 3 + len(spinners)]
         dt = 1_000_000 // TICK_HZ
-        t = 0
+        t = self.t0_us
         holder = 0
         while t < t_end_us:
             t += dt
@@ -116,11 +121,11 @@ class SyntheticSource(Source):
     def run(self, emit) -> None:
         start = time.monotonic()
         batch_until = 0.0
-        for rec in decode_all(self.records(int(self.seconds * 1e6))):
+        for rec in decode_all(self.records(self.t0_us + int(self.seconds * 1e6))):
             if self._stop.is_set():
                 return
             if isinstance(rec, Tick):
-                due = start + rec.t / 1e6
+                due = start + (rec.t - self.t0_us) / 1e6
                 if due > batch_until:  # the sampler's pipe delivers every FLUSH_S
                     delay = due - time.monotonic()
                     if delay > 0:
@@ -132,13 +137,13 @@ class SyntheticSource(Source):
         self._stop.set()
 
 
-def feed(threads: int, seconds: float) -> None:
+def feed(threads: int, seconds: float, t0_us: int = 0) -> None:
     """Plays the synthetic sampler on stdout, as `gilviz _sample` does (uncompressed records)."""
     from gilviz.recording import RecordingWriter
 
     writer = RecordingWriter(sys.stdout.buffer, compress=False, flush_every_s=FLUSH_S)
     try:
-        SyntheticSource(threads, seconds).run(writer.write)
+        SyntheticSource(threads, seconds, t0_us=t0_us).run(writer.write)
         writer.close()
     except BrokenPipeError:
         pass
@@ -147,23 +152,59 @@ def feed(threads: int, seconds: float) -> None:
 class PipeSource(LiveSource):
     """The live path exactly (a process writing records to a pipe), with the synthetic sampler."""
 
-    def __init__(self, threads: int, seconds: float):
+    def __init__(self, threads: int, seconds: float, t0_us: int = 0):
         super().__init__([], label=f"synthetic {threads} threads")
-        self.threads, self.seconds = threads, seconds
+        self.threads, self.seconds, self.t0_us = threads, seconds, t0_us
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, os.path.abspath(__file__), "--feed", str(self.threads), str(self.seconds)]
+        return [sys.executable, os.path.abspath(__file__), "--feed", str(self.threads), str(self.seconds),
+                str(self.t0_us)]
+
+
+def full_history_ticks(threads: int) -> int:
+    """Ticks of `threads` rows that fill the live view's history (its old ticks merge from there on)."""
+    from gilviz.timeline.store import MAX_THREAD_TICKS
+
+    return MAX_THREAD_TICKS // max(1, threads) + 2 * TICK_HZ
+
+
+def fill_history(model, threads: int) -> int:
+    """The history as after a long run, made here before the run (through the pipe it would take
+    as long as the run did): the synthetic sampler's first 10 s, their ticks repeated, later each
+    time. Returns the stream time reached."""
+    cycle_us = 10_000_000
+    records = list(decode_all(SyntheticSource(threads, cycle_us / 1e6).records(cycle_us)))
+    ticks = [r for r in records if isinstance(r, Tick)]
+    for rec in records:
+        if not isinstance(rec, (Tick, End)):
+            model.add(rec)
+    t, left, lap = 0, full_history_ticks(threads), 0
+    while left > 0:
+        for tick in ticks[:left]:
+            t = tick.t + lap * cycle_us
+            model.add(Tick(t, tick.dt, tick.threads, tick.gils, tick.core_busy))
+        left -= len(ticks)
+        lap += 1
+    return t
 
 
 def child(threads: int, seconds: float, width: int, height: int, out_path: str, recording: str | None,
-          fps: float) -> None:
+          fps: float, full: bool = False) -> None:
     from textual.app import App
 
     from gilviz.tui.app import make_app
     from gilviz.sources import ReplaySource
 
-    source = ReplaySource(recording, speed=1.0) if recording else PipeSource(threads, seconds + 5)
+    t0_us = 0
+    if full and not recording:  # the view's history is made before the app (and the sampler) start
+        from gilviz.timeline.store import History
+        from gilviz.tui import timeline as timeline_module
+
+        made = History()
+        t0_us = fill_history(made, threads)
+        timeline_module.History = lambda *args, **kwargs: made  # (the view adopts it)
+    source = ReplaySource(recording, speed=1.0) if recording else PipeSource(threads, seconds + 5, t0_us)
     app = make_app(source, output_pane=True, frame_hz=fps)
     updates = [0]
     original = App._display
@@ -255,7 +296,8 @@ def child(threads: int, seconds: float, width: int, height: int, out_path: str, 
         json.dump(result, f)
 
 
-def run_one(threads: int, seconds: float, width: int, height: int, recording: str | None, fps: float) -> dict:
+def run_one(threads: int, seconds: float, width: int, height: int, recording: str | None, fps: float,
+            full: bool = False) -> dict:
     fd_out, out_path = tempfile.mkstemp(suffix=".json")
     os.close(fd_out)
     pid, fd = pty.fork()
@@ -263,7 +305,7 @@ def run_one(threads: int, seconds: float, width: int, height: int, recording: st
         try:
             os.environ["TERM"] = "xterm-256color"
             os.environ["COLORTERM"] = "truecolor"
-            child(threads, seconds, width, height, out_path, recording, fps)
+            child(threads, seconds, width, height, out_path, recording, fps, full)
         finally:
             os._exit(0)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
@@ -322,15 +364,19 @@ def main() -> int:
     p.add_argument("--fps", type=float, default=30.0, help="the app's frame rate (default 30)")
     p.add_argument("--prints", type=float, default=1.0,
                    help="lines a second the synthetic workload prints to its output (default 1)")
-    p.add_argument("--feed", nargs=2, metavar=("THREADS", "SECONDS"), help=argparse.SUPPRESS)
+    p.add_argument("--full-history", action="store_true",
+                   help="start with the view's history full, as after a long run (made before each run: "
+                        "about 6 s at 64 threads), so that its merges of old ticks are in the measured time")
+    p.add_argument("--feed", nargs=3, metavar=("THREADS", "SECONDS", "T0_US"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.feed:
-        feed(int(args.feed[0]), float(args.feed[1]))
+        feed(int(args.feed[0]), float(args.feed[1]), int(args.feed[2]))
         return 0
     width, height = (int(x) for x in args.size.split("x"))
     os.environ["GILVIZ_BENCH_PRINTS"] = str(args.prints)  # (for the feeding process, which is another)
     print(f"gilviz live view at {width}x{height}, {TICK_HZ} ticks/s, {args.seconds:.0f} s measured per run, "
-          f"{args.prints:g} lines of output a second")
+          f"{args.prints:g} lines of output a second"
+          + (", the history full from the start (its old ticks merging)" if args.full_history else ""))
     print(f"{'threads':>7} {'fps':>18} {'repaints/s':>18} {'UI CPU':>20}   {'anchor: reference work':>24}")
     print(f"{'':>7} {'(goal 30)':>18} {'':>18} {'(goal <= 20 % at 64)':>20}   {'(ms of CPU)':>24}")
     ok = True
@@ -338,7 +384,7 @@ def main() -> int:
         runs, refs = [], []
         for _ in range(args.rounds):
             refs.append(reference_ms())
-            r = run_one(threads, args.seconds, width, height, args.recording, args.fps)
+            r = run_one(threads, args.seconds, width, height, args.recording, args.fps, args.full_history)
             if "error" in r:
                 print(f"{threads:>7} failed: {r['error']}")
                 ok = False
