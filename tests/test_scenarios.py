@@ -41,10 +41,15 @@ def test_cpu_processes(tmp_path):
     # each process holds its own GIL at the same time as the other
     both = [t for t in rec.ticks if sum(1 for g in t.gils if g.pid in workers and g.held * 2 > g.samples) >= 2]
     assert len(both) > 0.5 * len(rec.ticks)
-    tids = {t["tid"] for t in summary["threads"] if t["pid"] in workers}
-    apart = [t for t in rec.ticks
-             if len({th.cpu for th in t.threads if th.tid in tids and th.running * 2 >= t.dt}) >= 2]
-    assert len(apart) >= 10  # and they run on two cores at once
+    busy = [t for t in summary["threads"] if t["pid"] in workers and t["running"] > 0.1]
+    assert len(busy) >= 2
+    for t in busy:  # never waiting for a GIL of their own: on a core, or waiting for one
+        assert t["waiting"] < 0.05 and t["running"] + t["runnable"] > 0.9, t
+    # where the machine gave them more than a core (a busy one may not), they are seen on two at once
+    if sum(t["running"] for t in busy) > 1.3:
+        tids = {t["tid"] for t in busy}
+        apart = [t for t in rec.ticks if len({th.cpu for th in t.threads if th.tid in tids and th.running > 0}) >= 2]
+        assert len(apart) >= 10
 
 
 def test_io_threads(tmp_path):
