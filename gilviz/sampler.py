@@ -4,10 +4,10 @@ Between ticks it samples the GILs of every Python process of the target, as ofte
 CPU budget allows (capture/budget.py); at each tick it reads every thread's kernel state and
 hands each thread's readings to the state rules (capture/states.py), which turn the interval
 into time in each State. The processes followed and their GILs are capture/processes.py's;
-py-spy's stacks come from a thread beside the loop (capture/stacks.py); the line each thread
-is on, stamped on its ticks, from the target's memory at each tick on 3.9 to 3.13 targets, from
-a helper on the target's own interpreter on 3.14+ ones, and from py-spy's stacks where neither
-can read them (capture/lines.py).
+py-spy, from a thread beside the loop, names the threads (capture/stacks.py); the line each
+thread is on, stamped on its ticks, and its whole stack come from the target's memory (3.9 to
+3.15 with a GIL), from a helper on the target's own interpreter where that cannot be read on
+3.14+, and from py-spy's stacks where neither can read them (capture/lines.py).
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ class Sampler:
                 continue
             gil = proc.gil
             helper_can = proc.python.version[:2] >= HELPER_FROM
-            if gil is not None and not (helper_can and proc.python.free_threaded):
+            if gil is not None:  # (a build the reader does not know it refuses: then the helper)
                 self._helpers_tried.add(proc.pid)
                 if self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
                                            proc.tids, quiet=helper_can):

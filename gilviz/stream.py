@@ -277,7 +277,7 @@ class Stats(_Record):
     tick_hz: float | None = None  # ticks achieved, and the rate the budget now allows
     tick_hz_target: float | None = None
     stacks_hz: float | None = None  # stack readings a second the budget now allows (per process)
-    stacks_by: str | None = None  # what reads them: "gilviz" (3.9 to 3.13), "_remote_debugging" (3.14+), "py-spy"
+    stacks_by: str | None = None  # what reads them: "gilviz", "_remote_debugging" (3.14+ it cannot read), "py-spy"
     idle_read_every: int | None = None  # over budget: a thread idle a while is read once in this many ticks
 
 

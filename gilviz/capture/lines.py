@@ -91,7 +91,7 @@ class LineTable:
         self._latest: dict[int, tuple[int, int]] = {}  # tid -> (t_us, line id)
         self._lock = threading.Lock()
         self.helpers: dict[int, UnwinderHelper] = {}
-        self.readers: dict[int, FrameLines] = {}  # 3.9 to 3.13: read by the sampler itself
+        self.readers: dict[int, FrameLines] = {}  # read by the sampler itself, from the target's memory
         self.read_pids = _PidsOf(self.helpers, self.readers)  # whose lines py-spy does not read
         self._ended_cpu_s = 0.0  # helpers that ended before the run did
         self._stopped = False
@@ -143,7 +143,7 @@ class LineTable:
             out, self._new = self._new, []
         return out
 
-    # ------------------------------------------------------------- 3.9 to 3.13: from memory
+    # ------------------------------------------------------------- from the target's memory
     def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int], quiet: bool = False) -> bool:
         """Lines read from the process's memory at every tick. Where its frames cannot be read,
         False, and unless `quiet` (a helper will read them), the stream says py-spy reads them."""

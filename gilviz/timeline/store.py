@@ -902,10 +902,14 @@ class History:
 
     def finished(self, zoom: int, c: int, known_t: int | None = None) -> bool:
         """True when no later tick can change cell c."""
+        limit = self._finished_until(known_t)
+        return limit is None or (c + 1) * zoom <= limit
+
+    def _finished_until(self, known_t: int | None) -> int | None:
+        """Cells that end by this time are finished; None: all are (the run has ended)."""
         if self.ended:
-            return True
-        limit = self.t_last if known_t is None else min(known_t, self.t_last)
-        return (c + 1) * zoom <= limit
+            return None
+        return self.t_last if known_t is None else min(known_t, self.t_last)
 
     def _cells(self, cache: dict, zoom: int, c0: int, c1: int, compute, known_t: int | None = None,
                kind: type = list) -> Any:
@@ -922,10 +926,10 @@ class History:
             out = kind()
             c = c0
         if c <= c1:
-            limit = None if self.ended else (self.t_last if known_t is None else min(known_t, self.t_last))
+            limit = self._finished_until(known_t)
             while c <= c1:
                 value = compute(c)
-                if c == first + len(cells) and (limit is None or (c + 1) * zoom <= limit):  # finished (see finished)
+                if c == first + len(cells) and (limit is None or (c + 1) * zoom <= limit):  # finished
                     cells.append(value)
                 out.append(value)
                 c += 1
