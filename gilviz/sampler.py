@@ -392,6 +392,8 @@ class Sampler:
         tids = {r.tid for r in readings}
         if gil is not None and gil.candidate is not None and gil.confirm_by_holder(tids):
             self.processes.gil_changed(proc)
+            if proc.sample_gils():  # (a reading for this tick: its threads' time on a CPU is then split by it)
+                self.stats.gil_samples += 1
         held_by, tops, resolved = proc.held_by(tids)
         main = proc.main_samples
         gil_samples = main.samples if main is not None else 0
