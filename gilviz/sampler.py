@@ -20,7 +20,7 @@ from typing import Callable
 
 from .capture import states
 from .capture.budget import Budget
-from .capture.processes import ProcessTable, WatchedProcess
+from .capture.processes import NEW_THREAD_REFRESH_NS, ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, STALE_TICKS, LineTable, stack_entries
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
@@ -245,12 +245,20 @@ class Sampler:
         return reason
 
     def _fast_sites(self) -> list[tuple] | None:
-        """(proc, its samples, (fd, address, shift, wrefs, flags)) of every GIL to sample, where
-        the C loop can read them all; flags: where the GIL flags of the threads watched (3.15+) are."""
+        """(proc, its samples, (fd, address, shift, wrefs, flags)) of every GIL (or GIL candidate)
+        to sample, where the C loop can read them all; flags: where the GIL flags of the threads
+        watched (3.15+) are."""
         out = []
         for proc in self.processes:
             gil = proc.gil
-            if gil is None or not gil.sites:
+            if gil is None:
+                continue
+            if not gil.sites:  # not yet confirmed: its candidate, sampled as often (3.9 to 3.12)
+                acc = proc.candidate_samples() if gil.candidate is not None else None
+                fd = getattr(gil.memory, "fd", None) if acc is not None else None
+                if fd is not None:
+                    site = gil.candidate
+                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, ())))
                 continue
             fd = getattr(gil.memory, "fd", None)
             if fd is None:
@@ -390,9 +398,9 @@ class Sampler:
             proc.threads.pop(tid, None)
             proc.tids.discard(tid)
         tids = {r.tid for r in readings}
-        if gil is not None and gil.candidate is not None and gil.confirm_by_holder(tids):
+        if gil is not None and not gil.located and self._locate(proc, readings, tids, now):
             self.processes.gil_changed(proc)
-            if proc.sample_gils():  # (a reading for this tick: its threads' time on a CPU is then split by it)
+            if gil.located and proc.sample_gils():  # (a reading for this tick, to split its threads' time by)
                 self.stats.gil_samples += 1
         held_by, tops, resolved = proc.held_by(tids)
         main = proc.main_samples
@@ -437,6 +445,34 @@ class Sampler:
                 gil.reject(verdict)
                 self.processes.gil_changed(proc)
         return ticks, gil_ticks
+
+    @staticmethod
+    def _locate(proc: WatchedProcess, readings: list[ThreadReading], tids: set[int], now: int) -> bool:
+        """True when the GIL was found (or its state changed) before the tick's threads are
+        classified, wherever this tick shows it: its holder among the threads (3.9 to 3.12), a
+        thread asleep on it, or the interpreter made by now (from 3.13, found through its debug
+        offsets). Else their time on a CPU had no reading to split it into Python and native
+        code, and was taken for Python."""
+        gil = proc.gil
+        assert gil is not None
+        if not tids <= proc.tids and now >= proc.next_gil_refresh_ns:  # new threads: the runtime may be up now
+            proc.next_gil_refresh_ns = now + NEW_THREAD_REFRESH_NS
+            if gil.refresh():
+                return True
+        site, acc = gil.candidate, proc.candidate
+        if site is not None and gil.confirm_by_holder(tids, acc.holders if acc is not None else ()):
+            if acc is not None and acc.samples and proc.candidate_address == site.address:
+                proc.sites = {site.address: acc}  # (kept by gil_changed: this tick's readings of it)
+            proc.candidate = None
+            return True
+        if gil.status != "no GIL":
+            gil_ranges = gil.gil_ranges
+            for r in readings:
+                if r.moved and classify_syscall(r.syscall, gil_ranges) == "gil":
+                    gil.consider_futex(int(r.syscall.split()[1], 16))
+                    if gil.located:
+                        return True
+        return False
 
     def _syscall(self, proc: WatchedProcess, r: ThreadReading, mem: states.ThreadMemory,
                  gil_ranges: tuple[tuple[int, int], ...]) -> str:

@@ -243,6 +243,23 @@ def test_a_candidate_whose_holder_is_a_thread_is_confirmed():
     assert probe.located and probe.found_by == "shape" and probe.address == RUNTIME + 512
 
 
+def test_a_holder_seen_between_ticks_confirms_a_candidate_not_held_at_the_tick():
+    # (threads in native code hold the GIL a moment now and then: the samples between two ticks
+    # see it far more often than the one taken at the tick)
+    probe = probe_of(runtime_with([(512, gil_struct(holder=0, locked=0))]), [(REAL_STATE, thread_state(100))])
+    assert not probe.confirm_by_holder(TIDS)  # free at the tick
+    assert not probe.confirm_by_holder(TIDS, seen=[0, FAKE_STATE])  # no holder, or none a thread
+    assert not probe.located
+    assert probe.confirm_by_holder(TIDS, seen=[0, REAL_STATE])
+    assert probe.located and probe.address == RUNTIME + 512
+
+
+def test_a_holder_seen_between_ticks_that_is_no_thread_does_not_confirm_a_decoy():
+    probe = probe_of(runtime_with([(512, gil_struct(holder=FAKE_STATE))]), [(FAKE_STATE, bytes(1024))])
+    assert not probe.confirm_by_holder(TIDS, seen=[FAKE_STATE, FAKE_STATE + 8])
+    assert not probe.located and probe.candidate.address == RUNTIME + 512
+
+
 def test_a_rejected_gil_is_not_found_again():
     runtime = runtime_with([(512, gil_struct(holder=REAL_STATE))])
     probe = probe_of(runtime, [(REAL_STATE, thread_state(100))])

@@ -398,6 +398,40 @@ def test_a_thread_that_names_itself_after_it_starts_gets_its_name(tmp_path):
     assert "renamed" in names, names
 
 
+def test_a_new_thread_with_its_process_name_is_looked_at_again_once_the_main_thread_is_named():
+    """py-spy names the main thread MainThread; a thread seen before the code it runs names it
+    bears the process's own name, and must still be looked at again (else a thread whose Python
+    name py-spy never gets to read keeps the process's name for its whole life)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gilviz.capture.processes import ProcessTable
+
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(5,)).start(); time.sleep(5)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        table = ProcessTable(child.pid, lambda rec: None, lambda: 0)
+        deadline = time.monotonic() + 5
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        table.add(child.pid, ppid=0)
+        proc = table.by_pid[child.pid]
+        proc.threads[child.pid].name = "MainThread"  # as py-spy names it
+        (tid,) = [int(t) for t in os.listdir(f"/proc/{child.pid}/task") if int(t) != child.pid]
+        proc.threads.pop(tid, None)
+        proc.unnamed.pop(tid, None)
+        mem = table.new_thread(proc, tid)  # seen as new: with the process's name, as yet
+        with open(f"/proc/{child.pid}/comm") as f:
+            assert mem.name == f.read().strip()  # the process's own name
+        assert tid in proc.unnamed, (mem.name, proc.unnamed)
+        table.close()
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_after_it():
     """The sampler holds each tick until the next reading has said which CPU time it guessed was a
     wait for a CPU (states.place_cpu_time); that time is then runnable, taken from native code

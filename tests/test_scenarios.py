@@ -27,8 +27,8 @@ def test_cpu_threads(tmp_path):
     assert summary["gil"]["held"] > 0.9
     spinners = threads_named(summary, "cpu-")
     assert len(spinners) == 3
-    for t in spinners:
-        assert 0.45 < t["waiting"] < 0.85, t
+    for t in spinners:  # each waits for the GIL while another holds it (and on a busy machine for a core too)
+        assert t["waiting"] > 0.25 and 0.45 < t["waiting"] + t["runnable"] < 0.9, t
     assert sum(t["running"] for t in spinners) < 1.1  # about one core's worth, never more
     assert summary["throughput"]["unit"] == "loops" and summary["throughput"]["per_s"] > 0
 

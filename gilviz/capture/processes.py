@@ -94,6 +94,9 @@ class WatchedProcess:
     threads: dict[int, ThreadMemory] = field(default_factory=dict)
     tids: set[int] = field(default_factory=set)
     sites: dict[int, GilSamples] = field(default_factory=dict)  # by GIL address
+    # (3.9 to 3.12) the samples since the last tick of a GIL-shaped struct not yet confirmed
+    candidate: GilSamples | None = None
+    candidate_address: int = 0
     check: GilCheck = field(default_factory=GilCheck)
     # 3.15+: threads whose own GIL flags are read with each GIL sample (tid -> PyThreadState)
     watched: dict[int, int] = field(default_factory=dict)
@@ -212,6 +215,20 @@ class WatchedProcess:
     def clear_samples(self) -> None:
         for acc in self.sites.values():
             acc.clear()
+        if self.candidate is not None:
+            self.candidate.clear()
+
+    def candidate_samples(self) -> GilSamples | None:
+        """Where the samples of its GIL's candidate go between ticks (none once it has a GIL):
+        a holder among them confirms it at the tick, and the tick keeps them as its readings."""
+        gil = self.gil
+        site = gil.candidate if gil is not None and not gil.sites else None
+        if site is None:
+            self.candidate = None
+            return None
+        if self.candidate is None or self.candidate_address != site.address:
+            self.candidate, self.candidate_address = GilSamples(site.interp), site.address
+        return self.candidate
 
     def close(self) -> None:
         self.probe.close()
@@ -292,7 +309,8 @@ class ProcessTable:
     def new_thread(self, proc: WatchedProcess, tid: int) -> ThreadMemory:
         mem = ThreadMemory(name=thread_name(proc.pid, tid))
         proc.threads[tid] = mem
-        if tid != proc.pid and proc.pid in proc.threads and mem.name == proc.threads[proc.pid].name:
+        # (the process's own name read again: py-spy may have named its main thread MainThread)
+        if tid != proc.pid and mem.name == thread_name(proc.pid, proc.pid):
             proc.unnamed[tid] = time.monotonic()
         self.sink(Thread(self.now_us(), tid, proc.pid, mem.name))
         return mem

@@ -35,7 +35,7 @@ import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -362,11 +362,16 @@ class GilProbe:
         return (self.status, tuple(self.sites)) != before
 
     # ----------------------------------------------------------------- confirming a shape
-    def confirm_by_holder(self, tids: set[int]) -> bool:
-        """A candidate whose holder is one of the process's threads is taken as the GIL."""
+    def confirm_by_holder(self, tids: set[int], seen: Iterable[int] = ()) -> bool:
+        """A candidate whose holder is one of the process's threads is taken as the GIL: a holder
+        `seen` in its samples since the last tick, or in one taken now."""
         site = self.candidate
         if site is None:
             return False
+        for holder in seen:
+            if holder and self.holders.resolve(holder, tids, learn=True) is not None:
+                self._accept(site)
+                return True
         try:
             holder = self.sample_site(site)[1]
         except OSError:
