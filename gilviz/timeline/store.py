@@ -738,8 +738,10 @@ class History:
             present = sum(states)
             new_codes.append(GONE if not best else states.index(best) | (HELD_BIT if rec[HELD] and rec[HELD] * 2 >= present else 0))
         new_data = bytes(chain.from_iterable(records))  # (rounded, not cut)
-        data[first * REC : last * REC] = new_data  # in place: no second copy of a long history
-        codes[first:last] = new_codes
+        # in place, moving what comes before the stretch rather than the longer history after it
+        # (a bytearray lets go of bytes at its front without moving the rest)
+        data[: last * REC] = data[: first * REC] + new_data
+        codes[:last] = codes[:first] + new_codes
         started_before = ts.start <= lo
         ts.start = self._new_start(ts.start, lo, groups, old_base)
         off = ts.start - self.base
