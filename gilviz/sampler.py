@@ -399,6 +399,7 @@ class Sampler:
             proc.tids.discard(tid)
         tids = {r.tid for r in readings}
         if gil is not None and not gil.located and self._locate(proc, readings, tids, now):
+            proc.candidate = None
             self.processes.gil_changed(proc)
             if gil.located and proc.sample_gils():  # (a reading for this tick, to split its threads' time by)
                 self.stats.gil_samples += 1
@@ -463,7 +464,6 @@ class Sampler:
         if site is not None and gil.confirm_by_holder(tids, acc.holders if acc is not None else ()):
             if acc is not None and acc.samples and proc.candidate_address == site.address:
                 proc.sites = {site.address: acc}  # (kept by gil_changed: this tick's readings of it)
-            proc.candidate = None
             return True
         if gil.status != "no GIL":
             gil_ranges = gil.gil_ranges

@@ -434,6 +434,22 @@ def test_a_new_thread_with_its_process_name_is_looked_at_again_once_the_main_thr
         child.wait()
 
 
+def test_a_process_gone_before_it_is_added_is_left_out():
+    """A child found at one look and gone at the next moment (a short-lived worker) is not followed,
+    and the sampler goes on."""
+    import subprocess
+    import sys
+
+    from gilviz.capture.processes import ProcessTable
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    table = ProcessTable(child.pid, lambda rec: None, lambda: 0)
+    table.add(child.pid, ppid=0)
+    assert child.pid not in table
+    table.close()
+
+
 def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_after_it():
     """The sampler holds each tick until the next reading has said which CPU time it guessed was a
     wait for a CPU (states.place_cpu_time); that time is then runnable, taken from native code

@@ -185,7 +185,7 @@ class ThreadProbe:
         try:  # (its link count read through the open folder: no path to look up at every tick)
             self._task_fd = os.open(self.task_dir, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            raise ProcessLookupError(pid) from None
+            self._task_fd = -1  # gone already: its first read says so
         self._threads: dict[int, _OpenThread] = {}
         self._reads = 0
         self._links = -1  # the task folder's link count at the last listing: 2 + its threads
@@ -212,6 +212,8 @@ class ThreadProbe:
         list_threads = list_threads and (self.thread_count_changed() or not self._threads
                                          or self._reads - self._listed_at >= LIST_EVERY)
         if list_threads:
+            if self._task_fd < 0:
+                raise ProcessLookupError(self.pid)
             try:
                 links = os.fstat(self._task_fd).st_nlink  # (before the listing: a thread born between is listed again)
                 tids = [int(t) for t in os.listdir(self.task_dir)]
