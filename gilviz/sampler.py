@@ -35,6 +35,7 @@ CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts 
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
 LINES_EVERY_MAX = 5  # over the budget, lines read from memory at no fewer than one tick in this many
+READER_WAITS = 20  # refreshes (5 s) a process's memory reader waits for its first thread state
 
 
 def _gil_read(proc: WatchedProcess, samples: int) -> str:
@@ -91,6 +92,7 @@ class Sampler:
         self.stacks = StackReader(stacks_hz, self.processes, self._now_us)
         self.lines = LineTable(self._now_us, self._t0)
         self._helpers_tried: set[int] = set()
+        self._reader_waits: dict[int, int] = {}  # pid -> times its reader found no thread state yet
         self._budget: Budget | None = None
         self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
@@ -310,8 +312,12 @@ class Sampler:
             helper_can = proc.python.version[:2] >= HELPER_FROM
             if gil is not None:  # (a build the reader does not know it refuses: then the helper)
                 self._helpers_tried.add(proc.pid)
-                if self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
-                                           proc.tids, quiet=helper_can):
+                waited = self._reader_waits[proc.pid] = self._reader_waits.get(proc.pid, 0) + 1
+                started = self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
+                                                  proc.tids, quiet=helper_can, wait=waited < READER_WAITS)
+                if started is None:  # no thread state yet: asked again at the next refresh
+                    self._helpers_tried.discard(proc.pid)
+                if started is not False:
                     continue
             if not helper_can:
                 continue
@@ -362,6 +368,7 @@ class Sampler:
             if reader is not None and (proc.gil is None or reader.reader.memory is not proc.gil.memory):
                 del readers[proc.pid]  # it exec'd: a reader of its new image at the next refresh
                 self._helpers_tried.discard(proc.pid)
+                self._reader_waits.pop(proc.pid, None)
                 reader = None
             if reader is not None:
                 reader.forget(gone)

@@ -12,6 +12,7 @@ where neither can.
 import pytest
 
 from conftest import record_code
+from gilviz.capture.lines import LineTable
 from gilviz.lines import LineSums
 from gilviz.stream import Line, ThreadTick
 
@@ -85,6 +86,32 @@ def test_where_no_thread_id_can_be_read_pyspy_reads_the_lines_and_the_stream_say
     notices = [text for text in rec.notices if "cannot read its frames" in text]
     assert notices and all("no thread state names a thread" in text for text in notices), notices
     _assert_hot_and_waiting_lines(summary)
+
+
+class _StatesReader:
+    """A frame reader whose process's interpreters hold these thread states, (address, interp, tid)."""
+
+    def __init__(self, states):
+        self.states = states
+
+    def thread_states(self):
+        return self.states
+
+
+def test_a_reader_is_taken_only_once_a_thread_state_tells_whether_it_can_read_the_threads():
+    """Started while its interpreter is starting (no thread state yet), a reader of the process's
+    memory cannot tell whether it will match thread states to threads: it waits, and is not taken
+    (else a reader that can match none, as on a C library other than glibc on 3.9 and 3.10, would
+    stand, and no lines come at all: py-spy reads them only where gilviz does not)."""
+    table = LineTable(lambda: 0, 0)
+    assert table.start_reader(1, lambda: _StatesReader([]), {1, 2}) is None  # not yet
+    assert 1 not in table.readers and not table.drain()
+    assert table.start_reader(1, lambda: _StatesReader([(0x1000, 0x10, 99)]), {1, 2}) is False  # none of its threads
+    assert 1 not in table.readers and any("cannot read its frames" in r.text for r in table.drain())
+    assert table.start_reader(1, lambda: _StatesReader([]), {1, 2}, wait=False) is False  # waited long enough
+    assert 1 not in table.readers
+    assert table.start_reader(1, lambda: _StatesReader([(0x1000, 0x10, 2)]), {1, 2}) is True
+    assert table.readers[1].tstates == {2: 0x1000}
 
 
 def _assert_hot_and_waiting_lines(summary, named=True):

@@ -144,12 +144,19 @@ class LineTable:
         return out
 
     # ------------------------------------------------------------- from the target's memory
-    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int], quiet: bool = False) -> bool:
+    def start_reader(self, pid: int, make: Callable[[], FrameReader], tids: set[int],
+                     quiet: bool = False, wait: bool = True) -> bool | None:
         """Lines read from the process's memory at every tick. Where its frames cannot be read,
-        False, and unless `quiet` (a helper will read them), the stream says py-spy reads them."""
+        False, and unless `quiet` (a helper will read them), the stream says py-spy reads them;
+        None while it has no thread state yet to tell whether they can (its interpreter is
+        starting), unless told not to `wait` longer: ask again."""
         try:
             reader = FrameLines(make(), self)
-            if reader.walk(tids, 0) and not reader.tstates:
+            if not reader.walk(tids, 0):
+                if wait:
+                    return None
+                raise FramesError("no thread state found in its interpreters")
+            if not reader.tstates:
                 raise FramesError("no thread state names a thread of the process (3.9 and 3.10: a C library "
                                   "other than glibc?)")
         except (OSError, FramesError) as e:
