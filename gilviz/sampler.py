@@ -256,9 +256,9 @@ class Sampler:
             if gil is None:
                 continue
             if not gil.sites:  # not yet confirmed: its candidate, sampled as often (3.9 to 3.12)
-                acc = proc.candidate_samples() if gil.candidate is not None else None
-                fd = getattr(gil.memory, "fd", None) if acc is not None else None
-                if fd is not None:
+                acc = proc.candidate_samples()
+                fd = getattr(gil.memory, "fd", None)
+                if acc is not None and fd is not None:
                     site = gil.candidate
                     out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, ())))
                 continue
@@ -317,6 +317,8 @@ class Sampler:
                                                   proc.tids, quiet=helper_can, wait=waited < READER_WAITS)
                 if started is None:  # no thread state yet: asked again at the next refresh
                     self._helpers_tried.discard(proc.pid)
+                else:
+                    del self._reader_waits[proc.pid]
                 if started is not False:
                     continue
             if not helper_can:
@@ -472,18 +474,18 @@ class Sampler:
             if acc is not None and acc.samples and proc.candidate_address == site.address:
                 proc.sites = {site.address: acc}  # (kept by gil_changed: this tick's readings of it)
             return True
-        if gil.status != "no GIL":
-            gil_ranges = gil.gil_ranges
-            for r in readings:
-                if r.moved and classify_syscall(r.syscall, gil_ranges) == "gil":
-                    gil.consider_futex(int(r.syscall.split()[1], 16))
-                    if gil.located:
-                        return True
+        gil_ranges = gil.gil_ranges  # (none for a build without a GIL)
+        for r in readings:
+            if r.moved and classify_syscall(r.syscall, gil_ranges) == "gil":
+                gil.consider_futex(int(r.syscall.split()[1], 16))
+                if gil.located:
+                    return True
         return False
 
     def _syscall(self, proc: WatchedProcess, r: ThreadReading, mem: states.ThreadMemory,
                  gil_ranges: tuple[tuple[int, int], ...]) -> str:
-        """What the thread sleeps in, classified; a futex inside _PyRuntime may reveal the GIL."""
+        """What the thread sleeps in, classified (a futex that may reveal the GIL was looked at
+        before the tick's threads were: `_locate`)."""
         if not r.moved:
             return mem.call
         call = classify_syscall(r.syscall, gil_ranges)
@@ -492,10 +494,6 @@ class Sampler:
             return call
         if call == "gil":
             mem.in_runtime = False
-            if not gil.located:  # (hundreds of threads wait on a located GIL at every tick: no parse for them)
-                gil.consider_futex(int(r.syscall.split()[1], 16))
-                if gil.located:
-                    self.processes.gil_changed(proc)
             return call
         low, high = gil.runtime_range
         mem.in_runtime = low <= int(r.syscall.split()[1], 16) < high

@@ -260,6 +260,28 @@ def test_a_holder_seen_between_ticks_that_is_no_thread_does_not_confirm_a_decoy(
     assert not probe.located and probe.candidate.address == RUNTIME + 512
 
 
+def test_the_tick_a_candidate_is_confirmed_in_keeps_its_samples_as_readings_of_the_gil():
+    """The samples of the candidate taken between ticks confirm it at the tick, and are the tick's
+    readings of the GIL it has become: its threads' time is split by them."""
+    from gilviz.capture.processes import ProcessTable, WatchedProcess
+    from gilviz.probes.threads import ThreadProbe
+    from gilviz.sampler import Sampler
+
+    probe = probe_of(runtime_with([(512, gil_struct(holder=0, locked=0))]), [(REAL_STATE, thread_state(100))])
+    pid = 1 << 22  # (no such process: its threads are not read here)
+    proc = WatchedProcess(pid, ThreadProbe(pid), probe.proc, probe)
+    acc = proc.candidate_samples()
+    assert acc is not None and proc.candidate_address == RUNTIME + 512
+    acc.samples, acc.held = 8, 2
+    acc.holders[REAL_STATE] = 2  # held by thread 100 in 2 of the 8 samples between the ticks
+    assert Sampler._locate(proc, [], TIDS, 0)  # (free at the tick itself)
+    ProcessTable(pid, lambda rec: None, lambda: 0).gil_changed(proc)
+    assert probe.located and proc.main_samples is acc
+    held, tops, _ = proc.held_by(TIDS)
+    assert held == {100: 2 / 8} and tops == {RUNTIME + 512: 100}
+    proc.close()
+
+
 def test_a_rejected_gil_is_not_found_again():
     runtime = runtime_with([(512, gil_struct(holder=REAL_STATE))])
     probe = probe_of(runtime, [(REAL_STATE, thread_state(100))])

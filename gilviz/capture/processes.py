@@ -108,6 +108,7 @@ class WatchedProcess:
     next_gil_refresh_ns: int = 0
     # threads that had the process's own name when first seen (they may name themselves soon after)
     unnamed: dict[int, float] = field(default_factory=dict)
+    os_name: str | None = None  # its main thread's OS name as first read (py-spy may rename the thread)
 
     def gil_state(self) -> str:
         if self.python is None:
@@ -219,10 +220,11 @@ class WatchedProcess:
             self.candidate.clear()
 
     def candidate_samples(self) -> GilSamples | None:
-        """Where the samples of its GIL's candidate go between ticks (none once it has a GIL):
+        """Where the samples of its GIL's candidate go between ticks (none once it has a GIL, which
+        leaves no candidate):
         a holder among them confirms it at the tick, and the tick keeps them as its readings."""
         gil = self.gil
-        site = gil.candidate if gil is not None and not gil.sites else None
+        site = gil.candidate if gil is not None else None
         if site is None:
             self.candidate = None
             return None
@@ -309,8 +311,9 @@ class ProcessTable:
     def new_thread(self, proc: WatchedProcess, tid: int) -> ThreadMemory:
         mem = ThreadMemory(name=thread_name(proc.pid, tid))
         proc.threads[tid] = mem
-        # (the process's own name read again: py-spy may have named its main thread MainThread)
-        if tid != proc.pid and mem.name == thread_name(proc.pid, proc.pid):
+        if tid == proc.pid:
+            proc.os_name = mem.name
+        elif mem.name == proc.os_name:
             proc.unnamed[tid] = time.monotonic()
         self.sink(Thread(self.now_us(), tid, proc.pid, mem.name))
         return mem
