@@ -1,7 +1,10 @@
 """A recording: the record stream (stream.py) saved as gzip'd JSON lines, flushed as it goes.
 
-Every half second the compressor is sync-flushed, so a crash or Ctrl-C loses at most
-that much, and a truncated file still reads up to its last whole line. The same
+Every half second the compressed stream ends a gzip member (its own checksum) and starts
+another, so a crash or Ctrl-C loses at most that much, a truncated file still reads up to
+its last whole line, and a damaged byte is caught in its member: gzip's one checksum at the
+end of a single member would let a flip that decodes to other valid text (a digit for a
+digit) through unseen. The same
 encoding, uncompressed, crosses the pipe from a sampler process to a live view.
 This module is file I/O only: what the records mean is stream.py's, what is made of
 them is a collector's (collect.py).
@@ -77,7 +80,8 @@ class RecordingWriter:
             self._owns = True
         else:
             self._file, self._owns, self.name = out, False, "the stream"
-        self._zip = zlib.compressobj(1, zlib.DEFLATED, 31) if compress else None
+        self._zip = _member() if compress else None
+        self._in_member = False  # text compressed since the member began
         self._last_flush = time.monotonic()
         self.flush_every_s = flush_every_s
         self.closed = False
@@ -95,6 +99,7 @@ class RecordingWriter:
         data = encode_line(wire)
         if self._zip is not None:
             data = self._zip.compress(data)
+            self._in_member = True
         try:
             if data:
                 self._file.write(data)
@@ -104,8 +109,9 @@ class RecordingWriter:
             self._fail(e)
 
     def _flush(self) -> None:
-        if self._zip is not None:
-            self._file.write(self._zip.flush(zlib.Z_SYNC_FLUSH))
+        if self._zip is not None and self._in_member:
+            self._file.write(self._zip.flush(zlib.Z_FINISH))
+            self._zip, self._in_member = _member(), False
         self._file.flush()
         self._last_flush = time.monotonic()
         self.flushed = True
@@ -139,7 +145,7 @@ class RecordingWriter:
         self.closed = True
         try:
             if self.error is None:
-                if self._zip is not None:
+                if self._zip is not None and self._in_member:
                     self._file.write(self._zip.flush(zlib.Z_FINISH))
                 self._file.flush()
         except OSError as e:
@@ -185,6 +191,11 @@ def iter_records(source: str | os.PathLike | IO[bytes], damage: Damage | None = 
 
 
 OUT_MAX = 1 << 18  # bytes of text uncompressed at a time
+HELD_MAX = 1 << 24  # text of a member held until its checksum is read (a member is half a second)
+
+
+def _member():
+    return zlib.compressobj(1, zlib.DEFLATED, 31)
 
 
 def _salvage(unzip, data: bytes) -> bytes:
@@ -206,9 +217,15 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
     pending = b""
     seen_header = False
 
+    members = 0  # gzip members read whole and checked
+    held: list[bytes] = []  # text of the member being read, not yet checked
+    held_size = 0
+
     def texts(chunk: bytes) -> Iterator[bytes]:
         """What a chunk holds, uncompressed at most OUT_MAX at a time (a recording compresses a
-        hundredfold: one read would otherwise be many megabytes at once)."""
+        hundredfold: one read would otherwise be many megabytes at once). Once a file shows it
+        is made of members, a member's text is given only once its checksum holds."""
+        nonlocal unzip, members, held, held_size
         if unzip is None:
             yield chunk
             return
@@ -218,40 +235,56 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 out = unzip.decompress(chunk, OUT_MAX)
                 chunk = unzip.unconsumed_tail
             except zlib.error:
-                if not seen_header and not pending:
+                if not seen_header and not pending and not members:
                     raise UserError(f"{name} is not a gilviz recording (corrupt data); record one with `gilviz record`") from None
                 damage.tail = True
-                yield _salvage(before, chunk)
+                if not members:  # one member so far (as gilviz wrote before members): up to the damage
+                    yield _salvage(before, chunk)
+                held, held_size = [], 0  # the damaged member is dropped whole
                 return
-            yield out
+            if members and held_size < HELD_MAX:
+                held.append(out)
+                held_size += len(out)
+            else:
+                yield out
+            if unzip.eof:
+                members += 1
+                yield b"".join(held)
+                held, held_size = [], 0
+                chunk, unzip = unzip.unused_data, zlib.decompressobj(31)
 
-    chunk = first
-    while True:
-        for text in texts(chunk):
-            pending += text
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if not line:
-                    continue
-                try:
-                    rec = decode_line(line)
-                except ValueError:
-                    if not seen_header:
-                        raise UserError(f"{name} is not a gilviz recording; record one with `gilviz record`") from None
-                    damage.tail = True
-                    return
+    def all_texts() -> Iterator[bytes]:
+        nonlocal held
+        chunk = first
+        while chunk:
+            yield from texts(chunk)
+            if damage.tail:
+                return
+            chunk = read(1 << 16)
+        if held:  # a last member cut short (a crash, a kill): its checksum was never written
+            yield b"".join(held)
+            held = []
+
+    for text in all_texts():
+        pending += text
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            try:
+                rec = decode_line(line)
+            except ValueError:
                 if not seen_header:
-                    _check_header(rec, name)
-                    seen_header = True
-                elif not well_formed(rec):
-                    damage.records += 1
-                    continue
-                yield rec
-        if damage.tail:
-            break
-        chunk = read(1 << 16)
-        if not chunk:
-            break
+                    raise UserError(f"{name} is not a gilviz recording; record one with `gilviz record`") from None
+                damage.tail = True
+                return
+            if not seen_header:
+                _check_header(rec, name)
+                seen_header = True
+            elif not well_formed(rec):
+                damage.records += 1
+                continue
+            yield rec
     if not seen_header:
         raise UserError(f"{name} is not a gilviz recording (empty or no header); record one with `gilviz record`")
 
