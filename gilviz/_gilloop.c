@@ -718,7 +718,7 @@ static int classify_c(PyObject *r, PyObject *mem, int before, int off_kind, int 
     if (!ok)
         return -1;
     long long rep_on = floordiv(r_on - m_on, 1000), rep_rq = floordiv(r_rq - m_rq, 1000);
-    long long slices = m_slices ? r_slices - m_slices : 1;
+    long long slices = r_slices - m_slices; /* (0 where it has never been on a CPU: not a first reading) */
     if (set_ll(mem, s_on_ns, r_on) < 0 || set_ll(mem, s_runq_ns, r_rq) < 0 ||
         PyObject_SetAttr(mem, s_call, kind_str[call]) < 0 || set_ll(mem, s_slices, r_slices) < 0)
         return -1;

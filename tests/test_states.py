@@ -146,6 +146,25 @@ def test_a_thread_runnable_for_a_long_wait_for_a_cpu_is_runnable_not_on_one():
     assert t.oncpu == 4000 and t.running == 4000
 
 
+def test_a_new_thread_queued_for_its_first_cpu_is_runnable_not_on_one():
+    """A busy machine: a thread just started waits 200 ms for its first CPU. It has never been on
+    one (schedstat 0 0 0), its state is R, it is in no syscall: every tick of that is a wait for a
+    CPU (it was drawn as 200 ms on one, in C code, beside the thread holding the GIL). Then it
+    gets one: the wait the kernel reports now is placed already, its CPU time is placed."""
+    mem = ThreadMemory()
+    ticks = [classify(reading(0, slices=0), mem, 5000, 0.0, "running", first=True)]
+    ticks += [classify(reading(0, slices=0, moved=False), mem, 5000, 0.0, "running") for _ in range(40)]
+    assert all(t.runnable == 5000 and t.oncpu == 0 for t in ticks), ticks
+    assert mem.fill_us == 0 and mem.taken_back_us == 0  # (nothing placed on a CPU to give back)
+    t = classify(reading(4, runq_ms=205, slices=3), mem, 5000, 1.0, "running")
+    assert t.runnable == 0 and t.running == 5000 and mem.pending_rq == 0, t
+    # a thread read for the first time after it had run (attached to): its reading says nothing of
+    # this tick's slices, and its time on a CPU is placed as before
+    mem = ThreadMemory()
+    t = classify(reading(3, slices=2), mem, 5000, 1.0, "running", first=True)
+    assert t.oncpu == 5000 and t.runnable == 0, t
+
+
 def test_a_thread_that_slept_between_two_readings_is_not_taken_for_waiting_for_a_cpu():
     """An idle machine: a thread runs 9.5 ms and sleeps 0.5 ms, over and over, read every 5 ms, so
     it is runnable at every reading. Its CPU time comes at the scheduler's 4 ms ticks and when it

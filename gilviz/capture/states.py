@@ -72,7 +72,9 @@ def classify(r: ThreadReading, mem: ThreadMemory, dt: int, held_frac: float, cal
     else:
         rep_on, rep_rq = (r.on_ns - mem.on_ns) // 1000, (r.runq_ns - mem.runq_ns) // 1000
     before = mem.call
-    slices = r.slices - mem.slices if mem.slices else 1  # times it was put on a CPU this tick
+    # times it was put on a CPU this tick: unknown at a first reading of a thread that has been on
+    # one (at least one, then), 0 for one never on a CPU yet (a new thread queued for its first)
+    slices = r.slices - mem.slices if mem.slices or not first or not r.slices else 1
     mem.on_ns, mem.runq_ns, mem.call, mem.slices = r.on_ns, r.runq_ns, call, r.slices
     on, runq = place_cpu_time(mem, rep_on, rep_rq, dt,
                               busy=r.state == "R" and call == "running" and before == "running",
