@@ -1,10 +1,10 @@
 """A recording: the record stream (stream.py) saved as gzip'd JSON lines, flushed as it goes.
 
-Every half second the compressed stream ends a gzip member (its own checksum) and starts
-another, so a crash or Ctrl-C loses at most that much, a truncated file still reads up to
-its last whole line, and a damaged byte is caught in its member: gzip's one checksum at the
-end of a single member would let a flip that decodes to other valid text (a digit for a
-digit) through unseen. The same
+The header is a gzip member of its own, then every half second the compressed stream ends a
+member (with its own checksum) and starts another, so a crash or Ctrl-C loses at most that
+much, a truncated file reads up to its last whole member, and a damaged byte is caught in
+its member: gzip's one checksum at the end of a single member would let a flip that decodes
+to other valid text (a digit for a digit) through unseen. The same
 encoding, uncompressed, crosses the pipe from a sampler process to a live view.
 This module is file I/O only: what the records mean is stream.py's, what is made of
 them is a collector's (collect.py).
@@ -24,6 +24,7 @@ from .errors import UserError
 from .stream import FORMAT_VERSION, Compare, Decoder, End, Record, Tick, decode_header, well_formed
 
 FLUSH_EVERY_S = 0.5
+MEMBER_MAX = 1 << 20  # text in a member: it ends at a flush, or once it holds this much
 _GZIP_MAGIC = b"\x1f\x8b"
 
 try:  # a tick of 1000 threads encodes in a quarter of the time, and decodes in a fifth
@@ -81,7 +82,7 @@ class RecordingWriter:
         else:
             self._file, self._owns, self.name = out, False, "the stream"
         self._zip = _member() if compress else None
-        self._in_member = False  # text compressed since the member began
+        self._in_member = 0  # bytes of text compressed since the member began
         self._last_flush = time.monotonic()
         self.flush_every_s = flush_every_s
         self.closed = False
@@ -98,20 +99,21 @@ class RecordingWriter:
             wire["run"] = run
         data = encode_line(wire)
         if self._zip is not None:
+            self._in_member += len(data)
             data = self._zip.compress(data)
-            self._in_member = True
         try:
             if data:
                 self._file.write(data)
-            if time.monotonic() - self._last_flush >= self.flush_every_s:
-                self._flush()
+            if (time.monotonic() - self._last_flush >= self.flush_every_s or not self.flushed
+                    or self._in_member >= MEMBER_MAX):
+                self._flush()  # (the header alone first: a reader knows the file's members from it)
         except OSError as e:
             self._fail(e)
 
     def _flush(self) -> None:
         if self._zip is not None and self._in_member:
             self._file.write(self._zip.flush(zlib.Z_FINISH))
-            self._zip, self._in_member = _member(), False
+            self._zip, self._in_member = _member(), 0
         self._file.flush()
         self._last_flush = time.monotonic()
         self.flushed = True
@@ -191,7 +193,7 @@ def iter_records(source: str | os.PathLike | IO[bytes], damage: Damage | None = 
 
 
 OUT_MAX = 1 << 18  # bytes of text uncompressed at a time
-HELD_MAX = 1 << 24  # text of a member held until its checksum is read (a member is half a second)
+HELD_MAX = 1 << 22  # text of a member held until its checksum is read (longer: given unchecked)
 
 
 def _member():
@@ -245,7 +247,10 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
             if members and held_size < HELD_MAX:
                 held.append(out)
                 held_size += len(out)
-            else:
+            else:  # (one member past HELD_MAX is given unchecked, in order)
+                if held:
+                    yield b"".join(held)
+                    held = []
                 yield out
             if unzip.eof:
                 members += 1
@@ -254,16 +259,14 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 chunk, unzip = unzip.unused_data, zlib.decompressobj(31)
 
     def all_texts() -> Iterator[bytes]:
-        nonlocal held
+        # (a last member without its end is left out: cut short by a kill, after the last flush,
+        # or damaged so that it reads to the end of the file, it cannot be checked)
         chunk = first
         while chunk:
             yield from texts(chunk)
             if damage.tail:
                 return
             chunk = read(1 << 16)
-        if held:  # a last member cut short (a crash, a kill): its checksum was never written
-            yield b"".join(held)
-            held = []
 
     for text in all_texts():
         pending += text
