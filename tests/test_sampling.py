@@ -100,8 +100,11 @@ def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     assert summary["gil"]["handoffs_per_s"] > 50  # about one per 5 ms switch interval
     spinners = threads_named(summary, "cpu-")
     assert len(spinners) == n, [t["name"] for t in summary["threads"]]
-    for t in spinners:  # each holds it in turn (how evenly, on a machine busy with other work, is the kernel's)
-        assert 0.05 < t["gil_held"] < 0.5, t
+    # one at a time, each in turn (how evenly, on a machine busy with other work, is the kernel's: a
+    # holder that loses its core keeps the GIL meanwhile; one of 3 held 0.53 beside two CPU hogs)
+    assert sum(t["gil_held"] for t in spinners) < 1.05, spinners
+    for t in spinners:
+        assert 0.05 < t["gil_held"] < 0.75, t
         without_gil = 1 - t["gil_held"]
         assert t["waiting"] > 0.25 and t["waiting"] < without_gil + 0.1, t
         assert t["waiting"] + t["runnable"] > without_gil - 0.1, t
@@ -262,6 +265,7 @@ for t in ts: t.join()
 def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     """On 3.15, CPython itself reads each thread's HAS_GIL and GIL_REQUESTED flags from outside;
     read at about 1 kHz beside gilviz on the same run, they must tell the same story."""
+    import bisect
     import json
     import subprocess
     import threading
@@ -295,19 +299,39 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     summary, rec = result["run"]
     assert summary["gil_found_by"] == "debug offsets"
     oracle = json.loads(flags.read_text())
-    assert oracle["reads"] > 1000, oracle  # about 1 kHz over 3.5 s, even on a busy machine
-    # gilviz's figures over the span the oracle read
+    assert len(oracle["reads"]) > 1000, len(oracle["reads"])  # about 1 kHz over 3.5 s, even on a busy machine
+    # gilviz's figures and CPython's over the same ticks: those of the span it read in which none of
+    # its reads failed (its reads that succeed are otherwise a biased sample: see oracle_315.py)
     zero = rec.header.monotonic_ns
-    t0, t1 = (oracle["first_ns"] - zero) // 1000, (oracle["last_ns"] - zero) // 1000
-    ticks = [t for t in rec.ticks if t0 <= t.t - t.dt and t.t <= t1]
+    read_at = [(t - zero) // 1000 for t, _ in oracle["reads"]]
+    failed_at = sorted((t - zero) // 1000 for t in oracle["failed"])
+    span = [t for t in rec.ticks if read_at[0] <= t.t - t.dt and t.t <= read_at[-1]]
+    ticks = [t for t in span if bisect.bisect_left(failed_at, t.t - t.dt) == bisect.bisect_right(failed_at, t.t)]
+    print(f"{len(oracle['reads'])} reads of CPython's, {oracle['torn']} torn, {len(oracle['failed'])} failed: "
+          f"{len(ticks)} of {len(span)} ticks compared")
+    if len(ticks) < len(span) / 2:
+        pytest.skip(f"CPython's reader failed in {len(span) - len(ticks)} of {len(span)} ticks: too few to compare")
+    starts, ends = [t.t - t.dt for t in ticks], [t.t for t in ticks]
+    counts: dict[int, list[int]] = {}  # tid -> [reads, has_gil, gil_requested]
+    reads = asking = 0  # (asking: reads that found some thread asking for the GIL)
+    for at, (_, threads) in zip(read_at, oracle["reads"]):
+        i = bisect.bisect_left(starts, at) - 1  # (a tick holds what happened after its start, up to its end)
+        if i < 0 or at > ends[i]:
+            continue
+        reads += 1
+        asking += any(requested for _, _, requested, _ in threads)
+        for tid, has_gil, requested, _ in threads:
+            c = counts.setdefault(tid, [0, 0, 0])
+            c[0] += 1
+            c[1] += has_gil
+            c[2] += requested
     names = {tid: info.name for tid, info in rec.threads.items()}
     compared = []
     few_reads = set()
-    for tid_text, (reads, has_gil, requested, _on_cpu) in oracle["threads"].items():
-        tid = int(tid_text)
+    for tid, (n_reads, has_gil, requested) in counts.items():
         if names.get(tid) not in ("spin-0", "spin-1", "hasher", "sleeper", "queued"):
             continue
-        if reads < 100:
+        if n_reads < 100:
             few_reads.add(names[tid])
             continue
         life = held = waiting = runnable = 0
@@ -319,14 +343,14 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
                     waiting += th.waiting
                     runnable += th.runnable
         ours = {"held": held / life, "waiting": waiting / life, "runnable": runnable / life}
-        theirs = {"held": has_gil / reads, "waiting": requested / reads}
+        theirs = {"held": has_gil / n_reads, "waiting": requested / n_reads}
         compared.append((names[tid], ours, theirs))
     report = "\n".join(f"{n:8} held {o['held']:.3f} vs {t['held']:.3f}   waiting {o['waiting']:.3f} (+ runnable "
                        f"{o['runnable']:.3f}) vs {t['waiting']:.3f}" for n, o, t in sorted(compared))
-    print(f"gilviz vs CPython's flags ({oracle['reads']} reads):\n{report}")
+    print(f"gilviz vs CPython's flags ({reads} reads):\n{report}")
     wanted = {"spin-0", "spin-1", "hasher", "sleeper", "queued"}
     assert wanted <= set(names.values()), names  # gilviz knows every thread by its name
-    few_reads |= wanted - {names.get(int(tid)) for tid in oracle["threads"]}  # (never read at all)
+    few_reads |= wanted - {names.get(tid) for tid in counts}  # (never read at all)
     if few_reads:
         # (seen with both cores kept busy by other work: CPython's reader then fails most reads of
         # the threads that run, and has too few of them to compare with)
@@ -344,7 +368,7 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     # the GIL's own samples over the same span: someone asks for it as often as CPython's flags say
     gil = [g for tick in ticks for g in tick.gils if g.pid == summary["target"]["pid"]]
     contended = sum(g.contended for g in gil) / sum(g.samples for g in gil)
-    theirs = oracle["contended"] / oracle["reads"]
+    theirs = asking / reads
     print(f"contended {contended:.3f} vs {theirs:.3f}")
     # (gilviz reads when it gets a core, a little more often at hand-offs: seen 0.03 to 0.08 above)
     assert abs(contended - theirs) < 0.15, (contended, theirs)
