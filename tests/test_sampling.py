@@ -102,7 +102,8 @@ def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     assert len(spinners) == n, [t["name"] for t in summary["threads"]]
     # one at a time, each in turn (how evenly, on a machine busy with other work, is the kernel's: a
     # holder that loses its core keeps the GIL meanwhile; one of 3 held 0.53 beside two CPU hogs)
-    assert sum(t["gil_held"] for t in spinners) < 1.05, spinners
+    tids = {t["tid"] for t in spinners}
+    assert all(sum(th.held for th in tick.threads if th.tid in tids) <= tick.dt + n for tick in rec.ticks)
     for t in spinners:
         assert 0.05 < t["gil_held"] < 0.75, t
         without_gil = 1 - t["gil_held"]
@@ -115,7 +116,6 @@ def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     assert 0.2 < sum(t["running"] for t in spinners) < 1.1
     assert summary["tick_hz"] > 100  # 200 asked: a busy machine may give the sampler less
     # a GIL reading in every tick while they run, however late the sampler got a CPU
-    tids = {t["tid"] for t in spinners}
     samples = [t.gils[0].samples if t.gils else 0 for t in rec.ticks if any(th.tid in tids for th in t.threads)]
     first = next(i for i, n in enumerate(samples) if n)
     assert all(samples[first:]), (first, samples.index(0, first), len(samples))

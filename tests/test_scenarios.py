@@ -82,7 +82,8 @@ def test_race_loses_updates(tmp_path):
     assert len(adders) == 4
     for t in adders:  # they interleave: each holds the GIL in turn
         assert 0.1 < t["gil_held"] < 0.5, t
-        assert t["waiting"] > 0.4, t
+        # and waits for it the rest, or for a core (0.31 waiting, the rest runnable, beside two CPU hogs)
+        assert t["waiting"] > 0.2 and t["waiting"] + t["runnable"] > 0.4, t
 
 
 def test_lock_fixes_the_race(tmp_path):
