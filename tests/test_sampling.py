@@ -424,6 +424,28 @@ def test_a_thread_that_names_itself_after_it_starts_gets_its_name(tmp_path):
     assert "renamed" in names, names
 
 
+LATE_THREAD = """
+import _thread, ctypes, threading, time
+def worker():
+    threading.current_thread().name = "late"
+    time.sleep(2.5)
+_thread.start_new_thread(worker, ())
+ctypes.PyDLL(None).usleep(1500000)  # holds the GIL: the thread cannot run Python for 1.5 s
+time.sleep(3.0)
+"""
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12"])
+def test_a_thread_that_runs_python_late_is_named_by_py_spy_all_the_same(tmp_path, version):
+    """A thread that has no Python name at py-spy's first dumps (as one that waits long for its first
+    CPU or for the GIL, on a busy machine) is asked for again at the next, till it has one: it was
+    taken for a thread of C code with none, and kept its process's name for 10 s."""
+    from conftest import python_or_skip
+
+    summary, _ = record_code(tmp_path, python_or_skip(version), LATE_THREAD)
+    assert sorted(t["name"] for t in summary["threads"]) == ["MainThread", "late"], summary["threads"]
+
+
 def test_a_new_thread_with_its_process_name_is_looked_at_again_once_the_main_thread_is_named():
     """py-spy names the main thread MainThread; a thread seen before the code it runs names it
     bears the process's own name, and must still be looked at again (else a thread whose Python

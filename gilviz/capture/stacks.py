@@ -4,7 +4,8 @@ thread beside the loop.
 py-spy dump costs about 8 ms of CPU a call (a new process each time), so it runs a few times a
 second at most and never in the sampling loop: dumps queue up and the loop turns them into
 records between ticks (`drain`). Where the lines and stacks are read otherwise (capture/lines.py:
-3.9 to 3.15 with a GIL), py-spy only names threads: new ones, and every 10 s renamed ones.
+3.9 to 3.15 with a GIL), py-spy only names threads: new ones (one it cannot name yet is asked for
+at each dump, once a second, for 5 s), and every 10 s renamed ones.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .processes import ProcessTable, WatchedProcess
 MAX_FRAMES = 12
 NAMES_EVERY_S = 1.0  # where the stacks are read otherwise, py-spy only names new threads, at most this often,
 NAMES_AGAIN_S = 10.0  # and renamed ones within this
+NAMELESS_AFTER_S = 5.0  # a thread py-spy has not named by then has no Python name (a C library's thread)
 _NONE: frozenset = frozenset()
 _DEFAULT_THREAD_NAME = re.compile(r"(MainThread|Thread-\d+( \(.*\))?|Dummy-\d+)$")
 
@@ -40,8 +42,9 @@ class StackReader:
         self._thread: threading.Thread | None = None
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
         self.names_pids: Container[int] = ()  # processes whose lines and stacks are read otherwise
-        self._named: dict[int, frozenset | set[int]] = {}  # pid -> its threads py-spy named, or seen at two dumps
+        self._named: dict[int, frozenset | set[int]] = {}  # pid -> its threads py-spy named, or will not
         self._present: dict[int, set[int]] = {}  # pid -> its threads at its last dump
+        self._found: dict[int, dict[int, float]] = {}  # pid -> tid -> when a dump first found it
 
     @property
     def cpu_s(self) -> float:
@@ -101,7 +104,14 @@ class StackReader:
                     proc.unnamed.pop(th.tid, None)  # (named: its OS name, looked at again meanwhile, is not)
                     out.append(Thread(t, th.tid, pid, th.name))  # type: ignore[arg-type]
             known = proc.threads.keys()
-            self._named[pid] = ({th.tid for th in dump} | (self._present.get(pid, _NONE) & tids)) & known
+            # A thread py-spy does not list has no Python name yet: it may never have (a C library's
+            # thread), or not have run yet (on a busy machine a new thread can wait a long while for
+            # its first CPU, then for the GIL): it is asked for at each dump till NAMELESS_AFTER_S.
+            now = time.monotonic()
+            found = self._found.setdefault(pid, {})
+            found = self._found[pid] = {tid: found.get(tid, now) for tid in tids}
+            nameless = {tid for tid in self._present.get(pid, _NONE) & tids if now - found[tid] >= NAMELESS_AFTER_S}
+            self._named[pid] = ({th.tid for th in dump if th.name} | nameless) & known
             self._present[pid] = tids
             if pid in self.names_pids:
                 continue  # (its stacks are read otherwise, more often)
