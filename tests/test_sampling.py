@@ -186,9 +186,10 @@ def test_hashing_beside_a_spinner_is_native_then_waits(tmp_path, python):
     # the convoy: each hash is followed by a wait (the rest of its life it waits for a core)
     assert hasher["waiting"] > 0.1 and hasher["waiting"] > 5 * hasher["running"], hasher
     assert hasher["blocked"] < 0.05, hasher
-    # the spinner holds the GIL whenever the hasher does not need it (less on a busy machine,
-    # where the hasher's turns with the GIL stretch while it waits for a core)
-    assert spinner["gil_held"] > 0.5 and spinner["native"] < 0.05, spinner  # (0.57 with both cores busy elsewhere)
+    # the spinner holds the GIL whenever the hasher does not need it (less on a busy machine, where
+    # the hasher's turns with the GIL stretch while it waits for a core, and the GIL is free while
+    # the thread it was handed to waits for one: 0.57 and 0.45 seen with both cores busy elsewhere)
+    assert spinner["gil_held"] > max(0.35, hasher["gil_held"]) and spinner["native"] < 0.05, spinner
 
 
 def test_pool_processes_each_hold_their_own_gil_at_once(tmp_path, python):
