@@ -374,9 +374,10 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     # (gilviz reads when it gets a core, a little more often at hand-offs: seen 0.03 to 0.08 above)
     assert abs(contended - theirs) < 0.15, (contended, theirs)
     spinners = [o for n, o, _ in compared if n.startswith("spin")]
-    # between them they hold it most of the time, and each asks for it (on a busy machine one may
-    # keep it for most of the run: off its core while holding it, the other cannot take it)
-    assert sum(o["held"] for o in spinners) > 0.5, report
+    # between them they hold it much of the time, and each asks for it (on a busy machine one may
+    # keep it for most of the run: off its core while holding it, the other cannot take it; or it is
+    # free while the thread it was handed to waits for a core: 0.46 held, CPython's flags 0.46 too)
+    assert sum(o["held"] for o in spinners) > 0.3, report
     assert all(o["waiting"] + o["runnable"] > 0.1 for o in spinners), report
 
 
