@@ -82,7 +82,7 @@ class RecordingWriter:
         else:
             self._file, self._owns, self.name = out, False, "the stream"
         self._zip = _member() if compress else None
-        self._in_member = 0  # bytes of text compressed since the member began
+        self._member_bytes = 0  # bytes of text compressed since the member began
         self._last_flush = time.monotonic()
         self.flush_every_s = flush_every_s
         self.closed = False
@@ -99,21 +99,21 @@ class RecordingWriter:
             wire["run"] = run
         data = encode_line(wire)
         if self._zip is not None:
-            self._in_member += len(data)
+            self._member_bytes += len(data)
             data = self._zip.compress(data)
         try:
             if data:
                 self._file.write(data)
             if (time.monotonic() - self._last_flush >= self.flush_every_s or not self.flushed
-                    or self._in_member >= MEMBER_MAX):
+                    or self._member_bytes >= MEMBER_MAX):
                 self._flush()  # (the header alone first: a reader knows the file's members from it)
         except OSError as e:
             self._fail(e)
 
     def _flush(self) -> None:
-        if self._zip is not None and self._in_member:
+        if self._zip is not None and self._member_bytes:
             self._file.write(self._zip.flush(zlib.Z_FINISH))
-            self._zip, self._in_member = _member(), 0
+            self._zip, self._member_bytes = _member(), 0
         self._file.flush()
         self._last_flush = time.monotonic()
         self.flushed = True
@@ -147,7 +147,7 @@ class RecordingWriter:
         self.closed = True
         try:
             if self.error is None:
-                if self._zip is not None and self._in_member:
+                if self._zip is not None and self._member_bytes:
                     self._file.write(self._zip.flush(zlib.Z_FINISH))
                 self._file.flush()
         except OSError as e:
@@ -232,7 +232,7 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
             yield chunk
             return
         while chunk:
-            before = unzip.copy()
+            before = unzip.copy() if not members else None  # (what _salvage starts from)
             try:
                 out = unzip.decompress(chunk, OUT_MAX)
                 chunk = unzip.unconsumed_tail
@@ -240,10 +240,9 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 if not seen_header and not pending and not members:
                     raise UserError(f"{name} is not a gilviz recording (corrupt data); record one with `gilviz record`") from None
                 damage.tail = True
-                if not members:  # one member so far (as gilviz wrote before members): up to the damage
+                if before is not None:  # one member so far (as gilviz wrote before members): up to the damage
                     yield _salvage(before, chunk)
-                held, held_size = [], 0  # the damaged member is dropped whole
-                return
+                return  # (else the damaged member, held, is dropped whole)
             if members and held_size < HELD_MAX:
                 held.append(out)
                 held_size += len(out)

@@ -407,7 +407,7 @@ class Sampler:
             proc.threads.pop(tid, None)
             proc.tids.discard(tid)
         tids = {r.tid for r in readings}
-        if gil is not None and not gil.located and self._locate(proc, readings, tids, now):
+        if gil is not None and gil.status == "not located" and self._locate(proc, readings, tids, now):
             proc.candidate = None
             self.processes.gil_changed(proc)
             if gil.located and proc.sample_gils():  # (a reading for this tick, to split its threads' time by)
@@ -474,7 +474,7 @@ class Sampler:
             if acc is not None and acc.samples and proc.candidate_address == site.address:
                 proc.sites = {site.address: acc}  # (kept by gil_changed: this tick's readings of it)
             return True
-        gil_ranges = gil.gil_ranges  # (none for a build without a GIL)
+        gil_ranges = gil.gil_ranges
         for r in readings:
             if r.moved and classify_syscall(r.syscall, gil_ranges) == "gil":
                 gil.consider_futex(int(r.syscall.split()[1], 16))

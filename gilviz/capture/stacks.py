@@ -43,8 +43,7 @@ class StackReader:
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
         self.names_pids: Container[int] = ()  # processes whose lines and stacks are read otherwise
         self._named: dict[int, frozenset | set[int]] = {}  # pid -> its threads py-spy named, or will not
-        self._present: dict[int, set[int]] = {}  # pid -> its threads at its last dump
-        self._found: dict[int, dict[int, float]] = {}  # pid -> tid -> when a dump first found it
+        self._found: dict[int, dict[int, float]] = {}  # pid -> its threads at its last dump: when first found
 
     @property
     def cpu_s(self) -> float:
@@ -108,11 +107,10 @@ class StackReader:
             # thread), or not have run yet (on a busy machine a new thread can wait a long while for
             # its first CPU, then for the GIL): it is asked for at each dump till NAMELESS_AFTER_S.
             now = time.monotonic()
-            found = self._found.setdefault(pid, {})
-            found = self._found[pid] = {tid: found.get(tid, now) for tid in tids}
-            nameless = {tid for tid in self._present.get(pid, _NONE) & tids if now - found[tid] >= NAMELESS_AFTER_S}
+            before = self._found.get(pid, {})
+            found = self._found[pid] = {tid: before.get(tid, now) for tid in tids}
+            nameless = {tid for tid, since in found.items() if now - since >= NAMELESS_AFTER_S}
             self._named[pid] = ({th.tid for th in dump if th.name} | nameless) & known
-            self._present[pid] = tids
             if pid in self.names_pids:
                 continue  # (its stacks are read otherwise, more often)
             out.append(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active,
