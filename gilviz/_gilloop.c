@@ -19,6 +19,10 @@ read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, r
   read in the same cases, the same readings (reading_type, a NamedTuple) and the same updates
   of each thread's `last` and `unchanged`; a thread whose files fail to read (it ended) is left
   out, as there. The Python loop stays beside it, for where this is not built.
+
+frame_tops(fd, tstates, layout) -> tops
+  probes/frames.py's walk to each thread's innermost Python frame, for all of a tick's threads in
+  one call (below).
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -986,15 +990,143 @@ static PyObject *set_rules(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* frame_tops(fd, tstates, layout) -> [top, ...]: each thread's innermost Python frame, as
+probes/frames.py's FrameReader._frames walks it, in one call for a tick's threads. A top is None (no
+Python frame: the walk ended, or met only frames that are no code), (code key, byte offset) where
+the key is the bytes of FrameReader's code key (the code object's address, its filename, name and
+line table pointers, its first line), or False: anything unusual (a read that fails, a pointer
+that is none, a frame seen twice is not: it ends the walk as there), left to Python to read again
+and say what it is. layout: FrameReader.c_layout. */
+#define MAX_WALK 64
+#define MAX_STRUCT 512
+static PyObject *frame_tops(PyObject *self, PyObject *args) {
+    int fd;
+    PyObject *seq;
+    long long frame_offset, cframe_frame, frame_size, frame_code, frame_back, frame_instr, frame_owner, code_size,
+        code_filename, code_name, code_linetable, code_firstlineno, lasti_unit, code_start, skips_max;
+    unsigned long long code_type, untag;
+    if (!PyArg_ParseTuple(args, "iO(LLKLLLLLKLLLLLLLL)", &fd, &seq, &frame_offset, &cframe_frame, &untag, &frame_size,
+                          &frame_code, &frame_back, &frame_instr, &frame_owner, &code_type, &code_size, &code_filename,
+                          &code_name, &code_linetable, &code_firstlineno, &lasti_unit, &code_start, &skips_max))
+        return NULL;
+    long long fields[] = {frame_code, frame_back, frame_instr, frame_owner};
+    for (int k = 0; k < 4; k++)
+        if (fields[k] >= frame_size || (k < 2 && fields[k] + 8 > frame_size)) {
+            PyErr_SetString(PyExc_ValueError, "a frame layout larger than its size");
+            return NULL;
+        }
+    if (frame_size > MAX_STRUCT || code_size > MAX_STRUCT || code_size < 16 || skips_max > MAX_WALK ||
+        code_filename + 8 > code_size || code_name + 8 > code_size || code_linetable + 8 > code_size ||
+        code_firstlineno + 4 > code_size || frame_instr + (code_start < 0 ? 4 : 8) > frame_size) {
+        PyErr_SetString(PyExc_ValueError, "a frame or code layout this loop does not read");
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(seq, "tstates must be a sequence");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(fast);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned long long tstate = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (PyErr_Occurred()) {
+            Py_DECREF(fast);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *top = Py_False; /* until read */
+        unsigned char buf[MAX_STRUCT], code[MAX_STRUCT];
+        uint64_t frame, seen[MAX_WALK + 1];
+        int nseen = 0, skips = (int)skips_max, done = 0;
+        uint64_t at = tstate + (uint64_t)frame_offset;
+        if (at == 0 || at >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)at) != 8)
+            goto set;
+        if (cframe_frame >= 0 && frame) {
+            if (frame + cframe_frame >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)(frame + cframe_frame)) != 8)
+                goto set;
+        }
+        while (!done) {
+            int again = 0;
+            for (int k = 0; k < nseen; k++)
+                again |= seen[k] == frame;
+            if (frame == 0 || again) {
+                top = Py_None;
+                break;
+            }
+            if (frame < 0x1000 || frame >= (1ULL << 47) || nseen > MAX_WALK)
+                goto set;
+            seen[nseen++] = frame;
+            if (pread(fd, buf, (size_t)frame_size, (off_t)frame) != (ssize_t)frame_size)
+                goto set;
+            uint64_t co, back;
+            memcpy(&co, buf + frame_code, 8);
+            memcpy(&back, buf + frame_back, 8);
+            co &= untag;
+            int is_code = 0;
+            if (frame_owner < 0 || buf[frame_owner] != 3 /* FRAME_OWNED_BY_CSTACK */) {
+                if (co < 0x1000 || co >= (1ULL << 47))
+                    goto set;
+                if (pread(fd, code, (size_t)code_size, (off_t)co) != (ssize_t)code_size)
+                    goto set;
+                uint64_t type;
+                memcpy(&type, code + 8, 8);
+                is_code = type == code_type;
+            }
+            if (!is_code) {
+                if (--skips <= 0) {
+                    top = Py_None;
+                    break;
+                }
+                frame = back;
+                continue;
+            }
+            long long offset;
+            if (code_start < 0) {
+                int32_t lasti;
+                memcpy(&lasti, buf + frame_instr, 4);
+                offset = (long long)lasti * lasti_unit;
+            } else {
+                uint64_t instr;
+                memcpy(&instr, buf + frame_instr, 8);
+                offset = (long long)(instr - (co + (uint64_t)code_start));
+            }
+            unsigned char key[36];
+            memcpy(key, &co, 8);
+            memcpy(key + 8, code + code_filename, 8);
+            memcpy(key + 16, code + code_name, 8);
+            memcpy(key + 24, code + code_linetable, 8);
+            memcpy(key + 32, code + code_firstlineno, 4);
+            top = Py_BuildValue("(y#L)", (const char *)key, (Py_ssize_t)36, offset);
+            if (top == NULL) {
+                Py_DECREF(fast);
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, i, top);
+            done = 1;
+        }
+        if (done)
+            continue;
+    set:
+        PyList_SET_ITEM(out, i, Py_NewRef(top));
+    }
+    Py_DECREF(fast);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"sample", sample, METH_VARARGS, "Samples GILs until a time: see the module's comment."},
     {"read_threads", read_threads, METH_VARARGS, "Reads every thread of one process: see the module's comment."},
     {"tick_threads", tick_threads, METH_VARARGS, "The state rules of one process's threads at a tick: see above."},
+    {"frame_tops", frame_tops, METH_VARARGS, "Each thread's innermost Python frame: see above."},
     {"set_rules", set_rules, METH_VARARGS, "The state rules' constants (capture/states.py)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gilloop", "GIL sampling between ticks, and reading threads at a tick, in C.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gilloop", "GIL sampling between ticks, and reading threads and their lines at a tick, in C.", -1,
                                     methods};
 
 PyMODINIT_FUNC PyInit__gilloop(void) {

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import python_or_skip
 from gilviz.probes import pyprocess
-from gilviz.probes.frames import DECODERS, LAYOUTS, FrameReader, FramesError
+from gilviz.native import compiled
+from gilviz.probes.frames import DECODERS, LAYOUTS, UNREADABLE, FrameReader, FramesError
 from gilviz.probes.gil import GilProbe
 from gilviz.probes.pyprocess import PythonProcess, Symbol
 
@@ -168,6 +169,42 @@ def test_each_thread_is_read_on_the_line_it_blocks_on(target):
         file, line, function = reader.line(by_tid[spinner])
         assert (file, function) == (script, "spinner") and line in _line("SPIN")
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("target", VERSIONS, indirect=True)
+def test_the_lines_read_in_one_call_are_those_read_one_by_one(target):
+    """`lines` (in C where it was built: the walk to the innermost frame for all of a tick's
+    threads in one call, lines of instructions seen before not worked out again) answers what
+    `line` does for each thread state, and for addresses that are none."""
+    pid, _, ids = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    reader = FrameReader(gil.memory, py, gil.offsets)
+    by_tid = {tid: tstate for tstate, _, tid in reader.thread_states()}
+    tstates = [by_tid[tid] for tid in ids]
+    (_, interp, _), *_ = reader.thread_states()
+    strays = [py.runtime.address, interp, tstates[0] + 8, tstates[0] + 64, 0, 1 << 63, (1 << 64) - 8]
+
+    def one_by_one(addresses):
+        out = []
+        for address in addresses:
+            try:
+                out.append(reader.line(address))
+            except (OSError, FramesError):
+                out.append(UNREADABLE)
+        return out
+
+    blocked = [t for i, t in enumerate(tstates) if i != SPINNER]
+    for _ in range(2):  # (the second time from what the first learnt)
+        assert reader.lines(blocked + strays) == one_by_one(blocked + strays)
+        spin = reader.lines([tstates[SPINNER]])[0]
+        assert spin[0::2] == (target[1], "spinner") and spin[1] in _line("SPIN")
+    if compiled is not None:  # in C it read them, and asked Python again for none of the threads
+        tops = compiled.frame_tops(gil.memory.fd, blocked, reader.c_layout)
+        assert all(isinstance(top, tuple) and len(top[0]) == 36 for top in tops), tops
+        assert compiled.frame_tops(gil.memory.fd, [0, 1 << 63], reader.c_layout) == [False, False]
+        reader._fd = None  # as without the compiled piece
+        assert reader.lines(blocked + strays) == one_by_one(blocked + strays)
 
 
 @pytest.mark.parametrize("target", VERSIONS, indirect=True)

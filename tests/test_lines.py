@@ -242,13 +242,17 @@ def test_whole_stacks_are_read_with_the_lines_and_pyspy_only_names_new_threads(t
     early, late = (next(tid for tid, name in names.items() if name == which) for which in ("early", "late"))
     assert dumps and all(t - start < 4.5 for t in dumps), [round(t - start, 2) for t in dumps]
     ours = [s for s in rec.stacks if s.pid == rec.header.pid]
-    assert ours and all(s.by == by for s in ours), [(s.t, s.by) for s in ours]  # (py-spy's once in CI: when?)
+    # py-spy's first dump (at 0.2 s) may come before the stacks can be read otherwise (the reader
+    # starts once the interpreter has thread states, at a refresh): it is kept; none after.
+    first = next((i for i, s in enumerate(ours) if s.by == by), len(ours))
+    assert ours[first:] and all(s.by == by for s in ours[first:]), [(s.t, s.by) for s in ours]
+    assert all(s.by == "py-spy" for s in ours[:first]), [(s.t, s.by) for s in ours]
     sleep_line = LATE_THREAD.splitlines().index("    time.sleep(100)") + 1
     entries = {e.tid: e for s in ours[-2:] for e in s.threads}
     assert entries[early].frames[:2] == [f"sleeper (<string>:{sleep_line})", f"nested (<string>:{sleep_line + 2})"]
     assert entries[late].frames[0] == f"sleeper (<string>:{sleep_line})" and entries[late].name == "late"
     assert not entries[late].active and not entries[late].owns_gil  # asleep
-    assert len(ours) > 3  # (py-spy's own stacks of these processes are not kept: these are all read otherwise)
+    assert len(ours) - first > 3
 
 
 def test_without_pyspy_the_stacks_and_lines_are_still_read(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import subprocess
 import threading
 from typing import Callable, Iterable
 
-from ..probes.frames import FrameReader, FramesError
+from ..probes.frames import UNREADABLE, FrameReader, FramesError
 from ..probes.threads import ThreadReading
 from ..stream import Line, Notice, Record, StackEntry, ThreadTick
 
@@ -396,16 +396,11 @@ class FrameLines:
         todo = set(moved)
         if len(lines) < len(tstates):
             todo.update(tid for tid in tstates if tid not in lines)
-        line = self.reader.line
+        tids = [tid for tid in todo if tid in tstates]
         fresh_tids: list[int] = []
         fresh: list[tuple[str, int, str]] = []
-        for tid in todo:
-            tstate = tstates.get(tid)
-            if tstate is None:
-                continue
-            try:
-                where = line(tstate)
-            except (OSError, FramesError):  # it ended, or its thread state went: look again
+        for tid, where in zip(tids, self.reader.lines([tstates[tid] for tid in tids])):
+            if where is UNREADABLE:  # it ended, or its thread state went: look again
                 del tstates[tid]
                 lines.pop(tid, None)
                 continue

@@ -11,11 +11,10 @@ at each dump, once a second, for 5 s), and every 10 s renamed ones.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Callable, Container
 
 from ..probes.pyspy import PySpy, StackThread, find_pyspy
@@ -37,7 +36,7 @@ class StackReader:
         self.hz = hz
         self.processes = processes
         self.now_us = now_us
-        self._queue: queue.Queue = queue.Queue()
+        self._dumps: deque = deque()  # (appended by the dumping thread, taken at the ticks: no lock for either)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rate: Callable[[], float] = lambda: self.hz  # what the budget allows now
@@ -82,16 +81,14 @@ class StackReader:
                     failures[pid] += 1
                     continue
                 failures[pid] = 0
-                self._queue.put((t, pid, dump, tids))
+                self._dumps.append((t, pid, dump, tids))
 
     def drain(self) -> list[Record]:
         """The dumps taken since the last call, as records (a thread's new name first)."""
         out: list[Record] = []
-        while True:
-            try:
-                t, pid, dump, tids = self._queue.get_nowait()
-            except queue.Empty:
-                return out
+        dumps = self._dumps
+        while dumps:
+            t, pid, dump, tids = dumps.popleft()
             proc = self.processes.by_pid.get(pid)
             if proc is None:
                 continue
@@ -116,6 +113,7 @@ class StackReader:
             out.append(Stack(t, pid, [StackEntry(th.tid, th.name, th.line, th.owns_gil, th.active,
                                                  list(th.frames[:MAX_FRAMES]))
                                       for th in dump if th.tid is not None]))
+        return out
 
 
 def _with_tid(proc: WatchedProcess, th: StackThread) -> StackThread:

@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..native import compiled as _gilloop
 from . import debug_offsets
 from .memory import Memory, is_pointer
 from .pyprocess import SYMBOLS, PythonProcess, _elf_symbols
@@ -29,6 +30,8 @@ MAX_STACK_SKIPPED = 64  # more of them further out (one shim for each call from 
 MAX_TEXT = 4096  # a file name or function name longer than this is taken as a misread
 MAX_TABLE = 1 << 20
 CODE_CACHE = 4096  # code objects remembered with their decoded line tables
+WHERE_CACHE = 16384  # (code, instruction) -> (file, line, function), for the lines read in C
+UNREADABLE = object()  # `FrameReader.lines`: that thread's frames could not be read (it ended, or a misread)
 
 _Q = struct.Struct("<Q")
 _I = struct.Struct("<i")
@@ -209,11 +212,21 @@ class FrameReader:
         bias = python.runtime.address - syms["_PyRuntime"][0]
         self.code_type = syms["PyCode_Type"][0] + bias
         self.str_type = syms["PyUnicode_Type"][0] + bias
-        self._codes: dict[tuple, CodeInfo] = {}
+        self._codes: dict[bytes, CodeInfo] = {}
         self._code_size = max(layout.code_filename, layout.code_name, layout.code_firstlineno,
                               layout.code_linetable) + 8
         self._frame_size = max(layout.frame_code, layout.frame_back, layout.frame_instr,
                                layout.frame_owner or 0) + 8
+        self._wheres: dict[tuple[bytes, int], tuple[str, int, str]] = {}
+        fd = getattr(memory, "fd", None)
+        self._fd = fd if _gilloop is not None else None
+        self.c_layout = (  # (_gilloop.frame_tops: the walk of _frames, to the innermost frame)
+            self.frame_offset, -1 if layout.cframe_frame is None else layout.cframe_frame,
+            (~TAG_BITS if layout.tagged else -1) & (1 << 64) - 1, self._frame_size, layout.frame_code,
+            layout.frame_back, layout.frame_instr, -1 if layout.frame_owner is None else layout.frame_owner,
+            self.code_type, self._code_size, layout.code_filename, layout.code_name, layout.code_linetable,
+            layout.code_firstlineno, layout.lasti_unit, -1 if layout.code_start is None else layout.code_start,
+            MAX_SKIPPED)
 
     # ------------------------------------------------------------ thread states
     def thread_states(self) -> list[tuple[int, int, int]]:
@@ -283,6 +296,47 @@ class FrameReader:
             return where
         return None
 
+    def lines(self, tstates: list[int]) -> list:
+        """`line` of each thread state, or UNREADABLE where it raised OSError or FramesError: in C
+        where it was built (the frames read in one call, a line known for an instruction seen
+        before not worked out again), the same answers."""
+        if self._fd is None:
+            return [self._line_or_unreadable(tstate) for tstate in tstates]
+        wheres = self._wheres
+        out = []
+        for tstate, top in zip(tstates, _gilloop.frame_tops(self._fd, tstates, self.c_layout)):
+            if top is None:
+                out.append(None)
+                continue
+            where = wheres.get(top) if top is not False else None
+            if where is None:
+                where = self._where(top) if top is not False else None
+                if where is None:  # (in Python: what went wrong, or the code changed between reads)
+                    out.append(self._line_or_unreadable(tstate))
+                    continue
+                if len(wheres) >= WHERE_CACHE:
+                    wheres.clear()
+                wheres[top] = where
+            out.append(where)
+        return out
+
+    def _where(self, top: tuple[bytes, int]) -> tuple[str, int, str] | None:
+        key, offset = top
+        info = self._codes.get(key)
+        if info is None:
+            try:
+                self._code(int.from_bytes(key[:8], "little"))
+            except (OSError, FramesError):
+                return None
+            info = self._codes.get(key)  # (None: read otherwise this time)
+        return (info.filename, info.line(offset), info.function) if info is not None else None
+
+    def _line_or_unreadable(self, tstate: int):
+        try:
+            return self.line(tstate)
+        except (OSError, FramesError):
+            return UNREADABLE
+
     def stack(self, tstate: int, limit: int) -> list[tuple[str, int, str]]:
         """(file, line, function) of the thread's Python frames, innermost first, at most `limit`;
         errors as `line`'s."""
@@ -333,8 +387,9 @@ class FrameReader:
         buf = self.memory.read(address, self._code_size)
         if _Q.unpack_from(buf, 8)[0] != self.code_type:
             return None
-        key = (address, buf[lay.code_filename:lay.code_filename + 8], buf[lay.code_name:lay.code_name + 8],
-               buf[lay.code_linetable:lay.code_linetable + 8], buf[lay.code_firstlineno:lay.code_firstlineno + 4])
+        key = b"".join((address.to_bytes(8, "little"), buf[lay.code_filename:lay.code_filename + 8],
+                        buf[lay.code_name:lay.code_name + 8], buf[lay.code_linetable:lay.code_linetable + 8],
+                        buf[lay.code_firstlineno:lay.code_firstlineno + 4]))  # (as frame_tops gives it)
         info = self._codes.get(key)
         if info is None:
             firstlineno = _I.unpack_from(buf, lay.code_firstlineno)[0]
