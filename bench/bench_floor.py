@@ -6,7 +6,10 @@ For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default
   round before (its ticks plus its GIL samples), its CPU a second;
 - the workload under `gilviz record` (default settings: the lines read from the target's memory
   at every tick, py-spy naming the threads once a second): ticks/s, GIL samples/s, sampler CPU,
-  throughput as a share of the median alone;
+  throughput as a share of the median alone; and after its first second (the start: py-spy
+  naming the threads, the line reader starting, the budget raising the GIL rate from 2 kHz as
+  long as it is under 80 % of its 15 %), from the recording's half-second figures, its CPU next
+  to the floor's cost a wake-up times as many wake-ups;
 - `gilviz record --stacks-rate 0 --gil-rate 2500`: gilviz's own sampling, without the lines nor
   py-spy (a dump is about 6 ms of CPU), at about the goal's 2 kHz of GIL samples (asked 2500: a
   late wake-up skips a sample rather than catch up; without a cap the budget would spend the
@@ -35,6 +38,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+STEADY_AFTER_US = 1_000_000  # past gilviz's start (py-spy naming the threads, the reader starting)
 WORKLOAD = os.path.join(HERE, "workload_threads.py")
 FLOOR_C = r"""
 #include <stdio.h>
@@ -112,7 +116,11 @@ def under_gilviz(n: int, seconds: float, folder: str, *options: str) -> tuple[fl
                                        capture_output=True, text=True, check=True).stdout)
     from gilviz.collect import load
 
-    stdout = "".join(o.data for o in load(path).output if o.stream == "out")
+    rec = load(path)
+    stdout = "".join(o.data for o in rec.output if o.stream == "out")
+    steady = [st for st in rec.stats if st.t > STEADY_AFTER_US]  # (the budget's half-second figures)
+    report["steady"] = ((sum(st.overhead for st in steady) / len(steady),
+                         sum(st.gil_hz + st.tick_hz for st in steady) / len(steady)) if steady else None)
     return throughput(stdout), report
 
 
@@ -149,7 +157,8 @@ def main() -> int:
         for n in args.threads:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
                                                          "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu",
-                                                         "own", "own_cpu", "own_wakeups")}
+                                                         "own", "own_cpu", "own_wakeups", "steady_cpu",
+                                                         "steady_wakeups", "floor_each")}
             wakeups = 2200.0  # until gilviz's first round says
             for _ in range(args.rounds):
                 t, fl = alone_with_floor(n, s, floor, wakeups)
@@ -161,6 +170,10 @@ def main() -> int:
                 f["gv_cpu"].append(report["sampler"]["overhead"])
                 f["ticks"].append(report["tick_hz"])
                 f["gil"].append(report["gil_sample_hz"])
+                if report["steady"] is not None:  # (CPU, wake-ups) a second, and what the floor costs a wake-up
+                    f["steady_cpu"].append(report["steady"][0])
+                    f["steady_wakeups"].append(report["steady"][1])
+                    f["floor_each"].append(fl / wakeups)
                 wakeups = report["tick_hz"] + report["gil_sample_hz"]
                 t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2500")
                 f["own"].append(t)
@@ -186,6 +199,12 @@ def main() -> int:
                   f"CPU {spread([100 * x for x in f['gv_cpu']], '.1f')} % = "
                   f"{statistics.median(f['gv_cpu']) / floor_cpu:.2f}x the floor (goal: at most 1.3x); "
                   f"throughput {spread([x / base for x in f['gv']], '.3f')} of alone (goal: at least 0.98)")
+            if f["steady_cpu"]:
+                each = statistics.median(f["floor_each"])
+                ratios = [cpu / (each * w) for cpu, w in zip(f["steady_cpu"], f["steady_wakeups"])]
+                print(f"    after its first second (the budget raising the GIL rate): "
+                      f"{spread(f['steady_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['steady_cpu']], '.1f')} % "
+                      f"= {spread(ratios, '.2f')}x the floor at as many wake-ups ({1e6 * each:.1f} us each)")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
             print(f"  gilviz record --stacks-rate 0 --gil-rate 2500 (no lines, no py-spy): "
                   f"{spread(f['own_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
