@@ -95,6 +95,7 @@ class Sampler:
         self._reader_waits: dict[int, int] = {}  # pid -> times its reader found no thread state yet
         self._budget: Budget | None = None
         self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
+        self._lines_every = 1  # _line_ticks_every, as of the budget's last adapting
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -198,11 +199,12 @@ class Sampler:
                         next_refresh = now + REFRESH_EVERY_NS
                     stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
+                        self._lines_every = self._line_ticks_every()
                         for proc in self.processes:
                             proc.probe.sparseness = budget.sparseness
                         if self.lines.helpers or self.lines.readers:
                             self.lines.set_period(budget.tick_ns, self._stack_period_ns())
-                            every = 1 if self.lines.helpers else self._line_ticks_every()
+                            every = 1 if self.lines.helpers else self._lines_every
                             stats.stacks_hz = round(1e9 / budget.tick_ns / every, 1)
                             stats.stacks_by = " + ".join(by for by, on in (("_remote_debugging", self.lines.helpers),
                                                                           ("gilviz", self.lines.readers)) if on)
@@ -296,8 +298,11 @@ class Sampler:
         keep the sampler off a CPU from one tick to the next, and one sample is a reading where none
         is not."""
         for proc in self.processes:
-            if not all(acc.samples for acc in proc.sites.values()) and proc.sample_gils():
-                self.stats.gil_samples += 1
+            for acc in proc.sites.values():
+                if not acc.samples:
+                    if proc.sample_gils():
+                        self.stats.gil_samples += 1
+                    break
 
     def _start_helpers(self) -> None:
         """A reader of its memory for each new process; for a 3.14+ one it cannot read (a
@@ -355,7 +360,7 @@ class Sampler:
         spans = []
         t_us = (now - self._t0) // 1000
         readers, helpers = self.lines.readers, self.lines.helpers
-        read_lines = bool(readers) and self.stats.ticks % self._line_ticks_every() == 0
+        read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         for proc in self.processes:
             try:

@@ -399,6 +399,7 @@ class FrameLines:
         tids = [tid for tid in todo if tid in tstates]
         fresh_tids: list[int] = []
         fresh: list[tuple[str, int, str]] = []
+        known = self.table.ids  # (a line's id never changes: those known are not asked for under the lock)
         for tid, where in zip(tids, self.reader.lines([tstates[tid] for tid in tids])):
             if where is UNREADABLE:  # it ended, or its thread state went: look again
                 del tstates[tid]
@@ -406,6 +407,10 @@ class FrameLines:
                 continue
             if where is None:
                 lines[tid] = 0
+                continue
+            lid = known.get(where)
+            if lid is not None:
+                lines[tid] = lid
             else:
                 fresh_tids.append(tid)
                 fresh.append(where)
