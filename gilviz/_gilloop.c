@@ -12,7 +12,10 @@ sample(sites, period_ns, next_ns, until_ns) -> (next_ns, wake_ups, results)
   Samples every site at next_ns, next_ns + period_ns, ... while that time is before until_ns,
   sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout.
   results: per site (samples, held, contended, switch_number or None, ((holder, count), ...),
-  errno or 0); a site whose read fails is sampled no more in this call.
+  errno or 0, turns); a site whose read fails is sampled no more in this call. turns: the GIL's
+  last holder, held or not, at the first and latest samples, how many samples found another than
+  the sample before, and every one found (None: more than 16): (first, last, changes, (holder,
+  ...) or None); None where no sample was read.
 
 read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, reading_type) -> readings
   probes/threads.py's ThreadProbe.read, from the list of its open threads on: the same files
@@ -43,8 +46,10 @@ typedef struct {
     uint64_t address;
     int shift, wrefs, size;
     long samples, held, contended;
-    uint64_t switch_number;
-    int have_switch, error;
+    uint64_t switch_number, last_holder, first_holder; /* (holders at the latest and first samples, held or not) */
+    long transitions; /* samples whose last holder was not the sample before's */
+    uint64_t seen[MAX_HOLDERS]; /* every last holder read, held or not */
+    int have_switch, error, nseen, seen_over;
     uint64_t holders[MAX_HOLDERS];
     long counts[MAX_HOLDERS];
     int nholders;
@@ -84,8 +89,22 @@ static void sample_site(Site *s) {
     memcpy(&locked, buf + s->shift + 16, 4);
     memcpy(&switch_number, buf + s->shift + 24, 8);
     memcpy(&wrefs, buf + s->shift + 32 + s->wrefs, 4);
+    if (!s->samples)
+        s->first_holder = holder;
+    else if (holder != s->last_holder)
+        s->transitions++;
+    int k;
+    for (k = 0; k < s->nseen && s->seen[k] != holder; k++)
+        ;
+    if (k == s->nseen) {
+        if (s->nseen < MAX_HOLDERS)
+            s->seen[s->nseen++] = holder;
+        else
+            s->seen_over = 1;
+    }
     s->samples++;
     s->switch_number = switch_number;
+    s->last_holder = holder;
     s->have_switch = 1;
     if (locked) {
         s->held++;
@@ -201,8 +220,23 @@ static PyObject *sample(PyObject *self, PyObject *args) {
         for (int h = 0; h < s->nholders; h++)
             PyTuple_SET_ITEM(holders, h, Py_BuildValue("(Kl)", (unsigned long long)s->holders[h], s->counts[h]));
         PyObject *switch_number = s->have_switch ? PyLong_FromUnsignedLongLong(s->switch_number) : Py_NewRef(Py_None);
-        PyTuple_SET_ITEM(results, i, Py_BuildValue("(lllNNi)", s->samples, s->held, s->contended, switch_number,
-                                                   holders, s->error));
+        PyObject *turns = Py_None;
+        if (s->have_switch) {
+            PyObject *seen = s->seen_over ? Py_NewRef(Py_None) : PyTuple_New(s->nseen);
+            for (int h = 0; seen != NULL && !s->seen_over && h < s->nseen; h++)
+                PyTuple_SET_ITEM(seen, h, PyLong_FromUnsignedLongLong(s->seen[h]));
+            turns = seen == NULL ? NULL : Py_BuildValue("(KKlN)", (unsigned long long)s->first_holder,
+                                                        (unsigned long long)s->last_holder, s->transitions, seen);
+            if (turns == NULL) {
+                Py_DECREF(holders);
+                Py_DECREF(switch_number);
+                Py_DECREF(results);
+                return NULL;
+            }
+        } else
+            Py_INCREF(turns);
+        PyTuple_SET_ITEM(results, i, Py_BuildValue("(lllNNiN)", s->samples, s->held, s->contended, switch_number,
+                                                   holders, s->error, turns));
     }
     return Py_BuildValue("(LlN)", next, wake_ups, results);
 }

@@ -46,6 +46,25 @@ def _gil_read(proc: WatchedProcess, samples: int) -> str:
     return "not sampled" if status == states.LOCATED and not samples else status
 
 
+def _holders_over_tick(proc: WatchedProcess) -> set[int] | None:
+    """The threads (PyThreadStates) that held the GIL since the latest sample before the last tick,
+    where the samples saw every hand-off: CPython counts in switch_number each take of the GIL by
+    another thread than its last holder, and where the samples found as many changes of the last
+    holder, each came between two samples that saw it, so the holders found are all there were.
+    Only they can have run Python (a frame moves only under the GIL). None where that is not known:
+    a tick without a sample, hand-offs the samples missed, a GIL not confirmed, more than one GIL."""
+    gil = proc.gil
+    if gil is None or len(proc.sites) != 1 or not gil.located:
+        return None
+    (acc,) = proc.sites.values()
+    before = acc.at_last_tick
+    now = (acc.switch_number, acc.last_holder) if acc.samples and acc.switch_number is not None else None
+    acc.at_last_tick = now
+    if before is None or now is None or acc.seen is None or now[0] - before[0] != acc.turns:
+        return None
+    return acc.seen | {before[1]}
+
+
 def _with_line(row: ThreadTick, line: int | None) -> ThreadTick:
     return tuple.__new__(ThreadTick, (*row[:12], line)) if line else row  # (_replace is 4 times dearer)
 
@@ -281,7 +300,7 @@ class Sampler:
         assert _gilloop is not None
         next_gil, wake_ups, results = _gilloop.sample([f[2] for f in fast], period, next_gil, until)
         self.stats.gil_samples += wake_ups
-        for (proc, acc, _), (samples, held, contended, switch, holders, error) in zip(fast, results):
+        for (proc, acc, _), (samples, held, contended, switch, holders, error, turns) in zip(fast, results):
             acc.samples += samples
             acc.held += held
             acc.contended += contended
@@ -289,6 +308,7 @@ class Sampler:
                 acc.holders[holder] += count
             if switch is not None:
                 acc.switch_number = switch
+            acc.add_turns(turns)
             if error:
                 proc.gil.unreadable = error == errno.ESRCH
         return next_gil
@@ -377,9 +397,10 @@ class Sampler:
                 self._helpers_tried.discard(proc.pid)
                 self._reader_waits.pop(proc.pid, None)
                 reader = None
+            holders = _holders_over_tick(proc)
             if reader is not None:
                 reader.forget(gone)
-                lines = reader.update(readings, now, read_lines)
+                lines = reader.update(readings, now, read_lines, holders)
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
             if read_stacks and reader is not None:
                 self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES), "gilviz"))

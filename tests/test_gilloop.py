@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -39,15 +40,47 @@ def test_it_reads_each_field_where_the_layout_puts_it(layout):
     site = (os.open("/proc/self/mem", os.O_RDONLY), ctypes.addressof(buf), layout.shift, layout.condvar.wrefs)
     try:
         start = time.monotonic_ns()
-        next_ns, wake_ups, ((samples, held, contended, switch, holders, error),) = _gilloop.sample(
+        next_ns, wake_ups, ((samples, held, contended, switch, holders, error, last),) = _gilloop.sample(
             [site], 1_000_000, start, start + 20_000_000)
         assert 10 <= wake_ups <= 21 and samples == wake_ups and next_ns >= start + 20_000_000
-        assert (held, contended, switch, holders, error) == (samples, samples, 77, ((0xDEAD, samples),), 0)
-        ctypes.memmove(buf, gil_bytes(layout, holder=0, locked=0, switch=78, waiters=0), layout.size)
+        assert (held, contended, switch, holders, error, last) == (samples, samples, 77, ((0xDEAD, samples),), 0,
+                                                                   (0xDEAD, 0xDEAD, 0, (0xDEAD,)))
+        ctypes.memmove(buf, gil_bytes(layout, holder=0xBEEF, locked=0, switch=78, waiters=0), layout.size)
         start = time.monotonic_ns()
-        _, _, ((samples, held, contended, switch, holders, error),) = _gilloop.sample([site], 1_000_000, start,
-                                                                                      start + 5_000_000)
-        assert samples > 0 and (held, contended, switch, holders, error) == (0, 0, 78, (), 0)
+        _, _, ((samples, held, contended, switch, holders, error, last),) = _gilloop.sample(
+            [site], 1_000_000, start, start + 5_000_000)
+        # (its last holder is read whether it is held or not: whose lines may have moved)
+        assert samples > 0 and (held, contended, switch, holders, error, last) == (0, 0, 78, (), 0,
+                                                                                   (0xBEEF, 0xBEEF, 0, (0xBEEF,)))
+    finally:
+        os.close(site[0])
+
+
+def test_it_counts_every_change_of_last_holder_it_reads_and_keeps_each_holder():
+    """The GIL handed from thread to thread (another thread writes the struct) while the loop samples:
+    each change it reads is counted, each holder kept, the first and the latest told apart."""
+    layout = GilLayout(GLIBC_2_41)
+    holders = [0x1000 * k for k in (1, 2, 1, 3, 3, 2)]
+    buf = ctypes.create_string_buffer(gil_bytes(layout, holder=holders[0], locked=1, switch=0, waiters=0), layout.size)
+    site = (os.open("/proc/self/mem", os.O_RDONLY), ctypes.addressof(buf), layout.shift, layout.condvar.wrefs)
+
+    def hand_over():
+        for k, holder in enumerate(holders[1:], 1):
+            time.sleep(0.05)
+            ctypes.memmove(buf, gil_bytes(layout, holder=holder, locked=1, switch=k, waiters=0), layout.size)
+
+    try:
+        writer = threading.Thread(target=hand_over)
+        start = time.monotonic_ns()
+        writer.start()
+        _, _, ((samples, *_, turns),) = _gilloop.sample([site], 1_000_000, start, start + 400_000_000)
+        writer.join()
+        first, last, changes, kept = turns
+        assert (first, last) == (holders[0], holders[-1]) and samples > 10
+        # 1 -> 2 -> 1 -> 3 -> 2: 4 changes (fewer only where the loop missed one, kept waiting 50 ms
+        # for a CPU), never more; every holder it kept it found by a change, but the first
+        assert len(set(kept)) - 1 <= changes <= 4 and set(kept) <= set(holders), (changes, kept)
+        assert {holders[0], holders[-1]} <= set(kept)
     finally:
         os.close(site[0])
 
@@ -84,8 +117,9 @@ def test_a_site_that_cannot_be_read_says_why_and_ends_the_loop_early():
     fd = os.open("/proc/self/mem", os.O_RDONLY)
     try:
         start = time.monotonic_ns()
-        _, wake_ups, ((samples, *_, error),) = _gilloop.sample([(fd, 8, 0, 36)], 1_000_000, start, start + 1_000_000_000)
-        assert samples == 0 and error != 0 and wake_ups == 0
+        _, wake_ups, ((samples, *_, error, last),) = _gilloop.sample([(fd, 8, 0, 36)], 1_000_000, start,
+                                                                     start + 1_000_000_000)
+        assert samples == 0 and error != 0 and wake_ups == 0 and last is None
         assert time.monotonic_ns() - start < 500_000_000  # not the whole second
     finally:
         os.close(fd)

@@ -114,6 +114,161 @@ def test_a_reader_is_taken_only_once_a_thread_state_tells_whether_it_can_read_th
     assert table.readers[1].tstates == {2: 0x1000}
 
 
+class _LinesReader(_StatesReader):
+    """A frame reader whose threads are each on a line of their own; it notes what it was asked."""
+
+    def __init__(self, states):
+        super().__init__(states)
+        self.asked: list[int] = []
+        self.line_of = {tstate: ("w.py", tid, "f") for tstate, _, tid in states}
+
+    def lines(self, tstates):
+        self.asked += tstates
+        return [self.line_of[t] for t in tstates]
+
+
+def _readings(tids):
+    from gilviz.probes.threads import ThreadReading
+
+    return [ThreadReading(tid, "S", 0, 1, 0, 1, "running", True) for tid in tids]
+
+
+def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_read_again():
+    from gilviz.capture.lines import FrameLines
+
+    states = [(0x1000 * tid, 0x10, tid) for tid in (1, 2, 3, 4)]
+    reader = _LinesReader(states)
+    lines = FrameLines(reader, LineTable(lambda: 0, 0))
+    lines.walk({1, 2, 3, 4}, 0)
+    lines.update(_readings([1, 2, 3, 4]), 0, True)
+    assert sorted(reader.asked) == [0x1000, 0x2000, 0x3000, 0x4000]  # (none known yet: all)
+    first = dict(lines.lines)
+    for holders, read in (({0x2000}, [0x2000]), ({0x2000, 0x3000}, [0x2000, 0x3000]),
+                          (None, [0x1000, 0x2000, 0x3000, 0x4000]),  # who held it is not known
+                          ({0x2000, 0x9000}, [0x1000, 0x2000, 0x3000, 0x4000])):  # a holder not walked
+        reader.asked.clear()
+        reader.line_of = {t: ("w.py", line + 100, "f") for t, line in ((t, tid) for t, _, tid in states)}
+        out = lines.update(_readings([1, 2, 3, 4]), 0, True, holders)
+        assert sorted(reader.asked) == read, holders
+        assert all(out[tid] != first[tid] for tid in (1, 2, 3, 4) if 0x1000 * tid in read)
+        reader.line_of = {t: ("w.py", tid, "f") for t, _, tid in states}
+        lines.update(_readings([1, 2, 3, 4]), 0, True)  # (back where they were)
+    # a tick whose lines are not read forgets the lines of the holders only
+    lines.update(_readings([1, 2, 3, 4]), 0, False, {0x3000})
+    assert set(lines.lines) == {1, 2, 4}
+    # thread states of two interpreters: a thread of the other may run under another GIL
+    reader.states = states + [(0x5000, 0x20, 5)]
+    reader.line_of[0x5000] = ("w.py", 5, "f")
+    lines.walk({1, 2, 3, 4, 5}, 0)
+    lines.update(_readings([1, 2, 3, 4, 5]), 0, True)
+    reader.asked.clear()
+    lines.update(_readings([1, 2, 3, 4]), 0, True, {0x2000})
+    assert sorted(reader.asked) == [0x1000, 0x2000, 0x3000, 0x4000]
+
+
+def test_the_holders_over_a_tick_are_known_only_where_the_samples_saw_every_hand_off():
+    from types import SimpleNamespace
+
+    from gilviz.capture.processes import GilSamples
+    from gilviz.sampler import _holders_over_tick
+
+    acc = GilSamples(0)
+    proc = SimpleNamespace(gil=SimpleNamespace(located=True), sites={0x10: acc})
+
+    def tick(*samples, switch):  # the last holder read at each sample; the switch count at the latest
+        for holder in samples:
+            acc.samples += 1
+            acc.saw_holder(holder)
+        acc.switch_number = switch
+        out = _holders_over_tick(proc)
+        acc.clear()
+        return out
+
+    assert tick(1, 1, switch=5) is None  # no tick before to count from
+    assert tick(1, 1, 1, switch=5) == {1}
+    assert tick(1, 2, 2, switch=6) == {1, 2}
+    assert tick(2, 3, switch=8) is None  # two hand-offs, one seen: who held it between is not known
+    assert tick(3, 3, switch=8) == {3}
+    assert tick(switch=8) is None  # no sample this tick
+    assert tick(3, switch=8) is None  # (nor in the one before)
+    assert tick(3, switch=8) == {3}
+    acc.add_turns((3, 4, 1, (3, 4)))  # from the C loop: 3, ..., 4 read, one change between
+    acc.samples, acc.switch_number = 3, 9
+    assert _holders_over_tick(proc) == {3, 4}
+    acc.clear()
+    acc.add_turns((5, 5, 0, None))  # more holders than it keeps
+    acc.samples, acc.switch_number = 2, 10
+    assert _holders_over_tick(proc) is None
+    proc.sites[0x20] = GilSamples(1)  # two GILs: not known
+    assert _holders_over_tick(proc) is None
+
+
+SPINNING_LINES = """
+import threading
+def a(n):
+    return n + 1
+def b(n):
+    return n * 2
+def spin():
+    n = 0
+    while True:
+        n = a(n) % 1000
+        n = b(n) % 1000
+for _ in range(4):
+    threading.Thread(target=spin, daemon=True).start()
+threading.Event().wait(30)
+"""
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "3.15"])
+def test_a_line_not_read_again_is_the_line_a_read_finds_unless_the_gil_changed_hands_since(tmp_path, monkeypatch,
+                                                                                           version):
+    """Where only the GIL's holders have their lines read again, every other thread's line kept is
+    the one a read at the same moment finds, but for a thread that took the GIL after the tick's
+    last sample (then the next tick sees the hand-off and reads them all)."""
+    from conftest import python_or_skip
+    from gilviz import sampler
+    from gilviz.capture import lines as capture_lines
+    from gilviz.probes.frames import UNREADABLE
+
+    python = python_or_skip(version)
+    counts = {"ticks with holders": 0, "kept": 0, "kept, same as read": 0, "kept, GIL taken since": 0}
+    procs = []
+    holders_over_tick = sampler._holders_over_tick
+    update = capture_lines.FrameLines.update
+
+    def noted(proc):
+        procs[:] = [proc]
+        return holders_over_tick(proc)
+
+    def checked(self, readings, now_ns, read, holders=None):
+        out = update(self, readings, now_ns, read, holders)
+        movers = self._movers(holders)
+        if out is None or movers is None:
+            return out
+        counts["ticks with holders"] += 1
+        kept = [r.tid for r in readings if r.moved and r.tid not in movers and r.tid in self.tstates]
+        for tid, where in zip(kept, self.reader.lines([self.tstates[tid] for tid in kept])):
+            if where is UNREADABLE or where is None:
+                continue
+            counts["kept"] += 1
+            if out.get(tid) == self.table.ids.get(where):
+                counts["kept, same as read"] += 1
+                continue
+            gil = procs[0].gil
+            (acc,) = procs[0].sites.values()
+            if gil.sample_site(gil.sites[0])[3] != acc.switch_number:
+                counts["kept, GIL taken since"] += 1
+        return out
+
+    monkeypatch.setattr(sampler, "_holders_over_tick", noted)
+    monkeypatch.setattr(capture_lines.FrameLines, "update", checked)
+    summary, _ = record_code(tmp_path, python, SPINNING_LINES, duration=2.0)
+    assert summary["stacks"]["by"] == "gilviz"
+    assert counts["ticks with holders"] > 0 and counts["kept"] > 0, counts
+    assert counts["kept, same as read"] + counts["kept, GIL taken since"] == counts["kept"], counts
+
+
 def _assert_hot_and_waiting_lines(summary, named=True):
     """named: the threads' names, which py-spy gives on 3.9 to 3.13 (else they are the OS's)."""
     lines = summary["lines"]

@@ -356,6 +356,8 @@ class FrameLines:
         self.stirred: set[int] = set()  # threads that moved since their stacks were last read
         self.frames: dict[int, list[str]] = {}  # tid -> its stack as last read, innermost first
         self._next_stack = 0  # where in the tick's rows the next stack reads begin
+        self._tid_of: dict[int, int] = {}  # PyThreadState address -> tid, as of the last walk
+        self.one_interpreter = False  # the last walk found the thread states of one interpreter only
 
     def walk(self, tids: set[int], now_ns: int) -> int:
         """The thread states of the process's threads; how many thread states there were."""
@@ -368,15 +370,24 @@ class FrameLines:
             self.lines = {tid: lid for tid, lid in self.lines.items() if self.tstates.get(tid) == found.get(tid)}
             self.frames = {tid: f for tid, f in self.frames.items() if self.tstates.get(tid) == found.get(tid)}
         self.tstates = found
+        self._tid_of = {tstate: tid for tid, tstate in found.items()}
+        self.one_interpreter = len({interp for _, interp, _ in states}) == 1
         self.walked_ns = now_ns
         return len(states)
 
-    def update(self, readings: list[ThreadReading], now_ns: int, read: bool) -> dict[int, int] | None:
+    def update(self, readings: list[ThreadReading], now_ns: int, read: bool,
+               holders: set[int] | None = None) -> dict[int, int] | None:
         """The lines of this tick's threads, read for those that moved; None on a tick not read
-        (then the lines of those that moved are no longer known)."""
+        (then the lines of those that moved are no longer known). `holders`: every thread state
+        that held the GIL over the tick, where that is known (sampler._holders_over_tick): a
+        thread's frames move only while it holds the GIL, so of those that moved only theirs are
+        read again."""
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
         self.stirred.update(moved)
+        movers = self._movers(holders)
+        if movers is not None:
+            moved = [tid for tid in moved if tid in movers]
         if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
             tries = self.tries
             lost = [r.tid for r in readings if r.tid not in tstates and tries.get(r.tid, 0) < WALK_TRIES]
@@ -417,6 +428,19 @@ class FrameLines:
         if fresh:
             lines.update(zip(fresh_tids, self.table.intern_all(fresh)))
         return lines
+
+    def _movers(self, holders: set[int] | None) -> set[int] | None:
+        """The threads of `holders` (None: where one is not a thread state of this process's one
+        interpreter, as of the last walk: then any may have moved)."""
+        if holders is None or not self.one_interpreter:
+            return None
+        out = set()
+        for tstate in holders:
+            tid = self._tid_of.get(tstate)
+            if tid is None or self.tstates.get(tid) != tstate:
+                return None
+            out.add(tid)
+        return out
 
     def stack_entries(self, rows: list[ThreadTick], names: dict, dt: int, limit: int) -> list[StackEntry]:
         """Each thread's whole stack, read again only for those that moved since it was last read,

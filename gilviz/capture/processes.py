@@ -25,6 +25,7 @@ from .states import ThreadMemory
 
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
 NAMING_S = 5.0  # a new thread with its process's name is looked at again this long for a name of its own
+MAX_SEEN_HOLDERS = 64  # last holders of a GIL kept over a tick; more: the lines of every thread that ran are read
 MAX_FLAG_THREADS = 8  # threads whose own GIL flags are read with each GIL sample (3.15+; _gilloop.c MAX_FLAGS)
 NEW_THREAD_WATCH_NS = 500_000_000  # after a thread appears, its process's GILs are looked at...
 NEW_THREAD_REFRESH_NS = 20_000_000  # ...this often (it may make a subinterpreter with its own GIL)
@@ -70,10 +71,41 @@ class GilSamples:
     holders: Counter = field(default_factory=Counter)
     switch_number: int | None = None
     last_switch_number: int | None = None
+    # Who may have run Python (a frame moves only under the GIL): the GIL's last holder (a
+    # PyThreadState) at the latest sample, held or not; since the last tick, how many samples found
+    # another than the sample before, and every last holder found (None: too many to keep)
+    last_holder: int | None = None
+    turns: int = 0
+    seen: set[int] | None = field(default_factory=set)
+    # (switch_number, last_holder) at the latest sample before the last tick, None: no sample in it
+    at_last_tick: tuple[int, int | None] | None = None
 
     def clear(self) -> None:
         self.samples = self.held = self.contended = 0
         self.holders.clear()
+        self.turns = 0
+        self.seen = set()
+
+    def saw_holder(self, holder: int) -> None:
+        if holder != self.last_holder:
+            self.turns += 1
+        self.last_holder = holder
+        if self.seen is not None:
+            self.seen.add(holder)
+            if len(self.seen) > MAX_SEEN_HOLDERS:
+                self.seen = None
+
+    def add_turns(self, turns: tuple | None) -> None:
+        """The C loop's account of the last holders it read (see gilviz/_gilloop.c)."""
+        if turns is None:
+            return
+        first, last, changes, seen = turns
+        self.turns += changes + (first != self.last_holder)
+        self.last_holder = last
+        if seen is None or self.seen is None or len(self.seen) + len(seen) > MAX_SEEN_HOLDERS:
+            self.seen = None
+        else:
+            self.seen.update(seen)
 
     def switches(self) -> int:
         """Hand-offs since the last tick."""
@@ -151,6 +183,7 @@ class WatchedProcess:
             if waiters or asking:
                 acc.contended += 1
             acc.switch_number = switch
+            acc.saw_holder(holder)
         return read
 
     def held_by(self, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:
