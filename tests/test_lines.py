@@ -147,9 +147,11 @@ def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_r
                           (None, [0x1000, 0x2000, 0x3000, 0x4000]),  # who held it is not known
                           ({0x2000, 0x9000}, [0x1000, 0x2000, 0x3000, 0x4000])):  # a holder not walked
         reader.asked.clear()
+        lines.stirred.clear()
         reader.line_of = {t: ("w.py", line + 100, "f") for t, line in ((t, tid) for t, _, tid in states)}
         out = lines.update(_readings([1, 2, 3, 4]), 0, True, holders)
         assert sorted(reader.asked) == read, holders
+        assert lines.stirred == {t // 0x1000 for t in read}  # (whose whole stacks are read again)
         assert all(out[tid] != first[tid] for tid in (1, 2, 3, 4) if 0x1000 * tid in read)
         reader.line_of = {t: ("w.py", tid, "f") for t, _, tid in states}
         lines.update(_readings([1, 2, 3, 4]), 0, True)  # (back where they were)

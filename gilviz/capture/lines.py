@@ -344,7 +344,8 @@ class _PidsOf:
 class FrameLines:
     """One process's lines, read from its memory: `lines` holds each thread's line id (0: in no
     Python code) as of the last tick read, for the sampler to put on the ticks as it makes them.
-    A thread asleep since is on the same line (its frame cannot have moved): it is not read again."""
+    A thread asleep since is on the same line (its frame cannot have moved): it is not read again;
+    nor is one that ran but never held the GIL, where the GIL's samples tell who did."""
 
     def __init__(self, reader: FrameReader, table: LineTable):
         self.reader = reader
@@ -353,7 +354,7 @@ class FrameLines:
         self.lines: dict[int, int] = {}  # tid -> line id, for threads whose line is known
         self.tries: dict[int, int] = {}  # tid -> walks that did not find its thread state
         self.walked_ns = -(1 << 62)
-        self.stirred: set[int] = set()  # threads that moved since their stacks were last read
+        self.stirred: set[int] = set()  # threads whose frames may have moved since their stacks were last read
         self.frames: dict[int, list[str]] = {}  # tid -> its stack as last read, innermost first
         self._next_stack = 0  # where in the tick's rows the next stack reads begin
         self._tid_of: dict[int, int] = {}  # PyThreadState address -> tid, as of the last walk
@@ -384,10 +385,10 @@ class FrameLines:
         read again."""
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
-        self.stirred.update(moved)
         movers = self._movers(holders)
         if movers is not None:
             moved = [tid for tid in moved if tid in movers]
+        self.stirred.update(moved)  # (their whole stacks too)
         if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
             tries = self.tries
             lost = [r.tid for r in readings if r.tid not in tstates and tries.get(r.tid, 0) < WALK_TRIES]
