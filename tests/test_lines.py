@@ -127,10 +127,11 @@ class _LinesReader(_StatesReader):
         return [self.line_of[t] for t in tstates]
 
 
-def _readings(tids):
+def _readings(tids, still=()):
+    """Readings of threads that ran (those in `still`: whose schedstat did not show it yet)."""
     from gilviz.probes.threads import ThreadReading
 
-    return [ThreadReading(tid, "S", 0, 1, 0, 1, "running", True) for tid in tids]
+    return [ThreadReading(tid, "S", 0, 1, 0, 1, "running", tid not in still) for tid in tids]
 
 
 def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_read_again():
@@ -155,6 +156,12 @@ def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_r
         assert all(out[tid] != first[tid] for tid in (1, 2, 3, 4) if 0x1000 * tid in read)
         reader.line_of = {t: ("w.py", tid, "f") for t, _, tid in states}
         lines.update(_readings([1, 2, 3, 4]), 0, True)  # (back where they were)
+    # a holder is read though its schedstat does not show it ran yet (it lags a running thread by
+    # up to a scheduler tick): else, read as moved at the next tick, when it held the GIL no more,
+    # it would keep a line it left
+    reader.asked.clear()
+    lines.update(_readings([1, 2, 3, 4], still={2}), 0, True, {0x2000})
+    assert reader.asked == [0x2000]
     # a tick whose lines are not read forgets the lines of the holders only
     lines.update(_readings([1, 2, 3, 4]), 0, False, {0x3000})
     assert set(lines.lines) == {1, 2, 4}

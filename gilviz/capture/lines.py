@@ -386,8 +386,8 @@ class FrameLines:
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
         movers = self._movers(holders)
-        if movers is not None:
-            moved = [tid for tid in moved if tid in movers]
+        if movers is not None:  # (whether their schedstat shows it yet or not: it lags a running thread)
+            moved = [tid for tid in movers if tid in tstates]
         self.stirred.update(moved)  # (their whole stacks too)
         if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
             tries = self.tries
