@@ -381,8 +381,8 @@ class FrameLines:
         """The lines of this tick's threads, read for those that moved; None on a tick not read
         (then the lines of those that moved are no longer known). `holders`: every thread state
         that held the GIL over the tick, where that is known (sampler._holders_over_tick): a
-        thread's frames move only while it holds the GIL, so of those that moved only theirs are
-        read again."""
+        thread's frames move only while it holds the GIL, so only theirs are read again, in place
+        of those that moved."""
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
         movers = self._movers(holders)
