@@ -158,7 +158,7 @@ def main() -> int:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
                                                          "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu",
                                                          "own", "own_cpu", "own_wakeups", "steady_cpu",
-                                                         "steady_wakeups", "floor_each")}
+                                                         "steady_wakeups")}
             wakeups = 2200.0  # until gilviz's first round says
             for _ in range(args.rounds):
                 t, fl = alone_with_floor(n, s, floor, wakeups)
@@ -170,10 +170,9 @@ def main() -> int:
                 f["gv_cpu"].append(report["sampler"]["overhead"])
                 f["ticks"].append(report["tick_hz"])
                 f["gil"].append(report["gil_sample_hz"])
-                if report["steady"] is not None:  # (CPU, wake-ups) a second, and what the floor costs a wake-up
+                if report["steady"] is not None:  # (CPU, wake-ups) a second
                     f["steady_cpu"].append(report["steady"][0])
                     f["steady_wakeups"].append(report["steady"][1])
-                    f["floor_each"].append(fl / wakeups)
                 wakeups = report["tick_hz"] + report["gil_sample_hz"]
                 t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2500")
                 f["own"].append(t)
@@ -200,7 +199,7 @@ def main() -> int:
                   f"{statistics.median(f['gv_cpu']) / floor_cpu:.2f}x the floor (goal: at most 1.3x); "
                   f"throughput {spread([x / base for x in f['gv']], '.3f')} of alone (goal: at least 0.98)")
             if f["steady_cpu"]:
-                each = statistics.median(f["floor_each"])
+                each = statistics.median(c / w for c, w in zip(f["floor"], f["wakeups"]))  # (the floor a wake-up)
                 ratios = [cpu / (each * w) for cpu, w in zip(f["steady_cpu"], f["steady_wakeups"])]
                 print(f"    after its first second (the budget raising the GIL rate): "
                       f"{spread(f['steady_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['steady_cpu']], '.1f')} % "

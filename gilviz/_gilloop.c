@@ -1026,32 +1026,96 @@ static PyObject *set_rules(PyObject *self, PyObject *args) {
 
 /* frame_tops(fd, tstates, layout) -> [top, ...]: each thread's innermost Python frame, as
 probes/frames.py's FrameReader._frames walks it, in one call for a tick's threads. A top is None (no
-Python frame: the walk ended, or met only frames that are no code), (code key, byte offset) where
-the key is the bytes of FrameReader's code key (the code object's address, its filename, name and
-line table pointers, its first line), or False: anything unusual (a read that fails, a pointer
-that is none, a frame seen twice is not: it ends the walk as there), left to Python to read again
-and say what it is. layout: FrameReader.c_layout. */
+Python frame: the walk ended, met a frame twice, or met only frames that are no code), (code key,
+byte offset) where the key is the bytes of FrameReader's code key (the code object's address, its
+filename, name and line table pointers, its first line), or False: anything unusual (a read that
+fails, a pointer that is none), left to Python to read again and say what it is. layout:
+FrameReader.c_layout. */
 #define MAX_WALK 64
 #define MAX_STRUCT 512
-static PyObject *frame_tops(PyObject *self, PyObject *args) {
-    int fd;
-    PyObject *seq;
+typedef struct {
     long long frame_offset, cframe_frame, frame_size, frame_code, frame_back, frame_instr, frame_owner, code_size,
         code_filename, code_name, code_linetable, code_firstlineno, lasti_unit, code_start, skips_max;
     unsigned long long code_type, untag;
-    if (!PyArg_ParseTuple(args, "iO(LLKLLLLLKLLLLLLLL)", &fd, &seq, &frame_offset, &cframe_frame, &untag, &frame_size,
-                          &frame_code, &frame_back, &frame_instr, &frame_owner, &code_type, &code_size, &code_filename,
-                          &code_name, &code_linetable, &code_firstlineno, &lasti_unit, &code_start, &skips_max))
+} Walk;
+
+static int is_user_pointer(uint64_t p) { return p >= 0x1000 && p < (1ULL << 47); } /* as memory.is_pointer */
+
+/* One thread's top: a new reference (None, False or (key, offset)), NULL with an exception set. */
+static PyObject *frame_top(int fd, uint64_t tstate, const Walk *w) {
+    unsigned char buf[MAX_STRUCT], code[MAX_STRUCT];
+    uint64_t frame, seen[MAX_WALK + 1];
+    int nseen = 0, skips = (int)w->skips_max;
+    uint64_t at = tstate + (uint64_t)w->frame_offset;
+    if (at == 0 || at >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)at) != 8)
+        Py_RETURN_FALSE;
+    if (w->cframe_frame >= 0 && frame &&
+        (frame + w->cframe_frame >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)(frame + w->cframe_frame)) != 8))
+        Py_RETURN_FALSE;
+    for (;;) {
+        for (int k = 0; k < nseen; k++)
+            if (seen[k] == frame)
+                Py_RETURN_NONE; /* a loop ends the walk, as in Python */
+        if (frame == 0)
+            Py_RETURN_NONE;
+        if (!is_user_pointer(frame) || nseen > MAX_WALK)
+            Py_RETURN_FALSE;
+        seen[nseen++] = frame;
+        if (pread(fd, buf, (size_t)w->frame_size, (off_t)frame) != (ssize_t)w->frame_size)
+            Py_RETURN_FALSE;
+        uint64_t co, back, type = 0;
+        memcpy(&co, buf + w->frame_code, 8);
+        memcpy(&back, buf + w->frame_back, 8);
+        co &= w->untag;
+        if (w->frame_owner < 0 || buf[w->frame_owner] != 3 /* FRAME_OWNED_BY_CSTACK */) {
+            if (!is_user_pointer(co) || pread(fd, code, (size_t)w->code_size, (off_t)co) != (ssize_t)w->code_size)
+                Py_RETURN_FALSE;
+            memcpy(&type, code + 8, 8);
+        }
+        if (type != w->code_type) { /* no code: a shim, or an executable that is no code object */
+            if (--skips <= 0)
+                Py_RETURN_NONE;
+            frame = back;
+            continue;
+        }
+        long long offset;
+        if (w->code_start < 0) {
+            int32_t lasti;
+            memcpy(&lasti, buf + w->frame_instr, 4);
+            offset = (long long)lasti * w->lasti_unit;
+        } else {
+            uint64_t instr;
+            memcpy(&instr, buf + w->frame_instr, 8);
+            offset = (long long)(instr - (co + (uint64_t)w->code_start));
+        }
+        unsigned char key[36];
+        memcpy(key, &co, 8);
+        memcpy(key + 8, code + w->code_filename, 8);
+        memcpy(key + 16, code + w->code_name, 8);
+        memcpy(key + 24, code + w->code_linetable, 8);
+        memcpy(key + 32, code + w->code_firstlineno, 4);
+        return Py_BuildValue("(y#L)", (const char *)key, (Py_ssize_t)36, offset);
+    }
+}
+
+static PyObject *frame_tops(PyObject *self, PyObject *args) {
+    int fd;
+    PyObject *seq;
+    Walk w;
+    if (!PyArg_ParseTuple(args, "iO(LLKLLLLLKLLLLLLLL)", &fd, &seq, &w.frame_offset, &w.cframe_frame, &w.untag,
+                          &w.frame_size, &w.frame_code, &w.frame_back, &w.frame_instr, &w.frame_owner, &w.code_type,
+                          &w.code_size, &w.code_filename, &w.code_name, &w.code_linetable, &w.code_firstlineno,
+                          &w.lasti_unit, &w.code_start, &w.skips_max))
         return NULL;
-    long long fields[] = {frame_code, frame_back, frame_instr, frame_owner};
+    long long fields[] = {w.frame_code, w.frame_back, w.frame_instr, w.frame_owner};
     for (int k = 0; k < 4; k++)
-        if (fields[k] >= frame_size || (k < 2 && fields[k] + 8 > frame_size)) {
+        if (fields[k] >= w.frame_size || (k < 2 && fields[k] + 8 > w.frame_size)) {
             PyErr_SetString(PyExc_ValueError, "a frame layout larger than its size");
             return NULL;
         }
-    if (frame_size > MAX_STRUCT || code_size > MAX_STRUCT || code_size < 16 || skips_max > MAX_WALK ||
-        code_filename + 8 > code_size || code_name + 8 > code_size || code_linetable + 8 > code_size ||
-        code_firstlineno + 4 > code_size || frame_instr + (code_start < 0 ? 4 : 8) > frame_size) {
+    if (w.frame_size > MAX_STRUCT || w.code_size > MAX_STRUCT || w.code_size < 16 || w.skips_max > MAX_WALK ||
+        w.code_filename + 8 > w.code_size || w.code_name + 8 > w.code_size || w.code_linetable + 8 > w.code_size ||
+        w.code_firstlineno + 4 > w.code_size || w.frame_instr + (w.code_start < 0 ? 4 : 8) > w.frame_size) {
         PyErr_SetString(PyExc_ValueError, "a frame or code layout this loop does not read");
         return NULL;
     }
@@ -1060,92 +1124,13 @@ static PyObject *frame_tops(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     PyObject *out = PyList_New(n);
-    if (out == NULL) {
-        Py_DECREF(fast);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         unsigned long long tstate = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(fast, i));
-        if (PyErr_Occurred()) {
-            Py_DECREF(fast);
-            Py_DECREF(out);
-            return NULL;
-        }
-        PyObject *top = Py_False; /* until read */
-        unsigned char buf[MAX_STRUCT], code[MAX_STRUCT];
-        uint64_t frame, seen[MAX_WALK + 1];
-        int nseen = 0, skips = (int)skips_max, done = 0;
-        uint64_t at = tstate + (uint64_t)frame_offset;
-        if (at == 0 || at >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)at) != 8)
-            goto set;
-        if (cframe_frame >= 0 && frame) {
-            if (frame + cframe_frame >= (1ULL << 63) || pread(fd, &frame, 8, (off_t)(frame + cframe_frame)) != 8)
-                goto set;
-        }
-        while (!done) {
-            int again = 0;
-            for (int k = 0; k < nseen; k++)
-                again |= seen[k] == frame;
-            if (frame == 0 || again) {
-                top = Py_None;
-                break;
-            }
-            if (frame < 0x1000 || frame >= (1ULL << 47) || nseen > MAX_WALK)
-                goto set;
-            seen[nseen++] = frame;
-            if (pread(fd, buf, (size_t)frame_size, (off_t)frame) != (ssize_t)frame_size)
-                goto set;
-            uint64_t co, back;
-            memcpy(&co, buf + frame_code, 8);
-            memcpy(&back, buf + frame_back, 8);
-            co &= untag;
-            int is_code = 0;
-            if (frame_owner < 0 || buf[frame_owner] != 3 /* FRAME_OWNED_BY_CSTACK */) {
-                if (co < 0x1000 || co >= (1ULL << 47))
-                    goto set;
-                if (pread(fd, code, (size_t)code_size, (off_t)co) != (ssize_t)code_size)
-                    goto set;
-                uint64_t type;
-                memcpy(&type, code + 8, 8);
-                is_code = type == code_type;
-            }
-            if (!is_code) {
-                if (--skips <= 0) {
-                    top = Py_None;
-                    break;
-                }
-                frame = back;
-                continue;
-            }
-            long long offset;
-            if (code_start < 0) {
-                int32_t lasti;
-                memcpy(&lasti, buf + frame_instr, 4);
-                offset = (long long)lasti * lasti_unit;
-            } else {
-                uint64_t instr;
-                memcpy(&instr, buf + frame_instr, 8);
-                offset = (long long)(instr - (co + (uint64_t)code_start));
-            }
-            unsigned char key[36];
-            memcpy(key, &co, 8);
-            memcpy(key + 8, code + code_filename, 8);
-            memcpy(key + 16, code + code_name, 8);
-            memcpy(key + 24, code + code_linetable, 8);
-            memcpy(key + 32, code + code_firstlineno, 4);
-            top = Py_BuildValue("(y#L)", (const char *)key, (Py_ssize_t)36, offset);
-            if (top == NULL) {
-                Py_DECREF(fast);
-                Py_DECREF(out);
-                return NULL;
-            }
+        PyObject *top = PyErr_Occurred() ? NULL : frame_top(fd, tstate, &w);
+        if (top == NULL)
+            Py_CLEAR(out);
+        else
             PyList_SET_ITEM(out, i, top);
-            done = 1;
-        }
-        if (done)
-            continue;
-    set:
-        PyList_SET_ITEM(out, i, Py_NewRef(top));
     }
     Py_DECREF(fast);
     return out;

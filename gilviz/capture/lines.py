@@ -438,7 +438,7 @@ class FrameLines:
         out = set()
         for tstate in holders:
             tid = self._tid_of.get(tstate)
-            if tid is None or self.tstates.get(tid) != tstate:
+            if tid not in self.tstates:  # (only the walk adds to them, and it makes _tid_of anew)
                 return None
             out.add(tid)
         return out

@@ -86,15 +86,6 @@ class GilSamples:
         self.turns = 0
         self.seen = set()
 
-    def saw_holder(self, holder: int) -> None:
-        if holder != self.last_holder:
-            self.turns += 1
-        self.last_holder = holder
-        if self.seen is not None:
-            self.seen.add(holder)
-            if len(self.seen) > MAX_SEEN_HOLDERS:
-                self.seen = None
-
     def add_turns(self, turns: tuple | None) -> None:
         """The C loop's account of the last holders it read (see gilviz/_gilloop.c)."""
         if turns is None:
@@ -183,7 +174,7 @@ class WatchedProcess:
             if waiters or asking:
                 acc.contended += 1
             acc.switch_number = switch
-            acc.saw_holder(holder)
+            acc.add_turns((holder, holder, 0, (holder,)))  # (one sample, as the C loop tells its samples)
         return read
 
     def held_by(self, tids: set[int]) -> tuple[dict[int, float], dict[int, int], int]:

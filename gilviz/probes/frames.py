@@ -305,12 +305,12 @@ class FrameReader:
         wheres = self._wheres
         out = []
         for tstate, top in zip(tstates, _gilloop.frame_tops(self._fd, tstates, self.c_layout)):
-            if top is None:
-                out.append(None)
+            if not top:  # None: no Python frame; False: left to Python, to say what it is
+                out.append(None if top is None else self._line_or_unreadable(tstate))
                 continue
-            where = wheres.get(top) if top is not False else None
+            where = wheres.get(top)
             if where is None:
-                where = self._where(top) if top is not False else None
+                where = self._where(top)
                 if where is None:  # (in Python: what went wrong, or the code changed between reads)
                     out.append(self._line_or_unreadable(tstate))
                     continue
