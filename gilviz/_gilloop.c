@@ -17,11 +17,15 @@ sample(sites, period_ns, next_ns, until_ns) -> (next_ns, wake_ups, results)
   the sample before, and every one found (None: more than 16): (first, last, changes, (holder,
   ...) or None); None where no sample was read.
 
-read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, reading_type) -> readings
+read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, reading_type[, parked,
+             waits, waits_every]) -> readings
   probes/threads.py's ThreadProbe.read, from the list of its open threads on: the same files
   read in the same cases, the same readings (reading_type, a NamedTuple) and the same updates
-  of each thread's `last` and `unchanged`; a thread whose files fail to read (it ended) is left
-  out, as there. The Python loop stays beside it, for where this is not built.
+  of each thread's `last` and `unchanged`, and of the set `parked`: the threads whose syscall
+  text read last began with one of `waits`, which the caller knows are in that wait still (it
+  takes out those that may have left it) and whose syscall file is then not read but one read
+  in waits_every; a thread whose files fail to read (it ended) is left out, as there. The Python
+  loop stays beside it, for where this is not built.
 
 frame_tops(fd, tstates, layout) -> tops
   probes/frames.py's walk to each thread's innermost Python frame, for all of a tick's threads in
@@ -355,18 +359,55 @@ static int parse_stat(const char *buf, ssize_t len, char *state, long *cpu) {
     return !errno && end != p;
 }
 
+/* tid in the set? 1, 0, or -1 with an error set */
+static int contains_tid(PyObject *set, long long tid) {
+    PyObject *key = PyLong_FromLongLong(tid);
+    if (key == NULL)
+        return -1;
+    int in = PySet_Contains(set, key);
+    Py_DECREF(key);
+    return in;
+}
+
+/* into the set if `in`, else out of it */
+static int park(PyObject *set, long long tid, int in) {
+    PyObject *key = PyLong_FromLongLong(tid);
+    if (key == NULL)
+        return -1;
+    int r = in ? PySet_Add(set, key) : PySet_Discard(set, key);
+    Py_DECREF(key);
+    return r < 0 ? -1 : 0;
+}
+
+/* Is the syscall text one of the waits followed (it begins with one of `waits`)? */
+static int is_wait(PyObject *syscall, PyObject *waits) {
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(waits); k++) {
+        Py_ssize_t hit = PyUnicode_Tailmatch(syscall, PyTuple_GET_ITEM(waits, k), 0, PY_SSIZE_T_MAX, -1);
+        if (hit != 0)
+            return (int)hit; /* (1, or -1 with an error set) */
+    }
+    return 0;
+}
+
 static PyObject *read_threads(PyObject *self, PyObject *args) {
-    PyObject *threads, *read_every;
-    long long reads, idle_from, stat_after_ns, stat_every;
+    PyObject *threads, *read_every, *parked = NULL, *waits = NULL;
+    long long reads, idle_from, stat_after_ns, stat_every, waits_every = 1;
     PyTypeObject *type;
-    if (!PyArg_ParseTuple(args, "O!LO!LLLO!", &PyList_Type, &threads, &reads, &PyTuple_Type, &read_every, &idle_from,
-                          &stat_after_ns, &stat_every, &PyType_Type, &type))
+    if (!PyArg_ParseTuple(args, "O!LO!LLLO!|O!O!L", &PyList_Type, &threads, &reads, &PyTuple_Type, &read_every,
+                          &idle_from, &stat_after_ns, &stat_every, &PyType_Type, &type, &PySet_Type, &parked,
+                          &PyTuple_Type, &waits, &waits_every))
         return NULL;
     Py_ssize_t steps = PyTuple_GET_SIZE(read_every);
-    if (steps < 1 || stat_every < 1 || !PyType_IsSubtype(type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_ValueError, "no read table, no stat period, or a reading type that is no tuple");
+    if (steps < 1 || stat_every < 1 || waits_every < 1 || !PyType_IsSubtype(type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "no read table, no stat or wait period, or a reading type that is no tuple");
         return NULL;
     }
+    for (Py_ssize_t k = 0; waits != NULL && k < PyTuple_GET_SIZE(waits); k++)
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(waits, k))) {
+            PyErr_SetString(PyExc_TypeError, "a wait that is no str");
+            return NULL;
+        }
+    int follow = parked != NULL && waits != NULL && PyTuple_GET_SIZE(waits) > 0;
     long long every[64];
     if (steps > 64) {
         PyErr_SetString(PyExc_ValueError, "a read table of more than 64 entries");
@@ -443,8 +484,19 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
         } else {
             if (set_ll(th, s_unchanged, 0) < 0) /* (before the reads that may fail, as in Python) */
                 goto fail;
-            PyObject *syscall;
-            if (sys_fd >= 0) {
+            PyObject *syscall = NULL;
+            int kept = 0;
+            if (follow && last != NULL && (reads + tid) % waits_every) {
+                /* still in the wait its last read found, the caller knows: not read again */
+                kept = contains_tid(parked, tid);
+                if (kept < 0)
+                    goto fail;
+                if (kept)
+                    syscall = Py_NewRef(PyTuple_GET_ITEM(last, 6));
+            }
+            if (kept)
+                ;
+            else if (sys_fd >= 0) {
                 ssize_t got = read_file((int)sys_fd, buf, 257);
                 if (got < 0)
                     continue;
@@ -457,6 +509,13 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                 syscall = Py_NewRef(s_running);
             if (syscall == NULL)
                 goto fail;
+            if (follow && !kept) {
+                int waiting = is_wait(syscall, waits);
+                if (waiting < 0 || park(parked, tid, waiting) < 0) {
+                    Py_DECREF(syscall);
+                    goto fail;
+                }
+            }
             char state;
             long cpu = 0;
             if (last == NULL || (long long)(sched[0] - last_sched[0]) >= stat_after_ns || reads % stat_every == 0) {

@@ -13,6 +13,7 @@ thread is on, stamped on its ticks, and its whole stack come from the target's m
 from __future__ import annotations
 
 import errno
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .capture.lines import HELPER_FROM, STALE_TICKS, LineTable, stack_entries
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
+from .probes.gil import GilProbe, GilSite
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
 from .stream import GilTick, Record, Stack, ThreadTick, Tick
 
@@ -63,6 +65,48 @@ def _holders_over_tick(proc: WatchedProcess) -> set[int] | None:
     if before is None or now is None or acc.seen is None or now[0] - before[0] != acc.turns:
         return None
     return acc.seen | {before[1]}
+
+
+_FUTEX_CALLS = tuple(nr for nr, kind in SYSCALL_KINDS.items() if kind == "futex")
+
+
+@functools.lru_cache(maxsize=64)
+def _take_waits(site: GilSite) -> tuple[str, ...]:
+    """The start of the syscall text of a thread asleep inside take_gil."""
+    return tuple(f"{nr} {site.address + word:#x} " for nr in _FUTEX_CALLS for word in site.layout.take_words())
+
+
+def _follow_gil_waits(proc: WatchedProcess, holders: set[int] | None) -> None:
+    """Before the tick's read of the threads: which of those its probe found asleep inside take_gil
+    are in it still, their syscall files not read again (`ThreadProbe.parked`). A thread leaves
+    take_gil's wait only by taking the GIL (or as the interpreter ends: the probe reads them all
+    once in a while all the same), so those that did not hold it over the tick, where the samples
+    saw every hand-off (`_holders_over_tick`), are still there; where that is not known, none."""
+    probe, gil = proc.probe, proc.gil
+    waits = _take_waits(gil.sites[0]) if gil is not None and gil.located and len(gil.sites) == 1 else ()
+    parked = probe.parked
+    if waits != probe.waits:
+        probe.waits = waits
+        parked.clear()
+    elif parked:
+        tids = _holder_tids(gil, holders, proc.tids) if gil is not None and holders is not None else None
+        if tids is None:
+            parked.clear()
+        else:
+            parked -= tids
+
+
+def _holder_tids(gil: GilProbe, holders: set[int], tids: set[int]) -> set[int] | None:
+    """The threads of the thread states in `holders`; None where one is not known (as held_by maps them)."""
+    resolve = gil.holders.resolve
+    out = set()
+    for tstate in holders:
+        if tstate:  # (none: the GIL was never held)
+            tid = resolve(tstate, tids, learn=False)
+            if tid is None:
+                return None
+            out.add(tid)
+    return out
 
 
 def _with_line(row: ThreadTick, line: int | None) -> ThreadTick:
@@ -383,6 +427,8 @@ class Sampler:
         read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         for proc in self.processes:
+            holders = _holders_over_tick(proc)
+            _follow_gil_waits(proc, holders)
             try:
                 readings, gone = proc.probe.read(list_threads)
             except ProcessLookupError:
@@ -397,7 +443,6 @@ class Sampler:
                 self._helpers_tried.discard(proc.pid)
                 self._reader_waits.pop(proc.pid, None)
                 reader = None
-            holders = _holders_over_tick(proc)
             if reader is not None:
                 reader.forget(gone)
                 lines = reader.update(readings, now, read_lines, holders)

@@ -260,6 +260,10 @@ def test_reading_threads_in_c_refuses_what_it_cannot_read():
         _gilloop.read_threads([], 1, (1,), 0, 1, 2, dict)
     with pytest.raises(AttributeError):
         _gilloop.read_threads([object()], 1, (1,), 0, 1, 2, threads.ThreadReading)
+    with pytest.raises(TypeError):
+        _gilloop.read_threads([], 1, (1,), 0, 1, 2, threads.ThreadReading, set(), (b"202 ",), 8)
+    with pytest.raises(ValueError):
+        _gilloop.read_threads([], 1, (1,), 0, 1, 2, threads.ThreadReading, set(), ("202 ",), 0)
 
 
 STAT = "{tid} (worker (x)) {state} 1 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 3 0 100 0 0 " + " ".join(["0"] * 14) + " {cpu} 0 0 0 0 0\n"
@@ -334,6 +338,69 @@ def test_reading_threads_in_c_gives_what_python_gives_on_every_branch(tmp_path):
     for ths in (in_c, in_python):
         for th in ths:
             th.close()
+
+
+def test_a_thread_in_a_wait_followed_has_its_syscall_file_read_again_only_once_taken_out_or_in_turn(tmp_path):
+    """Files written here: a thread whose syscall file says it waits on the word followed, then
+    says otherwise at every other read (caught on a CPU), and one waiting on another word. The
+    first is parked from its first read; while it is, what its file says is not read (but one read
+    in WAITS_READ_EVERY, which takes it out when it says otherwise), and once the caller takes it
+    out it is read at once. C and Python give the same readings and leave the same set."""
+    from gilviz.probes.threads import (IDLE_STEPS, STAT_AFTER_NS, WAITS_READ_EVERY, ThreadProbe, ThreadReading,
+                                       _OpenThread, _READ_EVERY)
+
+    waiting, elsewhere = "202 0x7f40 0x189 0x0 0x0\n", "202 0x7f48 0x80 0x0 0x0\n"
+    paths = {(tid, kind): tmp_path / f"{tid}.{kind}" for tid in (100, 101) for kind in ("schedstat", "syscall", "stat")}
+
+    def write(tid, on, syscall):
+        paths[tid, "schedstat"].write_text(f"{on} 10 {on // 1000}\n")
+        paths[tid, "syscall"].write_text(syscall)
+        paths[tid, "stat"].write_text(STAT.format(tid=tid, state="S", cpu=0))
+
+    def open_threads():
+        out = []
+        for tid in (100, 101):
+            th = _OpenThread.__new__(_OpenThread)
+            th.tid, th.last, th.unchanged = tid, None, 0
+            th.sched, th.stat, th.sys = (os.open(paths[tid, k], os.O_RDONLY) for k in ("schedstat", "stat", "syscall"))
+            out.append(th)
+        return out
+
+    for tid in (100, 101):
+        write(tid, 0, elsewhere)
+    in_c, in_python = open_threads(), open_threads()
+    probe = ThreadProbe(os.getpid())
+    probe._threads = {th.tid: th for th in in_python}
+    probe.waits = ("202 0x7f40 ",)
+    parked_c: set[int] = set()
+    read_every, idle_from = _READ_EVERY[1]
+    kept = fresh = 0
+    for read in range(1, 4 * WAITS_READ_EVERY):
+        on = read * 50_000  # (each moves at every read, a moment at a time)
+        says = waiting if read % 2 else "running\n"
+        write(100, on, says)
+        write(101, on, elsewhere)
+        if read == 2 * WAITS_READ_EVERY + 3:  # the caller knows it may have left the wait (it held the GIL)
+            parked_c.discard(100)
+            probe.parked.discard(100)
+        was_parked = 100 in parked_c
+        probe._reads = read
+        got_c = _gilloop.read_threads(in_c, read, read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1], ThreadReading,
+                                      parked_c, probe.waits, WAITS_READ_EVERY)
+        got_python = probe._read_in_python([100, 101], read_every, idle_from)
+        assert got_c == got_python and parked_c == probe.parked, read
+        assert [(th.last, th.unchanged) for th in in_c] == [(th.last, th.unchanged) for th in in_python], read
+        waiter, other = got_c
+        assert waiter.moved and other.moved and other.syscall == elsewhere and 101 not in parked_c
+        if was_parked and (read + 100) % WAITS_READ_EVERY:
+            kept += 1
+            assert waiter.syscall == waiting and 100 in parked_c, read  # not read: what it last said stands
+        else:
+            fresh += 1
+            assert waiter.syscall == says and (100 in parked_c) == (says == waiting), read
+    assert kept > fresh > 2, (kept, fresh)
+    for th in in_c + in_python:
+        th.close()
 
 
 # ------------------------------------------------------------------ the state rules in C

@@ -533,3 +533,124 @@ def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_a
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_threads_taken_as_waiting_for_the_gil_still_are_those_that_did_not_hold_it_over_the_tick():
+    """Before each tick's read, of the threads the probe found asleep inside take_gil, those that
+    held the GIL over the tick are taken out; all are where the holders are not known or one of
+    them is no thread known, and where the process has no one GIL located."""
+    import os
+    from types import SimpleNamespace
+
+    from gilviz import sampler
+    from gilviz.probes.gil import GLIBC_2_41, GilLayout, GilSite
+    from gilviz.probes.threads import SYSCALL_KINDS, ThreadProbe
+
+    site = GilSite(0x7F00_0000_1000, 0, GilLayout())
+    threads_of = {0xA0: 1, 0xB0: 2, 0xC0: 3}
+    holders = SimpleNamespace(resolve=lambda tstate, tids, learn=True: threads_of.get(tstate) if threads_of.get(tstate)
+                              in tids else None)
+    gil = SimpleNamespace(located=True, sites=[site], holders=holders)
+    probe = ThreadProbe(os.getpid())
+    proc = SimpleNamespace(probe=probe, gil=gil, tids={1, 2, 3, 4})
+    follow = sampler._follow_gil_waits
+    follow(proc, None)
+    futex = next(nr for nr, kind in SYSCALL_KINDS.items() if kind == "futex")
+    # the words of the GIL's condition variable (glibc before 2.41: its __g_signals at +40, +44)
+    assert probe.waits == (f"{futex} {0x7F00_0000_1000 + 72:#x} ", f"{futex} {0x7F00_0000_1000 + 76:#x} ")
+    probe.parked.update({1, 2, 3, 4})
+    follow(proc, {0xA0, 0})  # thread 1 held it (0: the GIL was not held at a sample)
+    assert probe.parked == {2, 3, 4}
+    follow(proc, {0xB0, 0xC0})
+    assert probe.parked == {4}
+    follow(proc, {0xD0})  # a holder that is no thread known: any may have held it
+    assert probe.parked == set()
+    probe.parked.update({2, 3})
+    follow(proc, None)  # hand-offs missed
+    assert probe.parked == set()
+    for change in ({"sites": [site, GilSite(0x7F00_0000_9000, 1, GilLayout())]}, {"located": False},
+                   {"sites": [GilSite(0x7F00_0000_1000, 0, GilLayout(GLIBC_2_41))]}):
+        probe.parked.update({2, 3})
+        follow(proc, set())
+        assert probe.parked == {2, 3}  # (no holder over the tick)
+        before = SimpleNamespace(**vars(gil))
+        vars(gil).update(change)
+        follow(proc, set())
+        assert probe.parked == set(), change
+        assert probe.waits == (() if len(gil.sites) != 1 or not gil.located else sampler._take_waits(gil.sites[0]))
+        vars(gil).update(vars(before))
+        follow(proc, set())
+    probe.close()
+
+
+MIXED_WAITERS = """
+import threading, time
+def spin():
+    while True:
+        pass
+def bursts():
+    while True:
+        sum(range(20000))
+        time.sleep(0.002)
+for target in (spin, spin, spin, bursts, bursts):
+    threading.Thread(target=target, daemon=True).start()
+threading.Event().wait(30)
+"""
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "3.15"])
+def test_a_thread_taken_as_waiting_for_the_gil_waits_for_it_by_a_read_at_the_same_moment(tmp_path, monkeypatch,
+                                                                                         version):
+    """Threads that spin and threads that take the GIL in bursts between sleeps: each thread whose
+    syscall file was not read again, taken as still asleep inside take_gil, is found waiting for
+    the GIL (or on a CPU without it, in take_gil's loop) by a read of the file right after the
+    tick's read, but for one that took the GIL after the tick's last sample (then the next tick
+    sees it hold it)."""
+    import os
+
+    from conftest import python_or_skip
+    from gilviz import sampler
+    from gilviz.probes import threads
+
+    python = python_or_skip(version)
+    counts = {"kept": 0, "kept, waiting": 0, "kept, GIL taken since": 0}
+    procs = []
+    follow = sampler._follow_gil_waits
+    read = threads.ThreadProbe.read
+
+    def noted(proc, holders):
+        procs[:] = [proc]
+        follow(proc, holders)
+
+    def checked(self, list_threads=True):
+        parked = set(self.parked) if self.waits else set()
+        readings, gone = read(self, list_threads)
+        kept = [r for r in readings if r.moved and r.tid in parked and (self._reads + r.tid) % threads.WAITS_READ_EVERY]
+        if not kept:
+            return readings, gone
+        proc = procs[0]
+        gil = proc.gil
+        (acc,) = proc.sites.values()
+        for r in kept:
+            assert r.syscall.startswith(self.waits)
+            try:
+                now = os.pread(self._threads[r.tid].sys, 256, 0).decode()
+                locked, holder, _, switch = gil.sample_site(gil.sites[0])
+            except OSError:
+                continue  # (it ended)
+            counts["kept"] += 1
+            call = threads.classify_syscall(now, gil.gil_ranges)
+            if call == "gil" or (call == "running" and not (locked and gil.holders.resolve(holder, proc.tids) == r.tid)):
+                counts["kept, waiting"] += 1
+            elif switch != acc.switch_number:
+                counts["kept, GIL taken since"] += 1
+            else:
+                counts.setdefault("wrong", []).append((r.syscall, now))
+        return readings, gone
+
+    monkeypatch.setattr(sampler, "_follow_gil_waits", noted)
+    monkeypatch.setattr(threads.ThreadProbe, "read", checked)
+    summary, _ = record_code(tmp_path, python, MIXED_WAITERS, duration=2.0)
+    assert summary["gil_status"] == "located"
+    assert counts["kept"] > 0, counts
+    assert counts["kept, waiting"] + counts["kept, GIL taken since"] == counts["kept"], counts

@@ -89,6 +89,11 @@ class GilLayout:
         """interval, holder, locked, switch_number, cond.__wrefs: one read per sample."""
         return struct.Struct(f"<{self.shift}xQQI4xQ{self.condvar.wrefs}xI")
 
+    def take_words(self) -> tuple[int, ...]:
+        """Offsets of the words a thread sleeps on inside take_gil, and nowhere else: its condition
+        variable's (drop_gil may wait on the mutex, or for the taker, and then go elsewhere)."""
+        return tuple(self.cond + s for s in self.condvar.signals)
+
     def futex_words(self) -> tuple[int, ...]:
         """Offsets of the words a thread waiting on this GIL may sleep on."""
         mutex = self.cond + _COND_SIZE

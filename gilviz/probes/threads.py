@@ -3,7 +3,9 @@
 The files stay open and are re-read with os.pread: opening them on every read costs
 four times as much. A thread whose schedstat did not move since the last read has not
 run, so its stat and syscall cannot have changed either and are not read again: that
-is what keeps hundreds of sleeping threads cheap.
+is what keeps hundreds of sleeping threads cheap. A thread that runs but is known to be in
+the wait it was last read in (a GIL waiter waking at every switch interval, which the
+sampler follows through the GIL's hand-offs) has its syscall file read only now and then.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ def read_every_table(sparseness: int = 1) -> tuple[int, ...]:
 _READ_EVERY = {k: (table, next(u for u, n in enumerate(table) if n > 1))
                for k, table in ((k, read_every_table(k)) for k in SPARSENESS)}
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
+WAITS_READ_EVERY = 8  # a thread known to be in the wait it was read in has its syscall file read one read in this many
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 
 
@@ -190,6 +193,12 @@ class ThreadProbe:
         self._reads = 0
         self._links = -1  # the task folder's link count at the last listing: 2 + its threads
         self._listed_at = 0
+        # Waits followed (the start of their syscall text): a thread read in one is `parked` until
+        # the caller, who alone can know it left the wait, takes it out; while it is, its syscall
+        # file is not read (a GIL waiter wakes at every switch interval: the file costs as much
+        # as its schedstat), but one read in WAITS_READ_EVERY, and the text read last stands.
+        self.waits: tuple[str, ...] = ()
+        self.parked: set[int] = set()
 
     def thread_count_changed(self) -> bool:
         """A thread came or went since the last listing. The task folder's link count moves with
@@ -237,7 +246,8 @@ class ThreadProbe:
             else:
                 open_threads = list(threads.values())  # (the known threads, in the same order: no loop here)
             readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
-                                             IDLE_STEPS[-1][1], ThreadReading)
+                                             IDLE_STEPS[-1][1], ThreadReading, self.parked, self.waits,
+                                             WAITS_READ_EVERY)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from)
         if not list_threads:
@@ -246,6 +256,7 @@ class ThreadProbe:
         gone = [tid for tid in threads if tid not in live]
         for tid in gone:
             threads.pop(tid).close()
+            self.parked.discard(tid)
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
@@ -257,6 +268,7 @@ class ThreadProbe:
         idle_most = len(read_every) - 1
         readings = []
         reads = self._reads
+        waits, parked = self.waits, self.parked
         for tid in tids:
             th = threads.get(tid)
             if th is None:
@@ -279,7 +291,15 @@ class ThreadProbe:
                     th.unchanged += 1
                 else:
                     th.unchanged = 0
-                    syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+                    if waits and last is not None and (reads + tid) % WAITS_READ_EVERY and tid in parked:
+                        syscall = last.syscall  # still in the wait its last read found
+                    else:
+                        syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+                        if waits:
+                            if syscall.startswith(waits):
+                                parked.add(tid)
+                            else:
+                                parked.discard(tid)
                     if last is None or on - last.on_ns >= STAT_AFTER_NS or reads % IDLE_STEPS[-1][1] == 0:
                         state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     else:
