@@ -245,7 +245,6 @@ class Sampler:
                         busy = self.cpus.read()
                         core_busy = [b - a for a, b in zip(last_busy, busy)]
                         last_busy = busy
-                    self._sample_if_none()
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
                     next_tick += budget.tick_ns
@@ -357,17 +356,6 @@ class Sampler:
                 proc.gil.unreadable = error == errno.ESRCH
         return next_gil
 
-    def _sample_if_none(self) -> None:
-        """One GIL sample now for each process with a GIL that has none this tick: a busy machine can
-        keep the sampler off a CPU from one tick to the next, and one sample is a reading where none
-        is not."""
-        for proc in self.processes:
-            for acc in proc.sites.values():
-                if not acc.samples:
-                    if proc.sample_gils():
-                        self.stats.gil_samples += 1
-                    break
-
     def _start_helpers(self) -> None:
         """A reader of its memory for each new process; for a 3.14+ one it cannot read (a
         free-threaded build, a layout not known here), a stack helper, started beside the loop (it
@@ -427,6 +415,11 @@ class Sampler:
         read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         for proc in self.processes:
+            # A GIL sample at the read: the holders over the tick (the lines read again, the waits
+            # followed) reach to the moment its threads are read, and a tick a busy machine kept the
+            # sampler off a CPU for has a reading of the GIL all the same.
+            if proc.sites and proc.sample_gils():
+                self.stats.gil_samples += 1
             holders = _holders_over_tick(proc)
             _follow_gil_waits(proc, holders)
             try:

@@ -604,8 +604,8 @@ def test_a_thread_taken_as_waiting_for_the_gil_waits_for_it_by_a_read_at_the_sam
     """Threads that spin and threads that take the GIL in bursts between sleeps: each thread whose
     syscall file was not read again, taken as still asleep inside take_gil, is found waiting for
     the GIL (or on a CPU without it, in take_gil's loop) by a read of the file right after the
-    tick's read, but for one that took the GIL after the tick's last sample (then the next tick
-    sees it hold it)."""
+    tick's read, but for one that took the GIL after the tick's last sample, taken as its threads
+    are read (then the next tick sees it hold it)."""
     import os
 
     from conftest import python_or_skip
