@@ -417,9 +417,10 @@ class Sampler:
         for proc in self.processes:
             # A GIL sample at the read: the holders over the tick (the lines read again, the waits
             # followed) reach to the moment its threads are read, and a tick a busy machine kept the
-            # sampler off a CPU for has a reading of the GIL all the same.
-            if proc.sites and proc.sample_gils():
-                self.stats.gil_samples += 1
+            # sampler off a CPU for has a reading of the GIL all the same. (Part of the tick, at its
+            # wake-up: not counted with the samples between ticks, each a wake-up of its own.)
+            if proc.sites:
+                proc.sample_gils()
             holders = _holders_over_tick(proc)
             _follow_gil_waits(proc, holders)
             try:
