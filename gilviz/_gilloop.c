@@ -5,12 +5,14 @@ A Python loop of time.sleep and one pread costs about 35 us a wake-up on the mac
 against about 22 us for the same loop in C; this module is that loop. It is optional: without a
 compiler gilviz samples in Python (capture/processes.py), with the same results.
 
-sample(sites, period_ns, next_ns, until_ns) -> (next_ns, wake_ups, results)
+sample(sites, period_ns, next_ns, until_ns[, at_until]) -> (next_ns, wake_ups, results)
   sites: a sequence of (fd of /proc/PID/mem, address of the GIL struct, shift, wrefs offset[,
   flags]); flags (3.15+): the addresses of some threads' (holds_gil, gil_requested) ints, read
   before each sample: one asking and not holding makes the sample contended, as a sleeper does.
   Samples every site at next_ns, next_ns + period_ns, ... while that time is before until_ns,
-  sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout.
+  sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout; with at_until, then
+  sleeps till until_ns and samples every site once more (the wake-up of the tick due then, not
+  counted in wake_ups: the tick's reads follow at once, with a reading of the GIL as of them).
   results: per site (samples, held, contended, switch_number or None, ((holder, count), ...),
   errno or 0, turns); a site whose read fails is sampled no more in this call. turns: the GIL's
   last holder, held or not, at the first and latest samples, how many samples found another than
@@ -130,7 +132,8 @@ static void sample_site(Site *s) {
 static PyObject *sample(PyObject *self, PyObject *args) {
     PyObject *seq;
     long long period, next, until;
-    if (!PyArg_ParseTuple(args, "OLLL", &seq, &period, &next, &until))
+    int at_until = 0;
+    if (!PyArg_ParseTuple(args, "OLLL|p", &seq, &period, &next, &until, &at_until))
         return NULL;
     PyObject *fast = PySequence_Fast(seq, "sites must be a sequence");
     if (fast == NULL)
@@ -206,9 +209,19 @@ static PyObject *sample(PyObject *self, PyObject *args) {
         t = now_ns();
         if (next <= t)
             next = t + period; /* late (a busy machine): no burst to catch up */
-        if (!sampled)
+        if (!sampled) {
+            at_until = 0;
             break; /* nothing left to read: Python finds out why */
+        }
         wake_ups++;
+    }
+    if (at_until) { /* the tick's own wake-up, and a sample at it: not one of the wake-ups counted */
+        struct timespec at = {(time_t)(until / 1000000000LL), (long)(until % 1000000000LL)};
+        while (now_ns() < until && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!sites[i].error)
+                sample_site(&sites[i]);
     }
     Py_END_ALLOW_THREADS
     PyObject *results = PyTuple_New(n);

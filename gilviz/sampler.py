@@ -159,6 +159,7 @@ class Sampler:
         self._budget: Budget | None = None
         self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
         self._lines_every = 1  # _line_ticks_every, as of the budget's last adapting
+        self._sampled_at_tick: set[int] = set()  # processes whose GILs the C loop sampled as it woke for this tick
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -287,7 +288,8 @@ class Sampler:
                 if now >= next_gil:
                     fast = self._fast_sites() if _gilloop is not None else None
                     if fast:  # every sample until the next tick or check, in C, then round again
-                        next_gil = self._sample_in_c(fast, budget.period, next_gil, min(next_tick, next_check))
+                        next_gil = self._sample_in_c(fast, budget.period, next_gil, min(next_tick, next_check),
+                                                     next_tick <= next_check)
                         continue
                     for proc in self.processes:
                         if proc.sample_gils():
@@ -339,10 +341,13 @@ class Sampler:
                     out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, flags)))
         return out
 
-    def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int) -> int:
+    def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int, at_until: bool = False) -> int:
+        """at_until: `until` is the next tick's: the loop wakes for it and samples there too."""
         assert _gilloop is not None
-        next_gil, wake_ups, results = _gilloop.sample([f[2] for f in fast], period, next_gil, until)
+        next_gil, wake_ups, results = _gilloop.sample([f[2] for f in fast], period, next_gil, until, at_until)
         self.stats.gil_samples += wake_ups
+        if at_until:
+            self._sampled_at_tick = {proc.pid for proc, _, _ in fast}
         for (proc, acc, _), (samples, held, contended, switch, holders, error, turns) in zip(fast, results):
             acc.samples += samples
             acc.held += held
@@ -414,12 +419,14 @@ class Sampler:
         readers, helpers = self.lines.readers, self.lines.helpers
         read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
+        sampled_at_tick, self._sampled_at_tick = self._sampled_at_tick, set()
         for proc in self.processes:
-            # A GIL sample at the read: the holders over the tick (the lines read again, the waits
-            # followed) reach to the moment its threads are read, and a tick a busy machine kept the
-            # sampler off a CPU for has a reading of the GIL all the same. (Part of the tick, at its
-            # wake-up: not counted with the samples between ticks, each a wake-up of its own.)
-            if proc.sites:
+            # A GIL sample at the read (taken by the C loop as it woke for the tick, or here): the
+            # holders over the tick (the lines read again, the waits followed) reach to the moment
+            # its threads are read, and a tick a busy machine kept the sampler off a CPU for has a
+            # reading of the GIL all the same. (Part of the tick, at its wake-up: not counted with
+            # the samples between ticks, each a wake-up of its own.)
+            if proc.sites and proc.pid not in sampled_at_tick:
                 proc.sample_gils()
             holders = _holders_over_tick(proc)
             _follow_gil_waits(proc, holders)

@@ -56,6 +56,27 @@ def test_it_reads_each_field_where_the_layout_puts_it(layout):
         os.close(site[0])
 
 
+def test_asked_to_it_wakes_for_the_tick_and_samples_there_without_counting_that_wake_up():
+    """A call with no sample due before the tick: asked to, it sleeps till the tick's time and samples
+    there (the threads read next are read beside it); that wake-up, the tick's, is not one of its own."""
+    layout = GilLayout(GLIBC_2_41)
+    buf = ctypes.create_string_buffer(gil_bytes(layout, holder=0x2000, locked=1, switch=2, waiters=0), layout.size)
+    site = (os.open("/proc/self/mem", os.O_RDONLY), ctypes.addressof(buf), layout.shift, layout.condvar.wrefs)
+    try:
+        for at_until in (False, True):
+            until = time.monotonic_ns() + 20_000_000
+            _, wake_ups, ((samples, held, _, switch, _, error, turns),) = _gilloop.sample([site], 5_000_000, until,
+                                                                                       until, at_until)
+            assert wake_ups == 0 and error == 0
+            if at_until:
+                assert time.monotonic_ns() >= until
+                assert (samples, held, switch, turns) == (1, 1, 2, (0x2000, 0x2000, 0, (0x2000,)))
+            else:
+                assert time.monotonic_ns() < until and (samples, switch, turns) == (0, None, None)
+    finally:
+        os.close(site[0])
+
+
 def test_it_counts_every_change_of_last_holder_it_reads_and_keeps_each_holder():
     """The GIL handed from thread to thread (another thread writes the struct) while the loop samples:
     each change it reads is counted, each holder kept, the first and the latest told apart."""
