@@ -507,24 +507,22 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                 if (kept)
                     syscall = Py_NewRef(PyTuple_GET_ITEM(last, 6));
             }
-            if (kept)
-                ;
-            else if (sys_fd >= 0) {
-                ssize_t got = read_file((int)sys_fd, buf, 257);
-                if (got < 0)
-                    continue;
-                syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
-                if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
-                    continue;
-                }
-            } else
-                syscall = Py_NewRef(s_running);
-            if (syscall == NULL)
-                goto fail;
-            if (follow && !kept) {
-                int waiting = is_wait(syscall, waits);
-                if (waiting < 0 || park(parked, tid, waiting) < 0) {
+            if (!kept) {
+                if (sys_fd >= 0) {
+                    ssize_t got = read_file((int)sys_fd, buf, 257);
+                    if (got < 0)
+                        continue;
+                    syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
+                    if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                        PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
+                        continue;
+                    }
+                } else
+                    syscall = Py_NewRef(s_running);
+                if (syscall == NULL)
+                    goto fail;
+                int waiting = follow ? is_wait(syscall, waits) : 0;
+                if (waiting < 0 || (follow && park(parked, tid, waiting) < 0)) {
                     Py_DECREF(syscall);
                     goto fail;
                 }
