@@ -194,6 +194,7 @@ def iter_records(source: str | os.PathLike | IO[bytes], damage: Damage | None = 
 
 OUT_MAX = 1 << 18  # bytes of text uncompressed at a time
 HELD_MAX = 1 << 22  # text of a member held until its checksum is read (longer: given unchecked)
+RAW_MAX = 1 << 22  # compressed bytes of one member, more than any member gilviz writes (MEMBER_MAX of text)
 
 
 def _member():
@@ -211,6 +212,21 @@ def _salvage(unzip, data: bytes) -> bytes:
     return b"".join(out)
 
 
+def _holds_a_member(data: bytes) -> bool:
+    """Does a whole gzip member, its checksum right, begin somewhere after the start of `data`?"""
+    at = data.find(_GZIP_MAGIC + b"\x08", 1)
+    while at >= 0:
+        unzip = zlib.decompressobj(31)
+        try:
+            unzip.decompress(data[at:])
+            if unzip.eof:
+                return True
+        except zlib.error:
+            pass
+        at = data.find(_GZIP_MAGIC + b"\x08", at + 1)
+    return False
+
+
 def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, Any]]:
     # read1 returns what a pipe has now instead of waiting for a full buffer
     read = getattr(f, "read1", f.read)
@@ -222,15 +238,20 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
     members = 0  # gzip members read whole and checked
     held: list[bytes] = []  # text of the member being read, not yet checked
     held_size = 0
+    raw: list[bytes] = []  # what was read of the member being read, compressed (up to RAW_MAX)
+    raw_size = 0
 
     def texts(chunk: bytes) -> Iterator[bytes]:
         """What a chunk holds, uncompressed at most OUT_MAX at a time (a recording compresses a
         hundredfold: one read would otherwise be many megabytes at once). Once a file shows it
         is made of members, a member's text is given only once its checksum holds."""
-        nonlocal unzip, members, held, held_size
+        nonlocal unzip, members, held, held_size, raw, raw_size
         if unzip is None:
             yield chunk
             return
+        if raw_size < RAW_MAX:
+            raw.append(chunk)
+        raw_size += len(chunk)
         while chunk:
             before = unzip.copy() if not members else None  # (what _salvage starts from)
             try:
@@ -256,6 +277,7 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 yield b"".join(held)
                 held, held_size = [], 0
                 chunk, unzip = unzip.unused_data, zlib.decompressobj(31)
+                raw, raw_size = [chunk], len(chunk)
 
     def all_texts() -> Iterator[bytes]:
         # (a last member without its end is left out: cut short by a kill, after the last flush,
@@ -266,6 +288,12 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
             if damage.tail:
                 return
             chunk = read(1 << 16)
+        if unzip is not None and members and raw_size and not unzip.eof:
+            # A member cut short by a kill ends the file; one damaged where it ends (its last block
+            # marked as not the last, say) can read on through the members after it to the end of
+            # the file: then a whole member lies inside what it read, and the file is damaged.
+            if raw_size > RAW_MAX or _holds_a_member(b"".join(raw)):
+                damage.tail = True
 
     for text in all_texts():
         pending += text

@@ -367,6 +367,38 @@ def test_one_corrupt_byte_loses_its_half_second_and_what_follows_never_a_wrong_t
     assert load(str(out)).ticks == whole.ticks and load(_Trickle(data)).ticks == whole.ticks
 
 
+
+def test_a_flip_where_a_member_ends_is_damage_not_a_recording_cut_short(tmp_path):
+    """A flip in the last bytes of a member (its end-of-block code, its checksum) can make it read on
+    through the members after it to the end of the file, as the last member of a recording killed
+    after its last flush does: it must still be told as damage, with the ticks of the members
+    before it and none after."""
+    out = tmp_path / "r.gilviz"
+    assert gilviz("record", "-o", str(out), "--duration", "2.5", "cpu-threads", "--threads", "4").returncode == 0
+    whole = load(str(out))
+    data = out.read_bytes()
+    members = _members(data)
+    assert len(members) >= 4
+    ticks_in = [zlib.decompress(m, 31).count(b'{"k":"tick"') for m in members]
+    read_to_the_end = 0
+    for member in range(1, len(members) - 1):
+        end = sum(map(len, members[: member + 1]))
+        kept = sum(ticks_in[:member])
+        for at in range(end - 64, end):
+            flipped = bytearray(data)
+            flipped[at] ^= 0xFF
+            rec = load(_Trickle(bytes(flipped)))
+            if rec.ticks == whole.ticks and not rec.damage.tail:
+                continue  # (a flip that changes nothing decoded)
+            assert rec.ticks == whole.ticks[:kept] and rec.damage.tail, (member, at)
+            unzip = zlib.decompressobj(31)
+            try:
+                unzip.decompress(bytes(flipped[end - len(members[member]):]))
+                read_to_the_end += not unzip.eof
+            except zlib.error:
+                pass
+    assert read_to_the_end > 0  # (flips that made a member read on to the end of the file: the case at stake)
+
 def test_a_missing_py_spy_is_said_once(tmp_path, monkeypatch):
     from conftest import record_code
     from gilviz.capture import stacks
