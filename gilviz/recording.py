@@ -280,8 +280,8 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 raw, raw_size = [chunk], len(chunk)
 
     def all_texts() -> Iterator[bytes]:
-        # (a last member without its end is left out: cut short by a kill, after the last flush,
-        # or damaged so that it reads to the end of the file, it cannot be checked)
+        # (a last member without its end is left out, unchecked: cut short by a kill after the last
+        # flush, or damaged so that it reads to the end of the file, which is then told as damage)
         chunk = first
         while chunk:
             yield from texts(chunk)
@@ -289,9 +289,9 @@ def _iter_lines(f: IO[bytes], name: str, damage: Damage) -> Iterator[dict[str, A
                 return
             chunk = read(1 << 16)
         if unzip is not None and members and raw_size and not unzip.eof:
-            # A member cut short by a kill ends the file; one damaged where it ends (its last block
-            # marked as not the last, say) can read on through the members after it to the end of
-            # the file: then a whole member lies inside what it read, and the file is damaged.
+            # A member cut short by a kill ends the file; one damaged where it ends (its end-of-block
+            # code, say) can read on through the members after it to the end of the file: then a
+            # whole member lies inside what it read, and the file is damaged.
             if raw_size > RAW_MAX or _holds_a_member(b"".join(raw)):
                 damage.tail = True
 
