@@ -135,13 +135,15 @@ def _readings(tids, still=()):
 
 
 def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_read_again():
-    from gilviz.capture.lines import FrameLines
+    from gilviz.capture.lines import SCHEDSTAT_LAG_NS, FrameLines
 
     states = [(0x1000 * tid, 0x10, tid) for tid in (1, 2, 3, 4)]
+    everyone = {0x1000, 0x2000, 0x3000, 0x4000}
     reader = _LinesReader(states)
     lines = FrameLines(reader, LineTable(lambda: 0, 0))
     lines.walk({1, 2, 3, 4}, 0)
-    lines.update(_readings([1, 2, 3, 4]), 0, True)
+    clock = iter(range(0, 1 << 40, 5_000_000))  # (a tick every 5 ms)
+    lines.update(_readings([1, 2, 3, 4]), next(clock), True, everyone)
     assert sorted(reader.asked) == [0x1000, 0x2000, 0x3000, 0x4000]  # (none known yet: all)
     first = dict(lines.lines)
     for holders, read in (({0x2000}, [0x2000]), ({0x2000, 0x3000}, [0x2000, 0x3000]),
@@ -150,28 +152,43 @@ def test_of_the_threads_that_ran_only_those_that_held_the_gil_have_their_lines_r
         reader.asked.clear()
         lines.stirred.clear()
         reader.line_of = {t: ("w.py", line + 100, "f") for t, line in ((t, tid) for t, _, tid in states)}
-        out = lines.update(_readings([1, 2, 3, 4]), 0, True, holders)
+        out = lines.update(_readings([1, 2, 3, 4]), next(clock), True, holders)
         assert sorted(reader.asked) == read, holders
         assert lines.stirred == {t // 0x1000 for t in read}  # (whose whole stacks are read again)
         assert all(out[tid] != first[tid] for tid in (1, 2, 3, 4) if 0x1000 * tid in read)
         reader.line_of = {t: ("w.py", tid, "f") for t, _, tid in states}
-        lines.update(_readings([1, 2, 3, 4]), 0, True)  # (back where they were)
+        for _ in range(SCHEDSTAT_LAG_NS // 5_000_000 + 2):
+            lines.update(_readings([1, 2, 3, 4]), next(clock), True, everyone)  # (back where they were)
     # a holder is read though its schedstat does not show it ran yet (it lags a running thread by
     # up to a scheduler tick): else, read as moved at the next tick, when it held the GIL no more,
     # it would keep a line it left
     reader.asked.clear()
-    lines.update(_readings([1, 2, 3, 4], still={2}), 0, True, {0x2000})
+    lines.update(_readings([1, 2, 3, 4], still={2}), next(clock), True, {0x2000})
+    assert reader.asked == [0x2000]
+    # the same where the holders are not known: a thread that held the GIL and whose schedstat shows
+    # it only at the next tick is read then, though that tick knows its holders and it is not one
+    reader.asked.clear()
+    lines.update(_readings([1, 2, 3, 4], still={1, 3, 4}), next(clock), True, None)
+    assert reader.asked == [0x2000]
+    reader.asked.clear()
+    lines.update(_readings([1, 2, 3, 4], still={1, 2}), next(clock), True, {0x2000})
+    assert sorted(reader.asked) == [0x2000, 0x3000, 0x4000]
+    after = SCHEDSTAT_LAG_NS // 5_000_000 + 1
+    for _ in range(after):
+        lines.update(_readings([1, 2, 3, 4]), next(clock), True, {0x2000})
+    reader.asked.clear()
+    lines.update(_readings([1, 2, 3, 4]), next(clock), True, {0x2000})  # (past the lag: the holders alone)
     assert reader.asked == [0x2000]
     # a tick whose lines are not read forgets the lines of the holders only
-    lines.update(_readings([1, 2, 3, 4]), 0, False, {0x3000})
+    lines.update(_readings([1, 2, 3, 4]), next(clock), False, {0x3000})
     assert set(lines.lines) == {1, 2, 4}
     # thread states of two interpreters: a thread of the other may run under another GIL
     reader.states = states + [(0x5000, 0x20, 5)]
     reader.line_of[0x5000] = ("w.py", 5, "f")
     lines.walk({1, 2, 3, 4, 5}, 0)
-    lines.update(_readings([1, 2, 3, 4, 5]), 0, True)
+    lines.update(_readings([1, 2, 3, 4, 5]), next(clock), True)
     reader.asked.clear()
-    lines.update(_readings([1, 2, 3, 4]), 0, True, {0x2000})
+    lines.update(_readings([1, 2, 3, 4]), next(clock), True, {0x2000})
     assert sorted(reader.asked) == [0x1000, 0x2000, 0x3000, 0x4000]
 
 

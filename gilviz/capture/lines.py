@@ -19,7 +19,7 @@ import threading
 from typing import Callable, Iterable
 
 from ..probes.frames import UNREADABLE, FrameReader, FramesError
-from ..probes.threads import ThreadReading
+from ..probes.threads import ThreadReading, scheduler_tick_us
 from ..stream import Line, Notice, Record, StackEntry, ThreadTick
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes", "unwinder_helper.py")
@@ -341,6 +341,9 @@ class _PidsOf:
         return any(pid in t for t in self.tables)
 
 
+SCHEDSTAT_LAG_NS = (scheduler_tick_us() + 1000) * 1000  # how late schedstat may show a running thread's run
+
+
 class FrameLines:
     """One process's lines, read from its memory: `lines` holds each thread's line id (0: in no
     Python code) as of the last tick read, for the sampler to put on the ticks as it makes them.
@@ -359,6 +362,11 @@ class FrameLines:
         self._next_stack = 0  # where in the tick's rows the next stack reads begin
         self._tid_of: dict[int, int] = {}  # PyThreadState address -> tid, as of the last walk
         self.one_interpreter = False  # the last walk found the thread states of one interpreter only
+        # Where the holders were not known, the threads that ran are read: a thread running then
+        # may show it in its schedstat only a scheduler tick later, so those that ran are read at
+        # the ticks after too, up to the first after that much time (then holders alone again).
+        self._moved_read_until = -(1 << 62)
+        self._last_ns = -(1 << 62)
 
     def walk(self, tids: set[int], now_ns: int) -> int:
         """The thread states of the process's threads; how many thread states there were."""
@@ -386,8 +394,13 @@ class FrameLines:
         tstates, lines = self.tstates, self.lines
         moved = [r.tid for r in readings if r.moved]
         movers = self._movers(holders)
-        if movers is not None:  # (whether their schedstat shows it yet or not: it lags a running thread)
+        if movers is None:
+            self._moved_read_until = now_ns + SCHEDSTAT_LAG_NS
+        else:  # (the holders whether their schedstat shows it yet or not: it lags a running thread)
+            if self._last_ns < self._moved_read_until:  # (and those that ran, a tick after holders unknown)
+                movers.update(moved)
             moved = [tid for tid in movers if tid in tstates]
+        self._last_ns = now_ns
         self.stirred.update(moved)  # (their whole stacks too)
         if len(tstates) < len(readings) and now_ns - self.walked_ns >= WALK_EVERY_NS:
             tries = self.tries
