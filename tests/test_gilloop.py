@@ -167,9 +167,11 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
     assert sum(calls) > 0.9 * in_c["gil_sample_hz"] * in_c["duration_s"]  # (the rest: before the GIL was found)
     for summary in (in_c, in_python):
         gil = summary["gil"]
-        # (hand-offs: about one a switch interval, 5 ms, idle; 43 a second seen beside two CPU hogs,
-        # where the holder keeps the GIL while it waits for a core)
-        assert gil["held"] > 0.9 and gil["contended"] > 0.3 and gil["handoffs_per_s"] > 25, gil
+        # (hand-offs: about one a switch interval, 5 ms, idle; 43 and 32 a second seen beside two
+        # CPU hogs, where the holder keeps the GIL while it waits for a core; contended: the waiter
+        # asleep on the GIL, more than half the samples idle, 0.21 beside two hogs, where it often
+        # waits for a core instead)
+        assert gil["held"] > 0.9 and gil["contended"] > 0.1 and gil["handoffs_per_s"] > 25, gil
         assert summary["gil_sample_hz"] > 500, summary["gil_sample_hz"]
         spinners = [t for t in summary["threads"] if t["name"].startswith("cpu-")]
         assert len(spinners) == 2 and all(t["gil_held"] > 0.3 for t in spinners), spinners
