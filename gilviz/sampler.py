@@ -88,16 +88,19 @@ def _follow_gil_waits(proc: WatchedProcess, holders: set[int] | None) -> None:
     if waits != probe.waits:
         probe.waits = waits
         parked.clear()
-    elif parked:
-        tids = _holder_tids(gil, holders, proc.tids) if gil is not None and holders is not None else None
+    elif parked:  # (so waits are followed: its one GIL is located)
+        tids = _holder_tids(gil, holders, proc.tids)
         if tids is None:
             parked.clear()
         else:
             parked -= tids
 
 
-def _holder_tids(gil: GilProbe, holders: set[int], tids: set[int]) -> set[int] | None:
-    """The threads of the thread states in `holders`; None where one is not known (as held_by maps them)."""
+def _holder_tids(gil: GilProbe, holders: set[int] | None, tids: set[int]) -> set[int] | None:
+    """The threads of the thread states in `holders`; None where they, or one's thread, are not known
+    (mapped as held_by maps them)."""
+    if holders is None:
+        return None
     resolve = gil.holders.resolve
     out = set()
     for tstate in holders:
