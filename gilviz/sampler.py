@@ -163,6 +163,7 @@ class Sampler:
         self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
         self._lines_every = 1  # _line_ticks_every, as of the budget's last adapting
         self._sampled_at_tick: set[int] = set()  # processes whose GILs the C loop sampled as it woke for this tick
+        self._within_next_ns = 0  # the next GIL sample within a long tick (_sample_within_tick)
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -351,6 +352,26 @@ class Sampler:
         self.stats.gil_samples += wake_ups
         if at_until:
             self._sampled_at_tick = {proc.pid for proc, _, _ in fast}
+        self._take_samples(fast, results)
+        return next_gil
+
+    def _sample_within_tick(self, proc: WatchedProcess, later: list[tuple]) -> None:
+        """A GIL sample a period after the last, while a tick's threads are read and worked out.
+        A tick of a thousand threads takes milliseconds, in which the GIL changes hands more than
+        once: unsampled, the hand-offs in it are missed, and the next tick's holders are not known
+        (every thread that ran has its line and its wait read again). Kept in `later`, for the
+        next tick, as the samples after this tick's read are; not a wake-up (as the tick's own)."""
+        now = time.monotonic_ns()
+        if now < self._within_next_ns:
+            return
+        assert self._budget is not None and _gilloop is not None
+        self._within_next_ns = now + self._budget.period
+        sites = [entry for entry in self._fast_sites() or () if entry[0] is proc]
+        if sites:
+            later.append((sites, _gilloop.sample([f[2] for f in sites], self._budget.period, now, now + 1)[2]))
+
+    def _take_samples(self, fast: list[tuple], results: tuple) -> None:
+        """The C loop's samples into their GILs' accumulators."""
         for (proc, acc, _), (samples, held, contended, switch, holders, error, turns) in zip(fast, results):
             acc.samples += samples
             acc.held += held
@@ -362,7 +383,6 @@ class Sampler:
             acc.add_turns(turns)
             if error:
                 proc.gil.unreadable = error == errno.ESRCH
-        return next_gil
 
     def _start_helpers(self) -> None:
         """A reader of its memory for each new process; for a 3.14+ one it cannot read (a
@@ -423,6 +443,8 @@ class Sampler:
         read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         sampled_at_tick, self._sampled_at_tick = self._sampled_at_tick, set()
+        self._within_next_ns = now + (self._budget.period if self._budget is not None else 0)
+        within_tick = _gilloop is not None and self._budget is not None
         for proc in self.processes:
             # A GIL sample at the read (taken by the C loop as it woke for the tick, or here): the
             # holders over the tick (the lines read again, the waits followed) reach to the moment
@@ -433,8 +455,10 @@ class Sampler:
                 proc.sample_gils()
             holders = _holders_over_tick(proc)
             _follow_gil_waits(proc, holders)
+            later: list[tuple] = []  # GIL samples taken after the read: the next tick's
+            within = functools.partial(self._sample_within_tick, proc, later) if within_tick and proc.gil else None
             try:
-                readings, gone = proc.probe.read(list_threads)
+                readings, gone = proc.probe.read(list_threads, within)
             except ProcessLookupError:
                 self.processes.end(proc)
                 readers.pop(proc.pid, None)
@@ -450,7 +474,11 @@ class Sampler:
             if reader is not None:
                 reader.forget(gone)
                 lines = reader.update(readings, now, read_lines, holders)
+            if within is not None:
+                within()
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
+            if within is not None:
+                within()
             if read_stacks and reader is not None:
                 self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES), "gilviz"))
             helper = helpers.get(proc.pid) if helpers else None
@@ -461,6 +489,8 @@ class Sampler:
             threads.extend(ticks)
             gils.extend(gil_ticks)
             proc.clear_samples()
+            for sites, results in later:
+                self._take_samples(sites, results)
             proc.watch_flags(ticks)
         self.stats.ticks += 1
         if read_stacks:

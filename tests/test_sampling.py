@@ -535,6 +535,60 @@ def test_a_tick_goes_out_after_the_next_reading_set_right_and_before_what_came_a
         child.wait()
 
 
+MANY_ASLEEP = """
+import threading, time
+for _ in range(150):
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+def test_the_gil_is_sampled_while_a_long_tick_is_read_and_those_samples_count_for_the_next_tick():
+    """A tick of many threads takes milliseconds, in which the GIL may change hands more than once:
+    it is sampled a period after the last while the threads are read (between chunks of them) and
+    worked out, and those samples, taken after the tick's read, are the next tick's, not its own."""
+    import subprocess
+    import time
+
+    from conftest import python_or_skip
+    from gilviz.capture.budget import Budget
+    from gilviz.native import compiled
+    from gilviz.probes.threads import READ_CHUNK
+    from gilviz.sampler import Sampler
+
+    if compiled is None:
+        pytest.skip("the C loop is not built: GIL samples within a tick are taken by it")
+    child = subprocess.Popen([python_or_skip("3.13"), "-c", MANY_ASLEEP], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        sampler = Sampler(child.pid, lambda rec: None, stacks_hz=0)
+        proc = sampler.processes.by_pid[child.pid]
+        assert proc.gil is not None and proc.gil.located, proc.gil_state()  # (3.13: by its debug offsets)
+        threads = len(proc.tids)
+        assert threads > 2 * READ_CHUNK, threads
+        sampler._budget = budget = Budget(sampler.tick_ns, 1e9, 1.0, time.process_time, time.monotonic_ns())
+        budget.period = 1  # (ns: a sample at every chance, so many as the tick gives)
+        calls = []
+        take = compiled.sample
+        try:
+            compiled.sample = lambda *args: calls.append(args[2]) or take(*args)
+            now = time.monotonic_ns()
+            sampler._tick(now, 5_000_000, [])
+        finally:
+            compiled.sample = take
+        acc = proc.main_samples
+        # between the chunks of the read, after the lines, after the state rules; at the read, in Python
+        within = (threads - 1) // READ_CHUNK + 2
+        assert len(calls) == within and all(t > now for t in calls), calls
+        (gil,) = sampler._held.gils
+        assert gil.samples == 1  # the tick's own: the one at its read
+        assert acc.samples == within  # the next tick's, though taken before this one ended
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_the_threads_taken_as_waiting_for_the_gil_still_are_those_that_did_not_hold_it_over_the_tick():
     """Before each tick's read, of the threads the probe found asleep inside take_gil, those that
     held the GIL over the tick are taken out; all are where the holders are not known or one of
@@ -622,9 +676,9 @@ def test_a_thread_taken_as_waiting_for_the_gil_waits_for_it_by_a_read_at_the_sam
         procs[:] = [proc]
         follow(proc, holders)
 
-    def checked(self, list_threads=True):
+    def checked(self, list_threads=True, between=None):
         parked = set(self.parked) if self.waits else set()
-        readings, gone = read(self, list_threads)
+        readings, gone = read(self, list_threads, between)
         kept = [r for r in readings if r.moved and r.tid in parked and (self._reads + r.tid) % threads.WAITS_READ_EVERY]
         if not kept:
             return readings, gone

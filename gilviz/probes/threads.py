@@ -14,7 +14,7 @@ import functools
 import os
 import platform
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..native import compiled as _gilloop
 
@@ -153,6 +153,7 @@ _READ_EVERY = {k: (table, next(u for u, n in enumerate(table) if n > 1))
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
 WAITS_READ_EVERY = 8  # a thread known to be in the wait it was read in has its syscall file read one read in this many
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
+READ_CHUNK = 64  # threads read between two calls of a read's `between` (about 0.2 ms of reads)
 
 
 class _OpenThread:
@@ -209,12 +210,15 @@ class ThreadProbe:
         except OSError:
             return True
 
-    def read(self, list_threads: bool = True) -> tuple[list[ThreadReading], list[int]]:
+    def read(self, list_threads: bool = True,
+             between: Callable[[], None] | None = None) -> tuple[list[ThreadReading], list[int]]:
         """Returns (readings of live threads, tids gone since the last read).
 
         With list_threads False, only the threads already known are read (listing the
         task folder costs as much as reading a few threads). Raises ProcessLookupError
-        when the process itself is gone.
+        when the process itself is gone. `between` is called after each READ_CHUNK threads
+        but the last (the sampler samples the GIL there: a read of 1000 threads takes a few
+        milliseconds).
         """
         self._reads += 1
         # a new thread is noticed at the next read: its count is one read, listing them is many
@@ -245,11 +249,20 @@ class ThreadProbe:
                     open_threads.append(th)
             else:
                 open_threads = list(threads.values())  # (the known threads, in the same order: no loop here)
-            readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
-                                             IDLE_STEPS[-1][1], ThreadReading, self.parked, self.waits,
-                                             WAITS_READ_EVERY)
+            if between is None or len(open_threads) <= READ_CHUNK:
+                readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
+                                                 IDLE_STEPS[-1][1], ThreadReading, self.parked, self.waits,
+                                                 WAITS_READ_EVERY)
+            else:
+                readings = []
+                for start in range(0, len(open_threads), READ_CHUNK):
+                    if start:
+                        between()
+                    readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], self._reads,
+                                                      read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1],
+                                                      ThreadReading, self.parked, self.waits, WAITS_READ_EVERY)
         else:
-            readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from)
+            readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
         if not list_threads:
             return readings, []
         live = set(tids)
@@ -261,7 +274,8 @@ class ThreadProbe:
             raise ProcessLookupError(self.pid)
         return readings, gone
 
-    def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int) -> list[ThreadReading]:
+    def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int,
+                        between: Callable[[], None] | None = None) -> list[ThreadReading]:
         """The reading of every thread, where gilviz/_gilloop.c (read_threads, the same) is not built."""
         pread = os.pread
         threads = self._threads
@@ -269,7 +283,9 @@ class ThreadProbe:
         readings = []
         reads = self._reads
         waits, parked = self.waits, self.parked
-        for tid in tids:
+        for i, tid in enumerate(tids):
+            if between is not None and i and i % READ_CHUNK == 0:
+                between()
             th = threads.get(tid)
             if th is None:
                 try:
