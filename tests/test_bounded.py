@@ -91,6 +91,29 @@ def test_the_budget_slows_gil_sampling_then_stacks_then_idle_reads_then_the_tick
     assert budget.period < int(1e9 / GIL_HZ_FLOOR)
 
 
+def test_far_over_the_budget_every_rate_slows_at_once():
+    """A thousand threads starting cost two or three times the budget: one lever a half second,
+    in turn, kept the sampler over it for five seconds."""
+    from gilviz.capture.budget import ADAPT_EVERY_NS, FAR, Budget
+    from gilviz.probes.threads import SPARSENESS
+
+    cpu = [0.0]
+    budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, stacks_hz=5.0)
+    def levers():
+        return budget.period, budget.stacks_share, budget.sparseness, budget.tick_ns
+
+    before = levers()
+    cpu[0] += 1.01 * FAR * 0.15 * ADAPT_EVERY_NS / 1e9
+    budget.adapt(ADAPT_EVERY_NS, 0, 0, 0)
+    after = levers()
+    assert after[0] > before[0] and after[1] < before[1] and after[3] > before[3], (before, after)
+    assert after[2] == SPARSENESS[1], (before, after)
+    # just under FAR times over: one lever moves, the first that can (GIL sampling is at its floor)
+    cpu[0] += 0.99 * FAR * 0.15 * ADAPT_EVERY_NS / 1e9
+    budget.adapt(2 * ADAPT_EVERY_NS, 0, 0, 0)
+    assert [a != b for a, b in zip(after, levers())] == [False, True, False, False], (after, levers())
+
+
 def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next_read():
     import subprocess
     import sys

@@ -7,7 +7,7 @@ Every half second the sampler's CPU over the last interval is compared with the 
   (down to STACKS_HZ_FLOOR; at about 6 ms of CPU each they are the dearest reading) and the
   sampler's own reads of them (`stacks_share`: down to one tick in 5), then idle threads
   are read more sparsely (probes/threads.py's SPARSENESS), then the ticks lengthen (down to
-  TICK_HZ_FLOOR) and py-spy's rate with them;
+  TICK_HZ_FLOOR) and py-spy's rate with them; more than FAR times over it, all at once;
 - under 80 % of it, the ticks come back to the rate asked first, then idle threads' reads,
   then py-spy's dumps, then GIL sampling speeds up to the rate asked.
 A timer wake-up alone costs about 25 to 30 us of CPU on the machines measured, so no rate is
@@ -27,6 +27,7 @@ TICK_HZ_FLOOR = 10.0  # ...nor the ticks below this
 STACKS_HZ_FLOOR = 1.0  # py-spy's dumps slow to this before the ticks do
 ADAPT_EVERY_NS = 500_000_000
 SLOW = 0.8  # under this share of the budget, rates go back up
+FAR = 2.2  # over this many times the budget, every rate slows at once, not one after the other
 
 
 class Budget:
@@ -60,6 +61,21 @@ class Budget:
     def _stacks_at_floor(self) -> bool:
         return self.asked_stacks_hz * self.stacks_share <= STACKS_HZ_FLOOR
 
+    def _slow_ticks(self, factor: float) -> None:
+        self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
+        self.period = min(self.period, self.max_period)
+
+    def _slow_all(self, factor: float) -> None:
+        """Far over the budget (a thousand threads starting: their files opened, read at the rate
+        asked), every rate slows at once: a lever a half second, in turn, kept the sampler at two
+        or three times its budget for five seconds."""
+        self.period = min(self.max_period, int(self.period * factor))
+        if not self._stacks_at_floor:
+            self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
+        if self.sparseness < SPARSENESS[-1]:
+            self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
+        self._slow_ticks(factor)
+
     def adapt(self, now_ns: int, samples: int, t_us: int, ticks: int = 0) -> Stats | None:
         """Every ADAPT_EVERY_NS: the new periods, and the figures of the last interval."""
         if now_ns < self.next_adapt:
@@ -70,7 +86,9 @@ class Budget:
         rate = (samples - self._samples) / wall
         tick_rate = (ticks - self._ticks) / wall
         budget = self.cpu_budget
-        if overhead > budget:
+        if overhead > FAR * budget:
+            self._slow_all(min(2.0, overhead / budget))
+        elif overhead > budget:
             factor = min(2.0, overhead / budget)
             if self.period < self.max_period:
                 self.period = min(self.max_period, int(self.period * factor))
@@ -79,8 +97,7 @@ class Budget:
             elif self.sparseness < SPARSENESS[-1]:
                 self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
             else:
-                self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
-                self.period = min(self.period, self.max_period)
+                self._slow_ticks(factor)
         elif overhead < SLOW * budget:
             if self.tick_ns > self.asked_tick_ns:
                 self.tick_ns = max(self.asked_tick_ns, int(self.tick_ns / 1.2))
