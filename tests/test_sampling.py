@@ -351,7 +351,8 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
                        f"{o['runnable']:.3f}) vs {t['waiting']:.3f}" for n, o, t in sorted(compared))
     print(f"gilviz vs CPython's flags ({reads} reads):\n{report}")
     wanted = {"spin-0", "spin-1", "hasher", "sleeper", "queued"}
-    assert wanted <= set(names.values()), names  # gilviz knows every thread by its name
+    # gilviz knows every thread by its name (the whole map in words: a repr of it is cut short)
+    assert wanted <= set(names.values()), f"names: {sorted(names.items())}"
     few_reads |= wanted - {names.get(tid) for tid in counts}  # (never read at all)
     if few_reads:
         # (seen with both cores kept busy by other work: CPython's reader then fails most reads of
