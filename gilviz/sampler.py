@@ -320,30 +320,35 @@ class Sampler:
         """(proc, its samples, (fd, address, shift, wrefs, flags)) of every GIL (or GIL candidate)
         to sample, where the C loop can read them all; flags: where the GIL flags of the threads
         watched (3.15+) are."""
-        out = []
+        out: list[tuple] = []
         for proc in self.processes:
-            gil = proc.gil
-            if gil is None:
-                continue
-            if not gil.sites:  # not yet confirmed: its candidate, sampled as often (3.9 to 3.12)
-                acc = proc.candidate_samples()
-                fd = getattr(gil.memory, "fd", None)
-                if acc is not None and fd is not None:
-                    site = gil.candidate
-                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, ())))
-                continue
-            fd = getattr(gil.memory, "fd", None)
-            if fd is None:
+            sites = self._sites_of(proc)
+            if sites is None:
                 return None
-            flags = ()
-            if proc.watched:  # (only where the process has one GIL)
-                at = gil.offsets.thread["holds_gil"]
-                flags = tuple(tstate + at for tstate in proc.watched.values())
-            for site in gil.sites:
-                acc = proc.sites.get(site.address)
-                if acc is not None:
-                    out.append((proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, flags)))
+            out += sites
         return out
+
+    @staticmethod
+    def _sites_of(proc: WatchedProcess) -> list[tuple] | None:
+        """_fast_sites of one process; None where the C loop cannot read its GIL."""
+        gil = proc.gil
+        if gil is None:
+            return []
+        fd = getattr(gil.memory, "fd", None)
+        if not gil.sites:  # not yet confirmed: its candidate, sampled as often (3.9 to 3.12)
+            acc = proc.candidate_samples()
+            if acc is None or fd is None:
+                return []
+            site = gil.candidate
+            return [(proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, ()))]
+        if fd is None:
+            return None
+        flags = ()
+        if proc.watched:  # (only where the process has one GIL)
+            at = gil.offsets.thread["holds_gil"]
+            flags = tuple(tstate + at for tstate in proc.watched.values())
+        return [(proc, acc, (fd, site.address, site.layout.shift, site.layout.condvar.wrefs, flags))
+                for site in gil.sites if (acc := proc.sites.get(site.address)) is not None]
 
     def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int, at_until: bool = False) -> int:
         """at_until: `until` is the next tick's: the loop wakes for it and samples there too."""
@@ -360,13 +365,14 @@ class Sampler:
         A tick of a thousand threads takes milliseconds, in which the GIL changes hands more than
         once: unsampled, the hand-offs in it are missed, and the next tick's holders are not known
         (every thread that ran has its line and its wait read again). Kept in `later`, for the
-        next tick, as the samples after this tick's read are; not a wake-up (as the tick's own)."""
+        next tick, as the samples after this tick's read are; not a wake-up (as the tick's own).
+        Its GILs are those of its first sample in the tick."""
         now = time.monotonic_ns()
         if now < self._within_next_ns:
             return
         assert self._budget is not None and _gilloop is not None
         self._within_next_ns = now + self._budget.period
-        sites = [entry for entry in self._fast_sites() or () if entry[0] is proc]
+        sites = later[0][0] if later else self._sites_of(proc)
         if sites:
             later.append((sites, _gilloop.sample([f[2] for f in sites], self._budget.period, now, now + 1)[2]))
 

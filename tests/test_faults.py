@@ -367,7 +367,6 @@ def test_one_corrupt_byte_loses_its_half_second_and_what_follows_never_a_wrong_t
     assert load(str(out)).ticks == whole.ticks and load(_Trickle(data)).ticks == whole.ticks
 
 
-
 def test_a_flip_where_a_member_ends_is_damage_not_a_recording_cut_short(tmp_path):
     """A flip in the last bytes of a member (its end-of-block code, its checksum) can make it read on
     through the members after it to the end of the file, as the last member of a recording killed
@@ -398,6 +397,7 @@ def test_a_flip_where_a_member_ends_is_damage_not_a_recording_cut_short(tmp_path
             except zlib.error:
                 pass
     assert read_to_the_end > 0  # (flips that made a member read on to the end of the file: the case at stake)
+
 
 def test_a_missing_py_spy_is_said_once(tmp_path, monkeypatch):
     from conftest import record_code

@@ -555,7 +555,7 @@ def test_the_gil_is_sampled_while_a_long_tick_is_read_and_those_samples_count_fo
     from conftest import python_or_skip
     from gilviz.capture.budget import Budget
     from gilviz.native import compiled
-    from gilviz.probes.threads import READ_CHUNK
+    from gilviz.probes.threads import _READ_EVERY, READ_CHUNK
     from gilviz.sampler import Sampler
 
     if compiled is None:
@@ -585,6 +585,10 @@ def test_the_gil_is_sampled_while_a_long_tick_is_read_and_those_samples_count_fo
         (gil,) = sampler._held.gils
         assert gil.samples == 1  # the tick's own: the one at its read
         assert acc.samples == within  # the next tick's, though taken before this one ended
+        # the read in Python (where the C loop is not built) stops between the same chunks
+        probe, stops = proc.probe, []
+        probe._read_in_python(sorted(proc.tids), *_READ_EVERY[probe.sparseness], lambda: stops.append(1))
+        assert len(stops) == (threads - 1) // READ_CHUNK
     finally:
         child.kill()
         child.wait()

@@ -61,20 +61,29 @@ class Budget:
     def _stacks_at_floor(self) -> bool:
         return self.asked_stacks_hz * self.stacks_share <= STACKS_HZ_FLOOR
 
-    def _slow_ticks(self, factor: float) -> None:
+    # The levers that slow sampling, in the order they are moved; each says whether it could move.
+    def _slow_gil(self, factor: float) -> bool:
+        if self.period >= self.max_period:
+            return False
+        self.period = min(self.max_period, int(self.period * factor))
+        return True
+
+    def _slow_stacks(self, factor: float) -> bool:
+        if self._stacks_at_floor:
+            return False
+        self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
+        return True
+
+    def _sparser(self, factor: float) -> bool:
+        if self.sparseness >= SPARSENESS[-1]:
+            return False
+        self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
+        return True
+
+    def _slow_ticks(self, factor: float) -> bool:
         self.tick_ns = min(self.max_tick_ns, int(self.tick_ns * factor))
         self.period = min(self.period, self.max_period)
-
-    def _slow_all(self, factor: float) -> None:
-        """Far over the budget (a thousand threads starting: their files opened, read at the rate
-        asked), every rate slows at once: a lever a half second, in turn, kept the sampler at two
-        or three times its budget for five seconds."""
-        self.period = min(self.max_period, int(self.period * factor))
-        if not self._stacks_at_floor:
-            self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
-        if self.sparseness < SPARSENESS[-1]:
-            self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
-        self._slow_ticks(factor)
+        return True
 
     def adapt(self, now_ns: int, samples: int, t_us: int, ticks: int = 0) -> Stats | None:
         """Every ADAPT_EVERY_NS: the new periods, and the figures of the last interval."""
@@ -86,18 +95,17 @@ class Budget:
         rate = (samples - self._samples) / wall
         tick_rate = (ticks - self._ticks) / wall
         budget = self.cpu_budget
-        if overhead > FAR * budget:
-            self._slow_all(min(2.0, overhead / budget))
-        elif overhead > budget:
+        if overhead > budget:
             factor = min(2.0, overhead / budget)
-            if self.period < self.max_period:
-                self.period = min(self.max_period, int(self.period * factor))
-            elif not self._stacks_at_floor:
-                self.stacks_share = max(STACKS_HZ_FLOOR / self.asked_stacks_hz, self.stacks_share / factor)
-            elif self.sparseness < SPARSENESS[-1]:
-                self.sparseness = SPARSENESS[SPARSENESS.index(self.sparseness) + 1]
+            levers = (self._slow_gil, self._slow_stacks, self._sparser, self._slow_ticks)
+            if overhead > FAR * budget:
+                # far over it (a thousand threads starting: their files opened, read at the rate
+                # asked), every rate slows at once: a lever a half second, in turn, kept the
+                # sampler at two or three times its budget for five seconds
+                for lever in levers:
+                    lever(factor)
             else:
-                self._slow_ticks(factor)
+                any(lever(factor) for lever in levers)  # (the first that can move)
         elif overhead < SLOW * budget:
             if self.tick_ns > self.asked_tick_ns:
                 self.tick_ns = max(self.asked_tick_ns, int(self.tick_ns / 1.2))
