@@ -23,6 +23,7 @@ from .capture import states
 from .capture.budget import Budget
 from .capture.processes import NEW_THREAD_REFRESH_NS, ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, STALE_TICKS, LineTable, stack_entries
+from .capture.placement import OneCore
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
@@ -164,6 +165,7 @@ class Sampler:
         self._lines_every = 1  # _line_ticks_every, as of the budget's last adapting
         self._sampled_at_tick: set[int] = set()  # processes whose GILs the C loop sampled as it woke for this tick
         self._within_next_ns = 0  # the next GIL sample within a long tick (_sample_within_tick)
+        self._core = OneCore()  # the sampling thread's core (capture/placement.py), chosen as it runs
         self.processes.add(root_pid, ppid=0, wait_for_python_s=1.0)
         if root_pid not in self.processes:
             raise ProcessLookupError(root_pid)
@@ -233,6 +235,7 @@ class Sampler:
         self._budget = budget
         self._start_helpers()
         last_busy = self.cpus.read()
+        last_busy_ns = t_start
         next_tick = t_start + self.tick_ns
         next_gil = next_check = t_start
         last_tick = t_start
@@ -250,6 +253,8 @@ class Sampler:
                         busy = self.cpus.read()
                         core_busy = [b - a for a, b in zip(last_busy, busy)]
                         last_busy = busy
+                        self._core.consider(core_busy, (now - last_busy_ns) // 1000)
+                        last_busy_ns = now
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
                     next_tick += budget.tick_ns
@@ -262,7 +267,8 @@ class Sampler:
                     next_check = now  # after each tick
                     if now >= next_refresh:
                         self.processes.refresh()
-                        self._start_helpers()
+                        with self._core.unpinned():
+                            self._start_helpers()
                         next_refresh = now + REFRESH_EVERY_NS
                     stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
@@ -305,6 +311,7 @@ class Sampler:
                 if delay > 0:
                     sleep(delay / 1e9)
         finally:
+            self._core.release()
             self._release(None)  # (first: stopping the helpers can take seconds)
             self.stacks.stop()
             self.lines.stop()

@@ -237,3 +237,128 @@ def test_children_are_found_among_the_ids_given_out_since_the_last_look(monkeypa
             proc.kill()
         child.kill()
         child.wait()
+
+
+# ------------------------------------------------------------------ the sampling thread on one core
+def _two_cores_or_skip() -> list[int]:
+    import os
+
+    import pytest
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("one core allowed: the sampler has no core to choose")
+    return cores[:2]
+
+
+def _in_a_thread(fn):
+    """fn's result, run in a thread of its own: what it pins is that thread's alone."""
+    import threading
+
+    out: list = []
+    errors: list = []
+    t = threading.Thread(target=lambda: _call_into(fn, out, errors))
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def _call_into(fn, out: list, errors: list) -> None:
+    try:
+        out.append(fn())
+    except BaseException as e:  # (re-raised in the test's thread)
+        errors.append(e)
+
+
+def test_the_sampling_thread_keeps_to_the_least_busy_core_moves_only_for_a_much_idler_one_and_starts_helpers_free():
+    import os
+    import threading
+
+    from gilviz.capture.placement import CHOOSE_EVERY_US, FIRST_CHOICE_US, OneCore
+
+    a, b = _two_cores_or_skip()
+    allowed = os.sched_getaffinity(0)
+
+    def load(busy_a: float, busy_b: float, span: int) -> list[int]:
+        row = [0] * (max(a, b) + 1)
+        row[a], row[b] = int(busy_a * span), int(busy_b * span)
+        return row
+
+    def run() -> list:
+        seen = []
+        core = OneCore()
+        half = FIRST_CHOICE_US // 2
+        core.consider(load(0.9, 0.1, half), half)  # too little seen yet to choose
+        seen.append((core.core, os.sched_getaffinity(0)))
+        core.consider(load(0.9, 0.1, half), half)
+        seen.append((core.core, os.sched_getaffinity(0)))  # b, the idler
+        core.consider(load(0.6, 0.8, CHOOSE_EVERY_US), CHOOSE_EVERY_US)  # a idler, but by less than enough
+        seen.append((core.core, os.sched_getaffinity(0)))
+        core.consider(load(0.1, 0.9, CHOOSE_EVERY_US // 2), CHOOSE_EVERY_US // 2)  # (not yet time to choose)
+        seen.append((core.core, os.sched_getaffinity(0)))
+        core.consider(load(0.1, 0.9, CHOOSE_EVERY_US // 2), CHOOSE_EVERY_US // 2)
+        seen.append((core.core, os.sched_getaffinity(0)))  # a, much idler
+        helper: list = []
+        with core.unpinned():
+            seen.append((core.core, os.sched_getaffinity(0)))
+            t = threading.Thread(target=lambda: helper.append(os.sched_getaffinity(0)))
+            t.start()
+            t.join()
+        seen.append((core.core, os.sched_getaffinity(0)))
+        core.release()
+        seen.append((core.core, os.sched_getaffinity(0)))
+        return seen + helper
+
+    seen = _in_a_thread(run)
+    assert seen == [(None, allowed), (b, {b}), (b, {b}), (b, {b}), (a, {a}), (a, allowed), (a, {a}),
+                    (None, allowed), allowed]
+    assert os.sched_getaffinity(0) == allowed  # the test's own thread never moved
+
+
+def test_a_run_samples_from_one_core_and_gives_its_thread_back_its_cores(tmp_path):
+    """The thread that ran a session starts the next workload (gilviz compare, one run after the
+    other): that workload may use every core."""
+    import os
+    import threading
+    import time
+
+    from conftest import python_or_skip, record_code
+
+    _two_cores_or_skip()
+    python = python_or_skip("3.12")
+    allowed = os.sched_getaffinity(0)
+    code = ("import os, threading, time\n"
+            "def spin():\n"
+            "    end = time.time() + 1.5\n"
+            "    while time.time() < end: pass\n"
+            "ts = [threading.Thread(target=spin) for _ in range(2)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print(sorted(os.sched_getaffinity(0)))\n")
+    masks: list = []
+    ids: list = []
+    runs: list = []
+
+    def twice() -> None:
+        ids.append(threading.get_native_id())
+        for k in range(2):
+            (tmp_path / str(k)).mkdir()
+            runs.append(record_code(tmp_path / str(k), python, code))
+
+    worker = threading.Thread(target=twice)
+    worker.start()
+    while worker.is_alive():
+        if ids:
+            try:
+                masks.append(os.sched_getaffinity(ids[0]))
+            except OSError:
+                pass
+        time.sleep(0.05)
+    worker.join()
+    assert len(runs) == 2
+    singles = [m for m in masks if len(m) == 1]
+    assert singles and all(m < allowed for m in singles), masks  # the sampling thread kept to one core
+    for summary, rec in runs:
+        printed = "".join(o.data for o in rec.output if o.stream == "out")
+        assert printed.strip() == str(sorted(allowed)), printed  # each workload free to use every core
