@@ -267,8 +267,7 @@ class Sampler:
                     next_check = now  # after each tick
                     if now >= next_refresh:
                         self.processes.refresh()
-                        with self._core.unpinned():
-                            self._start_helpers()
+                        self._start_helpers()
                         next_refresh = now + REFRESH_EVERY_NS
                     stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
                     if stats is not None:
@@ -422,8 +421,9 @@ class Sampler:
             if not helper_can:
                 continue
             self._helpers_tried.add(proc.pid)
-            threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),
-                             daemon=True, name="gilviz-helper-start").start()
+            with self._core.unpinned():  # (the helper's thread, and the process it starts, on any core)
+                threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),
+                                 daemon=True, name="gilviz-helper-start").start()
 
     def _stack_period_ns(self) -> int:
         hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz

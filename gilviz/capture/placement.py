@@ -7,7 +7,9 @@ where it cost 157 free to move, and a GIL sample 19 us where it cost 21 (the clo
 floor beside the same workload did not change: 16.8 us a wake-up either way). The core is the
 least busy of those the process may use, over the last interval, chosen again when another is
 much less busy: on an idle core the sampler takes nothing from the workload, as the kernel's own
-choice of an idle core would. Threads and processes the sampler starts (its helpers) are started
+choice of an idle core would. (The workload's throughput is no better for it: a thread kept on
+a core wakes there even when another is idle, and takes it from whatever runs there; see the
+README's cost section for what making it yield did.) Threads and processes the sampler starts (its helpers) are started
 unpinned, and the thread is given back its cores when sampling ends (a workload started from it
 next, as `gilviz compare` does, must not inherit one core).
 """
@@ -49,13 +51,13 @@ class OneCore:
         self._span_us += span_us
         if self._span_us < (FIRST_CHOICE_US if self.core is None else CHOOSE_EVERY_US):
             return
-        busy, span = self._busy, max(1, self._span_us)
+        busy, span = self._busy, self._span_us
         self._busy, self._span_us = [0] * len(busy), 0
         cores = [cpu for cpu in sorted(self.allowed) if cpu < len(busy)]
         if not cores:
             return
         best = min(cores, key=lambda cpu: busy[cpu])
-        if self.core is not None and self.core in self.allowed and self.core < len(busy):
+        if self.core is not None and self.core < len(busy):
             if busy[self.core] - busy[best] < MOVE_WHEN_IDLER_BY * span:
                 return
         self._pin(best)
