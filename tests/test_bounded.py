@@ -253,23 +253,10 @@ def _two_cores_or_skip() -> list[int]:
 
 def _in_a_thread(fn):
     """fn's result, run in a thread of its own: what it pins is that thread's alone."""
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    out: list = []
-    errors: list = []
-    t = threading.Thread(target=lambda: _call_into(fn, out, errors))
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
-    return out[0]
-
-
-def _call_into(fn, out: list, errors: list) -> None:
-    try:
-        out.append(fn())
-    except BaseException as e:  # (re-raised in the test's thread)
-        errors.append(e)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()  # (its exception re-raised here)
 
 
 def test_the_sampling_thread_keeps_to_the_least_busy_core_moves_only_for_a_much_idler_one_and_starts_helpers_free():

@@ -9,9 +9,9 @@ least busy of those the process may use, over the last interval, chosen again wh
 much less busy: on an idle core the sampler takes nothing from the workload, as the kernel's own
 choice of an idle core would. (The workload's throughput is no better for it: a thread kept on
 a core wakes there even when another is idle, and takes it from whatever runs there; see the
-README's cost section for what making it yield did.) Threads and processes the sampler starts (its helpers) are started
-unpinned, and the thread is given back its cores when sampling ends (a workload started from it
-next, as `gilviz compare` does, must not inherit one core).
+README's cost section for what making it yield did.) Threads and processes the sampler starts
+(its helpers) are started unpinned, and the thread is given back its cores when sampling ends
+(a workload started from it next, as `gilviz compare` does, must not inherit one core).
 """
 
 from __future__ import annotations

@@ -249,18 +249,16 @@ class ThreadProbe:
                     open_threads.append(th)
             else:
                 open_threads = list(threads.values())  # (the known threads, in the same order: no loop here)
+            how = (self._reads, read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1], ThreadReading, self.parked,
+                   self.waits, WAITS_READ_EVERY)
             if between is None or len(open_threads) <= READ_CHUNK:
-                readings = _gilloop.read_threads(open_threads, self._reads, read_every, idle_from, STAT_AFTER_NS,
-                                                 IDLE_STEPS[-1][1], ThreadReading, self.parked, self.waits,
-                                                 WAITS_READ_EVERY)
+                readings = _gilloop.read_threads(open_threads, *how)
             else:
                 readings = []
                 for start in range(0, len(open_threads), READ_CHUNK):
                     if start:
                         between()
-                    readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], self._reads,
-                                                      read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1],
-                                                      ThreadReading, self.parked, self.waits, WAITS_READ_EVERY)
+                    readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
         if not list_threads:
