@@ -3,17 +3,18 @@
 For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default):
 - the workload alone, with, beside it, the floor: a C loop of clock_nanosleep (compiled here
   with cc; a ctypes loop where there is no compiler) waking as often as gilviz woke in the
-  round before (its ticks plus its GIL samples), its CPU a second;
+  round before (its ticks, and its GIL samples between them: the Stats' wake_hz; the sample at
+  a tick rides on the tick's wake-up), its CPU a second;
 - the workload under `gilviz record` (default settings: the lines read from the target's memory
-  at every tick, py-spy naming the threads once a second): ticks/s, GIL samples/s, sampler CPU,
+  at every tick, py-spy naming the threads once a second, the GIL sampled at about 2 kHz, faster
+  only where the sampler's core is otherwise idle): ticks/s, GIL samples/s, sampler CPU,
   throughput as a share of the median alone; and after its first second (the start: py-spy
-  naming the threads, the line reader starting, the budget raising the GIL rate from 2 kHz as
-  long as it is under 80 % of its 15 %), from the recording's half-second figures, its CPU next
-  to the floor's cost a wake-up times as many wake-ups;
-- `gilviz record --stacks-rate 0 --gil-rate 2500`: gilviz's own sampling, without the lines nor
-  py-spy (a dump is about 6 ms of CPU), at about the goal's 2 kHz of GIL samples (asked 2500: a
-  late wake-up skips a sample rather than catch up; without a cap the budget would spend the
-  room left on faster sampling), against the floor at as many wake-ups;
+  naming the threads, the line reader starting), from the recording's half-second figures, its
+  CPU next to the floor's cost a wake-up times as many wake-ups;
+- `gilviz record --stacks-rate 0 --gil-rate 2000`: gilviz's own sampling, without the lines nor
+  py-spy (a dump is about 6 ms of CPU), at the goal's 2 kHz of GIL samples asked (a rate asked
+  is sampled at whatever the core's load, as the budget allows), against the floor at as many
+  wake-ups;
 - the workload under `py-spy record` at 100 Hz and 1 kHz (--nonblocking): py-spy's CPU and the
   throughput share;
 - where python3.15 is on PATH, the workload on 3.15 under CPython's own sampler
@@ -107,6 +108,12 @@ def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tup
     return throughput(out), float(fl.stdout) / seconds
 
 
+def wake_ups(stats) -> float:
+    """The sampler's wake-ups a second (a GIL sample at a tick rides on the tick's wake-up: the sum of
+    ticks and GIL samples counts it twice)."""
+    return stats.wake_hz if stats.wake_hz is not None else stats.gil_hz + stats.tick_hz
+
+
 def under_gilviz(n: int, seconds: float, folder: str, *options: str) -> tuple[float, dict]:
     path = os.path.join(folder, "bench.gilviz")
     subprocess.run([sys.executable, "-m", "gilviz", "record", *options, "--force", "-o", path, WORKLOAD, str(n),
@@ -120,7 +127,8 @@ def under_gilviz(n: int, seconds: float, folder: str, *options: str) -> tuple[fl
     stdout = "".join(o.data for o in rec.output if o.stream == "out")
     steady = [st for st in rec.stats if st.t > STEADY_AFTER_US]  # (the budget's half-second figures)
     report["steady"] = ((sum(st.overhead for st in steady) / len(steady),
-                         sum(st.gil_hz + st.tick_hz for st in steady) / len(steady)) if steady else None)
+                         sum(wake_ups(st) for st in steady) / len(steady)) if steady else None)
+    report["wake_hz"] = sum(map(wake_ups, rec.stats)) / len(rec.stats) if rec.stats else 0.0
     return throughput(stdout), report
 
 
@@ -173,11 +181,11 @@ def main() -> int:
                 if report["steady"] is not None:  # (CPU, wake-ups) a second
                     f["steady_cpu"].append(report["steady"][0])
                     f["steady_wakeups"].append(report["steady"][1])
-                wakeups = report["tick_hz"] + report["gil_sample_hz"]
-                t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2500")
+                wakeups = report["wake_hz"]
+                t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2000")
                 f["own"].append(t)
                 f["own_cpu"].append(report["sampler"]["overhead"])
-                f["own_wakeups"].append(report["tick_hz"] + report["gil_sample_hz"])
+                f["own_wakeups"].append(report["wake_hz"])
                 if pyspy:
                     for rate, key in ((100, "spy100"), (1000, "spy1k")):
                         t, cpu = under_sampler([pyspy, "record", "--nonblocking", "-r", str(rate), "-d", str(int(s)),
@@ -205,7 +213,7 @@ def main() -> int:
                       f"{spread(f['steady_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['steady_cpu']], '.1f')} % "
                       f"= {spread(ratios, '.2f')}x the floor at as many wake-ups ({1e6 * each:.1f} us each)")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
-            print(f"  gilviz record --stacks-rate 0 --gil-rate 2500 (no lines, no py-spy): "
+            print(f"  gilviz record --stacks-rate 0 --gil-rate 2000 (no lines, no py-spy): "
                   f"{spread(f['own_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
                   f"{statistics.median(f['own_cpu']) / own_floor:.2f}x the floor at as many wake-ups; "
                   f"throughput {spread([x / base for x in f['own']], '.3f')} of alone")

@@ -5,14 +5,16 @@ A Python loop of time.sleep and one pread costs about 35 us a wake-up on the mac
 against about 22 us for the same loop in C; this module is that loop. It is optional: without a
 compiler gilviz samples in Python (capture/processes.py), with the same results.
 
-sample(sites, period_ns, next_ns, until_ns[, at_until]) -> (next_ns, wake_ups, results)
+sample(sites, period_ns, next_ns, until_ns[, at_until]) -> (next_ns, wake_ups, results, at_tick)
   sites: a sequence of (fd of /proc/PID/mem, address of the GIL struct, shift, wrefs offset[,
   flags]); flags (3.15+): the addresses of some threads' (holds_gil, gil_requested) ints, read
   before each sample: one asking and not holding makes the sample contended, as a sleeper does.
   Samples every site at next_ns, next_ns + period_ns, ... while that time is before until_ns,
   sleeping between (CLOCK_MONOTONIC, absolute), the GIL released throughout; with at_until, then
   sleeps till until_ns and samples every site once more (the wake-up of the tick due then, not
-  counted in wake_ups: the tick's reads follow at once, with a reading of the GIL as of them).
+  counted in wake_ups: the tick's reads follow at once, with a reading of the GIL as of them),
+  at_tick then 1, and that sample takes its place in the schedule: next_ns is a period after it
+  (not a second sample as soon as the tick's work is done, which no wake-up of its own paid for).
   results: per site (samples, held, contended, switch_number or None, ((holder, count), ...),
   errno or 0, turns); a site whose read fails is sampled no more in this call. turns: the GIL's
   last holder, held or not, at the first and latest samples, how many samples found another than
@@ -219,9 +221,16 @@ static PyObject *sample(PyObject *self, PyObject *args) {
         struct timespec at = {(time_t)(until / 1000000000LL), (long)(until % 1000000000LL)};
         while (now_ns() < until && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
             ;
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (!sites[i].error)
+        int sampled = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!sites[i].error) {
                 sample_site(&sites[i]);
+                sampled += !sites[i].error;
+            }
+        }
+        at_until = sampled > 0;
+        if (at_until && next < until + period)
+            next = until + period;
     }
     Py_END_ALLOW_THREADS
     PyObject *results = PyTuple_New(n);
@@ -255,7 +264,7 @@ static PyObject *sample(PyObject *self, PyObject *args) {
         PyTuple_SET_ITEM(results, i, Py_BuildValue("(lllNNiN)", s->samples, s->held, s->contended, switch_number,
                                                    holders, s->error, turns));
     }
-    return Py_BuildValue("(LlN)", next, wake_ups, results);
+    return Py_BuildValue("(LlNi)", next, wake_ups, results, at_until);
 }
 
 

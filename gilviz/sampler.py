@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .capture import states
-from .capture.budget import Budget
+from .capture.budget import GIL_HZ_MOST, Budget
 from .capture.processes import NEW_THREAD_REFRESH_NS, ProcessTable, WatchedProcess
 from .capture.lines import HELPER_FROM, STALE_TICKS, LineTable, stack_entries
 from .capture.placement import OneCore
@@ -120,7 +120,8 @@ def _with_line(row: ThreadTick, line: int | None) -> ThreadTick:
 @dataclass
 class SamplerStats:
     ticks: int = 0
-    gil_samples: int = 0
+    gil_samples: int = 0  # moments the GILs were read: at a wake-up of their own, at a tick, within one
+    wake_ups: int = 0  # the ticks', and those of GIL samples between them
     cpu_s: float = 0.0
     wall_s: float = 0.0
 
@@ -132,7 +133,7 @@ class Sampler:
         sink: Sink,
         *,
         tick_hz: float = 200.0,
-        gil_hz: float = 10_000.0,
+        gil_hz: float | None = None,
         cpu_budget: float = 0.15,
         stacks_hz: float = 5.0,
         follow_children: bool = True,
@@ -149,7 +150,9 @@ class Sampler:
         self._after_held: list[Record] = []
         self.sink = self._send
         self.tick_ns = int(1e9 / tick_hz)
-        self.gil_hz = max(gil_hz, tick_hz)
+        # at most the rate asked; none asked, past 2 kHz only where its core is idle (capture/budget.py)
+        self.gil_hz = max(gil_hz or GIL_HZ_MOST, tick_hz)
+        self.gil_hz_asked = gil_hz is not None
         self.cpu_budget = cpu_budget
         self.stats = SamplerStats()
         self.cpus = CpuProbe()
@@ -229,7 +232,8 @@ class Sampler:
         cpu_start = time.process_time()
         spy_start = self.stacks.cpu_s
         budget = Budget(self.tick_ns, self.gil_hz, self.cpu_budget,
-                        lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz)
+                        lambda: time.process_time() + self.stacks.cpu_s + self.lines.cpu_s, t_start, self.stacks.hz,
+                        others=None if self.gil_hz_asked else self._core.others_share)
         self.stacks.rate = lambda: budget.stacks_hz
         self.stacks.names_pids = self.lines.read_pids  # py-spy only names their new threads
         self._budget = budget
@@ -257,6 +261,7 @@ class Sampler:
                         last_busy_ns = now
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
+                    next_gil = max(next_gil, now + budget.period)  # (the tick's sample took its turn)
                     next_tick += budget.tick_ns
                     if next_tick <= now:
                         next_tick = now + budget.tick_ns
@@ -269,7 +274,8 @@ class Sampler:
                         self.processes.refresh()
                         self._start_helpers()
                         next_refresh = now + REFRESH_EVERY_NS
-                    stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks)
+                    stats = budget.adapt(now, self.stats.gil_samples, (now - self._t0) // 1000, self.stats.ticks,
+                                         self.stats.wake_ups)
                     if stats is not None:
                         self._lines_every = self._line_ticks_every()
                         for proc in self.processes:
@@ -300,9 +306,9 @@ class Sampler:
                         next_gil = self._sample_in_c(fast, budget.period, next_gil, min(next_tick, next_check),
                                                      next_tick <= next_check)
                         continue
-                    for proc in self.processes:
-                        if proc.sample_gils():
-                            self.stats.gil_samples += 1
+                    if sum(proc.sample_gils() for proc in self.processes):
+                        self.stats.gil_samples += 1
+                        self.stats.wake_ups += 1
                     next_gil += budget.period
                     if next_gil <= now:
                         next_gil = now + budget.period
@@ -359,9 +365,10 @@ class Sampler:
     def _sample_in_c(self, fast: list[tuple], period: int, next_gil: int, until: int, at_until: bool = False) -> int:
         """at_until: `until` is the next tick's: the loop wakes for it and samples there too."""
         assert _gilloop is not None
-        next_gil, wake_ups, results = _gilloop.sample([f[2] for f in fast], period, next_gil, until, at_until)
-        self.stats.gil_samples += wake_ups
-        if at_until:
+        next_gil, wake_ups, results, at_tick = _gilloop.sample([f[2] for f in fast], period, next_gil, until, at_until)
+        self.stats.gil_samples += wake_ups + at_tick
+        self.stats.wake_ups += wake_ups
+        if at_tick:
             self._sampled_at_tick = {proc.pid for proc, _, _ in fast}
         self._take_samples(fast, results)
         return next_gil
@@ -381,6 +388,7 @@ class Sampler:
         sites = later[0][0] if later else self._sites_of(proc)
         if sites:
             later.append((sites, _gilloop.sample([f[2] for f in sites], self._budget.period, now, now + 1)[2]))
+            self.stats.gil_samples += 1
 
     def _take_samples(self, fast: list[tuple], results: tuple) -> None:
         """The C loop's samples into their GILs' accumulators."""
@@ -456,6 +464,7 @@ class Sampler:
         read_lines = bool(readers) and self.stats.ticks % self._lines_every == 0
         read_stacks = bool(readers) and now >= self._next_stacks_ns
         sampled_at_tick, self._sampled_at_tick = self._sampled_at_tick, set()
+        sampled_here = bool(sampled_at_tick)  # (the tick's sample, counted once whatever it read)
         self._within_next_ns = now + (self._budget.period if self._budget is not None else 0)
         within_tick = _gilloop is not None and self._budget is not None
         for proc in self.processes:
@@ -464,8 +473,9 @@ class Sampler:
             # its threads are read, and a tick a busy machine kept the sampler off a CPU for has a
             # reading of the GIL all the same. (Part of the tick, at its wake-up: not counted with
             # the samples between ticks, each a wake-up of its own.)
-            if proc.sites and proc.pid not in sampled_at_tick:
-                proc.sample_gils()
+            if proc.sites and proc.pid not in sampled_at_tick and proc.sample_gils() and not sampled_here:
+                sampled_here = True
+                self.stats.gil_samples += 1
             holders = _holders_over_tick(proc)
             _follow_gil_waits(proc, holders)
             later: list[tuple] = []  # GIL samples taken after the read: the next tick's
@@ -506,6 +516,7 @@ class Sampler:
                 self._take_samples(sites, results)
             proc.watch_flags(ticks)
         self.stats.ticks += 1
+        self.stats.wake_ups += 1
         if read_stacks:
             self._next_stacks_ns = now + self._stack_period_ns()
         threads = self.lines.stamp(threads, t_us, dt)

@@ -34,7 +34,7 @@ PYSPY_MISSING = ("py-spy was not found: threads keep their OS names and no Pytho
 @dataclass
 class Settings:
     tick_hz: float = 200.0
-    gil_hz: float = 10_000.0
+    gil_hz: float | None = None  # GIL samples a second at most; None: as capture/budget.py allows
     cpu_budget: float = 0.15
     stacks_hz: float = 5.0
     duration_s: float | None = None

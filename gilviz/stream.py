@@ -282,6 +282,8 @@ class Stats(_Record):
     stacks_hz: float | None = None  # stack readings a second the budget now allows (per process)
     stacks_by: str | None = None  # what reads them: "gilviz", "_remote_debugging" (3.14+ it cannot read), "py-spy"
     idle_read_every: int | None = None  # over budget: a thread idle a while is read once in this many ticks
+    wake_hz: float | None = None  # the sampler's wake-ups: its ticks' and its GIL samples' between them
+    core_others: float | None = None  # share of the sampler's core others kept busy (GIL sampling's room)
 
 
 @dataclass(slots=True)

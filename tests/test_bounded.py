@@ -108,7 +108,9 @@ def test_far_over_the_budget_every_rate_slows_at_once():
     after = levers()
     assert after[0] > before[0] and after[1] < before[1] and after[3] > before[3], (before, after)
     assert after[2] == SPARSENESS[1], (before, after)
-    # just under FAR times over: one lever moves, the first that can (GIL sampling is at its floor)
+    # just under FAR times over: one lever moves, the first that can (GIL sampling at its floor)
+    budget.period = budget.max_period
+    after = levers()
     cpu[0] += 0.99 * FAR * 0.15 * ADAPT_EVERY_NS / 1e9
     budget.adapt(2 * ADAPT_EVERY_NS, 0, 0, 0)
     assert [a != b for a, b in zip(after, levers())] == [False, True, False, False], (after, levers())
@@ -302,6 +304,106 @@ def test_the_sampling_thread_keeps_to_the_least_busy_core_moves_only_for_a_much_
     assert seen == [(None, allowed), (b, {b}), (b, {b}), (b, {b}), (a, {a}), (a, allowed), (a, {a}),
                     (None, allowed), allowed]
     assert os.sched_getaffinity(0) == allowed  # the test's own thread never moved
+
+
+def test_what_others_leave_of_the_sampling_threads_core_is_its_load_less_the_threads_own_time():
+    """Its own CPU is not others' (the sampler itself keeps its core 6 to 15 % busy); unpinned, the
+    least busy core is the one counted (where the kernel wakes a thread when it can)."""
+    import time
+
+    from gilviz.capture.placement import FIRST_CHOICE_US, OneCore
+
+    a, b = _two_cores_or_skip()
+
+    def burn(us: int) -> int:
+        start = time.thread_time_ns()
+        while time.thread_time_ns() - start < us * 1000:
+            pass
+        return (time.thread_time_ns() - start) // 1000
+
+    def load(busy_a: int, busy_b: int) -> list[int]:
+        row = [0] * (max(a, b) + 1)
+        row[a], row[b] = busy_a, busy_b
+        return row
+
+    def run() -> list:
+        core = OneCore()
+        shares = [core.others_share()]  # nothing read yet
+        own = burn(20_000)
+        core.consider(load(900_000, own + 50_000), FIRST_CHOICE_US)  # unpinned so far: b, the least busy, counted
+        shares.append(core.others_share())
+        assert core.core == b
+        own = burn(20_000)
+        core.consider(load(own + 300_000, own + 150_000), 1_000_000)  # its core only, now b
+        burn(40_000)  # its core read as idle though the thread ran there (/proc/stat counts in 10 ms steps):
+        core.consider(load(200_000, 0), 1_000_000)  # others had none of it, not less than none
+        shares.append(core.others_share())
+        shares.append(core.others_share())  # (each interval once)
+        core.release()
+        return shares
+
+    shares = _in_a_thread(run)
+    assert shares[0] is None and shares[3] is None
+    assert abs(shares[1] - 50_000 / FIRST_CHOICE_US) < 0.01, shares
+    assert abs(shares[2] - 150_000 / 2_000_000) < 0.005, shares
+
+
+def test_past_its_start_gil_sampling_goes_faster_only_while_its_core_has_room():
+    """None asked, GIL sampling stays at its start where the sampler's core was busy with others (its
+    wake-ups would take that core from the workload) however far under the budget it is, goes up
+    where the core has room, and falls back to its start at once when the room is gone."""
+    from gilviz.capture.budget import ADAPT_EVERY_NS, GIL_HZ_START, Budget
+
+    cpu, room = [0.0], [False]
+    budget = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, others=lambda: 0.05 if room[0] else 0.3)
+    start = int(1e9 / GIL_HZ_START)
+    periods = []
+    for k in range(30):
+        room[0] = 10 <= k < 20
+        # well under the budget, then near it (the rates kept where they are, but for the room's)
+        cpu[0] += (0.01 if k < 20 else 0.13) * ADAPT_EVERY_NS / 1e9
+        stats = budget.adapt((k + 1) * ADAPT_EVERY_NS, 0, 0, 0)
+        assert stats.core_others == (0.05 if room[0] else 0.3)  # (shown: why the rate is where it is)
+        periods.append(budget.period)
+    assert periods[:10] == [start] * 10
+    assert periods[10] < start and periods[19] == int(1e9 / 10_000), periods  # up to the most asked
+    assert periods[20:] == [start] * 10
+    over = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, others=lambda: None)  # (no reading: no room)
+    cpu[0] += 0.6 * ADAPT_EVERY_NS / 1e9  # over the budget: it slows below its start all the same
+    over.adapt(ADAPT_EVERY_NS, 0, 0, 0)
+    assert over.period > start
+
+
+def test_where_the_workload_keeps_every_core_busy_gil_sampling_stays_at_its_start(tmp_path):
+    """A real run: the workload's threads spin for the GIL, and shells spin on every core beside them.
+    Each half second's figures say how busy others kept the sampler's core, and where that was more
+    than the room, the GIL rate allowed next is no faster than the start (asked none)."""
+    import os
+
+    import pytest
+    from conftest import python_or_skip, record_code
+
+    from gilviz.capture.budget import GIL_HZ_START, ROOM_SHARE
+
+    cores = _two_cores_or_skip() and os.sched_getaffinity(0)
+    if len(cores) > 4:
+        pytest.skip("spinning on every core of a machine this large is not a small test")
+    python = python_or_skip("3.12")
+    code = ("import subprocess, threading, time\n"
+            f"shells = [subprocess.Popen(['sh', '-c', 'while :; do :; done']) for _ in range({len(cores)})]\n"
+            "def spin():\n"
+            "    end = time.time() + 3\n"
+            "    while time.time() < end: pass\n"
+            "threads = [threading.Thread(target=spin) for _ in range(2)]\n"
+            "for t in threads: t.start()\n"
+            "for t in threads: t.join()\n"
+            "for sh in shells: sh.kill(); sh.wait()\n")
+    _, rec = record_code(tmp_path, python, code)
+    stats = [st for st in rec.stats if st.core_others is not None]
+    assert len(stats) >= 4, rec.stats
+    busy = [st for st in stats if st.core_others > ROOM_SHARE]
+    assert len(busy) >= len(stats) // 2, [st.core_others for st in stats]  # (the shells saw to that)
+    assert all(st.gil_hz_target <= GIL_HZ_START for st in busy), [(st.core_others, st.gil_hz_target) for st in stats]
 
 
 def test_a_run_samples_from_one_core_and_gives_its_thread_back_its_cores(tmp_path):

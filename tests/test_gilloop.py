@@ -40,14 +40,14 @@ def test_it_reads_each_field_where_the_layout_puts_it(layout):
     site = (os.open("/proc/self/mem", os.O_RDONLY), ctypes.addressof(buf), layout.shift, layout.condvar.wrefs)
     try:
         start = time.monotonic_ns()
-        next_ns, wake_ups, ((samples, held, contended, switch, holders, error, last),) = _gilloop.sample(
+        next_ns, wake_ups, ((samples, held, contended, switch, holders, error, last),), _ = _gilloop.sample(
             [site], 1_000_000, start, start + 20_000_000)
         assert 10 <= wake_ups <= 21 and samples == wake_ups and next_ns >= start + 20_000_000
         assert (held, contended, switch, holders, error, last) == (samples, samples, 77, ((0xDEAD, samples),), 0,
                                                                    (0xDEAD, 0xDEAD, 0, (0xDEAD,)))
         ctypes.memmove(buf, gil_bytes(layout, holder=0xBEEF, locked=0, switch=78, waiters=0), layout.size)
         start = time.monotonic_ns()
-        _, _, ((samples, held, contended, switch, holders, error, last),) = _gilloop.sample(
+        _, _, ((samples, held, contended, switch, holders, error, last),), _ = _gilloop.sample(
             [site], 1_000_000, start, start + 5_000_000)
         # (its last holder is read whether it is held or not: whose lines may have moved)
         assert samples > 0 and (held, contended, switch, holders, error, last) == (0, 0, 78, (), 0,
@@ -58,21 +58,23 @@ def test_it_reads_each_field_where_the_layout_puts_it(layout):
 
 def test_asked_to_it_wakes_for_the_tick_and_samples_there_without_counting_that_wake_up():
     """A call with no sample due before the tick: asked to, it sleeps till the tick's time and samples
-    there (the threads read next are read beside it); that wake-up, the tick's, is not one of its own."""
+    there (the threads read next are read beside it); that wake-up, the tick's, is not one of its own,
+    and the next sample is due a period after the tick's, not at once."""
     layout = GilLayout(GLIBC_2_41)
     buf = ctypes.create_string_buffer(gil_bytes(layout, holder=0x2000, locked=1, switch=2, waiters=0), layout.size)
     site = (os.open("/proc/self/mem", os.O_RDONLY), ctypes.addressof(buf), layout.shift, layout.condvar.wrefs)
     try:
         for at_until in (False, True):
             until = time.monotonic_ns() + 20_000_000
-            _, wake_ups, ((samples, held, _, switch, _, error, turns),) = _gilloop.sample([site], 5_000_000, until,
-                                                                                       until, at_until)
+            next_ns, wake_ups, ((samples, held, _, switch, _, error, turns),), at_tick = _gilloop.sample(
+                [site], 5_000_000, until, until, at_until)
             assert wake_ups == 0 and error == 0
             if at_until:
-                assert time.monotonic_ns() >= until
+                assert time.monotonic_ns() >= until and at_tick and next_ns == until + 5_000_000
                 assert (samples, held, switch, turns) == (1, 1, 2, (0x2000, 0x2000, 0, (0x2000,)))
             else:
-                assert time.monotonic_ns() < until and (samples, switch, turns) == (0, None, None)
+                assert time.monotonic_ns() < until and not at_tick and next_ns == until
+                assert (samples, switch, turns) == (0, None, None)
     finally:
         os.close(site[0])
 
@@ -94,7 +96,7 @@ def test_it_counts_every_change_of_last_holder_it_reads_and_keeps_each_holder():
         writer = threading.Thread(target=hand_over)
         start = time.monotonic_ns()
         writer.start()
-        _, _, ((samples, *_, turns),) = _gilloop.sample([site], 1_000_000, start, start + 400_000_000)
+        _, _, ((samples, *_, turns),), _ = _gilloop.sample([site], 1_000_000, start, start + 400_000_000)
         writer.join()
         first, last, changes, kept = turns
         assert (first, last) == (holders[0], holders[-1]) and samples > 10
@@ -116,7 +118,7 @@ def test_a_thread_asking_for_the_gil_by_its_own_flags_makes_a_sample_contended()
 
     def contended(addresses):
         start = time.monotonic_ns()
-        _, _, ((samples, _, contended, *_),) = _gilloop.sample(
+        _, _, ((samples, _, contended, *_),), _ = _gilloop.sample(
             [(fd, ctypes.addressof(gil), layout.shift, layout.condvar.wrefs, addresses)], 1_000_000, start,
             start + 5_000_000)
         assert samples > 0
@@ -138,9 +140,9 @@ def test_a_site_that_cannot_be_read_says_why_and_ends_the_loop_early():
     fd = os.open("/proc/self/mem", os.O_RDONLY)
     try:
         start = time.monotonic_ns()
-        _, wake_ups, ((samples, *_, error, last),) = _gilloop.sample([(fd, 8, 0, 36)], 1_000_000, start,
+        _, wake_ups, ((samples, *_, error, last),), at_tick = _gilloop.sample([(fd, 8, 0, 36)], 1_000_000, start,
                                                                      start + 1_000_000_000)
-        assert samples == 0 and error != 0 and wake_ups == 0 and last is None
+        assert samples == 0 and error != 0 and wake_ups == 0 and last is None and not at_tick
         assert time.monotonic_ns() - start < 500_000_000  # not the whole second
     finally:
         os.close(fd)
@@ -154,7 +156,7 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
         @staticmethod
         def sample(*args):
             out = _gilloop.sample(*args)
-            calls.append(out[1])
+            calls.append(out[1] + out[3])  # (its wake-ups' samples and the tick's)
             return out
 
     monkeypatch.setattr(sampler, "_gilloop", Counting)

@@ -9,7 +9,8 @@ least busy of those the process may use, over the last interval, chosen again wh
 much less busy: on an idle core the sampler takes nothing from the workload, as the kernel's own
 choice of an idle core would. (The workload's throughput is no better for it: a thread kept on
 a core wakes there even when another is idle, and takes it from whatever runs there; see the
-README's cost section for what making it yield did.) Threads and processes the sampler starts
+README's cost section for what making it yield did. What others leave of its core, `others_share`,
+is what capture/budget.py lets GIL sampling go faster by.) Threads and processes the sampler starts
 (its helpers) are started unpinned, and the thread is given back its cores when sampling ends
 (a workload started from it next, as `gilviz compare` does, must not inherit one core).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Iterator
 
 FIRST_CHOICE_US = 200_000  # of per-core load before the first choice (/proc/stat counts in 10 ms steps)
@@ -37,12 +39,18 @@ class OneCore:
         self._given_up = False  # a core refused: the thread stays free
         self._busy: list[int] = []  # us busy per core since the last choice
         self._span_us = 0
+        self._own_us = time.thread_time_ns() // 1000  # the sampling thread's CPU (it makes the OneCore)
+        self._others_us = 0  # ...and others' on its core, since others_share was last asked
+        self._others_span_us = 0
 
     def consider(self, core_busy: list[int], span_us: int) -> None:
         """One reading of per-core load (us busy per core over `span_us`): after FIRST_CHOICE_US of
         them, and then every CHOOSE_EVERY_US, the thread goes to the least busy core, if it is idler
         by enough than its own."""
-        if self._given_up or len(self.allowed) < 2 or not core_busy:
+        if not core_busy:
+            return
+        self._count_others(core_busy, span_us)
+        if self._given_up or len(self.allowed) < 2:
             return
         if len(self._busy) < len(core_busy):
             self._busy.extend([0] * (len(core_busy) - len(self._busy)))
@@ -61,6 +69,24 @@ class OneCore:
             if busy[self.core] - busy[best] < MOVE_WHEN_IDLER_BY * span:
                 return
         self._pin(best)
+
+    def _count_others(self, core_busy: list[int], span_us: int) -> None:
+        """Others' time on the sampling thread's core: its busy time less the thread's own (on no one
+        core, the least busy: where the kernel wakes a thread when it can)."""
+        own = time.thread_time_ns() // 1000
+        own_us, self._own_us = own - self._own_us, own
+        if self.core is not None and self.core < len(core_busy):
+            busy = core_busy[self.core]
+        else:
+            busy = min((core_busy[cpu] for cpu in self.allowed if cpu < len(core_busy)), default=min(core_busy))
+        self._others_us += max(0, busy - own_us)
+        self._others_span_us += span_us
+
+    def others_share(self) -> float | None:
+        """The share of its core's time others kept busy since the last call (None: no reading)."""
+        others, span = self._others_us, self._others_span_us
+        self._others_us = self._others_span_us = 0
+        return others / span if span > 0 else None
 
     def _pin(self, core: int) -> None:
         try:

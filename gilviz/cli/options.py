@@ -39,8 +39,10 @@ def split_target(tokens: list[str]) -> tuple[list[str], list[str]]:
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--python", help="interpreter: a path, a name on PATH, or a version such as 3.12 or 3.13t")
     p.add_argument("--rate", type=float, default=200.0, help="ticks per second (default 200)")
-    p.add_argument("--gil-rate", type=float, default=10_000.0,
-                   help="GIL samples per second at most (default 10000); fewer when over --budget")
+    p.add_argument("--gil-rate", type=float,
+                   help="GIL samples per second at most; fewer when over --budget (default: 2000, and up to "
+                        "10000 while the core gilviz samples from is otherwise idle: there the samples take "
+                        "nothing from the workload)")
     p.add_argument("--budget", type=float, default=15.0,
                    help="CPU the whole sampler may spend (its reads, GIL samples and py-spy), in percent of "
                         "one core (default 15). Over it, GIL sampling slows first (to no less than 1000/s), "
@@ -74,7 +76,7 @@ def settings_from(args: argparse.Namespace):
 
     return Settings(
         tick_hz=_number(args.rate, "--rate", 0, MAX_TICK_HZ),
-        gil_hz=_number(args.gil_rate, "--gil-rate", 0, MAX_GIL_HZ),
+        gil_hz=_number(args.gil_rate, "--gil-rate", 0, MAX_GIL_HZ) if args.gil_rate is not None else None,
         cpu_budget=_number(args.budget, "--budget", 0, 100.0 * (os.cpu_count() or 1)) / 100.0,
         stacks_hz=_number(args.stacks_rate, "--stacks-rate", 0, MAX_STACKS_HZ, zero=True),
         duration_s=_number(args.duration, "--duration", 0, math.inf) if args.duration is not None else None,
