@@ -209,7 +209,7 @@ def main() -> int:
             if f["steady_cpu"]:
                 each = statistics.median(c / w for c, w in zip(f["floor"], f["wakeups"]))  # (the floor a wake-up)
                 ratios = [cpu / (each * w) for cpu, w in zip(f["steady_cpu"], f["steady_wakeups"])]
-                print(f"    after its first second (the budget raising the GIL rate): "
+                print(f"    after its first second (past its start): "
                       f"{spread(f['steady_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['steady_cpu']], '.1f')} % "
                       f"= {spread(ratios, '.2f')}x the floor at as many wake-ups ({1e6 * each:.1f} us each)")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
