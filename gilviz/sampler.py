@@ -471,8 +471,8 @@ class Sampler:
             # A GIL sample at the read (taken by the C loop as it woke for the tick, or here): the
             # holders over the tick (the lines read again, the waits followed) reach to the moment
             # its threads are read, and a tick a busy machine kept the sampler off a CPU for has a
-            # reading of the GIL all the same. (Part of the tick, at its wake-up: not counted with
-            # the samples between ticks, each a wake-up of its own.)
+            # reading of the GIL all the same. (Part of the tick, at its wake-up: a sample counted,
+            # not a wake-up.)
             if proc.sites and proc.pid not in sampled_at_tick and proc.sample_gils() and not sampled_here:
                 sampled_here = True
                 self.stats.gil_samples += 1
