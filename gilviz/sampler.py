@@ -242,6 +242,7 @@ class Sampler:
         last_busy_ns = t_start
         next_tick = t_start + self.tick_ns
         next_gil = next_check = t_start
+        no_gil = False  # no GIL to sample when last looked: GIL samples wait for the next tick
         last_tick = t_start
         next_refresh = t_start + REFRESH_EVERY_NS
         self.stacks.start()
@@ -261,7 +262,9 @@ class Sampler:
                         last_busy_ns = now
                     alive = self._tick(now, now - last_tick, core_busy)
                     last_tick = now
-                    next_gil = max(next_gil, now + budget.period)  # (the tick's sample took its turn)
+                    # (the tick's sample took its turn; with no GIL to sample, sites are looked for at once)
+                    next_gil = now if no_gil else max(next_gil, now + budget.period)
+                    no_gil = False
                     next_tick += budget.tick_ns
                     if next_tick <= now:
                         next_tick = now + budget.tick_ns
@@ -306,9 +309,12 @@ class Sampler:
                         next_gil = self._sample_in_c(fast, budget.period, next_gil, min(next_tick, next_check),
                                                      next_tick <= next_check)
                         continue
+                    if fast is not None:  # no GIL to read (none yet, or a free-threaded target): no wake-up
+                        next_gil, no_gil = next_tick, True  # for it, but looked for again after each tick
+                        continue
                     if sum(proc.sample_gils() for proc in self.processes):
                         self.stats.gil_samples += 1
-                        self.stats.wake_ups += 1
+                    self.stats.wake_ups += 1
                     next_gil += budget.period
                     if next_gil <= now:
                         next_gil = now + budget.period
@@ -387,8 +393,10 @@ class Sampler:
         self._within_next_ns = now + self._budget.period
         sites = later[0][0] if later else self._sites_of(proc)
         if sites:
-            later.append((sites, _gilloop.sample([f[2] for f in sites], self._budget.period, now, now + 1)[2]))
-            self.stats.gil_samples += 1
+            results = _gilloop.sample([f[2] for f in sites], self._budget.period, now, now + 1)[2]
+            later.append((sites, results))
+            if any(r[0] for r in results):
+                self.stats.gil_samples += 1
 
     def _take_samples(self, fast: list[tuple], results: tuple) -> None:
         """The C loop's samples into their GILs' accumulators."""

@@ -335,17 +335,22 @@ def test_what_others_leave_of_the_sampling_threads_core_is_its_load_less_the_thr
         assert core.core == b
         own = burn(20_000)
         core.consider(load(own + 300_000, own + 150_000), 1_000_000)  # its core only, now b
-        burn(40_000)  # its core read as idle though the thread ran there (/proc/stat counts in 10 ms steps):
-        core.consider(load(200_000, 0), 1_000_000)  # others had none of it, not less than none
+        # its core read as less busy than the thread alone kept it (/proc/stat counts in 10 ms steps):
+        # it evens out with the readings before, over the interval
+        own = burn(40_000)
+        core.consider(load(200_000, own - 30_000), 1_000_000)
         shares.append(core.others_share())
         shares.append(core.others_share())  # (each interval once)
+        burn(20_000)
+        core.consider(load(200_000, 0), 1_000_000)  # an interval that read less than the thread's own: none
+        shares.append(core.others_share())
         core.release()
         return shares
 
     shares = _in_a_thread(run)
-    assert shares[0] is None and shares[3] is None
+    assert shares[0] is None and shares[3] is None and shares[4] == 0.0
     assert abs(shares[1] - 50_000 / FIRST_CHOICE_US) < 0.01, shares
-    assert abs(shares[2] - 150_000 / 2_000_000) < 0.005, shares
+    assert abs(shares[2] - 120_000 / 2_000_000) < 0.005, shares
 
 
 def test_past_its_start_gil_sampling_goes_faster_only_while_its_core_has_room():
@@ -370,14 +375,23 @@ def test_past_its_start_gil_sampling_goes_faster_only_while_its_core_has_room():
     assert periods[20:] == [start] * 10
     # the start's rate is one got: where late wake-ups skip samples, more are asked, twice at most
     got = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, others=lambda: 0.3)
-    asked, samples = [], 0
-    for k, kept in enumerate([0.8] * 10 + [0.4] * 10 + [1.0] * 10):  # (the share of the samples asked got)
+    asked, samples, ticks = [], 0, 0
+    kept = [0.8] * 10 + [0.4] * 10 + [1.0] * 10 + [0.3] * 5  # (the share of the samples asked got)
+    for k, share in enumerate(kept):
         cpu[0] += 0.05 * ADAPT_EVERY_NS / 1e9
-        samples += int(kept * ADAPT_EVERY_NS / got.period)
-        got.adapt((k + 1) * ADAPT_EVERY_NS, samples, 0, 0)
+        samples += int(share * ADAPT_EVERY_NS / got.period)
+        ticks += 100 if k < 30 else 30  # ...and at the end, a sampler kept off its core: its ticks late too
+        got.adapt((k + 1) * ADAPT_EVERY_NS, samples, 0, ticks)
         asked.append(round(1e9 / got.period))
     assert abs(asked[9] - GIL_HZ_START / 0.8) < 30 and asked[19] == 2 * GIL_HZ_START, asked
-    assert asked[29] == GIL_HZ_START, asked
+    assert abs(asked[29] - GIL_HZ_START) < 20 and asked[34] == asked[29], asked  # (asking more would not help)
+    # slow ticks read the cores less often than every interval: one with no reading keeps the last
+    readings = iter([0.05, None] * 10)
+    slow = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, others=lambda: next(readings))
+    for k in range(20):
+        cpu[0] += 0.01 * ADAPT_EVERY_NS / 1e9
+        slow.adapt((k + 1) * ADAPT_EVERY_NS, 0, 0, 0)
+    assert slow.period == int(1e9 / 10_000)
     over = Budget(5_000_000, 10_000, 0.15, lambda: cpu[0], 0, others=lambda: None)  # (no reading: no room)
     cpu[0] += 0.6 * ADAPT_EVERY_NS / 1e9  # over the budget: it slows below its start all the same
     over.adapt(ADAPT_EVERY_NS, 0, 0, 0)
@@ -389,6 +403,7 @@ def test_where_the_workload_keeps_every_core_busy_gil_sampling_stays_at_its_star
     Each half second's figures say how busy others kept the sampler's core, and where that was more
     than the room, the GIL rate got is no faster than the start's (asked none)."""
     import os
+    import statistics
 
     import pytest
     from conftest import python_or_skip, record_code
@@ -400,9 +415,10 @@ def test_where_the_workload_keeps_every_core_busy_gil_sampling_stays_at_its_star
         pytest.skip("spinning on every core of a machine this large is not a small test")
     python = python_or_skip("3.12")
     code = ("import subprocess, threading, time\n"
-            f"shells = [subprocess.Popen(['sh', '-c', 'while :; do :; done']) for _ in range({len(cores)})]\n"
+            # (at the lowest priority: the cores busy, the sampler not kept off them)
+            f"shells = [subprocess.Popen(['nice', '-n', '19', 'sh', '-c', 'while :; do :; done']) for _ in range({len(cores)})]\n"
             "def spin():\n"
-            "    end = time.time() + 3\n"
+            "    end = time.time() + 4\n"
             "    while time.time() < end: pass\n"
             "threads = [threading.Thread(target=spin) for _ in range(2)]\n"
             "for t in threads: t.start()\n"
@@ -410,12 +426,13 @@ def test_where_the_workload_keeps_every_core_busy_gil_sampling_stays_at_its_star
             "for sh in shells: sh.kill(); sh.wait()\n")
     _, rec = record_code(tmp_path, python, code)
     stats = [st for st in rec.stats if st.core_others is not None]
-    assert len(stats) >= 4, rec.stats
+    assert len(stats) >= 2, rec.stats
     busy = [st for st in stats if st.core_others > ROOM_SHARE]
     assert len(busy) >= len(stats) // 2, [st.core_others for st in stats]  # (the shells saw to that)
-    # (more asked where late wake-ups skip samples, the start's rate got)
-    assert all(st.gil_hz_target <= START_ASKED_MOST * GIL_HZ_START and st.gil_hz <= 1.1 * GIL_HZ_START
-               for st in busy), [(st.core_others, st.gil_hz_target, st.gil_hz) for st in stats]
+    # (more asked where late wake-ups skip samples, the start's rate got, give or take a step)
+    seen = [(st.core_others, st.gil_hz_target, st.gil_hz) for st in stats]
+    assert all(st.gil_hz_target <= START_ASKED_MOST * GIL_HZ_START for st in busy), seen
+    assert statistics.median(st.gil_hz for st in busy) <= 1.1 * GIL_HZ_START, seen
 
 
 def test_a_run_samples_from_one_core_and_gives_its_thread_back_its_cores(tmp_path):

@@ -20,7 +20,8 @@ threads spinning on two cores did 0.955 of their work alone with the GIL sampled
 GIL_HZ_START only while the core the sampler runs on was otherwise idle (others busy at most
 ROOM_SHARE of it): there its wake-ups take nothing from the workload. The start is a rate got:
 on a busy core a wake-up may come a period late and skip its sample (two threads spinning on two
-cores: 1,750 got of 2,200 asked), so more are asked, START_ASKED_MOST times as many at most.
+cores: 1,750 got of 2,200 asked), so more are asked (by a tenth at most a half second),
+START_ASKED_MOST times as many at most.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Budget:
         self._start_range = (max(self.min_period, int(1e9 / GIL_HZ_START / START_ASKED_MOST)), self.start_period)
         self.period = self.start_period  # then up, as the budget (and the room) allows
         self.others = others
+        self._others_last: float | None = None  # (an interval with no reading of the cores keeps the last)
         self.sparseness = SPARSENESS[0]  # how sparsely idle threads are read
         self.next_adapt = start_ns + ADAPT_EVERY_NS
         self._cpu, self._wall, self._samples, self._ticks, self._wake_ups = cpu_s(), start_ns, 0, 0, 0
@@ -114,10 +116,16 @@ class Budget:
         wake_rate = (wake_ups - self._wake_ups) / wall
         budget = self.cpu_budget
         others = self.others() if self.others is not None else None
+        if others is None:  # (slow ticks read the cores less often than every interval)
+            others = self._others_last
+        self._others_last = others
         room = self.others is None or (others is not None and others <= ROOM_SHARE)
-        if not room and self.period == self.start_period and rate > 0 and overhead <= budget:
-            # the start's rate got, not asked: on a busy core some wake-ups come a period late
-            step = min(1.25, max(0.8, rate / GIL_HZ_START))
+        if (not room and self.period == self.start_period and rate > 0 and self._samples > 0
+                and overhead <= budget and tick_rate >= 0.9e9 / self.tick_ns):
+            # the start's rate got, not asked: on a busy core some wake-ups come a period late (not
+            # a sampler kept off its core altogether: its ticks are late too, and asking more is no help;
+            # nor the first interval with samples: the GIL found in it)
+            step = min(1.1, max(0.9, rate / GIL_HZ_START))
             shortest, longest = self._start_range
             self.start_period = self.period = min(longest, max(shortest, int(self.start_period * step)))
         fastest = self.min_period if room else self.start_period

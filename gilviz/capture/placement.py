@@ -79,14 +79,14 @@ class OneCore:
             busy = core_busy[self.core]
         else:
             busy = min((core_busy[cpu] for cpu in self.allowed if cpu < len(core_busy)), default=min(core_busy))
-        self._others_us += max(0, busy - own_us)
+        self._others_us += busy - own_us  # (/proc/stat counts in 10 ms steps: it evens out over readings)
         self._others_span_us += span_us
 
     def others_share(self) -> float | None:
         """The share of its core's time others kept busy since the last call (None: no reading)."""
         others, span = self._others_us, self._others_span_us
         self._others_us = self._others_span_us = 0
-        return others / span if span > 0 else None
+        return max(0, others) / span if span > 0 else None
 
     def _pin(self, core: int) -> None:
         try:
