@@ -1247,5 +1247,10 @@ PyMODINIT_FUNC PyInit__gilloop(void) {
         !(s_quiet_us = PyUnicode_InternFromString("quiet_us")) || !(s_fill_us = PyUnicode_InternFromString("fill_us")) ||
         !(s_taken_back_us = PyUnicode_InternFromString("taken_back_us")))
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", 2) < 0) { /* (native.py's COMPILED_VERSION) */
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -16,6 +16,7 @@ import pytest
 from conftest import python_or_skip, read_syscalls, record_code
 from test_sampling import CPU_THREADS
 from gilviz import sampler
+from gilviz.native import COMPILED_VERSION
 from gilviz.probes import threads
 from gilviz.probes.gil import GLIBC_2_41, GLIBC_BEFORE_2_41, GilLayout
 
@@ -25,6 +26,8 @@ except ImportError:
     if shutil.which("cc") or shutil.which("gcc"):  # it could have been built: the sources run here without it
         raise ImportError("gilviz/_gilloop.c is not built beside the sources tested: pip install -e '.[test]'")
     pytest.skip("no C compiler: the C loop is not built and gilviz samples in Python", allow_module_level=True)
+if getattr(_gilloop, "VERSION", None) != COMPILED_VERSION:  # (gilviz would not use it: native.py)
+    raise ImportError("gilviz/_gilloop is a build of other sources than these: pip install -e '.[test]'")
 
 
 def gil_bytes(layout: GilLayout, holder: int, locked: int, switch: int, waiters: int) -> bytes:
