@@ -179,7 +179,10 @@ def test_the_sampler_uses_it_and_measures_what_the_python_loop_does(tmp_path, mo
         assert gil["held"] > 0.9 and gil["contended"] > 0.1 and gil["handoffs_per_s"] > 25, gil
         assert summary["gil_sample_hz"] > 500, summary["gil_sample_hz"]
         spinners = [t for t in summary["threads"] if t["name"].startswith("cpu-")]
-        assert len(spinners) == 2 and all(t["gil_held"] > 0.3 for t in spinners), spinners
+        # (between them they hold it; each its turns, not always half: beside two CPU hogs one kept
+        # it 0.70 of the run, off its core while holding it half the time, the other 0.30)
+        assert len(spinners) == 2 and sum(t["gil_held"] for t in spinners) > 0.85, spinners
+        assert all(t["gil_held"] > 0.1 for t in spinners), spinners
 
 
 SLEEPERS = ("import sys, threading, time\n"

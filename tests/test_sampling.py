@@ -150,16 +150,22 @@ def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
     assert len(hashers) == 2
     for t in hashers:
         # on a busy machine they also queue for a core (runnable); their time on one is native
+        # (most of it over their lives; all of it from the GIL's finding: see below)
         on_cpu = t["cpu_s"] / t["lifetime_s"]
-        assert t["native"] > 0.8 * on_cpu and t["native"] > 2 * (t["running"] + t["waiting"]), t
+        assert t["native"] > 0.6 * on_cpu and t["native"] > t["running"] + t["waiting"], t
     tids = {t["tid"] for t in hashers}
     # from the tick their GIL is found in (3.9 to 3.12: confirmed, maybe in their lives), that one
     # too, every tick of their lives has a reading of it, else their time on a CPU could not be
-    # split into native and Python (before it is found, it is not: on a busy machine, ticks)
+    # split into native and Python (before it is found, it is not, and counts as running: on a
+    # busy machine, where threads that hold it a moment at a time confirm it late, up to 0.3 s)
     lives = [tick for tick in rec.ticks if sum(th.tid in tids for th in tick.threads) == 2]
     found = next(i for i, tick in enumerate(lives) if tick.gils)
     unread = [tick.t for tick in lives[found:] if not any(g.samples for g in tick.gils)]
     assert not unread, (found, unread)
+    for tid in tids:  # and split by it, their time on a CPU is native
+        rows = [th for tick in lives[found:] for th in tick.threads if th.tid == tid]
+        native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
+        assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (native, oncpu)
     together = []
     for tick in rec.ticks:
         both = [th for th in tick.threads if th.tid in tids]
