@@ -52,6 +52,12 @@ class Report:
         self._agree = self._asked = 0
         self.lines = LineSums()
         self.stacks_by: str | None = None
+        # Time on a CPU counted as running while a process's GIL was not located: not split by a
+        # reading of the GIL into Python and native code (on a busy machine, threads that hold the
+        # GIL a moment at a time can take a third of a second to confirm it)
+        self.unsplit: dict[int, int] = defaultdict(int)  # pid -> us
+        self._unlocated: set[int] = set()  # pids whose GIL is not located, as their Process records last said
+        self._unsplit_pending: list[tuple[int, int, frozenset[int]]] = []  # (tid, us, pids) of threads not yet named
 
     def add(self, rec: Record) -> None:
         if isinstance(rec, Tick):
@@ -65,8 +71,14 @@ class Report:
             known = self.threads.get(rec.tid)
             if known is None or known.pid != rec.pid or rec.name:
                 self.threads[rec.tid] = rec
+            if self._unsplit_pending:
+                self._place_unsplit()
         elif isinstance(rec, Process):
             self.processes[rec.pid] = rec
+            if rec.gil == "not located":
+                self._unlocated.add(rec.pid)
+            else:
+                self._unlocated.discard(rec.pid)
         elif isinstance(rec, Stack):
             for th in rec.threads:
                 self.last_line[th.tid] = th.line
@@ -115,9 +127,35 @@ class Report:
             tot[4] += g.switches
         for cpu, busy in enumerate(tick.core_busy):
             self.core_busy[cpu] += busy
+        if self._unlocated:
+            self._count_unsplit(tick)
         self._recent.append((tick.t, dt, frozenset(held_by)))
         if self._pending:
             self._settle(final=False)
+
+    def _count_unsplit(self, tick: Tick) -> None:
+        unread = self._unlocated.difference(g.pid for g in tick.gils if g.samples)  # (found in this tick: read)
+        if not unread:
+            return
+        pids = frozenset(unread)
+        for th in tick.threads:
+            if th.running:
+                info = self.threads.get(th.tid)
+                if info is None or info.pid is None:  # (a thread's record follows the tick it is first in)
+                    if len(self._unsplit_pending) < 100_000:
+                        self._unsplit_pending.append((th.tid, th.running, pids))
+                elif info.pid in pids:
+                    self.unsplit[info.pid] += th.running
+
+    def _place_unsplit(self) -> None:
+        keep = []
+        for tid, us, pids in self._unsplit_pending:
+            info = self.threads.get(tid)
+            if info is None or info.pid is None:
+                keep.append((tid, us, pids))
+            elif info.pid in pids:
+                self.unsplit[info.pid] += us
+        self._unsplit_pending = keep
 
     def _settle(self, final: bool) -> None:
         """Scores the stack dumps whose neighbouring ticks have all arrived."""
@@ -185,6 +223,8 @@ class Report:
                 }
                 if proc.gil_why:
                     entry["why"] = proc.gil_why
+                if not interp and self.unsplit.get(pid):
+                    entry["unsplit_cpu_s"] = round(self.unsplit[pid] / 1e6, 4)
                 if tot and tot[1]:
                     life, samples, held, contended, switches = tot
                     entry.update(
@@ -297,9 +337,10 @@ def compare_text(runs: list[dict[str, Any]], names: list[str], together: bool) -
 
 def summarize(rec: Recording) -> dict[str, Any]:
     """The report of a recording held in memory."""
-    timed: list[Record] = [*rec.ticks, *rec.stacks, *rec.stats]
+    # (a process's records in their place among the ticks: its GIL's status changes over the run)
+    timed: list[Record] = [*rec.ticks, *rec.proc_history, *rec.stacks, *rec.stats]
     timed.sort(key=lambda r: r.t)
-    records: list[Record] = [rec.header, *rec.proc_history, *rec.threads.values(), *rec.lines, *timed, *rec.progress,
+    records: list[Record] = [rec.header, *rec.threads.values(), *rec.lines, *timed, *rec.progress,
                              *(Notice(0, text) for text in rec.notices)]
     if rec.end is not None:
         records.append(rec.end)
@@ -327,6 +368,10 @@ def format_text(summary: dict[str, Any]) -> str:
             status = "not located: GIL waits come from futexes inside _PyRuntime, held and hand-offs are unknown" + (
                 f" ({root['why']})" if root.get("why") else "")
         lines.append(f"GIL       {status}")
+    root_gil = next((g for g in summary["gils"] if g["pid"] == t["pid"] and g["interp"] == 0), {})
+    if gil and root_gil.get("unsplit_cpu_s"):
+        lines.append(f"          before it was found, {root_gil['unsplit_cpu_s']:.2f} CPU s of its threads count as "
+                     "running (no reading of the GIL split them)")
     for g in summary["gils"]:
         if (g["pid"] != t["pid"] or g["interp"]) and "held" in g:
             lines.append(f"          {g['label']}: held {g['held']:.0%}   contended {g['contended']:.0%}   "

@@ -9,7 +9,7 @@ import pytest
 
 from gilviz.collect import Recording, load, replay, replay_file
 from gilviz.recording import RecordingWriter, read
-from gilviz.report import Report, summarize
+from gilviz.report import Report, format_text, summarize
 from gilviz.stream import (BLOCK_REASONS, STATE_KEYS, Decoder, End, GilTick, Header, Notice, Output, Process,
                            ProcessEnd, Progress, Stack, StackEntry, State, Stats, Thread, ThreadTick, Tick,
                            decode_header, header_fields)
@@ -170,3 +170,32 @@ def test_holders_agree_only_where_py_spy_read_the_owner():
     assert summary("gilviz", 7)["holder_agreement"] is None
     assert Stack.from_wire({"k": "stack", "pid": 1, "threads": []}).by == "py-spy"  # recordings before `by`
     assert Stack.from_wire(Stack(1, 2, [], "gilviz").to_wire()).by == "gilviz"
+
+
+def test_the_report_says_how_much_time_on_a_cpu_no_reading_of_the_gil_split():
+    """Until its GIL is located, a Python process's time on a CPU counts as running: the report says
+    how much, from its threads' rows in the ticks its GIL was not read in, whichever record named
+    a thread first (a new thread's record follows the tick it is first in)."""
+    def row(tid, running=0, native=0):
+        return ThreadTick(tid, 0, running, native, 0, 0, 5000 - running - native, 0, 0, 0, 0, running + native)
+
+    records = [Header(pid=10, python_version="3.12.1"), Process(pid=10, python="3.12.1", gil="not located"),
+               Process(pid=20, python="3.12.1", gil="not located"),
+               Thread(tid=10, pid=10, name="MainThread"), Thread(tid=20, pid=20, name="MainThread")]
+    t = 0
+    for i in range(4):  # 10 unread; 20 read (found within this tick: the samples are kept)
+        t += 5000
+        records.append(Tick(t=t, dt=5000, threads=[row(10, running=1000), row(11, running=300), row(20, running=2000)],
+                            gils=[GilTick(20, 10, 2, 0, 0)], core_busy=[]))
+        if i == 0:
+            records.append(Thread(tid=11, pid=10, name="worker"))  # (after the tick it is first in)
+    records.append(Process(pid=10, python="3.12.1", gil="located", gil_found_by="shape"))
+    for _ in range(3):  # split now: running is Python with the GIL, not counted
+        t += 5000
+        records.append(Tick(t=t, dt=5000, threads=[row(10, running=700, native=300), row(11, native=300)],
+                            gils=[GilTick(10, 10, 7, 0, 0)], core_busy=[]))
+    records.append(End(t=t, reason="exited", exit_code=0))
+    summary = replay(records, Report()).summary()
+    unsplit = {g["pid"]: g.get("unsplit_cpu_s") for g in summary["gils"]}
+    assert unsplit == {10: 4 * 1300 / 1e6, 20: None}, summary["gils"]
+    assert "before it was found, 0.01 CPU s of its threads count as running" in format_text(summary)
