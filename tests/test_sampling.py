@@ -252,16 +252,19 @@ MIXED = """
 import hashlib, threading, time
 buf = b"x" * (1 << 20)
 lock = threading.Lock()
+go = threading.Event()  # (all started first: beside CPU hogs, starting each took up to 1.8 s)
 time.sleep(0.5)  # time for the reader beside gilviz to start
-end = time.time() + 3.0
 def spin():
+    go.wait()
     x = 0
     while time.time() < end:
         x += 1
 def hash_loop():
+    go.wait()
     while time.time() < end:
         hashlib.sha256(buf).digest()
 def nap():
+    go.wait()
     while time.time() < end:
         time.sleep(0.02)
 def queue_on_lock():
@@ -272,6 +275,8 @@ ts = [threading.Thread(target=spin, name="spin-0"), threading.Thread(target=spin
       threading.Thread(target=hash_loop, name="hasher"), threading.Thread(target=nap, name="sleeper"),
       threading.Thread(target=queue_on_lock, name="queued")]
 for t in ts: t.start()
+end = time.time() + 3.0
+go.set()
 time.sleep(3.0)
 lock.release()
 for t in ts: t.join()
@@ -313,7 +318,7 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
                    timeout=30)
     recorder.join(timeout=30)
     summary, rec = result["run"]
-    assert summary["gil_found_by"] == "debug offsets"
+    assert summary["gil_found_by"] == "debug offsets", rec.proc_history
     oracle = json.loads(flags.read_text())
     assert len(oracle["reads"]) > 1000, len(oracle["reads"])  # about 1 kHz over 3.5 s, even on a busy machine
     # gilviz's figures and CPython's over the same ticks: those of the span it read in which none of
@@ -389,12 +394,15 @@ def test_gil_figures_agree_with_cpythons_own_thread_flags(tmp_path):
     print(f"contended {contended:.3f} vs {theirs:.3f}")
     # (gilviz reads when it gets a core, a little more often at hand-offs: seen 0.03 to 0.08 above)
     assert abs(contended - theirs) < 0.15, (contended, theirs)
-    spinners = [o for n, o, _ in compared if n.startswith("spin")]
+    spinners = [(o, t) for n, o, t in compared if n.startswith("spin")]
     # between them they hold it much of the time, and each asks for it (on a busy machine one may
     # keep it for most of the run: off its core while holding it, the other cannot take it; or it is
-    # free while the thread it was handed to waits for a core: 0.46 held, CPython's flags 0.46 too)
-    assert sum(o["held"] for o in spinners) > 0.3, report
-    assert all(o["waiting"] + o["runnable"] > 0.1 for o in spinners), report
+    # free while the thread it was handed to waits for a core: 0.46 held, CPython's flags 0.46 too;
+    # beside two CPU hogs, 0.19 held, CPython's flags 0.18: the spinners mostly waited for a core)
+    if sum(t["held"] for _, t in spinners) < 0.05:
+        pytest.skip(f"the spinners hardly got a CPU, by CPython's flags too: no GIL time to compare\n{report}")
+    assert sum(o["held"] for o, _ in spinners) > 0.05, report
+    assert all(o["waiting"] + o["runnable"] > 0.1 for o, _ in spinners), report
 
 
 def test_a_process_that_execs_another_python_is_followed_into_it(tmp_path):
