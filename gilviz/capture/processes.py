@@ -211,8 +211,9 @@ class WatchedProcess:
         main = self.main_samples
         if main is None:
             return None
-        waited = elsewhere = 0
+        waited = elsewhere = queued = 0
         for th in ticks:
+            queued += th.runnable
             if th.waiting:
                 spun = th.oncpu - th.running - th.native
                 waited += th.waiting - spun if spun > 0 else th.waiting  # asleep on the GIL
@@ -220,7 +221,7 @@ class WatchedProcess:
                 mem = self.threads.get(th.tid)
                 if mem is not None and mem.in_runtime:
                     elsewhere += th.lock
-        return self.check.add(dt, main.samples, main.held, resolved, waited, elsewhere)
+        return self.check.add(dt, main.samples, main.held, resolved, waited, elsewhere, queued)
 
     def watch_flags(self, ticks: list[ThreadTick]) -> None:
         """Threads that were on a CPU or waited for the GIL last tick (the only ones that can be
