@@ -127,7 +127,9 @@ def test_pools(tmp_path):
     pool_threads = [t for t in threads_named(summary, "pool-thread") if t["pid"] == root]
     busy = [t for t in pool_threads if t["gil_held"] > 0.15]
     assert len(busy) >= 2, pool_threads  # threads taking turns on the GIL
-    processes = [g for g in summary["gils"] if g["pid"] != root and g.get("held", 0) > 0.3]
+    # worker processes each with a GIL of its own, held while they work (0.96 to 0.98 of their lives
+    # on an idle machine; 0.29 and 0.40 beside two CPU hogs, waiting for work the parent hands out)
+    processes = [g for g in summary["gils"] if g["pid"] != root and g.get("held", 0) > 0.15]
     assert len(processes) >= 2, summary["gils"]
 
 
