@@ -94,8 +94,12 @@ def test_lock_fixes_the_race(tmp_path):
     adders = threads_named(summary, "adder-")
     assert len(adders) == 4
     # blocked on the lock, a state of its own (how much depends on how often the GIL changes
-    # hands inside the critical section, so on the machine's load: seen 0.003 to 0.2)
-    assert sum(t["blocked_by"]["lock"] for t in adders) > 0
+    # hands inside the critical section, so on the machine's load: seen 0.003 to 0.2, and none
+    # beside two CPU hogs), wherever the adders found it taken (they count the times)
+    waits = summary["result"]["lock waits"]
+    if waits < 100:
+        pytest.skip(f"the adders found the lock taken {waits} times: too few to be seen blocked on it")
+    assert sum(t["blocked_by"]["lock"] for t in adders) > 0, waits
 
 
 def test_native_release(tmp_path):
@@ -104,7 +108,14 @@ def test_native_release(tmp_path):
     assert len(workers) == 2
     for t in workers:  # their time on a core is native (how much they get is the machine's)
         on_cpu = t["cpu_s"] / t["lifetime_s"]
-        assert t["native"] > 0.8 * on_cpu and t["native"] > 2 * (t["running"] + t["waiting"]), t
+        assert t["native"] > 0.6 * on_cpu and t["native"] > t["running"] + t["waiting"], t
+    # all of it from the tick their GIL is found in (before, on a busy machine, it counts as running)
+    root = summary["target"]["pid"]
+    found = next(i for i, tick in enumerate(rec.ticks) if any(g.pid == root and g.samples for g in tick.gils))
+    for tid in (t["tid"] for t in workers):
+        rows = [th for tick in rec.ticks[found:] for th in tick.threads if th.tid == tid]
+        native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
+        assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (native, oncpu)
     # where the machine gave them more than a core (a busy one may not), they are seen on two at once
     if sum(t["native"] for t in workers) > 1.3:
         tids = {t["tid"] for t in workers}

@@ -23,8 +23,9 @@ def step() -> int:
     return 1
 
 
-def increment(slot: int, counts, stop, lock) -> None:
-    """Adds to the shared counter until stopped; `lock`, if given, guards each increment."""
+def increment(slot: int, counts, waits, stop, lock) -> None:
+    """Adds to the shared counter until stopped; `lock`, if given, guards each increment, and
+    `waits` counts the times it was found taken (the thread then blocks on it)."""
     global counter
     while not stop.is_set():
         if lock is None:
@@ -32,9 +33,14 @@ def increment(slot: int, counts, stop, lock) -> None:
                 counter += step()
         else:
             for _ in range(BATCH // LOCKED_RUN):
-                with lock:
+                if not lock.acquire(blocking=False):
+                    waits[slot] += 1
+                    lock.acquire()
+                try:
                     for _ in range(LOCKED_RUN):
                         counter += step()
+                finally:
+                    lock.release()
         counts[slot] += BATCH
 
 
@@ -47,17 +53,21 @@ def build_parser(doc=__doc__):
 def run(args, scenario: str, lock=None) -> None:
     """Races `args.threads` threads on one counter; lock.py passes a lock to fix it."""
     counts = [0] * args.threads
+    waits = [0] * args.threads
     stop = threading.Event()
 
     def result() -> dict:
         # while the adders run, the last batch of each may be in the counter and not yet counted
         expected = sum(counts)
         actual = counter
-        return {"expected": expected, "actual": actual, "lost": max(0, expected - actual)}
+        out = {"expected": expected, "actual": actual, "lost": max(0, expected - actual)}
+        if lock is not None:
+            out["lock waits"] = sum(waits)
+        return out
 
     progress = _common.Progress(scenario, "increments", lambda: sum(counts), result)
     workers = [
-        _common.start_thread(f"adder-{i + 1}", increment, i, counts, stop, lock) for i in range(args.threads)
+        _common.start_thread(f"adder-{i + 1}", increment, i, counts, waits, stop, lock) for i in range(args.threads)
     ]
     _common.supervise(workers, stop.set, progress, args.duration)
     progress.finish(result=result())  # all stopped: exact
