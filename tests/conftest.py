@@ -61,6 +61,22 @@ def threads_named(summary, prefix):
     return [t for t in summary["threads"] if t["name"].startswith(prefix)]
 
 
+def first_gil_reading(rec) -> int:
+    """The first tick with samples of the target's GIL: before it (on a busy machine, up to a third
+    of a second when threads hold it a moment at a time), time on a CPU counts as running."""
+    root = rec.header.pid
+    return next(i for i, tick in enumerate(rec.ticks) if any(g.pid == root and g.samples for g in tick.gils))
+
+
+def assert_native_once_the_gil_is_read(rec, tids) -> None:
+    """Threads in C code that released the GIL: split by readings of it, their time on a CPU is native."""
+    ticks = rec.ticks[first_gil_reading(rec):]
+    for tid in tids:
+        rows = [th for tick in ticks for th in tick.threads if th.tid == tid]
+        native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
+        assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (tid, native, oncpu)
+
+
 def no_process_left(pid: int) -> bool:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
     return not os.path.exists(f"/proc/{pid}") or str(pid) not in out.split()

@@ -383,9 +383,10 @@ def test_a_flip_where_a_member_ends_is_damage_not_a_recording_cut_short():
     ticks = 0
     for rec in recording.read(str(Path(__file__).parent / "data" / "lines.gilviz")):
         writer.write(rec)
-        ticks += isinstance(rec, Tick)
-        if isinstance(rec, Tick) and ticks % 100 == 0:
-            writer.flush()
+        if isinstance(rec, Tick):
+            ticks += 1
+            if ticks % 100 == 0:
+                writer.flush()
     writer.flush()
     data = out.getvalue()
     whole = load(_Trickle(data))

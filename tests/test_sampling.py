@@ -6,7 +6,7 @@ misclassified state fails: a wrong state moves a fraction by far more than they 
 
 import pytest
 
-from conftest import record_code, threads_named
+from conftest import assert_native_once_the_gil_is_read, first_gil_reading, record_code, threads_named
 from gilviz.report import summarize_file
 
 CPU_THREADS = """
@@ -164,16 +164,11 @@ def test_hashing_threads_run_native_on_two_cores_at_once(tmp_path, python):
     unread = [tick.t for tick in lives[found:] if not any(g.samples for g in tick.gils)]
     assert not unread, (found, unread)
     # what counted as running before it was found, the report says (read from the file as a stream too)
-    root = rec.header.pid
-    first = next(i for i, tick in enumerate(rec.ticks) if any(g.pid == root and g.samples for g in tick.gils))
-    before = sum(th.running for tick in rec.ticks[:first] for th in tick.threads) / 1e6
-    (root_gil,) = [g for g in summary["gils"] if g["pid"] == root and g["interp"] == 0]
+    before = sum(th.running for tick in rec.ticks[:first_gil_reading(rec)] for th in tick.threads) / 1e6
+    (root_gil,) = [g for g in summary["gils"] if g["pid"] == rec.header.pid and g["interp"] == 0]
     assert abs(root_gil.get("unsplit_cpu_s", 0.0) - before) < 1e-3, (root_gil, before)
     assert summarize_file(str(tmp_path / "run.gilviz"))["gils"] == summary["gils"]
-    for tid in tids:  # and split by it, their time on a CPU is native
-        rows = [th for tick in lives[found:] for th in tick.threads if th.tid == tid]
-        native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
-        assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (native, oncpu)
+    assert_native_once_the_gil_is_read(rec, tids)  # and split by it, their time on a CPU is native
     together = []
     for tick in lives[found:]:  # (split by a reading of the GIL)
         both = [th for th in tick.threads if th.tid in tids]

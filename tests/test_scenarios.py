@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import find_python, python_or_skip, threads_named
+from conftest import assert_native_once_the_gil_is_read, find_python, python_or_skip, threads_named
 from gilviz.cli.options import build_command
 from gilviz.errors import UserError
 from gilviz.collect import load
@@ -109,13 +109,7 @@ def test_native_release(tmp_path):
     for t in workers:  # their time on a core is native (how much they get is the machine's)
         on_cpu = t["cpu_s"] / t["lifetime_s"]
         assert t["native"] > 0.6 * on_cpu and t["native"] > t["running"] + t["waiting"], t
-    # all of it from the tick their GIL is found in (before, on a busy machine, it counts as running)
-    root = summary["target"]["pid"]
-    found = next(i for i, tick in enumerate(rec.ticks) if any(g.pid == root and g.samples for g in tick.gils))
-    for tid in (t["tid"] for t in workers):
-        rows = [th for tick in rec.ticks[found:] for th in tick.threads if th.tid == tid]
-        native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
-        assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (native, oncpu)
+    assert_native_once_the_gil_is_read(rec, [t["tid"] for t in workers])  # (all of it, from the GIL read on)
     # where the machine gave them more than a core (a busy one may not), they are seen on two at once
     if sum(t["native"] for t in workers) > 1.3:
         tids = {t["tid"] for t in workers}
