@@ -67,6 +67,16 @@ def test_line_tables_decode_as_the_interpreter_decodes_them(version):
     assert instructions > 10_000
 
 
+def test_a_line_table_cut_inside_an_entry_is_a_frames_error_not_a_crash():
+    """A code object freed while it is read leaves memory that is no line table: its reader says
+    so (the line is unreadable), where an IndexError ended the recording (seen once in CI)."""
+    locations = DECODERS["locations"]
+    whole = bytes([0x80 | 13 << 3, 0x02])  # one instruction, its line 1 on (a varint of one byte)
+    assert locations(whole, 10) == ([0, 2], [11, -1])
+    with pytest.raises(FramesError):
+        locations(bytes([0x80 | 13 << 3, 0x42]), 10)  # the varint goes on past the table's end
+
+
 WORKLOAD = """
 import threading, time
 

@@ -131,13 +131,16 @@ def linetable_lines(table: bytes, firstlineno: int) -> tuple[list[int], list[int
 
 
 def _varint(table: bytes, i: int) -> tuple[int, int]:
-    b = table[i]
-    value, shift = b & 63, 0
-    while b & 64:
-        i += 1
+    try:
         b = table[i]
-        shift += 6
-        value |= (b & 63) << shift
+        value, shift = b & 63, 0
+        while b & 64:
+            i += 1
+            b = table[i]
+            shift += 6
+            value |= (b & 63) << shift
+    except IndexError:  # (read from a live process: a code object freed and its memory reused)
+        raise FramesError("a line table that ends inside an entry") from None
     return value, i + 1
 
 
