@@ -30,7 +30,7 @@ class State(enum.IntEnum):
     SLEEP = 4  # blocked: sleeping
     IO = 5  # blocked: I/O
     LOCK = 6  # blocked: a lock, a join, a queue
-    OTHER = 7  # blocked: any other syscall
+    OTHER = 7  # blocked: any other syscall, or stopped (Ctrl-Z, SIGSTOP, a debugger)
 
     @property
     def key(self) -> str:

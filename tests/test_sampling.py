@@ -6,7 +6,7 @@ misclassified state fails: a wrong state moves a fraction by far more than they 
 
 import pytest
 
-from conftest import assert_native_once_the_gil_is_read, first_gil_reading, record_code, threads_named
+from conftest import assert_native_once_the_gil_is_read, first_gil_reading, python_or_skip, record_code, threads_named
 from gilviz.report import summarize_file
 
 CPU_THREADS = """
@@ -89,6 +89,37 @@ if __name__ == "__main__":
 """
 
 
+# Spinners (one holds the GIL, one waits for it) and a napper, stopped by a process of their own
+# for a second (as Ctrl-Z or a debugger would), then continued. The stopper notes when it did so.
+STOPPER = """
+import os, signal, sys, time
+time.sleep(0.8)
+stopped = time.monotonic_ns()
+os.kill(int(sys.argv[1]), signal.SIGSTOP)
+time.sleep(1.0)
+continued = time.monotonic_ns()
+os.kill(int(sys.argv[1]), signal.SIGCONT)
+open(sys.argv[2], "w").write("%d %d" % (stopped, continued))
+"""
+
+STOPPED = """
+import os, subprocess, sys, threading, time
+end = time.time() + 3.0
+def spin():
+    x = 0
+    while time.time() < end:
+        x += 1
+def nap():
+    while time.time() < end:
+        time.sleep(0.01)
+ts = [threading.Thread(target=spin, name="spin-%d" % i) for i in range(2)] + [threading.Thread(target=nap, name="nap")]
+for t in ts: t.start()
+stopper = subprocess.Popen([sys.executable, "-c", STOPPER, str(os.getpid()), OUT])
+for t in ts: t.join()
+stopper.wait()
+"""
+
+
 @pytest.mark.parametrize("n", [3])
 def test_cpu_threads_take_turns_on_the_gil(tmp_path, python, n):
     """Each holds the GIL about a third of the time and waits for it the rest; on a busy machine
@@ -134,6 +165,32 @@ def test_sleeping_threads_are_blocked_by_sleep(tmp_path, python):
         assert t["blocked_by"]["sleep"] > 0.85, t
         assert t["waiting"] < 0.05 and t["running"] < 0.05, t
     assert summary["gil"]["held"] < 0.1
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.15"])
+def test_stopped_threads_are_blocked_not_waiting_and_run_again_once_continued(tmp_path, version):
+    out = tmp_path / "stopped-at"
+    code = STOPPED.replace("STOPPER", repr(STOPPER)).replace("OUT", repr(str(out)))
+    summary, rec = record_code(tmp_path, python_or_skip(version), code)
+    stopped, continued = ((int(ns) - rec.header.monotonic_ns) // 1000 for ns in out.read_text().split())
+    tids = {t["tid"] for t in summary["threads"] if t["pid"] == rec.header.pid}
+    assert len(tids) == 4, summary["threads"]
+
+    def rows(start, end):  # the workload's threads over the ticks wholly between start and end
+        return [th for tick in rec.ticks if start <= tick.t - tick.dt and tick.t <= end
+                for th in tick.threads if th.tid in tids]
+
+    # (from a tenth of a second in: a thread queued for a core on a busy machine stops once it gets one)
+    still = rows(stopped + 100_000, continued)
+    total = sum(th.running + th.native + th.waiting + th.runnable + th.blocked for th in still)
+    assert total > 0.5 * 4 * (continued - stopped - 100_000), total  # (read all along)
+    assert sum(th.other for th in still) > 0.8 * total, [th for th in still if not th.other][:5]
+    assert sum(th.running + th.native + th.waiting for th in still) < 0.05 * total
+    after = rows(continued + 200_000, 10**12)
+    spinners = {t["tid"] for t in threads_named(summary, "spin-")}
+    assert sum(th.running for th in after if th.tid in spinners) > 0, "no spinner ran again"
+    assert any(g.samples and g.pid == rec.header.pid for tick in rec.ticks if tick.t > continued
+               for g in tick.gils), "the GIL was not read again"
 
 
 def test_threads_queued_on_a_lock_are_blocked_by_lock_not_waiting(tmp_path, python):

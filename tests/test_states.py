@@ -14,7 +14,7 @@ import pytest
 
 from gilviz.capture import states
 from gilviz.capture.states import MAX_PENDING_US, ThreadMemory, classify, place_cpu_time
-from gilviz.probes.threads import ThreadReading
+from gilviz.probes.threads import STOPPED_SYSCALL, ThreadReading, classify_syscall
 from gilviz.stream import ThreadTick
 
 DATA = json.loads(gzip.open(Path(__file__).parent / "data" / "readings.json.gz", "rt").read())
@@ -295,3 +295,18 @@ def test_a_thread_asleep_all_tick_keeps_its_reason():
     t = classify(reading(1, syscall="230 0x1", state="S", moved=False), mem, 5000, 0.0, "sleep")
     assert t == ThreadTick(1, 0, 0, 0, 0, 0, 5000, 0, 0, 0, 0, 0)
     assert states.unchanged(reading(1, moved=False), ThreadMemory(call="gil"), 5000, 0.0).waiting == 5000
+
+
+def test_a_thread_stopped_in_a_gil_wait_is_blocked_until_it_is_continued():
+    gil = ((0x7F00, 0x7F10),)
+    mem = ThreadMemory(on_ns=10**6, call="gil")
+    stopped = reading(1.02, syscall=STOPPED_SYSCALL, state="T")  # (woken to stop)
+    t = classify(stopped, mem, 5000, 0.0, classify_syscall(stopped.syscall, gil))
+    assert t.waiting + t.other == 5000 and t.other > 2000  # (the tick before it stopped: half each, the rules guess)
+    t = classify(stopped._replace(moved=False), mem, 5000, 0.0, classify_syscall(stopped.syscall, gil))
+    assert t.other == 5000
+    continued = reading(1.04, syscall="202 0x7f04 0x80", state="S")
+    t = classify(continued, mem, 5000, 0.0, classify_syscall(continued.syscall, gil))
+    assert t.waiting + t.other == 5000 and t.waiting > 2000
+    t = classify(continued._replace(moved=False), mem, 5000, 0.0, classify_syscall(continued.syscall, gil))
+    assert t.waiting == 5000

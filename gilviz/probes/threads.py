@@ -152,6 +152,10 @@ _READ_EVERY = {k: (table, next(u for u, n in enumerate(table) if n > 1))
                for k, table in ((k, read_every_table(k)) for k in SPARSENESS)}
 STAT_AFTER_NS = 1_000_000  # on a CPU less than this since the last read: its stat is not re-read
 WAITS_READ_EVERY = 8  # a thread known to be in the wait it was read in has its syscall file read one read in this many
+# What a stopped thread (SIGSTOP, Ctrl-Z, a debugger) is read as being in: what the kernel's syscall
+# file says of a thread blocked outside any syscall, which the state rules count as blocked, "other"
+STOPPED_SYSCALL = "-1 stopped"
+STOPPED_STATES = (b"T", b"t")  # stat's letters: stopped by a signal, stopped by a tracer
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 READ_CHUNK = 64  # threads read between two calls of a read's `between` (about 0.2 ms of reads)
 
@@ -261,6 +265,8 @@ class ThreadProbe:
                     readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
+        if self._leader_stopped():
+            readings = self._as_stopped(readings)
         if not list_threads:
             return readings, []
         live = set(tids)
@@ -271,6 +277,38 @@ class ThreadProbe:
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
+
+    def _leader_stopped(self) -> bool:
+        """Whether the process's first thread is stopped. A stopped thread's schedstat does not move,
+        so it is not read again and would keep the state it had (asleep on the GIL, say); stopping a
+        process stops all its threads (a signal stops the group, a debugger each thread), and its first
+        thread's stat, one read a tick, says when to read every thread's."""
+        leader = self._threads.get(self.pid)
+        if leader is None:
+            return False
+        try:
+            text = os.pread(leader.stat, 1024, 0)
+            end = text.rindex(b")")  # (of the name, which may hold spaces and parentheses)
+            return text[end + 2 : end + 3] in STOPPED_STATES
+        except (OSError, ValueError):
+            return False
+
+    def _as_stopped(self, readings: list[ThreadReading]) -> list[ThreadReading]:
+        """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL
+        (and as moved: the state rules look at its syscall again). What it was in before is kept
+        for when it is continued."""
+        threads = self._threads
+        out = []
+        for r in readings:
+            state = r.state
+            th = threads.get(r.tid)
+            if state not in ("T", "t") and th is not None:
+                try:
+                    state = parse_stat(os.pread(th.stat, 1024, 0).decode(errors="replace"))[0]
+                except (OSError, ValueError, IndexError):
+                    pass  # (ended meanwhile: its next read says so)
+            out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True) if state in ("T", "t") else r)
+        return out
 
     def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int,
                         between: Callable[[], None] | None = None) -> list[ThreadReading]:

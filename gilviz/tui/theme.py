@@ -29,7 +29,7 @@ LABELS = {
     SLEEP: ("sleep", "blocked: sleeping"),
     IO: ("I/O", "blocked: I/O"),
     LOCK: ("lock", "blocked: a lock, join or queue"),
-    OTHER: ("other", "blocked: other"),
+    OTHER: ("other", "blocked: another syscall, or stopped"),
 }
 SHORT_LABELS = {
     RUNNING: "run",
