@@ -29,7 +29,7 @@ from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
 from .probes.gil import GilProbe, GilSite
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
-from .stream import GilTick, Record, Stack, ThreadTick, Tick
+from .stream import GilTick, Notice, Record, Stack, ThreadTick, Tick
 
 Sink = Callable[[Record], None]
 from .native import compiled as _gilloop  # the GIL samples between ticks in C, where it could be built
@@ -441,6 +441,14 @@ class Sampler:
                 threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),
                                  daemon=True, name="gilviz-helper-start").start()
 
+    def _reader_failed(self, pid: int, error: Exception) -> None:
+        """Its lines are read by py-spy from now on (not by a new reader: it would fail alike)."""
+        self.lines.readers.pop(pid, None)
+        self._helpers_tried.add(pid)
+        self.sink(Notice(self._now_us(), f"pid {pid}: gilviz stopped reading its frames ({type(error).__name__}: "
+                                         f"{error}; a fault of gilviz's, worth reporting); py-spy reads its lines, "
+                                         "a few times a second"))
+
     def _stack_period_ns(self) -> int:
         hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz
         return int(1e9 / max(hz, 0.05))
@@ -503,15 +511,24 @@ class Sampler:
                 self._reader_waits.pop(proc.pid, None)
                 reader = None
             if reader is not None:
-                reader.forget(gone)
-                lines = reader.update(readings, now, read_lines, holders)
+                try:
+                    reader.forget(gone)
+                    lines = reader.update(readings, now, read_lines, holders)
+                except Exception as e:  # a misread it did not foresee (memory read as it changes): its
+                    reader = lines = None  # lines stop, the recording goes on
+                    self._reader_failed(proc.pid, e)
             if within is not None:
                 within()
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
             if within is not None:
                 within()
             if read_stacks and reader is not None:
-                self.sink(Stack(t_us, proc.pid, reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES), "gilviz"))
+                try:
+                    entries = reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)
+                except Exception as e:  # (as above)
+                    self._reader_failed(proc.pid, e)
+                else:
+                    self.sink(Stack(t_us, proc.pid, entries, "gilviz"))
             helper = helpers.get(proc.pid) if helpers else None
             taken = helper.take_stacks() if helper is not None else None
             if taken is not None and taken[0] >= t_us - STALE_TICKS * dt:
