@@ -204,6 +204,12 @@ class ThreadProbe:
         # as its schedstat), but one read in WAITS_READ_EVERY, and the text read last stands.
         self.waits: tuple[str, ...] = ()
         self.parked: set[int] = set()
+        # Its first thread found stopped at its last look. A stopped thread's schedstat does not move,
+        # so it is not read again and would keep the state it had (asleep on the GIL, say). Stopping
+        # a process stops all its threads (a signal stops the group, a debugger each thread), and
+        # wakes each to stop it: the first thread's stat is read when it moved (a stat costs about
+        # ten times a schedstat) and while it is stopped; while it is, every thread's stat is.
+        self.stopped = False
 
     def thread_count_changed(self) -> bool:
         """A thread came or went since the last listing. The task folder's link count moves with
@@ -265,7 +271,10 @@ class ThreadProbe:
                     readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
-        if self._leader_stopped():
+        leader = self._threads.get(self.pid)
+        if leader is not None and (self.stopped or (leader.last is not None and leader.last.moved)):
+            self.stopped = self._is_stopped(leader)
+        if self.stopped:
             readings = self._as_stopped(readings)
         if not list_threads:
             return readings, []
@@ -278,16 +287,10 @@ class ThreadProbe:
             raise ProcessLookupError(self.pid)
         return readings, gone
 
-    def _leader_stopped(self) -> bool:
-        """Whether the process's first thread is stopped. A stopped thread's schedstat does not move,
-        so it is not read again and would keep the state it had (asleep on the GIL, say); stopping a
-        process stops all its threads (a signal stops the group, a debugger each thread), and its first
-        thread's stat, one read a tick, says when to read every thread's."""
-        leader = self._threads.get(self.pid)
-        if leader is None:
-            return False
+    @staticmethod
+    def _is_stopped(th: _OpenThread) -> bool:
         try:
-            text = os.pread(leader.stat, 1024, 0)
+            text = os.pread(th.stat, 1024, 0)
             end = text.rindex(b")")  # (of the name, which may hold spaces and parentheses)
             return text[end + 2 : end + 3] in STOPPED_STATES
         except (OSError, ValueError):
