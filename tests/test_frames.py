@@ -7,6 +7,7 @@ its threads block at lines the workload names.
 import bisect
 import json
 import os
+import random
 import subprocess
 import time
 
@@ -268,6 +269,48 @@ def test_an_address_that_is_no_thread_state_gives_no_line(target):
             assert reader.line(address) is None
         except (OSError, FramesError):
             pass
+
+
+@pytest.mark.parametrize("target", ["3.9", "3.11", "3.13", "3.15"], indirect=True)
+def test_frames_read_as_their_memory_changes_raise_only_what_the_reader_expects(target):
+    """A live process's memory changes as it is read (a frame popped, a code object freed and its
+    memory reused): read through a memory whose bytes change at random, the reader says OSError or
+    FramesError, and nothing else (anything else ends its process's reader: sampler._reader_failed)."""
+    pid, _, ids = target
+    py = pyprocess.inspect(pid)
+    gil = GilProbe(py)
+    real = gil.memory
+    tstates = [tstate for tstate, _, _ in FrameReader(real, py, gil.offsets).thread_states()]
+    rng = random.Random(12)
+
+    class Changing:
+        share = 0.0  # of the bytes read that changed since
+
+        def read(self, address, size):
+            data = bytearray(real.read(address, size))
+            for i in range(size):
+                if rng.random() < self.share:
+                    data[i] = rng.randrange(256)
+            return bytes(data)
+
+    changing = Changing()
+    unexpected, read = [], 0
+    for share in (0.001, 0.01, 0.05, 0.2) * 25:
+        reader = FrameReader(real, py, gil.offsets)  # (nothing learnt from the reads before)
+        reader.memory, changing.share = changing, share
+        reader._fd = None  # (the reader in Python: the C walk reads the process's memory itself)
+        for read_one in (reader.line, lambda t: reader.stack(t, 50), lambda t: reader.lines([t]),
+                         lambda t: reader.thread_states()):
+            for tstate in tstates:
+                try:
+                    read_one(tstate)
+                    read += 1
+                except (OSError, FramesError):
+                    pass
+                except Exception as e:
+                    unexpected.append(repr(e))
+    assert not unexpected, unexpected[:5]
+    assert read > 100  # (reads that got through the changes, to something or to nothing)
 
 
 CPYTHON_STACKS = """

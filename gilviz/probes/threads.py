@@ -155,7 +155,7 @@ WAITS_READ_EVERY = 8  # a thread known to be in the wait it was read in has its 
 # What a stopped thread (SIGSTOP, Ctrl-Z, a debugger) is read as being in: what the kernel's syscall
 # file says of a thread blocked outside any syscall, which the state rules count as blocked, "other"
 STOPPED_SYSCALL = "-1 stopped"
-STOPPED_STATES = (b"T", b"t")  # stat's letters: stopped by a signal, stopped by a tracer
+STOPPED_STATES = (b"T", b"t")  # stat's state letters: stopped by a signal, by a tracer
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 READ_CHUNK = 64  # threads read between two calls of a read's `between` (about 0.2 ms of reads)
 
@@ -273,7 +273,7 @@ class ThreadProbe:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
         leader = self._threads.get(self.pid)
         if leader is not None and (self.stopped or (leader.last is not None and leader.last.moved)):
-            self.stopped = self._is_stopped(leader)
+            self.stopped = self._stopped_as(leader) is not None
         if self.stopped:
             readings = self._as_stopped(readings)
         if not list_threads:
@@ -288,13 +288,15 @@ class ThreadProbe:
         return readings, gone
 
     @staticmethod
-    def _is_stopped(th: _OpenThread) -> bool:
+    def _stopped_as(th: _OpenThread) -> str | None:
+        """Its stat's state letter where it says stopped (T: by a signal, t: by a tracer), else None."""
         try:
             text = os.pread(th.stat, 1024, 0)
             end = text.rindex(b")")  # (of the name, which may hold spaces and parentheses)
-            return text[end + 2 : end + 3] in STOPPED_STATES
         except (OSError, ValueError):
-            return False
+            return None  # (ended meanwhile: its next read says so)
+        state = text[end + 2 : end + 3]
+        return state.decode() if state in STOPPED_STATES else None
 
     def _as_stopped(self, readings: list[ThreadReading]) -> list[ThreadReading]:
         """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL
@@ -303,14 +305,9 @@ class ThreadProbe:
         threads = self._threads
         out = []
         for r in readings:
-            state = r.state
             th = threads.get(r.tid)
-            if state not in ("T", "t") and th is not None:
-                try:
-                    state = parse_stat(os.pread(th.stat, 1024, 0).decode(errors="replace"))[0]
-                except (OSError, ValueError, IndexError):
-                    pass  # (ended meanwhile: its next read says so)
-            out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True) if state in ("T", "t") else r)
+            state = r.state if r.state in ("T", "t") else self._stopped_as(th) if th is not None else None
+            out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True) if state else r)
         return out
 
     def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int,
