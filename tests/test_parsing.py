@@ -49,6 +49,17 @@ def test_select_with_descriptors_is_io_not_sleep():
     assert classify_syscall("7 0x0 0x0 0x3e8 0x0 0x0 0x0 0x0 0x0") == "sleep"
 
 
+@pytest.mark.parametrize("text,kind", [
+    ("61 0xffffffffffffffff 0x7ffd8a1c 0x0 0x0 0x0 0x0 0x7ffd8a1c 0x7f3c", "lock"),  # wait4: a child's end
+    ("247 0x0 0x3039 0x7ffd 0x4 0x0 0x0 0x7ffd 0x7f3c", "lock"),  # waitid
+    ("73 0x3 0x2 0x0 0x0 0x0 0x0 0x7ffd 0x7f3c", "lock"),  # flock
+    ("34 0x0 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x7f3c", "sleep"),  # pause: signal.pause()
+    ("-1 0x7ffd 0x7f3c", "other"),  # in no syscall (a page fault, or stopped)
+])
+def test_waits_for_a_child_a_file_lock_or_a_signal(text, kind):
+    assert classify_syscall(text) == kind
+
+
 def test_stat_with_parentheses_and_spaces_in_the_name():
     text = (
         "9207 (we (ird) name) R 9070 9070 1066 0 -1 4194304 2898 6589 1 0 4 1 4 2 20 0 1 0 82972 "

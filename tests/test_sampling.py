@@ -89,6 +89,16 @@ if __name__ == "__main__":
 """
 
 
+# A thread that runs a program and waits for it to end (wait4): a join, as of a thread
+CHILD_WAIT = """
+import subprocess, sys, threading
+def run_child():
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(1.2)"])
+t = threading.Thread(target=run_child, name="runs-a-child")
+t.start()
+t.join()
+"""
+
 # Spinners (one holds the GIL, one waits for it) and a napper, stopped by a process of their own
 # for a second (as Ctrl-Z or a debugger would), then continued. The stopper notes when it did so.
 STOPPER = """
@@ -191,6 +201,12 @@ def test_stopped_threads_are_blocked_not_waiting_and_run_again_once_continued(tm
     assert sum(th.running for th in after if th.tid in spinners) > 0, "no spinner ran again"
     assert any(g.samples and g.pid == rec.header.pid for tick in rec.ticks if tick.t > continued
                for g in tick.gils), "the GIL was not read again"
+
+
+def test_a_thread_waiting_for_a_child_process_is_blocked_by_a_join(tmp_path):
+    summary, _ = record_code(tmp_path, python_or_skip("3.12"), CHILD_WAIT)
+    [t] = threads_named(summary, "runs-a-child")
+    assert t["blocked_by"]["lock"] > 0.5 and t["blocked_by"]["other"] < 0.1, t
 
 
 def test_threads_queued_on_a_lock_are_blocked_by_lock_not_waiting(tmp_path, python):

@@ -20,18 +20,23 @@ from ..native import compiled as _gilloop
 
 # What a thread asleep in a syscall is waiting for, by syscall number.
 # "sleep?" means: a sleep when it waits on no file descriptor, else I/O.
+# A wait for a child process (wait4, waitid: subprocess.run, Process.join) is a join; a file lock
+# (flock), a System V semaphore (semop) or message queue (msgrcv, mq_timedreceive) a lock or a
+# queue; a wait for a signal (pause, sigsuspend, sigtimedwait: signal.pause) a sleep.
 _X86_64 = {
     0: "io", 1: "io", 7: "sleep?", 17: "io", 18: "io", 19: "io", 20: "io", 23: "sleep?",
-    35: "sleep", 40: "io", 42: "io", 43: "io", 44: "io", 45: "io", 46: "io", 47: "io",
-    74: "io", 75: "io", 202: "futex", 230: "sleep", 232: "io", 257: "io", 270: "sleep?",
-    271: "sleep?", 275: "io", 281: "io", 288: "io", 299: "io", 307: "io", 426: "io",
+    34: "sleep", 35: "sleep", 40: "io", 42: "io", 43: "io", 44: "io", 45: "io", 46: "io", 47: "io",
+    61: "lock", 65: "lock", 70: "lock", 73: "lock", 74: "io", 75: "io", 128: "sleep", 130: "sleep",
+    202: "futex", 220: "lock", 230: "sleep", 232: "io", 243: "lock", 247: "lock", 257: "io",
+    270: "sleep?", 271: "sleep?", 275: "io", 281: "io", 288: "io", 299: "io", 307: "io", 426: "io",
     441: "io", 449: "lock",
 }
 _AARCH64 = {
-    22: "io", 56: "io", 63: "io", 64: "io", 65: "io", 66: "io", 67: "io", 68: "io",
-    72: "sleep?", 73: "sleep?", 76: "io", 82: "io", 83: "io", 98: "futex", 101: "sleep",
-    115: "sleep", 202: "io", 203: "io", 206: "io", 207: "io", 211: "io", 212: "io",
-    242: "io", 243: "io", 269: "io", 426: "io", 441: "io", 449: "lock",
+    22: "io", 32: "lock", 56: "io", 63: "io", 64: "io", 65: "io", 66: "io", 67: "io", 68: "io",
+    72: "sleep?", 73: "sleep?", 76: "io", 82: "io", 83: "io", 95: "lock", 98: "futex", 101: "sleep",
+    115: "sleep", 133: "sleep", 137: "sleep", 183: "lock", 188: "lock", 192: "lock", 193: "lock",
+    202: "io", 203: "io", 206: "io", 207: "io", 211: "io", 212: "io", 242: "io", 243: "io",
+    260: "lock", 269: "io", 426: "io", 441: "io", 449: "lock",
 }
 SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(), _X86_64)
 # For "sleep?" syscalls, the argument that counts the file descriptors waited on.
