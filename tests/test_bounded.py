@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from gilviz.collect import replay_file
 from gilviz.recording import RecordingWriter
 from gilviz.report import Report, summarize_file
@@ -480,3 +482,56 @@ def test_a_run_samples_from_one_core_and_gives_its_thread_back_its_cores(tmp_pat
     for summary, rec in runs:
         printed = "".join(o.data for o in rec.output if o.stream == "out")
         assert printed.strip() == str(sorted(allowed)), printed  # each workload free to use every core
+
+
+@pytest.mark.parametrize("reads_before", [1, 2])
+def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_stays_stopped(reads_before):
+    """A stopped thread's schedstat does not move: its first thread's stat says the process is
+    stopped, each thread's stat is read once then, and not again while it does not move. (The
+    probe reads a moving thread's stat one read in two when its time on a CPU is short: the
+    stop is seen at an odd read and at an even one.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import read_syscalls
+    from gilviz.probes.threads import STOPPED_SYSCALL, ThreadProbe
+
+    code = ("import threading, time, sys\n"
+            "for _ in range(20): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        probe = ThreadProbe(child.pid)
+        for _ in range(reads_before):
+            readings, _ = probe.read()
+        assert len(readings) == 21 and not any(r.syscall == STOPPED_SYSCALL for r in readings)
+        asleep_in = {r.tid: r.syscall.split()[0] for r in readings}
+        child.send_signal(signal.SIGSTOP)
+        for _ in range(100):  # (until every thread has stopped)
+            time.sleep(0.01)
+            readings, _ = probe.read()
+            if all(r.syscall == STOPPED_SYSCALL for r in readings):
+                break
+        assert all(r.syscall == STOPPED_SYSCALL and r.state == "T" and r.moved for r in readings), readings
+        counting = -read_syscalls()
+        counting += read_syscalls()
+        for _ in range(2):
+            before = read_syscalls()
+            readings, _ = probe.read()
+            reads = read_syscalls() - before - counting
+            assert all(r.syscall == STOPPED_SYSCALL for r in readings)
+            assert reads <= 21 + 1, reads  # their schedstat and the first thread's stat, no other stat
+        child.send_signal(signal.SIGCONT)
+        for _ in range(100):
+            time.sleep(0.01)
+            readings, _ = probe.read()
+            if not any(r.syscall == STOPPED_SYSCALL for r in readings):
+                break
+        assert not probe.stopped and {r.tid: r.syscall.split()[0] for r in readings} == asleep_in
+        probe.close()
+    finally:
+        child.kill()
+        child.wait()

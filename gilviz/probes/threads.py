@@ -215,6 +215,7 @@ class ThreadProbe:
         # wakes each to stop it: the first thread's stat is read when it moved (a stat costs about
         # ten times a schedstat) and while it is stopped; while it is, every thread's stat is.
         self.stopped = False
+        self._stopped_tids: dict[int, str] = {}  # threads found stopped since: their state letters
 
     def thread_count_changed(self) -> bool:
         """A thread came or went since the last listing. The task folder's link count moves with
@@ -281,6 +282,8 @@ class ThreadProbe:
             self.stopped = self._stopped_as(leader) is not None
         if self.stopped:
             readings = self._as_stopped(readings)
+        elif self._stopped_tids:
+            self._stopped_tids.clear()
         if not list_threads:
             return readings, []
         live = set(tids)
@@ -307,12 +310,22 @@ class ThreadProbe:
         """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL
         (and as moved: the state rules look at its syscall again). What it was in before is kept
         for when it is continued."""
-        threads = self._threads
+        threads, known = self._threads, self._stopped_tids
         out = []
         for r in readings:
-            th = threads.get(r.tid)
-            state = r.state if r.state in ("T", "t") else self._stopped_as(th) if th is not None else None
-            out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True) if state else r)
+            if r.state in ("T", "t"):
+                state = r.state
+            elif not r.moved and r.tid in known:
+                state = known[r.tid]  # (to be continued it must run: its schedstat would have moved)
+            else:
+                th = threads.get(r.tid)
+                state = self._stopped_as(th) if th is not None else None
+            if state:
+                known[r.tid] = state
+                out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True))
+            else:
+                known.pop(r.tid, None)
+                out.append(r)
         return out
 
     def _read_in_python(self, tids: list[int], read_every: tuple[int, ...], idle_from: int,
