@@ -215,7 +215,7 @@ class ThreadProbe:
         # wakes each to stop it: the first thread's stat is read when it moved (a stat costs about
         # ten times a schedstat) and while it is stopped; while it is, every thread's stat is.
         self.stopped = False
-        self._stopped_tids: dict[int, str] = {}  # threads found stopped since: their state letters
+        self._stopped: dict[int, ThreadReading] = {}  # threads found stopped since: as read then
 
     def thread_count_changed(self) -> bool:
         """A thread came or went since the last listing. The task folder's link count moves with
@@ -282,8 +282,8 @@ class ThreadProbe:
             self.stopped = self._stopped_as(leader) is not None
         if self.stopped:
             readings = self._as_stopped(readings)
-        elif self._stopped_tids:
-            self._stopped_tids.clear()
+        elif self._stopped:
+            self._stopped.clear()
         if not list_threads:
             return readings, []
         live = set(tids)
@@ -310,19 +310,22 @@ class ThreadProbe:
         """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL
         (and as moved: the state rules look at its syscall again). What it was in before is kept
         for when it is continued."""
-        threads, known = self._threads, self._stopped_tids
+        threads, known = self._threads, self._stopped
         out = []
         for r in readings:
+            if not r.moved:
+                stopped = known.get(r.tid)
+                if stopped is not None:  # (to be continued it must run: its schedstat would have moved)
+                    out.append(stopped)
+                    continue
             if r.state in ("T", "t"):
                 state = r.state
-            elif not r.moved and r.tid in known:
-                state = known[r.tid]  # (to be continued it must run: its schedstat would have moved)
             else:
                 th = threads.get(r.tid)
                 state = self._stopped_as(th) if th is not None else None
             if state:
-                known[r.tid] = state
-                out.append(r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True))
+                stopped = known[r.tid] = r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True)
+                out.append(stopped)
             else:
                 known.pop(r.tid, None)
                 out.append(r)
