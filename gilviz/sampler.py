@@ -34,6 +34,7 @@ from .stream import GilTick, Notice, Record, Stack, ThreadTick, Tick
 Sink = Callable[[Record], None]
 from .native import compiled as _gilloop  # the GIL samples between ticks in C, where it could be built
 
+STOP_SAID_AFTER_US = 200_000  # a process stopped this long is said to be (briefer stops: a debugger's reads)
 CORE_READ_EVERY = 10  # ticks between reads of per-core load (/proc/stat counts in 10 ms steps)
 CHECK_EVERY_NS = 50_000_000  # the end of the run is noticed within this, however slow the ticks
 REFRESH_EVERY_NS = 250_000_000  # new child processes, subinterpreters, switch interval
@@ -441,6 +442,23 @@ class Sampler:
                 threading.Thread(target=self.lines.start_helper, args=(proc.pid, self.tick_ns, self._stack_period_ns()),
                                  daemon=True, name="gilviz-helper-start").start()
 
+    def _say_stops(self, proc: WatchedProcess, t_us: int) -> None:
+        """A stop long enough to see is said once as it goes on and once as it ends: the lanes'
+        "other" is otherwise all a user sees of it (a debugger that stops a process a moment at a
+        time, as py-spy without --nonblocking does, is not said)."""
+        if proc.probe.stopped:
+            if proc.stopped_since_us is None:
+                proc.stopped_since_us = t_us
+            elif not proc.stop_said and t_us - proc.stopped_since_us >= STOP_SAID_AFTER_US:
+                proc.stop_said = True
+                self.sink(Notice(t_us, f"pid {proc.pid} was stopped at {proc.stopped_since_us / 1e6:.1f} s (Ctrl-Z, "
+                                       "SIGSTOP or a debugger): its threads are drawn blocked, other, till it goes on"))
+            return
+        if proc.stop_said:
+            self.sink(Notice(t_us, f"pid {proc.pid} went on at {t_us / 1e6:.1f} s, "
+                                   f"after {(t_us - proc.stopped_since_us) / 1e6:.1f} s stopped"))
+        proc.stopped_since_us, proc.stop_said = None, False
+
     def _reader_failed(self, pid: int, error: Exception) -> None:
         """Its lines are read by py-spy from now on (not by a new reader: it would fail alike)."""
         self.lines.readers.pop(pid, None)
@@ -503,6 +521,8 @@ class Sampler:
                 readers.pop(proc.pid, None)
                 continue
             root_alive = root_alive or proc.pid == self.root_pid
+            if proc.probe.stopped or proc.stopped_since_us is not None:
+                self._say_stops(proc, t_us)
             lines = None
             reader = readers.get(proc.pid) if readers else None
             if reader is not None and (proc.gil is None or reader.reader.memory is not proc.gil.memory):

@@ -132,6 +132,8 @@ class WatchedProcess:
     # threads that had the process's own name when first seen (they may name themselves soon after)
     unnamed: dict[int, float] = field(default_factory=dict)
     os_name: str | None = None  # its main thread's OS name as first read (py-spy may rename the thread)
+    stopped_since_us: int | None = None  # the first tick of a stop (probes.threads.ThreadProbe.stopped)
+    stop_said: bool = False  # the stream said it was stopped
 
     def gil_state(self) -> str:
         if self.python is None:
