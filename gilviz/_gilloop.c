@@ -411,6 +411,39 @@ static int is_wait(PyObject *syscall, PyObject *waits) {
     return 0;
 }
 
+/* threads.py's RESTART_SYSCALL: a timed wait a stop interrupted goes on in restart_syscall, whose
+   text keeps the wait's arguments; the number of the wait it was read in last stands for it.
+   NULL (no error set) where the text is not that, or nothing was read before. */
+#if defined(__aarch64__)
+#define RESTART_TEXT "128 "
+#else
+#define RESTART_TEXT "219 "
+#endif
+static PyObject *restarted(const char *buf, ssize_t got, PyObject *last) {
+    if (last == NULL || got < 4 || memcmp(buf, RESTART_TEXT, 4) != 0)
+        return NULL;
+    Py_ssize_t len;
+    const char *before = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(last, 6), &len);
+    if (before == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    while (n < len && before[n] >= '0' && before[n] <= '9')
+        n++;
+    if (n == 0 || n >= len || before[n] != ' ' || (n == 3 && memcmp(before, RESTART_TEXT, 3) == 0))
+        return NULL;
+    char text[300];
+    if (n + (got - 3) >= (ssize_t)sizeof(text))
+        return NULL;
+    memcpy(text, before, (size_t)n);
+    memcpy(text + n, buf + 3, (size_t)(got - 3));
+    PyObject *out = PyUnicode_DecodeUTF8(text, n + (got - 3), NULL);
+    if (out == NULL)
+        PyErr_Clear();
+    return out;
+}
+
 static PyObject *read_threads(PyObject *self, PyObject *args) {
     PyObject *threads, *read_every, *parked = NULL, *waits = NULL;
     long long reads, idle_from, stat_after_ns, stat_every, waits_every = 1;
@@ -521,7 +554,9 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                     ssize_t got = read_file((int)sys_fd, buf, 257);
                     if (got < 0)
                         continue;
-                    syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
+                    syscall = restarted(buf, got, last);
+                    if (syscall == NULL && !PyErr_Occurred())
+                        syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
                     if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                         PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
                         continue;
@@ -1248,7 +1283,7 @@ PyMODINIT_FUNC PyInit__gilloop(void) {
         !(s_taken_back_us = PyUnicode_InternFromString("taken_back_us")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", 2) < 0) { /* (native.py's COMPILED_VERSION) */
+    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", 3) < 0) { /* (native.py's COMPILED_VERSION) */
         Py_DECREF(m);
         return NULL;
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-COMPILED_VERSION = 2  # _gilloop.c's VERSION: 2, sample() says whether it sampled at the tick
+COMPILED_VERSION = 3  # _gilloop.c's VERSION: 3, read_threads reads restart_syscall as the wait it restarts
 
 try:
     from . import _gilloop as compiled  # type: ignore[attr-defined]

@@ -163,6 +163,7 @@ class Sampler:
         self.stacks = StackReader(stacks_hz, self.processes, self._now_us)
         self.lines = LineTable(self._now_us, self._t0)
         self._helpers_tried: set[int] = set()
+        self._no_reader: set[int] = set()  # processes whose frame reader failed as nothing foresaw
         self._reader_waits: dict[int, int] = {}  # pid -> times its reader found no thread state yet
         self._budget: Budget | None = None
         self._next_stacks_ns = 0  # whole stacks read from memory at the stack rate
@@ -424,7 +425,7 @@ class Sampler:
                 continue
             gil = proc.gil
             helper_can = proc.python.version[:2] >= HELPER_FROM
-            if gil is not None:  # (a build the reader does not know it refuses: then the helper)
+            if gil is not None and proc.pid not in self._no_reader:  # (a build it does not know: the helper)
                 self._helpers_tried.add(proc.pid)
                 waited = self._reader_waits[proc.pid] = self._reader_waits.get(proc.pid, 0) + 1
                 started = self.lines.start_reader(proc.pid, lambda: FrameReader(gil.memory, proc.python, gil.offsets),
@@ -459,13 +460,20 @@ class Sampler:
                                    f"after {(t_us - proc.stopped_since_us) / 1e6:.1f} s stopped"))
         proc.stopped_since_us, proc.stop_said = None, False
 
-    def _reader_failed(self, pid: int, error: Exception) -> None:
-        """Its lines are read by py-spy from now on (not by a new reader: it would fail alike)."""
-        self.lines.readers.pop(pid, None)
-        self._helpers_tried.add(pid)
-        self.sink(Notice(self._now_us(), f"pid {pid}: gilviz stopped reading its frames ({type(error).__name__}: "
-                                         f"{error}; a fault of gilviz's, worth reporting); py-spy reads its lines, "
-                                         "a few times a second"))
+    def _reader_failed(self, proc: WatchedProcess, error: Exception) -> None:
+        """Its lines are read by CPython's own reader from now on (3.14+), else by py-spy, not by a
+        new reader of gilviz's: it would fail alike."""
+        self.lines.readers.pop(proc.pid, None)
+        self._no_reader.add(proc.pid)
+        self._helpers_tried.discard(proc.pid)  # (3.14+: the helper starts at the next refresh)
+        if proc.python is not None and proc.python.version[:2] >= HELPER_FROM:
+            then = "CPython's own reader reads its lines"
+        elif self.stacks.pyspy is not None and self.stacks.hz > 0:
+            then = "py-spy reads its lines, a few times a second"
+        else:
+            then = "its lines are not read"
+        self.sink(Notice(self._now_us(), f"pid {proc.pid}: gilviz stopped reading its frames ({type(error).__name__}: "
+                                         f"{error}; a fault of gilviz's, worth reporting); {then}"))
 
     def _stack_period_ns(self) -> int:
         hz = self._budget.stacks_hz if self._budget is not None else self.stacks.hz
@@ -536,7 +544,7 @@ class Sampler:
                     lines = reader.update(readings, now, read_lines, holders)
                 except Exception as e:  # a misread it did not foresee (memory read as it changes): its
                     reader = lines = None  # lines stop, the recording goes on
-                    self._reader_failed(proc.pid, e)
+                    self._reader_failed(proc, e)
             if within is not None:
                 within()
             ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
@@ -546,7 +554,7 @@ class Sampler:
                 try:
                     entries = reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)
                 except Exception as e:  # (as above)
-                    self._reader_failed(proc.pid, e)
+                    self._reader_failed(proc, e)
                 else:
                     self.sink(Stack(t_us, proc.pid, entries, "gilviz"))
             helper = helpers.get(proc.pid) if helpers else None

@@ -496,10 +496,14 @@ def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_st
     import time
 
     from conftest import read_syscalls
-    from gilviz.probes.threads import STOPPED_SYSCALL, ThreadProbe
+    from gilviz.probes.threads import STOPPED_SYSCALL, SYSCALL_KINDS, ThreadProbe
 
+    [FUTEX] = [nr for nr, kind in SYSCALL_KINDS.items() if kind == "futex"]
+
+    # (a timed wait a stop interrupts goes on in restart_syscall: it is read as the wait it was)
     code = ("import threading, time, sys\n"
-            "for _ in range(20): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "for _ in range(10): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "for _ in range(10): threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()\n"
             "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -536,6 +540,7 @@ def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_st
             if not any(r.syscall == STOPPED_SYSCALL for r in readings):
                 break
         assert not probe.stopped and {r.tid: r.syscall.split()[0] for r in readings} == asleep_in
+        assert sorted(asleep_in.values()).count(str(FUTEX)) >= 10, asleep_in
         probe.close()
     finally:
         child.kill()

@@ -449,9 +449,13 @@ def test_an_old_python_is_named_as_such(tmp_path):
     assert_user_error(result, "which gilviz does not support", "3.9")
 
 
-def test_a_frame_reader_that_fails_leaves_the_lines_to_py_spy_and_the_recording_goes_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("version, then, by", [("3.12", "py-spy reads its lines", "py-spy"),
+                                               ("3.15", "CPython's own reader reads its lines", "_remote_debugging")])
+def test_a_frame_reader_that_fails_leaves_the_lines_to_another_and_the_recording_goes_on(tmp_path, monkeypatch,
+                                                                                         version, then, by):
     """An error no reading of a live process's memory was written to expect (its memory read as it
-    changes) ends that process's reader, not the recording."""
+    changes) ends that process's reader, not the recording: py-spy reads the lines from then on,
+    or from 3.14, CPython's own reader."""
     from conftest import python_or_skip, record_code
     from gilviz.capture.lines import FrameLines
 
@@ -467,12 +471,12 @@ def test_a_frame_reader_that_fails_leaves_the_lines_to_py_spy_and_the_recording_
 
     monkeypatch.setattr(FrameLines, "update", fails_once_started)
     code = "import time\nend = time.time() + 2\nwhile time.time() < end: pass\n"
-    summary, rec = record_code(tmp_path, python_or_skip("3.12"), code)
+    summary, rec = record_code(tmp_path, python_or_skip(version), code)
     assert updates >= 40, updates
     [said] = [n for n in summary["notices"] if "stopped reading its frames" in n]
-    assert "TypeError: a misread no check foresaw" in said and "py-spy reads its lines" in said, said
+    assert "TypeError: a misread no check foresaw" in said and then in said, said
     assert rec.end is not None and rec.end.reason == "exited", rec.end
     assert rec.ticks[-1].t - rec.ticks[0].t > 1_500_000  # (ticks to the end)
     by_gilviz = [s.t for s in rec.stacks if s.by == "gilviz"]
-    assert not by_gilviz or max(by_gilviz) < min(s.t for s in rec.stacks if s.by == "py-spy")
-    assert any(s.by == "py-spy" and any(e.line for e in s.threads) for s in rec.stacks), "py-spy read no line"
+    assert not by_gilviz or max(by_gilviz) < min(s.t for s in rec.stacks if s.by == by)
+    assert any(s.by == by and any(e.line for e in s.threads) for s in rec.stacks), f"{by} read no line"

@@ -272,10 +272,12 @@ def test_an_address_that_is_no_thread_state_gives_no_line(target):
 
 
 @pytest.mark.parametrize("target", ["3.9", "3.11", "3.13", "3.15"], indirect=True)
-def test_frames_read_as_their_memory_changes_raise_only_what_the_reader_expects(target):
+def test_frames_read_in_python_as_their_memory_changes_raise_only_what_the_reader_expects(target):
     """A live process's memory changes as it is read (a frame popped, a code object freed and its
     memory reused): read through a memory whose bytes change at random, the reader says OSError or
-    FramesError, and nothing else (anything else ends its process's reader: sampler._reader_failed)."""
+    FramesError, and nothing else (anything else ends its process's reader: sampler._reader_failed).
+    The reader in Python: the C walk of the innermost frames reads the process's memory itself, and
+    hands what it cannot tell to the Python one."""
     pid, _, ids = target
     py = pyprocess.inspect(pid)
     gil = GilProbe(py)

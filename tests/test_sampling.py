@@ -203,7 +203,7 @@ def test_stopped_threads_are_blocked_not_waiting_and_run_again_once_continued(tm
                for g in tick.gils), "the GIL was not read again"
     said = [n for n in summary["notices"] if n.startswith(f"pid {rec.header.pid} ")]
     assert len(said) == 2 and "was stopped at" in said[0] and "went on at" in said[1], summary["notices"]
-    assert abs(float(said[0].split(" at ")[1].split(" s")[0]) * 1e6 - stopped) < 100_000, (said, stopped)
+    assert abs(float(said[0].split(" at ")[1].split(" s")[0]) * 1e6 - stopped) < 150_000, (said, stopped)  # (said to 0.1 s)
 
 
 def test_a_thread_waiting_for_a_child_process_is_blocked_by_a_join(tmp_path):

@@ -159,10 +159,11 @@ class LineTable:
             if not reader.tstates:
                 raise FramesError("no thread state names a thread of the process (3.9 and 3.10: a C library "
                                   "other than glibc?)")
-        except (OSError, FramesError) as e:
+        except Exception as e:  # (one nothing foresaw too, in memory read as it changes: not the end of the run)
             if not quiet:
+                why = str(e) if isinstance(e, (OSError, FramesError)) else f"{type(e).__name__}: {e}"
                 with self._lock:
-                    self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({e}); py-spy "
+                    self._new.append(Notice(self.now_us(), f"pid {pid}: gilviz cannot read its frames ({why}); py-spy "
                                                            "reads its lines, a few times a second"))
             return False
         self.readers[pid] = reader

@@ -39,6 +39,9 @@ _AARCH64 = {
     260: "lock", 269: "io", 426: "io", 441: "io", 449: "lock",
 }
 SYSCALL_KINDS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(platform.machine(), _X86_64)
+# A timed wait (a futex with a timeout, poll) that a stop interrupted goes on, once continued, in
+# restart_syscall, whose text keeps the wait's arguments: read as the wait it was last read in.
+RESTART_SYSCALL = {"x86_64": "219 ", "aarch64": "128 "}.get(platform.machine(), "219 ")
 # For "sleep?" syscalls, the argument that counts the file descriptors waited on.
 NFDS_ARG = {7: 1, 23: 0, 270: 0, 271: 1, 72: 0, 73: 1}
 
@@ -111,6 +114,14 @@ def classify_syscall(text: str, gil_ranges: tuple[tuple[int, int], ...] = ()) ->
         nfds = int(parts[1 + arg], 16) if len(parts) > 1 + arg else 1
         return "sleep" if nfds == 0 else "io"
     return kind
+
+
+def _restarted(text: str, before: str) -> str:
+    """restart_syscall's text as the wait it restarts (gilviz/_gilloop.c's `restarted`)."""
+    nr, _, rest = before.partition(" ")
+    if not nr.isdigit() or not rest or before.startswith(RESTART_SYSCALL):
+        return text
+    return nr + text[len(RESTART_SYSCALL) - 1:]
 
 
 def parse_stat(text: str) -> tuple[str, int]:
@@ -252,6 +263,9 @@ class ThreadProbe:
             self._listed_at = self._reads
         threads = self._threads
         read_every, idle_from = _READ_EVERY[self.sparseness]
+        leader = threads.get(self.pid)
+        if leader is not None and leader.unchanged >= idle_from:
+            leader.unchanged = 0  # (read at every read, asleep or not: its moving says a stop)
         if _gilloop is not None:
             if list_threads:
                 open_threads = []
@@ -277,7 +291,7 @@ class ThreadProbe:
                     readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
-        leader = self._threads.get(self.pid)
+        leader = leader or threads.get(self.pid)  # (opened at this read)
         if leader is not None and (self.stopped or (leader.last is not None and leader.last.moved)):
             self.stopped = self._stopped_as(leader) is not None
         if self.stopped:
@@ -291,6 +305,7 @@ class ThreadProbe:
         for tid in gone:
             threads.pop(tid).close()
             self.parked.discard(tid)
+            self._stopped.pop(tid, None)
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
@@ -307,9 +322,10 @@ class ThreadProbe:
         return state.decode() if state in STOPPED_STATES else None
 
     def _as_stopped(self, readings: list[ThreadReading]) -> list[ThreadReading]:
-        """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL
-        (and as moved: the state rules look at its syscall again). What it was in before is kept
-        for when it is continued."""
+        """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL,
+        as moved at the read that finds it stopped (the state rules look at its syscall again), as
+        asleep in it at the reads after while it does not move. Its own reading is left as it was
+        (th.last): once it goes on, what it waits in is read against that."""
         threads, known = self._threads, self._stopped
         out = []
         for r in readings:
@@ -324,7 +340,8 @@ class ThreadProbe:
                 th = threads.get(r.tid)
                 state = self._stopped_as(th) if th is not None else None
             if state:
-                stopped = known[r.tid] = r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True)
+                stopped = r._replace(state=state, syscall=STOPPED_SYSCALL, moved=True)
+                known[r.tid] = stopped._replace(moved=False)  # (from its next read: asleep in it)
                 out.append(stopped)
             else:
                 known.pop(r.tid, None)
@@ -368,6 +385,8 @@ class ThreadProbe:
                         syscall = last.syscall  # still in the wait its last read found
                     else:
                         syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+                        if syscall.startswith(RESTART_SYSCALL) and last is not None:
+                            syscall = _restarted(syscall, last.syscall)
                         if waits:
                             if syscall.startswith(waits):
                                 parked.add(tid)
