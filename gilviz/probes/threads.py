@@ -226,7 +226,7 @@ class ThreadProbe:
         # wakes each to stop it: the first thread's stat is read when it moved (a stat costs about
         # ten times a schedstat) and while it is stopped; while it is, every thread's stat is.
         self.stopped = False
-        self._stopped: dict[int, ThreadReading] = {}  # threads found stopped since: as read then
+        self._found_stopped: dict[int, ThreadReading] = {}  # threads found stopped since: as read then
 
     def thread_count_changed(self) -> bool:
         """A thread came or went since the last listing. The task folder's link count moves with
@@ -296,8 +296,8 @@ class ThreadProbe:
             self.stopped = self._stopped_as(leader) is not None
         if self.stopped:
             readings = self._as_stopped(readings)
-        elif self._stopped:
-            self._stopped.clear()
+        elif self._found_stopped:
+            self._found_stopped.clear()
         if not list_threads:
             return readings, []
         live = set(tids)
@@ -305,7 +305,7 @@ class ThreadProbe:
         for tid in gone:
             threads.pop(tid).close()
             self.parked.discard(tid)
-            self._stopped.pop(tid, None)
+            self._found_stopped.pop(tid, None)
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
@@ -326,7 +326,7 @@ class ThreadProbe:
         as moved at the read that finds it stopped (the state rules look at its syscall again), as
         asleep in it at the reads after while it does not move. Its own reading is left as it was
         (th.last): once it goes on, what it waits in is read against that."""
-        threads, known = self._threads, self._stopped
+        threads, known = self._threads, self._found_stopped
         out = []
         for r in readings:
             if not r.moved:
