@@ -1,7 +1,9 @@
+import contextlib
 import functools
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -75,6 +77,19 @@ def assert_native_once_the_gil_is_read(rec, tids) -> None:
         rows = [th for tick in ticks for th in tick.threads if th.tid == tid]
         native, oncpu = sum(th.native for th in rows), sum(th.oncpu for th in rows)
         assert native > 0.8 * oncpu and native > 2 * sum(th.running + th.waiting for th in rows), (tid, native, oncpu)
+
+
+@contextlib.contextmanager
+def ready_child(code: str):
+    """A child interpreter running `code`, once it has written "ready" (its stdin and stdout are
+    pipes); killed at the end."""
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
 
 
 def no_process_left(pid: int) -> bool:

@@ -119,9 +119,7 @@ def test_far_over_the_budget_every_rate_slows_at_once():
 
 
 def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next_read():
-    import subprocess
-    import sys
-
+    from conftest import ready_child
     from gilviz.probes.threads import IDLE_STEPS, ThreadProbe
 
     code = ("import threading, time, sys\n"
@@ -130,9 +128,7 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
             "sys.stdin.readline()\n"
             "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
             "sys.stdout.write('more\\n'); sys.stdout.flush(); time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline() == "ready\n"
+    with ready_child(code) as child:
         probe = ThreadProbe(child.pid)
         readings, _ = probe.read()
         assert len(readings) == 21
@@ -140,8 +136,9 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
 
         counting = -read_syscalls()
         counting += read_syscalls()  # the reads the counting itself makes
-        # asleep all along: each thread read about once in 8 reads, once in 16 over budget (the reads
-        # counted are the kernel's, in C or in Python alike; the look at the thread count is no read)
+        # asleep all along: each thread read about once in 8 reads, once in 16 over budget, the first at
+        # every read (it says a stop); the reads counted are the kernel's, in C or in Python alike (the
+        # look at the thread count is no read)
         for sparseness, every in ((1, 8), (2, 16)):
             probe.sparseness = sparseness
             for _ in range(IDLE_STEPS[0][0] + every):
@@ -157,9 +154,6 @@ def test_threads_asleep_are_read_less_often_and_a_new_thread_is_seen_at_the_next
         readings, _ = probe.read()
         assert len(readings) == 22  # seen at the very next read
         probe.close()
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_children_are_found_among_the_ids_given_out_since_the_last_look(monkeypatch):
@@ -491,11 +485,9 @@ def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_st
     probe reads a moving thread's stat one read in two when its time on a CPU is short: the
     stop is seen at an odd read and at an even one.)"""
     import signal
-    import subprocess
-    import sys
     import time
 
-    from conftest import read_syscalls
+    from conftest import read_syscalls, ready_child
     from gilviz.probes.threads import STOPPED_SYSCALL, SYSCALL_KINDS, ThreadProbe
 
     [FUTEX] = [nr for nr, kind in SYSCALL_KINDS.items() if kind == "futex"]
@@ -505,9 +497,7 @@ def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_st
             "for _ in range(10): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
             "for _ in range(10): threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()\n"
             "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline() == "ready\n"
+    with ready_child(code) as child:
         probe = ThreadProbe(child.pid)
         for _ in range(100):  # (until every thread is asleep)
             readings, _ = probe.read()
@@ -542,6 +532,3 @@ def test_a_stopped_process_is_read_as_such_and_its_threads_stat_once_while_it_st
         assert not probe.stopped and {r.tid: r.syscall.split()[0] for r in readings} == asleep_in
         assert sorted(asleep_in.values()).count(str(FUTEX)) >= 10, asleep_in
         probe.close()
-    finally:
-        child.kill()
-        child.wait()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import python_or_skip, read_syscalls, record_code
+from conftest import python_or_skip, read_syscalls, ready_child, record_code
 from test_sampling import CPU_THREADS
 from gilviz import sampler
 from gilviz.native import COMPILED_VERSION
@@ -262,9 +262,7 @@ def test_reading_threads_in_c_follows_a_thread_that_runs_and_leaves_out_one_that
             "    while time.time() < end: time.sleep(0.001)\n"
             "threading.Thread(target=brief).start()\n"
             "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline() == "ready\n"
+    with ready_child(code) as child:
         probe = threads.ThreadProbe(child.pid)
         first, _ = probe.read()
         assert len(first) == 3
@@ -279,9 +277,6 @@ def test_reading_threads_in_c_follows_a_thread_that_runs_and_leaves_out_one_that
         readings, _ = probe.read(list_threads=False)
         assert len(readings) == 2 and {r.tid for r in readings} == {child.pid, spinner}
         probe.close()
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_reading_threads_in_c_refuses_what_it_cannot_read():
