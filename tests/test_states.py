@@ -297,7 +297,7 @@ def test_a_thread_asleep_all_tick_keeps_its_reason():
     assert states.unchanged(reading(1, moved=False), ThreadMemory(call="gil"), 5000, 0.0).waiting == 5000
 
 
-def test_a_thread_stopped_in_a_gil_wait_is_blocked_until_it_is_continued():
+def test_a_thread_read_as_stopped_in_a_gil_wait_is_blocked_until_read_in_the_wait_again():
     gil = ((0x7F00, 0x7F10),)
     mem = ThreadMemory(on_ns=10**6, call="gil")
     stopped = reading(1.02, syscall=STOPPED_SYSCALL, state="T")  # (woken to stop)

@@ -171,7 +171,7 @@ WAITS_READ_EVERY = 8  # a thread known to be in the wait it was read in has its 
 # What a stopped thread (SIGSTOP, Ctrl-Z, a debugger) is read as being in: what the kernel's syscall
 # file says of a thread blocked outside any syscall, which the state rules count as blocked, "other"
 STOPPED_SYSCALL = "-1 stopped"
-STOPPED_STATES = (b"T", b"t")  # stat's state letters: stopped by a signal, by a tracer
+STOPPED_STATES = ("T", "t")  # stat's state letters: stopped by a signal, by a tracer
 LIST_EVERY = 16  # reads between listings of the task folder when the thread count has not changed
 READ_CHUNK = 64  # threads read between two calls of a read's `between` (about 0.2 ms of reads)
 
@@ -318,8 +318,8 @@ class ThreadProbe:
             end = text.rindex(b")")  # (of the name, which may hold spaces and parentheses)
         except (OSError, ValueError):
             return None  # (ended meanwhile: its next read says so)
-        state = text[end + 2 : end + 3]
-        return state.decode() if state in STOPPED_STATES else None
+        state = text[end + 2 : end + 3].decode(errors="replace")
+        return state if state in STOPPED_STATES else None
 
     def _as_stopped(self, readings: list[ThreadReading]) -> list[ThreadReading]:
         """The readings with each thread its stat says is stopped read as blocked in STOPPED_SYSCALL,
@@ -334,7 +334,7 @@ class ThreadProbe:
                 if stopped is not None:  # (to be continued it must run: its schedstat would have moved)
                     out.append(stopped)
                     continue
-            if r.state in ("T", "t"):
+            if r.state in STOPPED_STATES:
                 state = r.state
             else:
                 th = threads.get(r.tid)
