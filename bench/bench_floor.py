@@ -5,6 +5,10 @@ For 2 and 8 threads spinning in pure Python, in interleaved rounds (9 by default
   with cc; a ctypes loop where there is no compiler) waking as often as gilviz woke in the
   round before (its ticks, and its GIL samples between them: the Stats' wake_hz; the sample at
   a tick rides on the tick's wake-up), its CPU a second;
+- the floor with the reads: the same C loop, reading each of the workload's threads' schedstat
+  and syscall at every tick (at the wake-ups and ticks a second gilviz had in the round), the
+  files any sampler that reads the threads from /proc reads at every tick (in a run of its own
+  beside the workload: its throughput is not the baseline's);
 - the workload under `gilviz record` (default settings: the lines read from the target's memory
   at every tick, py-spy naming the threads once a second, the GIL sampled at about 2 kHz, faster
   only where the sampler's core is otherwise idle): ticks/s, GIL samples/s, sampler CPU,
@@ -62,6 +66,63 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
+# The floor of any sampler that reads the threads from /proc: the same wake-ups, and at every
+# `every`th of them (a tick) each thread's schedstat and syscall, the two files a thread that
+# moved is read by at every tick (its stat is read more seldom), from files kept open as
+# gilviz keeps them; the task folder listed again every 16 ticks as gilviz lists it.
+READS_FLOOR_C = r"""
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#define MAX_THREADS 4096
+static int tids[MAX_THREADS], fds[MAX_THREADS][2], count;
+static void list_threads(const char *task) {
+    DIR *d = opendir(task);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && count < MAX_THREADS) {
+        int tid = atoi(e->d_name), known = 0;
+        if (tid <= 0) continue;
+        for (int i = 0; i < count && !known; i++) known = tids[i] == tid;
+        if (known) continue;
+        char path[96];
+        snprintf(path, sizeof path, "%s/%d/schedstat", task, tid);
+        int a = open(path, O_RDONLY);
+        snprintf(path, sizeof path, "%s/%d/syscall", task, tid);
+        int b = open(path, O_RDONLY);
+        if (a < 0 || b < 0) { if (a >= 0) close(a); if (b >= 0) close(b); continue; }
+        tids[count] = tid; fds[count][0] = a; fds[count][1] = b; count++;
+    }
+    closedir(d);
+}
+int main(int argc, char **argv) {
+    double hz = atof(argv[1]), seconds = atof(argv[2]);
+    long every = atol(argv[4]), period = (long)(1e9 / hz), n = (long)(hz * seconds), ticks = 0;
+    char task[64], buf[512];
+    snprintf(task, sizeof task, "/proc/%s/task", argv[3]);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    for (long i = 0; i < n; i++) {
+        t.tv_nsec += period;
+        while (t.tv_nsec >= 1000000000L) { t.tv_nsec -= 1000000000L; t.tv_sec++; }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
+        if (i % every) continue;
+        if (ticks++ % 16 == 0) list_threads(task);
+        for (int k = 0; k < count; k++) {
+            if (pread(fds[k][0], buf, sizeof buf, 0) < 0) continue;  /* (ended: read no more) */
+            pread(fds[k][1], buf, sizeof buf, 0);
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%f\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    return 0;
+}
+"""
 FLOOR_PY = """
 import ctypes, resource, sys, time
 libc = ctypes.CDLL(None)
@@ -90,14 +151,21 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def floor_command(folder: str) -> tuple[list[str], str]:
+def compiled(folder: str, name: str, source: str) -> list[str] | None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
-        src, exe = os.path.join(folder, "floor.c"), os.path.join(folder, "floor")
+        src, exe = os.path.join(folder, name + ".c"), os.path.join(folder, name)
         with open(src, "w") as f:
-            f.write(FLOOR_C)
+            f.write(source)
         if subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
-            return [exe], "a C loop of clock_nanosleep"
+            return [exe]
+    return None
+
+
+def floor_command(folder: str) -> tuple[list[str], str]:
+    exe = compiled(folder, "floor", FLOOR_C)
+    if exe:
+        return exe, "a C loop of clock_nanosleep"
     return [sys.executable, "-c", FLOOR_PY], "a ctypes loop of clock_nanosleep (no C compiler: above the true floor)"
 
 
@@ -106,6 +174,16 @@ def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tup
     fl = subprocess.run([*floor, str(hz), str(seconds)], capture_output=True, text=True, check=True)
     out, _ = work.communicate()
     return throughput(out), float(fl.stdout) / seconds
+
+
+def reads_floor(n: int, seconds: float, reads: list[str], hz: float, ticks: float) -> float:
+    """The C loop that also reads the workload's threads at each tick: its CPU a second."""
+    work = subprocess.Popen([sys.executable, WORKLOAD, str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
+    every = max(1, round(hz / ticks))
+    fl = subprocess.run([*reads, str(hz), str(seconds), str(work.pid), str(every)], capture_output=True, text=True,
+                        check=True)
+    work.communicate()
+    return float(fl.stdout) / seconds
 
 
 def wake_ups(stats) -> float:
@@ -161,12 +239,14 @@ def main() -> int:
     s = args.seconds
     with tempfile.TemporaryDirectory() as folder:
         floor, floor_kind = floor_command(folder)
+        reads = compiled(folder, "reads_floor", READS_FLOOR_C)
         print(f"floor: {floor_kind}; {args.rounds} interleaved rounds of {s:.0f} s; medians (min..max)")
         for n in args.threads:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
                                                          "spy100", "spy100_cpu", "spy1k", "spy1k_cpu", "tachyon_cpu",
                                                          "own", "own_cpu", "own_wakeups", "steady_cpu",
-                                                         "steady_wakeups")}
+                                                         "steady_wakeups", "reads_floor", "reads_wakeups",
+                                                         "reads_ticks")}
             wakeups = 2200.0  # until gilviz's first round says
             for _ in range(args.rounds):
                 t, fl = alone_with_floor(n, s, floor, wakeups)
@@ -182,6 +262,10 @@ def main() -> int:
                     f["steady_cpu"].append(report["steady"][0])
                     f["steady_wakeups"].append(report["steady"][1])
                 wakeups = report["wake_hz"]
+                if reads:  # (at this round's wake-ups and ticks)
+                    f["reads_floor"].append(reads_floor(n, s, reads, wakeups, report["tick_hz"]))
+                    f["reads_wakeups"].append(wakeups)
+                    f["reads_ticks"].append(report["tick_hz"])
                 t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2000")
                 f["own"].append(t)
                 f["own_cpu"].append(report["sampler"]["overhead"])
@@ -212,6 +296,15 @@ def main() -> int:
                 print(f"    after its first second (past its start): "
                       f"{spread(f['steady_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['steady_cpu']], '.1f')} % "
                       f"= {spread(ratios, '.2f')}x the floor at as many wake-ups ({1e6 * each:.1f} us each)")
+            if f["reads_floor"]:
+                each = statistics.median(c / w for c, w in zip(f["reads_floor"], f["reads_wakeups"]))
+                print(f"  floor with the reads (each thread's schedstat and syscall at "
+                      f"{spread(f['reads_ticks'], '.0f')} ticks/s, {spread(f['reads_wakeups'], '.0f')} wake-ups/s): "
+                      f"CPU {spread([100 * x for x in f['reads_floor']], '.1f')} %; gilviz "
+                      f"{statistics.median(a / b for a, b in zip(f['gv_cpu'], f['reads_floor'])):.2f}x it"
+                      + (f", after its first second {statistics.median(c / (each * w) for c, w in zip(f['steady_cpu'], f['steady_wakeups'])):.2f}x"
+                         if f["steady_cpu"] else "")
+                      + f"; the goal of 1.3x the floor leaves {100 * (1.3 * floor_cpu):.1f} %")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
             print(f"  gilviz record --stacks-rate 0 --gil-rate 2000 (no lines, no py-spy): "
                   f"{spread(f['own_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
