@@ -370,7 +370,10 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append(f"GIL       {status}")
     root_gil = next((g for g in summary["gils"] if g["pid"] == t["pid"] and g["interp"] == 0), {})
     if gil and root_gil.get("unsplit_cpu_s"):
-        lines.append(f"          before it was found, {root_gil['unsplit_cpu_s']:.2f} CPU s of its threads count as "
+        # (a GIL read, then no more: gilviz stopped reading it, and says why)
+        when = ("before it was found" if root_gil.get("status") == "located" or not root_gil.get("why")
+                else f"while it was not read ({root_gil['why']})")
+        lines.append(f"          {when}, {root_gil['unsplit_cpu_s']:.2f} CPU s of its threads count as "
                      "running (no reading of the GIL split them)")
     for g in summary["gils"]:
         if (g["pid"] != t["pid"] or g["interp"]) and "held" in g:

@@ -27,7 +27,7 @@ from .capture.placement import OneCore
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
-from .probes.gil import GilProbe, GilSite
+from .probes.gil import GilProbe, GilSite, raised_in_probe
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
 from .stream import GilTick, Notice, Record, Stack, ThreadTick, Tick
 
@@ -314,7 +314,7 @@ class Sampler:
                     if fast is not None:  # no GIL to read (none yet, or a free-threaded target): no wake-up
                         next_gil, no_gil = next_tick, True  # for it, but looked for again after each tick
                         continue
-                    if sum(proc.sample_gils() for proc in self.processes):
+                    if self._sample_gils_in_python():
                         self.stats.gil_samples += 1
                     self.stats.wake_ups += 1
                     next_gil += budget.period
@@ -380,6 +380,23 @@ class Sampler:
             self._sampled_at_tick = {proc.pid for proc, _, _ in fast}
         self._take_samples(fast, results)
         return next_gil
+
+    def _sample_gils_in_python(self) -> bool:
+        """A GIL sample of every process, where the C loop cannot take it; True when one read a GIL."""
+        read = False
+        for proc in self.processes:
+            try:
+                read = proc.sample_gils() or read
+            except Exception as e:  # (as in _tick)
+                self._gil_failed(proc, e)
+        return read
+
+    def _gil_failed(self, proc: WatchedProcess, error: Exception) -> None:
+        """An error no check foresaw: raised by the GIL probe, it ends the reading of that process's
+        GIL, not the recording (re-raised otherwise, and where its GIL had failed already)."""
+        if proc.gil is None or proc.gil.failed or not raised_in_probe(error):
+            raise error
+        self.processes.gil_failed(proc, error)
 
     def _sample_within_tick(self, proc: WatchedProcess, later: list[tuple]) -> None:
         """A GIL sample a period after the last, while a tick's threads are read and worked out.
@@ -510,64 +527,72 @@ class Sampler:
         self._within_next_ns = now + (self._budget.period if self._budget is not None else 0)
         within_tick = _gilloop is not None and self._budget is not None
         for proc in self.processes:
-            # A GIL sample at the read (taken by the C loop as it woke for the tick, or here): the
-            # holders over the tick (the lines read again, the waits followed) reach to the moment
-            # its threads are read, and a tick a busy machine kept the sampler off a CPU for has a
-            # reading of the GIL all the same. (Part of the tick, at its wake-up: a sample counted,
-            # not a wake-up.)
-            if proc.sites and proc.pid not in sampled_at_tick and proc.sample_gils() and not sampled_here:
-                sampled_here = True
-                self.stats.gil_samples += 1
-            holders = _holders_over_tick(proc)
-            _follow_gil_waits(proc, holders)
-            later: list[tuple] = []  # GIL samples taken after the read: the next tick's
-            within = functools.partial(self._sample_within_tick, proc, later) if within_tick and proc.gil else None
             try:
-                readings, gone = proc.probe.read(list_threads, within)
-            except ProcessLookupError:
-                self.processes.end(proc)
-                readers.pop(proc.pid, None)
-                continue
-            root_alive = root_alive or proc.pid == self.root_pid
-            if proc.probe.stopped or proc.stopped_since_us is not None:
-                self._say_stops(proc, t_us)
-            lines = None
-            reader = readers.get(proc.pid) if readers else None
-            if reader is not None and (proc.gil is None or reader.reader.memory is not proc.gil.memory):
-                del readers[proc.pid]  # it exec'd: a reader of its new image at the next refresh
-                self._helpers_tried.discard(proc.pid)
-                self._reader_waits.pop(proc.pid, None)
-                reader = None
-            if reader is not None:
+                # A GIL sample at the read (taken by the C loop as it woke for the tick, or here): the
+                # holders over the tick (the lines read again, the waits followed) reach to the moment
+                # its threads are read, and a tick a busy machine kept the sampler off a CPU for has a
+                # reading of the GIL all the same. (Part of the tick, at its wake-up: a sample counted,
+                # not a wake-up.)
+                if proc.sites and proc.pid not in sampled_at_tick and proc.sample_gils() and not sampled_here:
+                    sampled_here = True
+                    self.stats.gil_samples += 1
+                holders = _holders_over_tick(proc)
+                _follow_gil_waits(proc, holders)
+                later: list[tuple] = []  # GIL samples taken after the read: the next tick's
+                within = functools.partial(self._sample_within_tick, proc, later) if within_tick and proc.gil else None
                 try:
-                    reader.forget(gone)
-                    lines = reader.update(readings, now, read_lines, holders)
-                except Exception as e:  # a misread it did not foresee (memory read as it changes): its
-                    reader = lines = None  # lines stop, the recording goes on
-                    self._reader_failed(proc, e)
-            if within is not None:
-                within()
-            ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
-            if within is not None:
-                within()
-            if read_stacks and reader is not None:
-                try:
-                    entries = reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)
-                except Exception as e:  # (as above)
-                    self._reader_failed(proc, e)
-                else:
-                    self.sink(Stack(t_us, proc.pid, entries, "gilviz"))
-            helper = helpers.get(proc.pid) if helpers else None
-            taken = helper.take_stacks() if helper is not None else None
-            if taken is not None and taken[0] >= t_us - STALE_TICKS * dt:
-                self.sink(Stack(taken[0], proc.pid, stack_entries(ticks, taken[1], proc.threads, dt), "_remote_debugging"))
-            spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
-            threads.extend(ticks)
-            gils.extend(gil_ticks)
-            proc.clear_samples()
-            for sites, results in later:
-                self._take_samples(sites, results)
-            proc.watch_flags(ticks)
+                    readings, gone = proc.probe.read(list_threads, within)
+                except ProcessLookupError:
+                    self.processes.end(proc)
+                    readers.pop(proc.pid, None)
+                    continue
+                root_alive = root_alive or proc.pid == self.root_pid
+                if proc.probe.stopped or proc.stopped_since_us is not None:
+                    self._say_stops(proc, t_us)
+                lines = None
+                reader = readers.get(proc.pid) if readers else None
+                if reader is not None and (proc.gil is None or reader.reader.memory is not proc.gil.memory):
+                    del readers[proc.pid]  # it exec'd: a reader of its new image at the next refresh
+                    self._helpers_tried.discard(proc.pid)
+                    self._reader_waits.pop(proc.pid, None)
+                    reader = None
+                if reader is not None:
+                    try:
+                        reader.forget(gone)
+                        lines = reader.update(readings, now, read_lines, holders)
+                    except Exception as e:  # a misread it did not foresee (memory read as it changes): its
+                        reader = lines = None  # lines stop, the recording goes on
+                        self._reader_failed(proc, e)
+                if within is not None:
+                    within()
+                ticks, gil_ticks = self._process_tick(proc, readings, gone, dt, now, lines)
+                if within is not None:
+                    within()
+                if read_stacks and reader is not None:
+                    try:
+                        entries = reader.stack_entries(ticks, proc.threads, dt, MAX_FRAMES)
+                    except Exception as e:  # (as above)
+                        self._reader_failed(proc, e)
+                    else:
+                        self.sink(Stack(t_us, proc.pid, entries, "gilviz"))
+                helper = helpers.get(proc.pid) if helpers else None
+                taken = helper.take_stacks() if helper is not None else None
+                if taken is not None and taken[0] >= t_us - STALE_TICKS * dt:
+                    self.sink(Stack(taken[0], proc.pid, stack_entries(ticks, taken[1], proc.threads, dt),
+                                    "_remote_debugging"))
+                spans.append((proc.threads, len(threads), len(threads) + len(ticks)))
+                threads.extend(ticks)
+                gils.extend(gil_ticks)
+                proc.clear_samples()
+                for sites, results in later:
+                    self._take_samples(sites, results)
+                proc.watch_flags(ticks)
+            except Exception as e:
+                # one no check foresaw: raised in the GIL probe, that process's GIL is read no more
+                # and the recording goes on (this tick without its threads); raised elsewhere, it
+                # ends the recording
+                self._gil_failed(proc, e)
+                root_alive = root_alive or proc.pid == self.root_pid  # (not found gone)
         self.stats.ticks += 1
         self.stats.wake_ups += 1
         if read_stacks:

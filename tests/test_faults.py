@@ -480,3 +480,77 @@ def test_a_frame_reader_that_fails_leaves_the_lines_to_another_and_the_recording
     by_gilviz = [s.t for s in rec.stacks if s.by == "gilviz"]
     assert not by_gilviz or max(by_gilviz) < min(s.t for s in rec.stacks if s.by == by)
     assert any(s.by == by and any(e.line for e in s.threads) for s in rec.stacks), f"{by} read no line"
+
+
+@pytest.mark.parametrize("version, where", [("3.12", "a tick"), ("3.15", "a refresh")])
+def test_a_gil_probe_that_fails_stops_reading_that_gil_and_the_recording_goes_on(tmp_path, monkeypatch, version,
+                                                                                  where):
+    """An error the GIL probe's checks did not foresee, raised as a tick resolves the GIL's holders
+    or as the GILs are looked at again: that process's GIL is read no more (never guessed at), its
+    threads are read on, and the stream says so once, and why."""
+    from conftest import python_or_skip, record_code
+    from gilviz.probes import gil as gil_module
+    from gilviz.recording import read
+    from gilviz.report import format_text
+    from gilviz.stream import Notice
+
+    calls = 0
+    cls, name, at = ((gil_module.HolderMap, "resolve", 20) if where == "a tick" else
+                     (gil_module.GilProbe, "refresh", 3))
+    original = getattr(cls, name)
+
+    made = {}  # (an error raised by the probe's code: a function of its module's)
+    exec("def misread():\n    raise TypeError('a misread no check foresaw')\n", vars(gil_module), made)
+
+    def fails_once_started(self, *args, **kwargs):
+        nonlocal calls
+        # (the tick's: a resolve of the holders before its threads are read, the hardest place
+        # for the tick to go on from, where it has not yet seen the process alive)
+        calls += where != "a tick" or kwargs.get("learn") is False
+        if calls == at:
+            made["misread"]()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, fails_once_started)
+    code = ("import threading, time\nend = time.time() + 2.5\n"
+            "def spin():\n    while time.time() < end: pass\n"
+            "ts = [threading.Thread(target=spin) for _ in range(2)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n")
+    summary, rec = record_code(tmp_path, python_or_skip(version), code)
+    assert calls >= at, calls
+    [said] = [r for r in read(str(tmp_path / "run.gilviz"))
+              if isinstance(r, Notice) and "stopped reading its GIL" in r.text]
+    assert "TypeError: a misread no check foresaw" in said.text, said
+    assert rec.end is not None and rec.end.reason == "exited", rec.end
+    root = rec.header.pid
+    read = [tick.t for tick in rec.ticks if any(g.pid == root and g.samples for g in tick.gils)]
+    assert read and min(read) < said.t, (read[:3], said.t)  # (read before)
+    assert max(read) <= said.t + 10_000, (max(read), said.t)  # (and not after: at most the tick it failed in)
+    after = [tick for tick in rec.ticks if tick.t > said.t + 100_000]
+    assert after and after[-1].t - said.t > 500_000, (said.t, rec.ticks[-1].t)  # the threads read on, to the end
+    spinners = {th.tid for tick in after for th in tick.threads if th.oncpu > 0 and th.tid != root}
+    assert len(spinners) == 2, spinners
+    last = rec.processes[root]
+    assert last.gil == "not located" and "TypeError: a misread no check foresaw" in (last.gil_why or ""), last
+    assert "while it was not read (gilviz stopped reading it after an error of its own" in format_text(summary)
+
+
+def test_an_error_raised_outside_the_gil_probe_still_ends_the_recording(tmp_path, monkeypatch):
+    """The GIL probe's guard takes what the probe raised, not what any code of a tick did: an error
+    of the state rules' is not the GIL's, and reading on without the GIL would hide it."""
+    from conftest import python_or_skip, record_code
+    from gilviz.sampler import Sampler
+
+    calls = 0
+    original = Sampler._process_tick
+
+    def fails_once_started(self, *args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 40:
+            raise TypeError("a fault of the state rules")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "_process_tick", fails_once_started)
+    code = "import time\nend = time.time() + 2\nwhile time.time() < end: pass\n"
+    with pytest.raises(TypeError, match="a fault of the state rules"):
+        record_code(tmp_path, python_or_skip("3.12"), code)

@@ -17,10 +17,10 @@ from typing import Callable
 
 import psutil
 
-from ..probes.gil import GilCheck, GilProbe
+from ..probes.gil import GilCheck, GilProbe, raised_in_probe
 from ..probes.pyprocess import PythonProcess, inspect
 from ..probes.threads import ThreadProbe, classify_syscall, thread_name
-from ..stream import GilTick, Process, ProcessEnd, Record, Thread, ThreadTick
+from ..stream import GilTick, Notice, Process, ProcessEnd, Record, Thread, ThreadTick
 from .states import ThreadMemory
 
 YOUNG_PROCESS_S = 3.0  # a process not yet Python this long after it appeared is taken as not Python
@@ -320,9 +320,25 @@ class ProcessTable:
         if python is None:
             return None
         try:
-            return GilProbe(python, self.gil_reenabled)
+            gil = GilProbe(python, self.gil_reenabled)
         except OSError:
             return None
+        if gil.failed:
+            self._say_failed(python.pid, gil)
+        return gil
+
+    def gil_failed(self, proc: WatchedProcess, error: Exception) -> None:
+        """An error of gilviz's own in reading its GIL ends that reading, not the recording."""
+        assert proc.gil is not None
+        proc.gil.fail(error)
+        proc.watched = {}
+        self.gil_changed(proc)
+        self._say_failed(proc.pid, proc.gil)
+
+    def _say_failed(self, pid: int, gil: GilProbe) -> None:
+        self.sink(Notice(self.now_us(), f"pid {pid}: gilviz stopped reading its GIL ({gil.failed}; a fault of "
+                                        "gilviz's, worth reporting): its threads' waits for it are read from their "
+                                        "futexes, their time on a CPU is no longer split by it (counted as running)"))
 
     def emit(self, proc: WatchedProcess) -> None:
         gil = proc.gil
@@ -435,28 +451,36 @@ class ProcessTable:
     def refresh_gils(self) -> None:
         """sys.setswitchinterval may change the interval at any time; subinterpreters come and go;
         a process seen before Py_Initialize had made its GIL has one now."""
-        for proc in self.by_pid.values():
-            gil = proc.gil
-            if gil is not None and gil.unreadable:
-                # it exec'd (what was opened of its memory shows the image it left), or it is ending
-                gil.unreadable = False
-                python = inspect(proc.pid)
-                fresh = self._gil_probe(python) if python is not None else None
-                if fresh is not None and (python != proc.python or fresh.located):
-                    gil.close()
-                    proc.python, proc.gil = python, fresh
-                    self.gil_changed(proc)
-                    gil = fresh
-                elif fresh is not None:
-                    fresh.close()
-            if gil is None:
-                continue
-            changed = gil.refresh()
-            interval = gil.switch_interval_us()
-            if changed or (interval is not None and interval != proc.switch_interval_us):
+        for proc in list(self.by_pid.values()):
+            try:
+                self._refresh_gil(proc)
+            except Exception as e:  # (see gil.raised_in_probe)
+                if proc.gil is None or proc.gil.failed or not raised_in_probe(e):
+                    raise
+                self.gil_failed(proc, e)
+
+    def _refresh_gil(self, proc: WatchedProcess) -> None:
+        gil = proc.gil
+        if gil is not None and gil.unreadable:
+            # it exec'd (what was opened of its memory shows the image it left), or it is ending
+            gil.unreadable = False
+            python = inspect(proc.pid)
+            fresh = self._gil_probe(python) if python is not None else None
+            if fresh is not None and (python != proc.python or fresh.located):
+                gil.close()
+                proc.python, proc.gil = python, fresh
                 self.gil_changed(proc)
-            if gil.has_thread_flags:
-                gil.refresh_thread_states()
+                gil = fresh
+            elif fresh is not None:
+                fresh.close()
+        if gil is None:
+            return
+        changed = gil.refresh()
+        interval = gil.switch_interval_us()
+        if changed or (interval is not None and interval != proc.switch_interval_us):
+            self.gil_changed(proc)
+        if gil.has_thread_flags:
+            gil.refresh_thread_states()
 
     def watch_new_threads(self, proc: WatchedProcess, now_ns: int) -> None:
         """A new thread may make a subinterpreter with a GIL of its own: look for it soon."""

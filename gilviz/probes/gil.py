@@ -218,12 +218,18 @@ class GilProbe:
         self._tried: set[int] = set()  # candidates that had their turn without being confirmed
         self._candidate_since = 0.0
         self.unreadable = False  # a read came back short from a live process: see Sampler._refresh_gils
+        self.failed = ""  # the error of gilviz's own that stopped it reading this GIL (see fail)
         self._condvar = condvar if condvar is not None else (
             process_condvar_layout(proc.pid) if memory is None else None)
         self._walk = InterpreterWalk()
         self._thread_states: dict[int, int] = {}  # tid -> PyThreadState address (debug offsets)
         self.holders = HolderMap(self.memory, proc.version)
-        self.locate()
+        try:
+            self.locate()
+        except Exception as e:  # (OSError included: the caller's to handle, as it was)
+            if isinstance(e, OSError):
+                raise
+            self.fail(e)
 
     # ----------------------------------------------------------------- where
     @property
@@ -258,6 +264,8 @@ class GilProbe:
         """Looks for the GIL (again: a process caught early has none yet); True when found."""
         if self.sites:
             return True
+        if self.failed:
+            return False
         if tuple(self.proc.version[:2]) >= (3, 13) or not self.proc.version:
             try:
                 return self._locate_by_offsets()
@@ -345,6 +353,8 @@ class GilProbe:
     def refresh(self) -> bool:
         """Subinterpreters come and go, a free-threaded build may turn its GIL on: True when the
         GILs in use changed."""
+        if self.failed:
+            return False
         before = (self.status, tuple(self.sites))
         if self.found_by == FOUND_BY_OFFSETS or (self.status == "no GIL" and self.offsets is not None):
             kept = (self.status, self.found_by, self.why, self.sites)
@@ -388,7 +398,7 @@ class GilProbe:
 
     def consider_futex(self, addr: int) -> None:
         """A thread sleeps on addr inside _PyRuntime: a GIL waiter, if the GIL is not yet known."""
-        if self.sites or self.status == "no GIL":
+        if self.sites or self.status == "no GIL" or self.failed:
             return
         site = self.candidate
         if site is not None:
@@ -430,6 +440,16 @@ class GilProbe:
         self.sites, self.candidate = [], None
         self.status, self.found_by, self.why = "not located", None, why
         self.holders.forget_all()
+
+    def fail(self, error: Exception) -> None:
+        """An error of gilviz's own in reading this GIL (one no check of a misread foresaw): it is
+        not read again in this process, where it would fail alike, and never guessed at."""
+        self.failed = f"{type(error).__name__}: {error}"
+        self.sites, self.candidate = [], None
+        self.status, self.found_by = "not located", None
+        self.why = f"gilviz stopped reading it after an error of its own ({self.failed}), worth reporting"
+        self.holders.forget_all()
+        self._thread_states.clear()
 
     # ----------------------------------------------------------------- sampling
     def sample_site(self, site: GilSite) -> tuple[int, int, int, int]:
@@ -689,3 +709,17 @@ class HolderMap:
                 self.offset, self._tid_offset = off, hit[0]
                 return hit[1]
         return None
+
+
+_PROBE_MODULES = frozenset({__name__, debug_offsets.__name__})
+
+
+def raised_in_probe(error: BaseException) -> bool:
+    """Whether the GIL probe's own code raised it, or code it called: its traceback passes through
+    this module or the debug offsets' (an error elsewhere says nothing of the GIL's reading)."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") in _PROBE_MODULES:
+            return True
+        tb = tb.tb_next
+    return False
