@@ -629,7 +629,8 @@ class GilLanes(Painter):
                 elif status:
                     proc = model.processes.get(pid)
                     why = proc.gil_why if proc else None
-                    text = "GIL not located (yet): no GIL figures for this process" + (f" ({why})" if why else "")
+                    text = (f"GIL not located: no GIL figures for this process ({why})" if why  # (it says if yet)
+                            else "GIL not located (yet): no GIL figures for this process")
                 else:
                     text = "waiting for the first samples…"
                 segs += self.message_segments(text, pal.muted)
