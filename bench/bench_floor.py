@@ -45,32 +45,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEADY_AFTER_US = 1_000_000  # past gilviz's start (py-spy naming the threads, the reader starting)
 WORKLOAD = os.path.join(HERE, "workload_threads.py")
+# The wake-up floor: a loop of clock_nanosleep, HZ wake-ups a second for SECONDS. With a PID and
+# EVERY, the floor with the reads: at every EVERYth wake-up (a tick) each of its threads' schedstat
+# and syscall, the two files a thread that moved is read by at every tick (its stat is read more
+# seldom), from files kept open as gilviz keeps them; the task folder listed again every 16 ticks,
+# as gilviz lists it. `floor HZ SECONDS [PID EVERY]`
 FLOOR_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include <sys/resource.h>
-int main(int argc, char **argv) {
-    double hz = atof(argv[1]), seconds = atof(argv[2]);
-    long period = (long)(1e9 / hz), n = (long)(hz * seconds);
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    for (long i = 0; i < n; i++) {
-        t.tv_nsec += period;
-        while (t.tv_nsec >= 1000000000L) { t.tv_nsec -= 1000000000L; t.tv_sec++; }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("%f\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
-    return 0;
-}
-"""
-# The floor of any sampler that reads the threads from /proc: the same wake-ups, and at every
-# `every`th of them (a tick) each thread's schedstat and syscall, the two files a thread that
-# moved is read by at every tick (its stat is read more seldom), from files kept open as
-# gilviz keeps them; the task folder listed again every 16 ticks as gilviz lists it.
-READS_FLOOR_C = r"""
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,16 +81,16 @@ static void list_threads(const char *task) {
 }
 int main(int argc, char **argv) {
     double hz = atof(argv[1]), seconds = atof(argv[2]);
-    long every = atol(argv[4]), period = (long)(1e9 / hz), n = (long)(hz * seconds), ticks = 0;
+    long every = argc > 4 ? atol(argv[4]) : 0, period = (long)(1e9 / hz), n = (long)(hz * seconds), ticks = 0;
     char task[64], buf[512];
-    snprintf(task, sizeof task, "/proc/%s/task", argv[3]);
+    snprintf(task, sizeof task, "/proc/%s/task", argc > 3 ? argv[3] : "self");
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     for (long i = 0; i < n; i++) {
         t.tv_nsec += period;
         while (t.tv_nsec >= 1000000000L) { t.tv_nsec -= 1000000000L; t.tv_sec++; }
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
-        if (i % every) continue;
+        if (!every || i % every) continue;
         if (ticks++ % 16 == 0) list_threads(task);
         for (int k = 0; k < count; k++) {
             if (pread(fds[k][0], buf, sizeof buf, 0) < 0) continue;  /* (ended: read no more) */
@@ -151,22 +131,17 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def compiled(folder: str, name: str, source: str) -> list[str] | None:
+def floor_command(folder: str) -> tuple[list[str], str, bool]:
+    """(the floor's command, what it is, whether it can read the threads too: only the C loop)"""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
-        src, exe = os.path.join(folder, name + ".c"), os.path.join(folder, name)
+        src, exe = os.path.join(folder, "floor.c"), os.path.join(folder, "floor")
         with open(src, "w") as f:
-            f.write(source)
+            f.write(FLOOR_C)
         if subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
-            return [exe]
-    return None
-
-
-def floor_command(folder: str) -> tuple[list[str], str]:
-    exe = compiled(folder, "floor", FLOOR_C)
-    if exe:
-        return exe, "a C loop of clock_nanosleep"
-    return [sys.executable, "-c", FLOOR_PY], "a ctypes loop of clock_nanosleep (no C compiler: above the true floor)"
+            return [exe], "a C loop of clock_nanosleep", True
+    return ([sys.executable, "-c", FLOOR_PY], "a ctypes loop of clock_nanosleep (no C compiler: above the true floor)",
+            False)
 
 
 def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tuple[float, float]:
@@ -238,8 +213,8 @@ def main() -> int:
     py315 = shutil.which("python3.15")
     s = args.seconds
     with tempfile.TemporaryDirectory() as folder:
-        floor, floor_kind = floor_command(folder)
-        reads = compiled(folder, "reads_floor", READS_FLOOR_C)
+        floor, floor_kind, can_read = floor_command(folder)
+        reads = floor if can_read else None  # (the same loop, reading too)
         print(f"floor: {floor_kind}; {args.rounds} interleaved rounds of {s:.0f} s; medians (min..max)")
         for n in args.threads:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
@@ -298,13 +273,15 @@ def main() -> int:
                       f"= {spread(ratios, '.2f')}x the floor at as many wake-ups ({1e6 * each:.1f} us each)")
             if f["reads_floor"]:
                 each = statistics.median(c / w for c, w in zip(f["reads_floor"], f["reads_wakeups"]))
+                margin = statistics.median(c / w for c, w in zip(f["floor"], f["wakeups"])) * statistics.median(
+                    f["reads_wakeups"])  # (the wake-up floor's CPU at the reads' wake-ups)
                 print(f"  floor with the reads (each thread's schedstat and syscall at "
                       f"{spread(f['reads_ticks'], '.0f')} ticks/s, {spread(f['reads_wakeups'], '.0f')} wake-ups/s): "
                       f"CPU {spread([100 * x for x in f['reads_floor']], '.1f')} %; gilviz "
                       f"{statistics.median(a / b for a, b in zip(f['gv_cpu'], f['reads_floor'])):.2f}x it"
                       + (f", after its first second {statistics.median(c / (each * w) for c, w in zip(f['steady_cpu'], f['steady_wakeups'])):.2f}x"
                          if f["steady_cpu"] else "")
-                      + f"; the goal of 1.3x the floor leaves {100 * (1.3 * floor_cpu):.1f} %")
+                      + f"; 1.3x the wake-up floor at as many wake-ups is {130 * margin:.1f} %")
             own_floor = floor_cpu * statistics.median(f["own_wakeups"]) / statistics.median(f["wakeups"])
             print(f"  gilviz record --stacks-rate 0 --gil-rate 2000 (no lines, no py-spy): "
                   f"{spread(f['own_wakeups'], '.0f')} wake-ups/s, CPU {spread([100 * x for x in f['own_cpu']], '.1f')} % = "
