@@ -514,13 +514,15 @@ def test_a_gil_probe_that_fails_stops_reading_that_gil_and_the_recording_goes_on
     monkeypatch.setattr(cls, name, fails_once_started)
     code = ("import threading, time\nend = time.time() + 2.5\n"
             "def spin():\n    while time.time() < end: pass\n"
-            "ts = [threading.Thread(target=spin) for _ in range(2)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n")
+            "ts = [threading.Thread(target=spin) for _ in range(2)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n"
+            "print('done', flush=True)\n")
     summary, rec = record_code(tmp_path, python_or_skip(version), code)
     assert calls >= at, calls
     [said] = [r for r in read(str(tmp_path / "run.gilviz"))
               if isinstance(r, Notice) and "stopped reading its GIL" in r.text]
     assert "TypeError: a misread no check foresaw" in said.text, said
     assert rec.end is not None and rec.end.reason == "exited", rec.end
+    assert "done" in "".join(o.data for o in rec.output if o.stream == "out")  # (recorded to its end)
     root = rec.header.pid
     read = [tick.t for tick in rec.ticks if any(g.pid == root and g.samples for g in tick.gils)]
     assert read and min(read) < said.t, (read[:3], said.t)  # (read before)
@@ -554,3 +556,43 @@ def test_an_error_raised_outside_the_gil_probe_still_ends_the_recording(tmp_path
     code = "import time\nend = time.time() + 2\nwhile time.time() < end: pass\n"
     with pytest.raises(TypeError, match="a fault of the state rules"):
         record_code(tmp_path, python_or_skip("3.12"), code)
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "3.15"])
+def test_a_recording_goes_on_while_what_it_reads_of_the_memory_changes_as_it_reads(tmp_path, monkeypatch, version):
+    """Every read of the target's memory made in Python (the GIL found and followed, the holders,
+    the frames) comes back with bytes changed in a third of the reads: what the probes foresaw,
+    they take; what they did not, their guards take; the recording runs to the workload's end."""
+    import random
+
+    from conftest import python_or_skip, record_code
+    from gilviz.probes import gil as gil_module
+
+    rng = random.Random(4)
+
+    class Changing(gil_module.ProcessMemory):
+        def read(self, address: int, size: int) -> bytes:
+            data = super().read(address, size)
+            if rng.random() < 0.3:
+                changed = bytearray(data)
+                for _ in range(max(1, size // 20)):
+                    changed[rng.randrange(size)] = rng.randrange(256)
+                data = bytes(changed)
+            return data
+
+    monkeypatch.setattr(gil_module, "ProcessMemory", Changing)  # (the frame reader reads through the GIL's)
+    code = ("import threading, time\nend = time.time() + 2\n"
+            "def spin():\n    while time.time() < end: pass\n"
+            "def nap():\n    while time.time() < end: time.sleep(0.01)\n"
+            "ts = [threading.Thread(target=f) for f in (spin, spin, nap)]\n[t.start() for t in ts]\n"
+            "[t.join() for t in ts]\nprint('done', flush=True)\n")
+    summary, rec = record_code(tmp_path, python_or_skip(version), code)
+    assert rec.end is not None and rec.end.reason == "exited", rec.end
+    assert "done" in "".join(o.data for o in rec.output if o.stream == "out")  # (recorded to its end)
+    last = rec.ticks[-50:]  # its spinners read on: both on a CPU for a part of the last quarter second
+    oncpu: dict[int, int] = {}
+    for tick in last:
+        for th in tick.threads:
+            oncpu[th.tid] = oncpu.get(th.tid, 0) + th.oncpu
+    span = last[-1].t - last[0].t + last[0].dt
+    assert sum(us > 0.05 * span for us in oncpu.values()) >= 2, (oncpu, span)  # (the napper: far less)
