@@ -536,6 +536,25 @@ def test_a_gil_probe_that_fails_stops_reading_that_gil_and_the_recording_goes_on
     assert "while it was not read (gilviz stopped reading it after an error of its own" in format_text(summary)
 
 
+def test_a_gil_probe_that_fails_as_it_is_made_leaves_that_gil_unread_from_the_start(tmp_path, monkeypatch):
+    """The same error at the probe's first look for its GIL (3.15: through the debug offsets): the
+    process is read without its GIL from the start, and says why."""
+    from conftest import python_or_skip, record_code
+    from gilviz.probes import gil as gil_module
+
+    made: dict = {}
+    exec("def misread(*args):\n    raise TypeError('a misread no check foresaw')\n", vars(gil_module), made)
+    monkeypatch.setattr(gil_module.GilProbe, "_locate_by_offsets", made["misread"])
+    code = "import time\nend = time.time() + 1\nwhile time.time() < end: pass\nprint('done', flush=True)\n"
+    summary, rec = record_code(tmp_path, python_or_skip("3.15"), code)
+    assert [n for n in rec.notices if "stopped reading its GIL (TypeError: a misread" in n], rec.notices
+    assert not any(g.samples for tick in rec.ticks for g in tick.gils)
+    last = rec.processes[rec.header.pid]
+    assert last.gil == "not located" and "a misread no check foresaw" in (last.gil_why or ""), last
+    assert "done" in "".join(o.data for o in rec.output if o.stream == "out")
+    assert sum(th.oncpu for tick in rec.ticks for th in tick.threads) > 300_000  # (its thread read on)
+
+
 def test_an_error_raised_outside_the_gil_probe_still_ends_the_recording(tmp_path, monkeypatch):
     """The GIL probe's guard takes what the probe raised, not what any code of a tick did: an error
     of the state rules' is not the GIL's, and reading on without the GIL would hide it."""

@@ -226,9 +226,9 @@ class GilProbe:
         self.holders = HolderMap(self.memory, proc.version)
         try:
             self.locate()
-        except Exception as e:  # (OSError included: the caller's to handle, as it was)
-            if isinstance(e, OSError):
-                raise
+        except OSError:
+            raise  # (the caller's to handle, as before)
+        except Exception as e:  # one no check foresaw: see fail
             self.fail(e)
 
     # ----------------------------------------------------------------- where
