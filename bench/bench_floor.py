@@ -144,21 +144,15 @@ def floor_command(folder: str) -> tuple[list[str], str, bool]:
             False)
 
 
-def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float) -> tuple[float, float]:
+def alone_with_floor(n: int, seconds: float, floor: list[str], hz: float,
+                     ticks: float | None = None) -> tuple[float, float]:
+    """(the workload's throughput, the floor's CPU a second) in one run beside each other; with
+    `ticks`, the floor reads the workload's threads that many times a second (the C loop only)."""
     work = subprocess.Popen([sys.executable, WORKLOAD, str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
-    fl = subprocess.run([*floor, str(hz), str(seconds)], capture_output=True, text=True, check=True)
+    reads = [str(work.pid), str(max(1, round(hz / ticks)))] if ticks else []
+    fl = subprocess.run([*floor, str(hz), str(seconds), *reads], capture_output=True, text=True, check=True)
     out, _ = work.communicate()
     return throughput(out), float(fl.stdout) / seconds
-
-
-def reads_floor(n: int, seconds: float, reads: list[str], hz: float, ticks: float) -> float:
-    """The C loop that also reads the workload's threads at each tick: its CPU a second."""
-    work = subprocess.Popen([sys.executable, WORKLOAD, str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
-    every = max(1, round(hz / ticks))
-    fl = subprocess.run([*reads, str(hz), str(seconds), str(work.pid), str(every)], capture_output=True, text=True,
-                        check=True)
-    work.communicate()
-    return float(fl.stdout) / seconds
 
 
 def wake_ups(stats) -> float:
@@ -214,7 +208,6 @@ def main() -> int:
     s = args.seconds
     with tempfile.TemporaryDirectory() as folder:
         floor, floor_kind, can_read = floor_command(folder)
-        reads = floor if can_read else None  # (the same loop, reading too)
         print(f"floor: {floor_kind}; {args.rounds} interleaved rounds of {s:.0f} s; medians (min..max)")
         for n in args.threads:
             f: dict[str, list[float]] = {k: [] for k in ("alone", "floor", "wakeups", "gv", "gv_cpu", "ticks", "gil",
@@ -237,8 +230,8 @@ def main() -> int:
                     f["steady_cpu"].append(report["steady"][0])
                     f["steady_wakeups"].append(report["steady"][1])
                 wakeups = report["wake_hz"]
-                if reads:  # (at this round's wake-ups and ticks)
-                    f["reads_floor"].append(reads_floor(n, s, reads, wakeups, report["tick_hz"]))
+                if can_read:  # (at this round's wake-ups and ticks, in a run of its own)
+                    f["reads_floor"].append(alone_with_floor(n, s, floor, wakeups, report["tick_hz"])[1])
                     f["reads_wakeups"].append(wakeups)
                     f["reads_ticks"].append(report["tick_hz"])
                 t, report = under_gilviz(n, s, folder, "--stacks-rate", "0", "--gil-rate", "2000")

@@ -27,7 +27,7 @@ from .capture.placement import OneCore
 from .capture.stacks import MAX_FRAMES, StackReader
 from .probes.cpus import CpuProbe
 from .probes.frames import FrameReader
-from .probes.gil import GilProbe, GilSite, raised_in_probe
+from .probes.gil import GilProbe, GilSite
 from .probes.threads import NFDS_ARG, SYSCALL_KINDS, ThreadReading, classify_syscall
 from .stream import GilTick, Notice, Record, Stack, ThreadTick, Tick
 
@@ -388,15 +388,8 @@ class Sampler:
             try:
                 read = proc.sample_gils() or read
             except Exception as e:  # (as in _tick)
-                self._gil_failed(proc, e)
+                self.processes.gil_failed(proc, e)
         return read
-
-    def _gil_failed(self, proc: WatchedProcess, error: Exception) -> None:
-        """An error no check foresaw: raised by the GIL probe, it ends the reading of that process's
-        GIL, not the recording (re-raised otherwise, and where its GIL had failed already)."""
-        if proc.gil is None or proc.gil.failed or not raised_in_probe(error):
-            raise error
-        self.processes.gil_failed(proc, error)
 
     def _sample_within_tick(self, proc: WatchedProcess, later: list[tuple]) -> None:
         """A GIL sample a period after the last, while a tick's threads are read and worked out.
@@ -591,7 +584,7 @@ class Sampler:
                 # one no check foresaw: raised in the GIL probe, that process's GIL is read no more
                 # and the recording goes on (this tick without its threads); raised elsewhere, it
                 # ends the recording
-                self._gil_failed(proc, e)
+                self.processes.gil_failed(proc, e)
                 root_alive = root_alive or proc.pid == self.root_pid  # (not found gone)
         self.stats.ticks += 1
         self.stats.wake_ups += 1

@@ -328,8 +328,11 @@ class ProcessTable:
         return gil
 
     def gil_failed(self, proc: WatchedProcess, error: Exception) -> None:
-        """An error of gilviz's own in reading its GIL ends that reading, not the recording."""
-        assert proc.gil is not None
+        """An error no check foresaw: raised by the GIL probe's own code (gil.raised_in_probe), it ends
+        the reading of that process's GIL, not the recording; re-raised otherwise, and where its GIL
+        had failed already."""
+        if proc.gil is None or proc.gil.failed or not raised_in_probe(error):
+            raise error
         proc.gil.fail(error)
         proc.watched = {}
         self.gil_changed(proc)
@@ -454,9 +457,7 @@ class ProcessTable:
         for proc in list(self.by_pid.values()):
             try:
                 self._refresh_gil(proc)
-            except Exception as e:  # (see gil.raised_in_probe)
-                if proc.gil is None or proc.gil.failed or not raised_in_probe(e):
-                    raise
+            except Exception as e:
                 self.gil_failed(proc, e)
 
     def _refresh_gil(self, proc: WatchedProcess) -> None:

@@ -314,11 +314,9 @@ class ThreadProbe:
     def _stopped_as(th: _OpenThread) -> str | None:
         """Its stat's state letter where it says stopped (T: by a signal, t: by a tracer), else None."""
         try:
-            text = os.pread(th.stat, 1024, 0)
-            end = text.rindex(b")")  # (of the name, which may hold spaces and parentheses)
-        except (OSError, ValueError):
+            state = parse_stat(os.pread(th.stat, 1024, 0).decode(errors="replace"))[0]
+        except (OSError, ValueError, IndexError):
             return None  # (ended meanwhile: its next read says so)
-        state = text[end + 2 : end + 3].decode(errors="replace")
         return state if state in STOPPED_STATES else None
 
     def _as_stopped(self, readings: list[ThreadReading]) -> list[ThreadReading]:
