@@ -1008,6 +1008,31 @@ async def test_a_recorded_comparison_replays_as_two_runs_on_one_time_axis():
             assert not t.query_one("#header").display and point in str(t.query_one("#caption").render())
 
 
+@sync
+async def test_a_comparison_closing_widget_by_widget_draws_nothing_and_raises_nothing():
+    """Textual removes the widgets one at a time, the last composed first, while the timers still
+    run: a frame or the figures in between must find some widgets gone and let it be."""
+    from gilviz.stream import Output
+
+    app = compare_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await both_loaded(pilot, app)
+        a, b = app.timelines
+        for gone in ("#compare-legend", "#ratio", "#work"):
+            await app.query_one(gone).remove()
+            app._compare_figures()
+            app._frame_both()
+        for t in (a, b):
+            t.model.add(Output(t=t.model.t_last, data="printed as it closes\n"))  # to a pane that is gone
+            await t.query_one("#output").remove()
+            t.take()
+            await t.query_one("#info").remove()
+            t._figures_dirty, t._last_figures = True, -1e9
+            t.frame()
+            assert not t._ready  # stops drawing: nothing left to draw on
+        app._frame_both()
+
+
 def test_snapshot_comparison(snap_compare):
     async def run_before(pilot):
         await both_loaded(pilot, pilot.app)

@@ -248,7 +248,10 @@ class GilvizApp(App[int]):
         c = present.comparison([t.model for t in self.timelines], self.names, self.together)
         try:
             caption = self.query_one("#compare-caption", Static)
-        except NoMatches:  # closing: the widgets go before the timers stop
+            ratio = self.query_one("#ratio", Digits)
+            work = self.query_one(WorkLanes)
+            legend = self.query_one(Legend)
+        except NoMatches:  # closing: the widgets go one by one, before the timers stop
             return
         text = Text()
         for letter, name, rate, unit in zip("AB", self.names, c.rates, c.units):
@@ -256,12 +259,11 @@ class GilvizApp(App[int]):
             text.append(f" {name}: " + (f"{rate:,.0f} {unit}/s" if rate else "…") + "   ")
         text.append("\n" + (c.caption or "") + ("  ·  " if c.caption else "") + c.note, style="bold")
         caption.update(text)
-        ratio = self.query_one("#ratio", Digits)
         ratio.display = c.big is not None
         if c.big is not None and ratio.value != c.big:
             ratio.update(c.big)
-        self.query_one(WorkLanes).refresh_lanes()
-        self.query_one(Legend).refresh_lanes()
+        work.refresh_lanes()
+        legend.refresh_lanes()
 
     def on_run_ended(self, message: RunEnded) -> None:
         """One after the other: the second run starts when the first has ended."""

@@ -208,7 +208,7 @@ class TimelineView(Vertical):
         if self.autostart:
             self._start(self.source)
         if self.own_frames:
-            self.set_interval(1.0 / self.frame_hz, self._frame)
+            self.set_interval(1.0 / self.frame_hz, self.frame)
 
     def start(self) -> None:
         """Starts a source that was not started when mounted."""
@@ -318,7 +318,7 @@ class TimelineView(Vertical):
         self.post_message(RunEnded(self))
         self._lanes_dirty = self._figures_dirty = True
         self._last_figures = -1e9
-        self._frame()
+        self.frame()
 
     def take(self) -> None:
         """Adds what the source has sent since the last frame."""
@@ -357,7 +357,10 @@ class TimelineView(Vertical):
         self._output_seen = model.output_seen
         out = "".join(c.data for c in chunks)
         if out:
-            self.query_one("#output", Log).write(out)
+            try:
+                self.query_one("#output", Log).write(out)
+            except NoMatches:  # closing: written to the recording, not to a pane that is gone
+                pass
 
     # ----------------------------------------------------------------- painting
     def frame(self, take: bool = True) -> None:
