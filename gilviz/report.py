@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from .collect import Recording, replay
 from .lines import LineSums
 from .stream import (BLOCK_REASONS, End, Header, Line, Notice, Process, Progress, Record, Stack, Stats, Thread,
-                     ThreadTick, Tick)
+                     ThreadTick, Tick, gil_sampled)
 
 _THREAD_SUMS = ThreadTick._fields[2:12]  # every duration after tid and cpu
 _GIL_SUMS = ("samples", "held", "contended", "switches")
@@ -52,11 +52,12 @@ class Report:
         self._agree = self._asked = 0
         self.lines = LineSums()
         self.stacks_by: str | None = None
-        # Time on a CPU counted as running while a process's GIL was not located: not split by a
-        # reading of the GIL into Python and native code (on a busy machine, threads that hold the
-        # GIL a moment at a time can take a third of a second to confirm it)
+        # Time on a CPU counted as running in the ticks no reading of a process's GIL came in: not
+        # split into Python and native code (before it is located: on a busy machine, threads that
+        # hold the GIL a moment at a time can take a third of a second to confirm it; a tick it
+        # could not be read in, as the process ends; after gilviz stopped reading it)
         self.unsplit: dict[int, int] = defaultdict(int)  # pid -> us
-        self._unlocated: set[int] = set()  # pids whose GIL is not located, as their Process records last said
+        self._to_split: set[int] = set()  # Python processes with a GIL, as their Process records last said
         self._unsplit_pending: list[tuple[int, int, frozenset[int]]] = []  # (tid, us, pids) of threads not yet named
 
     def add(self, rec: Record) -> None:
@@ -75,10 +76,10 @@ class Report:
                 self._place_unsplit()
         elif isinstance(rec, Process):
             self.processes[rec.pid] = rec
-            if rec.gil == "not located":
-                self._unlocated.add(rec.pid)
-            else:
-                self._unlocated.discard(rec.pid)
+            if rec.has_gil():
+                self._to_split.add(rec.pid)
+            else:  # free-threaded (running is any Python), not Python (native), or not said
+                self._to_split.discard(rec.pid)
         elif isinstance(rec, Stack):
             for th in rec.threads:
                 self.last_line[th.tid] = th.line
@@ -127,14 +128,15 @@ class Report:
             tot[4] += g.switches
         for cpu, busy in enumerate(tick.core_busy):
             self.core_busy[cpu] += busy
-        if self._unlocated:
+        if self._to_split:
             self._count_unsplit(tick)
         self._recent.append((tick.t, dt, frozenset(held_by)))
         if self._pending:
             self._settle(final=False)
 
     def _count_unsplit(self, tick: Tick) -> None:
-        unread = self._unlocated.difference(g.pid for g in tick.gils if g.samples)  # (found in this tick: read)
+        # (as the state rules split it: by the main GIL's samples in the tick; found in it: read)
+        unread = self._to_split - gil_sampled(tick.gils)
         if not unread:
             return
         pids = frozenset(unread)
@@ -371,7 +373,8 @@ def format_text(summary: dict[str, Any]) -> str:
     root_gil = next((g for g in summary["gils"] if g["pid"] == t["pid"] and g["interp"] == 0), {})
     if gil and root_gil.get("unsplit_cpu_s"):
         # (a GIL read, then no more: gilviz stopped reading it, and says why)
-        when = ("before it was found" if root_gil.get("status") == "located" or not root_gil.get("why")
+        when = ("in ticks with no reading of it (before it was found, as the process ended)"
+                if root_gil.get("status") == "located" or not root_gil.get("why")
                 else f"while it was not read ({root_gil['why']})")
         lines.append(f"          {when}, {root_gil['unsplit_cpu_s']:.2f} CPU s of its threads count as "
                      "running (no reading of the GIL split them)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, NamedTuple, Union
+from typing import Any, ClassVar, Iterable, NamedTuple, Union
 
 FORMAT_VERSION = 2
 
@@ -79,6 +79,12 @@ class GilTick(NamedTuple):
     switches: int  # hand-offs (switch_number delta)
     interp: int = 0  # the interpreter whose GIL it is: 0 is the main one (others: subinterpreters' own)
     holder: int = 0  # the thread that held it in most samples, 0 if none
+
+
+def gil_sampled(gils: Iterable) -> set[int]:
+    """The processes whose main GIL a tick's samples read (GilTicks, or their fields as recorded):
+    the state rules split those processes' threads' time on a CPU by them, no other's."""
+    return {g[0] for g in gils if g[1] > 0 and (len(g) < 6 or not g[5])}
 
 
 # Field names of a tick's rows, as written by each format without a header naming them.
@@ -169,6 +175,11 @@ class Process(_Record):
     gil_found_by: str | None = None  # debug offsets, shape
     gil_why: str | None = None  # why it is not located
     interpreters: list[int] | None = None  # subinterpreters with a GIL of their own
+
+    def has_gil(self) -> bool:
+        """A Python process with a GIL (located or not): its threads' time on a CPU is split into
+        Python and C by samples of it, where a tick has some (free-threaded: any Python runs)."""
+        return self.python is not None and self.gil in ("located", "not located")
 
 
 @dataclass(slots=True)

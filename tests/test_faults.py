@@ -544,6 +544,27 @@ def test_a_gil_probe_that_fails_stops_reading_that_gil_and_the_recording_goes_on
     last = rec.processes[root]
     assert last.gil == "not located" and "TypeError: a misread no check foresaw" in (last.gil_why or ""), last
     assert "while it was not read (gilviz stopped reading it after an error of its own" in format_text(summary)
+    # the live view and the trace draw the spinners' time on a CPU from then on apart from running
+    # (Python or C, unknown which), and as running before, where the GIL split it
+    from gilviz.export.perfetto import UNSPLIT_NAME, write_trace
+    from gilviz.recording import read as read_recording
+    from gilviz.timeline.store import History
+
+    model = History()
+    for r in read_recording(str(tmp_path / "run.gilviz")):
+        model.add(r)
+    start, end = model.unsplit[root][-1]
+    assert start <= said.t + 10_000 and end >= model.t_last - 20_000, (model.unsplit[root], said.t, model.t_last)  # (to its end)
+    for tid in spinners:
+        st = model.thread_stats(model.threads[tid], said.t + 10_000, model.t_last)
+        assert st.unsplit and st.running > 0, st
+    out = io.StringIO()
+    write_trace(out, [(read_recording(str(tmp_path / "run.gilviz")), "")])
+    slices = [ev for ev in json.loads(out.getvalue())["traceEvents"] if ev["ph"] == "X" and ev["tid"] in spinners]
+    after_failure = [ev for ev in slices if ev["ts"] >= said.t + 10_000]
+    assert sum(ev["dur"] for ev in after_failure if ev["name"] == UNSPLIT_NAME) > 100_000
+    assert not [ev for ev in after_failure if ev["name"] == "running"]
+    assert any(ev["name"] == "running" for ev in slices if ev["ts"] + ev["dur"] < said.t), "no running before"
 
 
 def test_a_gil_probe_that_fails_as_it_is_made_leaves_that_gil_unread_from_the_start(tmp_path, monkeypatch):

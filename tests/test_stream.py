@@ -194,8 +194,11 @@ def test_the_report_says_how_much_time_on_a_cpu_no_reading_of_the_gil_split():
         t += 5000
         records.append(Tick(t=t, dt=5000, threads=[row(10, running=700, native=300), row(11, native=300)],
                             gils=[GilTick(10, 10, 7, 0, 0)], core_busy=[]))
+    t += 5000  # a tick the located GIL could not be read in (the process ending): not split, counted
+    records.append(Tick(t=t, dt=5000, threads=[row(10, running=900)], gils=[GilTick(10, 0, 0, 0, 0)], core_busy=[]))
     records.append(End(t=t, reason="exited", exit_code=0))
     summary = replay(records, Report()).summary()
     unsplit = {g["pid"]: g.get("unsplit_cpu_s") for g in summary["gils"]}
-    assert unsplit == {10: 4 * 1300 / 1e6, 20: None}, summary["gils"]
-    assert "before it was found, 0.01 CPU s of its threads count as running" in format_text(summary)
+    assert unsplit == {10: (4 * 1300 + 900) / 1e6, 20: None}, summary["gils"]
+    assert "in ticks with no reading of it (before it was found, as the process ended), 0.01 CPU s of its threads " \
+           "count as running" in format_text(summary)

@@ -12,6 +12,7 @@ Remake the fixture with the script in FIXTURE_SCRIPT:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import functools
@@ -129,6 +130,76 @@ async def test_shows_the_whole_run_and_how_it_ended():
         assert "#" in blocked
         output = app.query_one("#output")
         assert "releasing the lock" in "\n".join(output.lines)
+
+
+GIL_LOST_AT = 1_000_000
+GIL_LOST_WHY = "gilviz stopped reading it after an error of its own (TypeError: a misread), worth reporting"
+
+
+def gil_lost_records(at: int = GIL_LOST_AT) -> list:
+    """The fixture as the sampler writes a run whose GIL it stopped reading at `at`: a Process
+    record that says so, no GIL samples after, and each thread's time on a CPU counted as running,
+    as the state rules count it with nothing to split it by."""
+    from gilviz.recording import read
+    from gilviz.stream import Process, Tick
+
+    records, said, last = [], False, None
+    for rec in read(str(FIXTURE)):
+        if isinstance(rec, Process):
+            last = rec
+        if isinstance(rec, Tick) and rec.t > at:
+            if not said:
+                records.append(dataclasses.replace(last, t=rec.t - rec.dt, gil="not located", gil_found_by=None,
+                                                   gil_why=GIL_LOST_WHY))
+                said = True
+            threads = [th._replace(running=th.oncpu, native=0, waiting=th.waiting - (th.oncpu - th.running - th.native),
+                                   held=0) for th in rec.threads]
+            rec = Tick(rec.t, rec.dt, threads, [], rec.core_busy)
+        records.append(rec)
+    return records
+
+
+@sync
+async def test_time_on_a_cpu_no_gil_sample_split_is_drawn_apart_from_running():
+    """After gilviz stops reading a GIL, its threads' time on a CPU is Python or C, unknown which:
+    the lanes draw it with a glyph and colour of its own, never as running, the legend says what it
+    is, the table's run share says it is at most that, and the help lists it."""
+    from gilviz.sources import RecordsSource
+    from gilviz.tui.screens import help_text
+
+    app = make_app(RecordsSource(gil_lost_records()), show_ui_cost=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        lanes = app.query_one(ThreadLanes)
+        c0, _ = app.view.window(app.model, app.lane_cells)
+        cut = GIL_LOST_AT // app.view.zoom - c0  # the cell the GIL was lost in
+        assert 20 < cut < app.lane_cells - 20, (c0, cut)
+        for name in ("spin-1", "spin-2"):
+            index = next(i for i, r in enumerate(app.rows) if r.series is not None and r.series.name == name)
+            cells = lanes.render_line(index - lanes.scroll_offset.y).text[app.gutter_width + 1:]
+            before, after = cells[:cut - 1], cells[cut + 1:].rstrip()  # (the tick it was lost in: either cell)
+            assert "█" in before and "▚" not in before, (name, cells)
+            assert "▚" in after and "█" not in after, (name, cells)
+            row = next(r for r in app.table_rows if r[0].name == name)
+            assert row[1].unsplit > 0.05, row[1]
+        legend = " ".join(app.query_one("#legend").render_line(y).text for y in range(2))
+        assert "▚▚ on a CPU, GIL not read: Python or C" in legend, legend
+        table = app.query_one("ThreadTable")
+        spin = next(y for y in range(1, 10) if "spin-1" in table.render_line(y).text)
+        assert "≤" in table.render_line(spin).text
+        assert "▚▚▚  on CPU" in help_text().plain
+        app.view.zoom, app.view.end_t = 2_000, GIL_LOST_AT - 100_000  # a stretch before it, split: as it was
+        app.refresh_now()
+        await pilot.pause()
+        assert app.timeline.figures.table_rows and not app.timeline.figures.unsplit_shown
+        assert "on a CPU, GIL not read" not in " ".join(app.query_one("#legend").render_line(y).text for y in range(2))
+
+
+def test_snapshot_time_on_a_cpu_no_gil_sample_split(snap_compare):
+    from gilviz.sources import RecordsSource
+
+    app = make_app(RecordsSource(gil_lost_records()), show_ui_cost=False)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=loaded)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 36), (250, 70)])

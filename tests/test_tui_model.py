@@ -461,3 +461,63 @@ def test_cells_cached_before_a_merge_are_those_a_fresh_count_gives():
     h.clear_caches()
     assert cached == {(s.tid, z): h.thread_cells(s, z, 0, (t - 1) // z) for s in h.order for z in zooms}
     assert gil_cached == {z: h.gil_cells(h.gils[100], z, 0, (t - 1) // z) for z in zooms}
+
+
+def test_time_on_a_cpu_that_no_gil_sample_split_is_marked_unsplit():
+    """The state rules count a thread's time on a CPU as running where no sample of its process's
+    GIL split it (not located yet, lost, or not sampled in that tick): Python or C, unknown which.
+    The model keeps those stretches per process, so that the lanes draw them apart from running."""
+    from gilviz.timeline.present import figures
+
+    h = History()
+    h.add(header())
+    h.add(Process(0, 100, python="3.12.0", gil="not located"))
+    h.add(Process(0, 200, python="3.13.0", gil="no GIL"))  # free-threaded: running is any Python
+    h.add(Process(0, 300, python=None, gil="not python"))
+    for tid, pid in ((1, 100), (2, 200), (3, 300)):
+        h.add(Thread(0, tid, pid, f"t{tid}"))
+    sampled = [GilTick(100, 50, 50, 0, 0)]
+    feed(h, 2, {1: "running", 2: "running", 3: "native"})  # 0..10 ms: the GIL not located yet
+    h.add(Process(10_000, 100, python="3.12.0", gil="located"))
+    feed(h, 4, {1: "running", 2: "running", 3: "native"}, t0=10_000, gils=sampled)  # 10..30: split
+    feed(h, 1, {1: "running", 2: "running", 3: "native"}, t0=30_000)  # 30..35: located, not sampled
+    feed(h, 3, {1: "running", 2: "running", 3: "native"}, t0=35_000, gils=sampled)  # 35..50: split
+    assert h.unsplit == {100: [[0, 10_000], [30_000, 35_000]]}
+    # 5 ms cells: the first two and the seventh; 10 ms cells: the first and the fourth
+    assert h.unsplit_cells(100, 5_000, 0, 9) == bytes([1, 1, 0, 0, 0, 0, 1, 0, 0, 0])
+    assert h.unsplit_cells(100, 10_000, 0, 4) == bytes([1, 0, 0, 1, 0])
+    assert h.unsplit_cells(100, 5_000, 2, 5) is None  # nothing in the window: nothing to mark
+    assert h.unsplit_cells(200, 5_000, 0, 9) is None and h.unsplit_cells(300, 5_000, 0, 9) is None
+    # what its lane draws apart: the running cells among those (here all of them)
+    assert h.unsplit_running_cells(h.threads[1], 10_000, 0, 4) == bytes([1, 0, 0, 1, 0])
+    assert h.unsplit_running_cells(h.threads[3], 10_000, 0, 4) is None  # (not Python: native)
+    assert h.unsplit_in(100, 0, 50_000) and not h.unsplit_in(100, 10_000, 30_000)
+    st = h.thread_stats(h.threads[1], 10_000, 35_000)  # 4 ticks split, the last one not
+    assert st.unsplit == pytest.approx(0.2) and st.unsplit_now and st.state == "running"
+    assert h.thread_stats(h.threads[1], 0, 50_000).unsplit == pytest.approx(0.3)
+    st = h.thread_stats(h.threads[1], 35_000, 50_000)
+    assert not st.unsplit and not st.unsplit_now
+    assert not h.thread_stats(h.threads[2], 0, 50_000).unsplit  # no GIL to split by: running is Python
+    view = View()
+    view.zoom = 5_000
+    view.end_t = 50_000
+    assert figures(h, view, 10, 10).unsplit_shown
+    view.end_t = 30_000
+    assert not figures(h, view, 4, 10).unsplit_shown  # 10..30 ms: every tick split
+    # a process that ended is not marked past its end; a flapping one stays bounded, marked no less
+    from gilviz.stream import ProcessEnd
+    from gilviz.timeline import store
+
+    h.add(ProcessEnd(50_000, 100))
+    feed(h, 2, {1: "running"}, t0=50_000)
+    assert h.unsplit[100][-1] == [30_000, 35_000]
+    h2 = History()
+    h2.add(header())
+    h2.add(Process(0, 100, python="3.12.0", gil="located"))
+    h2.add(Thread(0, 1, 100, "t1"))
+    for i in range(2 * store.MAX_UNSPLIT_RANGES + 10):
+        feed(h2, 1, {1: "running"}, t0=i * DT, gils=sampled if i % 2 else [])
+    ranges = h2.unsplit[100]
+    assert len(ranges) <= store.MAX_UNSPLIT_RANGES
+    for i in range(0, 2 * store.MAX_UNSPLIT_RANGES + 10, 2):  # every unsampled tick still inside one
+        assert any(a <= i * DT and (i + 1) * DT <= b for a, b in ranges), i

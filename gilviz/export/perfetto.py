@@ -3,7 +3,9 @@
 What it holds, per run:
 - a track per thread: a slice per state (`running`, `native`, `waiting`, `runnable`,
   `blocked: sleep|io|lock|other`), each as long as the thread spent in it, and an instant per
-  reading of its whole stack (a few a second);
+  reading of its whole stack (a few a second); time on a CPU that no GIL sample split (its
+  process's GIL not located, or not sampled in that tick) is `on a CPU (GIL not read)`, not
+  `running`: Python or C, unknown which;
 - beside it, a track of the Python line the thread was on: slices named by function (file and
   line in their arguments), from a stack reading that found it there to the next that found it
   elsewhere (at the tick rate where gilviz reads them; with py-spy, as far as its readings tell, and
@@ -25,7 +27,8 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from ..stream import (BLOCKED, STATES, End, Header, Line, Process, Progress, Record, Stack, State, Thread, Tick)
+from ..stream import (BLOCKED, STATES, End, Header, Line, Process, Progress, Record, Stack, State, Thread, Tick,
+                      gil_sampled)
 
 CORES_PID = 2**31 - 1  # the made-up process that holds one track per core (minus the run's index)
 GIL_TID = 2**31 - 1000  # the made-up thread of a process that holds its GIL's track (plus interp)
@@ -39,6 +42,7 @@ def state_name(state: State) -> str:
 
 
 _NAMES = [state_name(s) for s in STATES]
+UNSPLIT_NAME = "on a CPU (GIL not read)"
 
 
 class TraceWriter:
@@ -77,6 +81,7 @@ class RunTrace:
         self.thread_pid: dict[int, int] = {}
         self.thread_name: dict[int, str] = {}
         self.named_processes: dict[int, str] = {}
+        self.with_gil: set[int] = set()  # Python processes with a GIL, located or not
         self.open: dict[tuple[int, int], _Slice] = {}  # (pid, tid) -> the slice still growing
         self.counters: dict[tuple[int, str], float] = {}
         self.last_core_t: int | None = None
@@ -103,6 +108,10 @@ class RunTrace:
         elif isinstance(rec, Thread):
             self._thread(rec)
         elif isinstance(rec, Process):
+            if rec.has_gil():
+                self.with_gil.add(rec.pid)
+            else:
+                self.with_gil.discard(rec.pid)
             if not (rec.pid == self.header.pid and self.root_named):  # the target keeps the name it was given
                 self._process(rec.pid, rec.command)
         elif isinstance(rec, Stack):
@@ -198,6 +207,8 @@ class RunTrace:
         self.ticks += 1
         t, dt = tick.t, tick.dt
         root = self.header.pid or 0
+        # as the state rules split it: by the GIL's samples in the tick, where it had any
+        unsplit = self.with_gil - gil_sampled(tick.gils)
         waiting_per_pid: dict[int, int] = {}
         on_core: dict[int, list[tuple[int, int]]] = {}
         for th in tick.threads:
@@ -206,7 +217,7 @@ class RunTrace:
                 pid = self.thread_pid[th.tid] = root
             if th.tid not in self.thread_name:
                 self._thread(Thread(t, th.tid, pid, ""))
-            self._thread_states(self._pid(pid), self._pid(th.tid), th, t)
+            self._thread_states(self._pid(pid), self._pid(th.tid), th, t, pid in unsplit)
             if th.line or th.tid in self.thread_line:
                 self._thread_line(self._pid(pid), th.tid, th.line, t, dt)
             waiting_per_pid[pid] = waiting_per_pid.get(pid, 0) + th.waiting
@@ -232,7 +243,7 @@ class RunTrace:
         for g in tick.gils:
             self._gil(g, t, dt, waiting_per_pid.get(g.pid, 0))
 
-    def _thread_states(self, pid: int, tid: int, th, t: int) -> None:
+    def _thread_states(self, pid: int, tid: int, th, t: int, unsplit: bool = False) -> None:
         times = [th.time_in(s) for s in STATES]
         total = sum(times)
         if total <= 0:
@@ -240,13 +251,13 @@ class RunTrace:
         parts = [i for i, us in enumerate(times) if us > 0]
         cur = self.open.get((pid, tid))
         if cur is not None and len(parts) > 1:  # the state the last tick ended in goes on first
-            first = _NAMES.index(cur.name) if cur.name in _NAMES else -1
+            first = _NAMES.index(cur.name) if cur.name in _NAMES else State.RUNNING if cur.name == UNSPLIT_NAME else -1
             if first in parts:
                 parts.remove(first)
                 parts.insert(0, first)
         at = t - total
         for i in parts:
-            self._slice(pid, tid, _NAMES[i], at, at + times[i])
+            self._slice(pid, tid, UNSPLIT_NAME if unsplit and i == State.RUNNING else _NAMES[i], at, at + times[i])
             at += times[i]
 
     def _thread_line(self, pid: int, tid: int, lid: int, t: int, dt: int) -> None:

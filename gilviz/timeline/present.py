@@ -56,6 +56,7 @@ class Figures:
     core_labels: dict[int, str] = field(default_factory=dict)
     others_cores: float = 0.0  # cores other processes took, on average
     wanting_cores: float = 0.0  # threads of the target waiting for a core, on average
+    unsplit_shown: bool = False  # a lane draws time on a CPU that no GIL sample split
 
 
 def figures(model: History, view: View, cells: int, gutter_width: int) -> Figures:
@@ -63,8 +64,13 @@ def figures(model: History, view: View, cells: int, gutter_width: int) -> Figure
     stats = {s.tid: model.thread_stats(s, t0, t1) for s in model.order}
     if model.end is not None and t1 >= model.t_last:
         for st in stats.values():  # the run is over: whatever a thread did last, it is gone now
-            st.state = "gone"
+            st.state, st.unsplit_now = "gone", False
     out = Figures(rows=build_rows(model, stats, view))
+    if any(st.unsplit for st in stats.values()):  # drawn in a lane: the legend says what it is
+        c0, c1 = view.window(model, cells)
+        out.unsplit_shown = any(model.unsplit_running_cells(r.series, view.zoom, c0, c1) is not None
+                                for r in out.rows if r.kind == "thread" and r.series is not None
+                                and stats[r.series.tid].unsplit)
     out.table_rows = [(r.series, stats[r.series.tid], model.line_at(r.series.tid, t1))
                       for r in out.rows if r.kind == "thread" and r.series is not None]
     out.table_note = f"{t0 / 1e6:.2f}–{t1 / 1e6:.2f} s" if t1 > t0 else ""

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 from ..lines import LineFigures, LineSums
 from ..stream import (BLOCK_REASONS, STATE_KEYS, End, Header, Line, Process, ProcessEnd, Progress, Record, Stack,
-                      StackEntry, State, Stats, Thread, ThreadTick, Tick)
+                      StackEntry, State, Stats, Thread, ThreadTick, Tick, gil_sampled)
 from ..stream import Output as OutputRecord
 
 Q = 250  # a tick's full share
@@ -66,6 +66,7 @@ LINE_BUCKET_US = 1_000_000  # time per line is summed by the second: a span's fi
 LINE_SECONDS_KEPT = 600  # ...for the last ten minutes; older seconds merge into minutes
 MAX_LINE_CHANGES = 20_000  # per thread: the times its line changed, for the table's line column
 MAX_OUTPUT_CHUNKS = 20_000
+MAX_UNSPLIT_RANGES = 2048  # per process: past it, neighbouring ranges join (the gaps drawn unsplit too)
 CACHE_CELLS = 8192  # finished cells kept per lane per zoom
 MERGE_TICKS = 1024  # ticks of full detail merged at a time: the pause it makes stays short
 COARSE_SHARE = 0.25  # of the ticks kept, the share that may be merged ones before they are merged again
@@ -261,6 +262,8 @@ class ThreadStats:
     held: float = 0.0
     cpu_s: float = 0.0
     state: str = "gone"
+    unsplit: float = 0.0  # of running, the share no GIL sample split (Python or C): of its time, as running
+    unsplit_now: bool = False  # its state at the end is that: on a CPU, the GIL not read
 
 
 class History:
@@ -309,6 +312,9 @@ class History:
         self._ranges: dict[tuple[int, int], tuple[int, int]] = {}  # finished cells' tick ranges
         self._memo: dict[int, dict[tuple, tuple[bytes, int]]] = {}  # dt -> a thread tick's fields -> (record, code)
         self._old_dts = array("q")  # while coarsening: the tick lengths before it
+        # pid -> [start, end] times (sorted, apart) of the ticks in which nothing split its threads'
+        # time on a CPU by the GIL (not located, or not sampled): counted as running, it may be C
+        self.unsplit: dict[int, list[list[int]]] = {}
 
     # ----------------------------------------------------------------- ingest
     def add(self, rec: Record) -> None:
@@ -476,6 +482,7 @@ class History:
             on = core_on[cpu]
             core.target_q.append(on * Q // dt if on < dt else Q)
             core.other_q.append(0)
+        self._mark_unsplit(t, dt, gils)
         for gt in gils:
             pid, samples, held_n, contended, switches = gt[:5]
             interp = gt[5] if len(gt) > 5 else 0
@@ -505,6 +512,77 @@ class History:
             self._core_reading(core_busy, g)
         if self._thread_ticks + len(self.times) * self._tick_weight() > self.max_thread_ticks:
             self.coarsen_oldest()
+
+    def _mark_unsplit(self, t: int, dt: int, gils) -> None:
+        """The processes whose threads' time on a CPU this tick no GIL sample split, as the state
+        rules decide it: a Python process with a GIL (not free-threaded) and no sample of it."""
+        sampled = gil_sampled(gils)
+        for pid, proc in self.processes.items():
+            if pid in sampled or not proc.has_gil() or pid in self.proc_ended:
+                continue
+            ranges = self.unsplit.setdefault(pid, [])
+            if ranges and ranges[-1][1] >= t - dt - dt // 4:  # (the next tick, give or take its jitter)
+                ranges[-1][1] = t
+                continue
+            ranges.append([t - dt, t])
+            if len(ranges) > MAX_UNSPLIT_RANGES:  # flapping: join pairs, more drawn unsplit, none less
+                ranges[:] = [[ranges[i][0], ranges[min(i + 1, len(ranges) - 1)][1]] for i in range(0, len(ranges), 2)]
+
+    def _unsplit_from(self, pid: int | None, t0: int) -> tuple[list[list[int]], int] | None:
+        ranges = self.unsplit.get(pid) if pid is not None else None
+        if not ranges:
+            return None
+        i = bisect.bisect_right(ranges, t0, key=lambda r: r[1])
+        return (ranges, i) if i < len(ranges) else None
+
+    def _unsplit_running(self, s: ThreadSeries, a: int, b: int) -> int:
+        """The thread's running (share x us, as sums gives it) in global ticks [a, b) that no GIL
+        sample split."""
+        found = self._unsplit_from(s.pid, self.times[a - self.base] - self.dts[a - self.base]) if a < b else None
+        if found is None:
+            return 0
+        ranges, i = found
+        out = 0
+        for start, end in ranges[i:]:
+            ra, rb = max(a, self.tick_index(start + 1)), min(b, self.tick_index(end) + 1)
+            if ra >= b:
+                break
+            if rb > ra:
+                out += s.sums(ra - s.start, rb - s.start, self.dts, s.start - self.base)[0]
+        return out
+
+    def unsplit_in(self, pid: int | None, t0: int, t1: int) -> bool:
+        """Whether any of the process's time in (t0, t1] went unsplit by its GIL."""
+        found = self._unsplit_from(pid, t0)
+        return found is not None and found[0][found[1]][0] < t1
+
+    def unsplit_cells(self, pid: int | None, zoom: int, c0: int, c1: int) -> bytes | None:
+        """1 for each cell c0..c1 (as thread_cells) with time of the process's that went unsplit by
+        its GIL; None when there is none (as nearly always)."""
+        found = self._unsplit_from(pid, c0 * zoom)
+        if found is None or found[0][found[1]][0] >= (c1 + 1) * zoom:
+            return None
+        ranges, i = found
+        out = bytearray(c1 - c0 + 1)
+        for start, end in ranges[i:]:
+            if start >= (c1 + 1) * zoom:
+                break
+            ta, tb = self.tick_index(start + 1), self.tick_index(end) + 1  # its ticks
+            for c in range(max(c0, start // zoom), min(c1 + 1, -(-end // zoom))):
+                a, b = self.cell_range(zoom, c)  # (a cell holds the ticks whose middles it holds)
+                if max(a, ta) < min(b, tb):
+                    out[c - c0] = 1
+        return bytes(out) if any(out) else None
+
+    def unsplit_running_cells(self, s: ThreadSeries, zoom: int, c0: int, c1: int) -> bytes | None:
+        """1 for each cell c0..c1 the thread's lane draws as running where no GIL sample split
+        some of its ticks: Python or C, unknown which. None when there is none."""
+        mask = self.unsplit_cells(s.pid, zoom, c0, c1)
+        if mask is None:
+            return None
+        cells = self.thread_cells(s, zoom, c0, c1)
+        out = bytes(1 if m and c & STATE_MASK == RUNNING else 0 for c, m in zip(cells, mask))
+        return out if any(out) else None
 
     def _tick_weight(self) -> int:
         """What a tick costs beside its threads (its times, cores and GILs), in thread ticks."""
@@ -1058,6 +1136,11 @@ class History:
             st.cpu_s = sums[9] / Q / 1e6
         last = min(lb, s.ticks) - 1
         st.state = CODE_NAMES[s.code_at(last)] if last >= 0 and lb > 0 and b - 1 < s.start + s.ticks else "gone"
+        if st.running and s.pid in self.unsplit:
+            st.unsplit = self._unsplit_running(s, a, b) / present
+            if st.unsplit and st.state == "running":
+                t_end = self.times[b - 1 - self.base]
+                st.unsplit_now = self.unsplit_in(s.pid, t_end - 1, t_end)
         return st
 
     def gil_stats(self, pid: int, t0: int, t1: int) -> dict[str, float] | None:

@@ -62,6 +62,12 @@ def help_text(colors: dict[str, str] | None = None) -> Text:
         text.append(f"  {theme.GLYPHS[code] * 3}  ", style=f"bold {color}" if color else "bold")
         text.append(f"{name:<9}", style="bold")
         text.append(f"{what}\n")
+    name, what = theme.UNSPLIT_LABEL
+    color = colors.get("gv-unsplit")
+    text.append(f"  {theme.UNSPLIT_GLYPH * 3}  ", style=f"bold {color}" if color else "bold")
+    text.append(f"{name:<9}", style="bold")
+    text.append(f"{what} (its GIL not located yet, or lost; or not sampled\n"
+                "               that tick): counted as running in the figures, the table says ≤ run%\n")
     text.append("       gone     not started, or ended\n")
     text.append("  underlined: the thread held the GIL for at least half of that cell\n")
     text.append("\nLanes\n", style="bold underline")

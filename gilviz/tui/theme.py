@@ -46,6 +46,10 @@ THREAD_CLASSES = [f"gv--t{i}" for i in range(PALETTE_SIZE)]
 SPARKS = " ▁▂▃▄▅▆▇█"
 PARTLY_GLYPH = "▄"
 OTHERS_GLYPH = "░"
+# on a CPU where no GIL sample split the time (GIL not located, or not sampled that tick): running
+# Python or C code, unknown which; drawn apart from "running", never as it
+UNSPLIT_GLYPH = "▚"
+UNSPLIT_LABEL = ("on CPU", "on a CPU, GIL not read: Python or C")
 UNKNOWN_GLYPH = "╌"  # a GIL cell without samples (not "?", which is the "blocked: other" state's glyph)
 
 COMPONENT_CLASSES = {
@@ -56,6 +60,7 @@ COMPONENT_CLASSES = {
     "gv--selected",
     "gv--selected-row",
     "gv--others",
+    "gv--unsplit",
     "gv--muted",
     "gv--axis",
     "gv--spark-held",
@@ -78,6 +83,7 @@ def component_css(widget: str) -> str:
         f"{widget} > .gv--selected {{ color: $gv-selected-bg; text-style: bold; }}",
         f"{widget} > .gv--selected-row {{ background: $gv-selected-row; }}",
         f"{widget} > .gv--others {{ color: $gv-others; }}",
+        f"{widget} > .gv--unsplit {{ color: $gv-unsplit; }}",
         f"{widget} > .gv--muted {{ color: $gv-muted; }}",
         f"{widget} > .gv--axis {{ color: $gv-axis; }}",
         f"{widget} > .gv--spark-held {{ color: $gv-spark-held; }}",
@@ -99,6 +105,7 @@ DARK_VARS = {
     "gv-lock": "#fb923c",
     "gv-other": "#94a3b8",
     "gv-others": "#64748b",
+    "gv-unsplit": "#bbf7d0",
     "gv-muted": "#5b6475",
     "gv-axis": "#8b95a7",
     "gv-heading": "#e2e8f0",
@@ -131,6 +138,7 @@ LIGHT_VARS = {
     "gv-lock": "#c2410c",
     "gv-other": "#475569",
     "gv-others": "#94a3b8",
+    "gv-unsplit": "#4b5563",
     "gv-muted": "#94a3b8",
     "gv-axis": "#475569",
     "gv-heading": "#0f172a",
@@ -163,6 +171,7 @@ CONTRAST_VARS = {
     "gv-lock": "#ff9900",
     "gv-other": "#ffffff",
     "gv-others": "#a0a0a0",
+    "gv-unsplit": "#c0ffc0",
     "gv-muted": "#a0a0a0",
     "gv-axis": "#ffffff",
     "gv-heading": "#ffffff",

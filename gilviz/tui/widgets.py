@@ -57,6 +57,7 @@ def _same_owner_run(a: tuple, b: tuple) -> bool:
 
 _UNDERLINE = Style(underline=True)
 ON_LINE_BIT, OFF_LINE_BIT = 0x20, 0x40  # or'ed into cell codes while a line is picked
+UNSPLIT_BIT = 0x80  # or'ed into a running cell's code where no GIL sample split its time on a CPU
 _REVERSE_BOLD = Style(reverse=True, bold=True)
 _BOLD = Style(bold=True)
 
@@ -99,6 +100,7 @@ class Palette:
         self.selected_letter = self.selected + _REVERSE_BOLD
         self.selected_row = get("gv--selected-row", partial=True)
         self.others = get("gv--others")
+        self.unsplit = get("gv--unsplit")
         self.muted = get("gv--muted")
         self.axis = get("gv--axis")
         self.spark_held = get("gv--spark-held")
@@ -430,11 +432,14 @@ class Painter(ScrollView):
                 pal = self.pal
                 state = code & STATE_MASK
                 style = pal.state_held[state] if code & HELD_BIT else pal.state[state]
+                glyph = theme.GLYPH_LIST[state]
+                if code & UNSPLIT_BIT:
+                    style, glyph = pal.unsplit, theme.UNSPLIT_GLYPH
                 if highlight:
                     style = style + pal.selected_row
                 if code & OFF_LINE_BIT:
                     style = style + pal.off_line
-                seg = cache[key] = Segment(theme.GLYPH_LIST[state] * (end - start), style)
+                seg = cache[key] = Segment(glyph * (end - start), style)
             append(seg)
         return out, starts
 
@@ -709,6 +714,9 @@ class ThreadLanes(Painter):
         s = row.series
         assert s is not None
         cells = self.model.thread_cells(s, gv.view.zoom, c0, c1)
+        unsplit = self.model.unsplit_running_cells(s, gv.view.zoom, c0, c1)
+        if unsplit is not None:
+            cells = bytes(c | UNSPLIT_BIT if m else c for c, m in zip(cells, unsplit))
         selected = gv.view.selected == s.tid
         line = gv.view.selected_line
         on_line = self.model.line_cells(s.tid, line, gv.view.zoom, c0, c1) if line else None
@@ -860,8 +868,10 @@ class Legend(Painter):
 
     def refresh_lanes(self) -> None:
         self.new_frame()
-        self.set_rows(len(self._lines()))
-        self.refresh()
+        rows = len(self._lines())
+        grown = rows != self.virtual_size.height  # (an item came or went: its height is auto)
+        self.set_rows(rows)
+        self.refresh(layout=grown)
 
     def _lines(self, width: int | None = None) -> list[list[Segment]]:
         pal = self.pal
@@ -878,6 +888,9 @@ class Legend(Painter):
             items.append([Segment(glyphs, pal.state[code]), Segment(" " + name, pal.gutter)])
         items.append([Segment("░" * (2 if long else 1), pal.state[2] + _UNDERLINE),
                       Segment(" underlined: held GIL" if long else " held GIL", pal.gutter)])
+        if self.unsplit_shown():  # only while the lanes show some: the usual legend stays as it was
+            items.append([Segment(theme.UNSPLIT_GLYPH * (2 if long else 1), pal.unsplit),
+                          Segment(" " + (theme.UNSPLIT_LABEL[1] if long else theme.UNSPLIT_LABEL[0]), pal.gutter)])
         if width >= 100:  # the cores' own marks (the help has them too)
             items.append([Segment("A", pal.thread_letter[0]), Segment("██" if long else "█", pal.thread[0]),
                           Segment(" thread on a core" if long else " on core", pal.gutter)])
@@ -905,6 +918,10 @@ class Legend(Painter):
                           Segment(f" — {what}", pal.gutter)])
         items.append([Segment("░" * 4, pal.state[2] + _UNDERLINE), Segment(" underlined", pal.heading),
                       Segment(" — the thread held the GIL", pal.gutter)])
+        if self.unsplit_shown():
+            name, what = theme.UNSPLIT_LABEL
+            items.append([Segment(theme.UNSPLIT_GLYPH * 4, pal.unsplit), Segment(f" {name}", pal.heading),
+                          Segment(f" — {what}", pal.gutter)])
         column = max(sum(len(seg.text) for seg in item) for item in items) + 4
         per_line = max(1, width // column)
         lines: list[list[Segment]] = []
@@ -916,8 +933,12 @@ class Legend(Painter):
             lines.append(line)
         return lines
 
+    def unsplit_shown(self) -> bool:
+        """Whether a lane shows time on a CPU that no GIL sample split (in a comparison: either run's)."""
+        return any(t.figures.unsplit_shown for t in getattr(self.app, "timelines", None) or [self.gv])
+
     def render_line(self, y: int) -> Strip:
-        key = ("legend", id(self.pal), getattr(self.gv, "presenter", False))
+        key = ("legend", id(self.pal), getattr(self.gv, "presenter", False), self.unsplit_shown())
         return self.cached(y, key, lambda: self._line(y))
 
     def _line(self, y: int) -> Strip:
@@ -986,10 +1007,14 @@ class ThreadTable(Painter):
             base = pal.gutter_selected if selected else pal.gutter
             code = CODE_NAMES.index(st.state) if st.state in CODE_NAMES else GONE
             state = st.state if st.state != "waiting" else "GIL wait"
+            glyph, state_style = (theme.GLYPHS[code] if code != GONE else " "), pal.state[code]
+            if st.unsplit_now:
+                glyph, state_style, state = theme.UNSPLIT_GLYPH, pal.unsplit, theme.UNSPLIT_LABEL[0]
             values = {
                 "name": s.name,
                 "tid": str(s.tid),
-                "run": pct(st.running),
+                # (at most, where what no GIL sample split could change the figure shown: part may be C)
+                "run": ("≤" if st.unsplit >= 0.005 else "") + pct(st.running),
                 "native": pct(st.native),
                 "wait": pct(st.waiting),
                 "runq": pct(st.runnable),
@@ -1002,8 +1027,7 @@ class ThreadTable(Painter):
                     segs.append(Segment(s.letter, pal.thread_letter[i]))
                     segs.append(Segment(" " * (w - 1) + " ", base))
                 elif name == "state":
-                    glyph = theme.GLYPHS[code] if code != GONE else " "
-                    segs.append(Segment(glyph + " ", pal.state[code] + (pal.selected_row if selected else Style())))
+                    segs.append(Segment(glyph + " ", state_style + (pal.selected_row if selected else Style())))
                     segs.append(Segment(fit(state, w - 2) + " ", base))
                 else:
                     text = values[name]
