@@ -366,6 +366,57 @@ def test_reading_threads_in_c_gives_what_python_gives_on_every_branch(tmp_path):
             th.close()
 
 
+@pytest.mark.parametrize("where", ["C", "Python"])
+def test_a_parked_thread_that_moved_and_stopped_has_its_syscall_file_read_once_still(tmp_path, monkeypatch, where):
+    """A thread asleep in the wait followed (take_gil's) takes the GIL and blocks elsewhere (a
+    join) between the tick's last GIL sample and its read: the samples have not seen it hold the
+    GIL, so it is still parked, and its syscall text is carried over at the read that finds it
+    moved. It then moves no more: the read that finds it still reads its file, and says it moved
+    into the new wait (else it would be taken as waiting for the GIL to the end of the run)."""
+    from gilviz.probes import threads as threads_module
+    from gilviz.probes.threads import WAITS_READ_EVERY, ThreadProbe, _OpenThread
+
+    if where == "Python":
+        monkeypatch.setattr(threads_module, "_gilloop", None)
+    elif threads_module._gilloop is None:
+        pytest.skip("gilviz/_gilloop.c is not built here")
+    waiting, joining = "202 0x7f40 0x189 0x0 0x0\n", "202 0x55d0 0x189 0x0 0x0\n"
+    paths = {kind: tmp_path / f"100.{kind}" for kind in ("schedstat", "syscall", "stat")}
+
+    def write(on, syscall):
+        paths["schedstat"].write_text(f"{on} 10 {on // 1000}\n")
+        paths["syscall"].write_text(syscall)
+        paths["stat"].write_text(STAT.format(tid=100, state="S", cpu=0))
+
+    write(1_000_000, waiting)
+    th = _OpenThread.__new__(_OpenThread)
+    th.tid, th.last, th.unchanged = 100, None, 0
+    th.sched, th.stat, th.sys = (os.open(paths[k], os.O_RDONLY) for k in ("schedstat", "stat", "syscall"))
+    probe = ThreadProbe(os.getpid())
+    probe._threads = {100: th}
+    probe.waits = ("202 0x7f40 ",)
+    probe._reads = 0  # (its reads: 1, then 2, which 100 + 2 does not make a read in WAITS_READ_EVERY)
+    assert (100 + 2) % WAITS_READ_EVERY
+    [first], _ = probe.read(list_threads=False)
+    assert first.syscall == waiting and probe.parked == {100}
+    write(1_050_000, joining)  # took the GIL, ran a moment, now asleep in the join
+    [moved], _ = probe.read(list_threads=False)
+    assert moved.moved and moved.syscall == waiting and probe.carried == {100}  # (carried over: not read)
+    [still], _ = probe.read(list_threads=False)
+    assert still.moved and still.syscall == joining and 100 not in probe.parked and not probe.carried
+    assert th.last == still and th.unchanged == 0
+    [after], _ = probe.read(list_threads=False)
+    assert not after.moved and after.syscall == joining  # asleep in the join: read as it was
+    write(1_100_000, waiting)  # in the GIL's wait again, moving there: parked, carried, read when still
+    probe.read(list_threads=False)
+    write(1_150_000, waiting)
+    probe.read(list_threads=False)
+    assert probe.parked == {100}
+    [again], _ = probe.read(list_threads=False)  # still, in the same wait: nothing new to say
+    assert not again.moved and again.syscall == waiting and not probe.carried
+    th.close()
+
+
 def test_a_thread_in_a_wait_followed_has_its_syscall_file_read_again_only_once_taken_out_or_in_turn(tmp_path):
     """Files written here: a thread whose syscall file says it waits on the word followed, then
     says otherwise at every other read (caught on a CPU), and one waiting on another word. The

@@ -220,6 +220,12 @@ class ThreadProbe:
         # as its schedstat), but one read in WAITS_READ_EVERY, and the text read last stands.
         self.waits: tuple[str, ...] = ()
         self.parked: set[int] = set()
+        # Parked threads that moved at the last read, their syscall text carried over, not read: one
+        # that then stops moving would keep it for good (a read finds its schedstat where it was,
+        # its syscall too, then). It may have left the wait just before the samples could see it
+        # (took the GIL, went on to block elsewhere: a join): at the next read that finds it still,
+        # its syscall file is read.
+        self.carried: set[int] = set()
         # Its first thread found stopped at its last look. A stopped thread's schedstat does not move,
         # so it is not read again and would keep the state it had (asleep on the GIL, say). Stopping
         # a process stops all its threads (a signal stops the group, a debugger each thread), and
@@ -266,6 +272,7 @@ class ThreadProbe:
         leader = threads.get(self.pid)
         if leader is not None and leader.unchanged >= idle_from:
             leader.unchanged = 0  # (read at every read, asleep or not: its moving says a stop)
+        parked_before = set(self.parked) if self.waits else ()
         if _gilloop is not None:
             if list_threads:
                 open_threads = []
@@ -291,6 +298,8 @@ class ThreadProbe:
                     readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
+        if parked_before or self.carried:
+            readings = self._read_carried_again(readings, parked_before)
         leader = leader or threads.get(self.pid)  # (opened at this read)
         if leader is not None and (self.stopped or (leader.last is not None and leader.last.moved)):
             self.stopped = self._stopped_as(leader) is not None
@@ -305,10 +314,48 @@ class ThreadProbe:
         for tid in gone:
             threads.pop(tid).close()
             self.parked.discard(tid)
+            self.carried.discard(tid)
             self._found_stopped.pop(tid, None)
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
+
+    def _read_carried_again(self, readings: list[ThreadReading], parked_before) -> list[ThreadReading]:
+        """The syscall files of the threads carried over at the last read that this one found still,
+        as moved where the text changed (the state rules look at it again); then which threads this
+        read carried over (read the same way in C and in Python: a parked thread that moved, but at
+        one read in WAITS_READ_EVERY)."""
+        threads, reads = self._threads, self._reads
+        fresh = {}
+        for tid in self.carried:
+            th = threads.get(tid)
+            last = th.last if th is not None else None
+            if last is None or last.moved:
+                continue  # (moved again: read, or carried again below)
+            try:
+                syscall = self._read_syscall(th, last)
+            except (OSError, ValueError):
+                continue  # (ended: its next read says so)
+            if syscall != last.syscall:
+                th.last = fresh[tid] = last._replace(state="R" if syscall.startswith("running") else "S",
+                                                     syscall=syscall, moved=True)
+                th.unchanged = 0
+        self.carried = {tid for tid in parked_before if (reads + tid) % WAITS_READ_EVERY
+                        and (th := threads.get(tid)) is not None and th.last is not None and th.last.moved
+                        and tid not in fresh}
+        return [fresh.get(r.tid, r) for r in readings] if fresh else readings
+
+    def _read_syscall(self, th: _OpenThread, last: ThreadReading | None) -> str:
+        """Its syscall file's text (a restart as the wait it restarts), and whether it is parked."""
+        syscall = os.pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
+        if syscall.startswith(RESTART_SYSCALL) and last is not None:
+            syscall = _restarted(syscall, last.syscall)
+        if self.waits:
+            if syscall.startswith(self.waits):
+                self.parked.add(th.tid)
+            else:
+                self.parked.discard(th.tid)
+        return syscall
 
     @staticmethod
     def _stopped_as(th: _OpenThread) -> str | None:
@@ -382,14 +429,7 @@ class ThreadProbe:
                     if waits and last is not None and (reads + tid) % WAITS_READ_EVERY and tid in parked:
                         syscall = last.syscall  # still in the wait its last read found
                     else:
-                        syscall = pread(th.sys, 256, 0).decode() if th.sys >= 0 else "running"
-                        if syscall.startswith(RESTART_SYSCALL) and last is not None:
-                            syscall = _restarted(syscall, last.syscall)
-                        if waits:
-                            if syscall.startswith(waits):
-                                parked.add(tid)
-                            else:
-                                parked.discard(tid)
+                        syscall = self._read_syscall(th, last)
                     if last is None or on - last.on_ns >= STAT_AFTER_NS or reads % IDLE_STEPS[-1][1] == 0:
                         state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     else:
