@@ -22,14 +22,16 @@ sample(sites, period_ns, next_ns, until_ns[, at_until]) -> (next_ns, wake_ups, r
   ...) or None); None where no sample was read.
 
 read_threads(threads, reads, read_every, idle_from, stat_after_ns, stat_every, reading_type[, parked,
-             waits, waits_every]) -> readings
+             waits, waits_every, carried]) -> readings
   probes/threads.py's ThreadProbe.read, from the list of its open threads on: the same files
   read in the same cases, the same readings (reading_type, a NamedTuple) and the same updates
   of each thread's `last` and `unchanged`, and of the set `parked`: the threads whose syscall
   text read last began with one of `waits`, which the caller knows are in that wait still (it
   takes out those that may have left it) and whose syscall file is then not read but one read
-  in waits_every; a thread whose files fail to read (it ended) is left out, as there. The Python
-  loop stays beside it, for where this is not built.
+  in waits_every; and of the set `carried`: those whose text was not read at a read that found
+  them moved, whose file is read at the next read that finds them still (a reading moved into
+  the wait it says, where that is another); a thread whose files fail to read (it ended) is left
+  out, as there. The Python loop stays beside it, for where this is not built.
 
 frame_tops(fd, tstates, layout) -> tops
   probes/frames.py's walk to each thread's innermost Python frame, for all of a tick's threads in
@@ -444,13 +446,42 @@ static PyObject *restarted(const char *buf, ssize_t got, PyObject *last) {
     return out;
 }
 
+/* A thread's syscall text (a restart as the wait it restarts), its place in `parked` updated where
+   waits are followed. NULL with an error set on a failure of ours; NULL with none where the thread's
+   file could not be read or is not the kernel's text: it is left out, as Python leaves it out. */
+static PyObject *read_syscall(long long sys_fd, char *buf, PyObject *last, int follow, PyObject *parked,
+                              PyObject *waits, long long tid) {
+    PyObject *syscall;
+    if (sys_fd >= 0) {
+        ssize_t got = read_file((int)sys_fd, buf, 257);
+        if (got < 0)
+            return NULL;
+        syscall = restarted(buf, got, last);
+        if (syscall == NULL && !PyErr_Occurred())
+            syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
+        if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            return NULL;
+        }
+    } else
+        syscall = Py_NewRef(s_running);
+    if (syscall == NULL)
+        return NULL;
+    int waiting = follow ? is_wait(syscall, waits) : 0;
+    if (waiting < 0 || (follow && park(parked, tid, waiting) < 0)) {
+        Py_DECREF(syscall);
+        return NULL;
+    }
+    return syscall;
+}
+
 static PyObject *read_threads(PyObject *self, PyObject *args) {
-    PyObject *threads, *read_every, *parked = NULL, *waits = NULL;
+    PyObject *threads, *read_every, *parked = NULL, *waits = NULL, *carried = NULL;
     long long reads, idle_from, stat_after_ns, stat_every, waits_every = 1;
     PyTypeObject *type;
-    if (!PyArg_ParseTuple(args, "O!LO!LLLO!|O!O!L", &PyList_Type, &threads, &reads, &PyTuple_Type, &read_every,
+    if (!PyArg_ParseTuple(args, "O!LO!LLLO!|O!O!LO!", &PyList_Type, &threads, &reads, &PyTuple_Type, &read_every,
                           &idle_from, &stat_after_ns, &stat_every, &PyType_Type, &type, &PySet_Type, &parked,
-                          &PyTuple_Type, &waits, &waits_every))
+                          &PyTuple_Type, &waits, &waits_every, &PySet_Type, &carried))
         return NULL;
     Py_ssize_t steps = PyTuple_GET_SIZE(read_every);
     if (steps < 1 || stat_every < 1 || waits_every < 1 || !PyType_IsSubtype(type, &PyTuple_Type)) {
@@ -531,6 +562,41 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
         if (read_file((int)sched_fd, buf, 128) < 0 || !parse_schedstat(buf, sched))
             continue; /* the thread ended while being read */
         if (last != NULL && last_sched[0] == sched[0] && last_sched[1] == sched[1] && last_sched[2] == sched[2]) {
+            int again = carried != NULL && PySet_GET_SIZE(carried) > 0 ? contains_tid(carried, tid) : 0;
+            if (again < 0 || (again && park(carried, tid, 0) < 0))
+                goto fail;
+            if (again) { /* still, after a move its file was not read at */
+                PyObject *syscall = read_syscall(sys_fd, buf, last, follow, parked, waits, tid);
+                if (syscall == NULL) {
+                    if (PyErr_Occurred())
+                        goto fail;
+                    continue;
+                }
+                int same = PyUnicode_Compare(syscall, PyTuple_GET_ITEM(last, 6));
+                if (same == -1 && PyErr_Occurred()) {
+                    Py_DECREF(syscall);
+                    goto fail;
+                }
+                if (same != 0) { /* (left the wait before it stopped: moved into this one) */
+                    char state = PyUnicode_Tailmatch(syscall, s_running, 0, 7, -1) == 1 ? 'R' : 'S';
+                    PyObject *items[8];
+                    for (int k = 0; k < 8; k++)
+                        items[k] = PyTuple_GET_ITEM(last, k);
+                    PyObject *letter = PyUnicode_FromStringAndSize(&state, 1);
+                    items[1] = letter;
+                    items[6] = syscall;
+                    items[7] = Py_True;
+                    reading = letter == NULL ? NULL : new_reading(type, items);
+                    Py_XDECREF(letter);
+                    Py_DECREF(syscall);
+                    if (reading == NULL || set_ll(th, s_unchanged, 0) < 0) {
+                        Py_XDECREF(reading);
+                        goto fail;
+                    }
+                    goto done;
+                }
+                Py_DECREF(syscall);
+            }
             reading = unmoved(type, last);
             if (reading == NULL || set_ll(th, s_unchanged, unchanged + 1) < 0) {
                 Py_XDECREF(reading);
@@ -549,26 +615,16 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
                 if (kept)
                     syscall = Py_NewRef(PyTuple_GET_ITEM(last, 6));
             }
+            if (carried != NULL && park(carried, tid, kept) < 0) {
+                Py_XDECREF(syscall);
+                goto fail;
+            }
             if (!kept) {
-                if (sys_fd >= 0) {
-                    ssize_t got = read_file((int)sys_fd, buf, 257);
-                    if (got < 0)
-                        continue;
-                    syscall = restarted(buf, got, last);
-                    if (syscall == NULL && !PyErr_Occurred())
-                        syscall = PyUnicode_DecodeUTF8(buf, got, NULL);
-                    if (syscall == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                        PyErr_Clear(); /* not the kernel's text: left out, as Python's ValueError leaves it */
-                        continue;
-                    }
-                } else
-                    syscall = Py_NewRef(s_running);
-                if (syscall == NULL)
-                    goto fail;
-                int waiting = follow ? is_wait(syscall, waits) : 0;
-                if (waiting < 0 || (follow && park(parked, tid, waiting) < 0)) {
-                    Py_DECREF(syscall);
-                    goto fail;
+                syscall = read_syscall(sys_fd, buf, last, follow, parked, waits, tid);
+                if (syscall == NULL) {
+                    if (PyErr_Occurred())
+                        goto fail;
+                    continue; /* ended, or not the kernel's text: left out, as Python leaves it out */
                 }
             }
             char state;
@@ -603,6 +659,7 @@ static PyObject *read_threads(PyObject *self, PyObject *args) {
             if (reading == NULL)
                 goto fail;
         }
+    done:;
         int bad = PyObject_SetAttr(th, s_last, reading) < 0 || PyList_Append(out, reading) < 0;
         Py_DECREF(reading);
         if (bad)
@@ -1283,7 +1340,7 @@ PyMODINIT_FUNC PyInit__gilloop(void) {
         !(s_taken_back_us = PyUnicode_InternFromString("taken_back_us")))
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", 3) < 0) { /* (native.py's COMPILED_VERSION) */
+    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", 4) < 0) { /* (native.py's COMPILED_VERSION) */
         Py_DECREF(m);
         return NULL;
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-COMPILED_VERSION = 3  # _gilloop.c's VERSION: 3, read_threads reads restart_syscall as the wait it restarts
+COMPILED_VERSION = 4  # _gilloop.c's VERSION: 4, read_threads reads a parked thread carried over once it is still
 
 try:
     from . import _gilloop as compiled  # type: ignore[attr-defined]

@@ -450,6 +450,7 @@ def test_a_thread_in_a_wait_followed_has_its_syscall_file_read_again_only_once_t
     probe._threads = {th.tid: th for th in in_python}
     probe.waits = ("202 0x7f40 ",)
     parked_c: set[int] = set()
+    carried_c: set[int] = set()
     read_every, idle_from = _READ_EVERY[1]
     kept = fresh = 0
     for read in range(1, 4 * WAITS_READ_EVERY):
@@ -463,9 +464,9 @@ def test_a_thread_in_a_wait_followed_has_its_syscall_file_read_again_only_once_t
         was_parked = 100 in parked_c
         probe._reads = read
         got_c = _gilloop.read_threads(in_c, read, read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1], ThreadReading,
-                                      parked_c, probe.waits, WAITS_READ_EVERY)
+                                      parked_c, probe.waits, WAITS_READ_EVERY, carried_c)
         got_python = probe._read_in_python([100, 101], read_every, idle_from)
-        assert got_c == got_python and parked_c == probe.parked, read
+        assert got_c == got_python and parked_c == probe.parked and carried_c == probe.carried, read
         assert [(th.last, th.unchanged) for th in in_c] == [(th.last, th.unchanged) for th in in_python], read
         waiter, other = got_c
         assert waiter.moved and other.moved and other.syscall == elsewhere and 101 not in parked_c

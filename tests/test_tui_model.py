@@ -480,7 +480,9 @@ def test_time_on_a_cpu_that_no_gil_sample_split_is_marked_unsplit():
     feed(h, 2, {1: "running", 2: "running", 3: "native"})  # 0..10 ms: the GIL not located yet
     h.add(Process(10_000, 100, python="3.12.0", gil="located"))
     feed(h, 4, {1: "running", 2: "running", 3: "native"}, t0=10_000, gils=sampled)  # 10..30: split
-    feed(h, 1, {1: "running", 2: "running", 3: "native"}, t0=30_000)  # 30..35: located, not sampled
+    # 30..35: located, not sampled (its row without samples; a subinterpreter's GIL's samples split nothing)
+    feed(h, 1, {1: "running", 2: "running", 3: "native"}, t0=30_000,
+         gils=[GilTick(100, 0, 0, 0, 0), GilTick(100, 40, 40, 0, 0, 1)])
     feed(h, 3, {1: "running", 2: "running", 3: "native"}, t0=35_000, gils=sampled)  # 35..50: split
     assert h.unsplit == {100: [[0, 10_000], [30_000, 35_000]]}
     # 5 ms cells: the first two and the seventh; 10 ms cells: the first and the fourth
@@ -491,6 +493,10 @@ def test_time_on_a_cpu_that_no_gil_sample_split_is_marked_unsplit():
     # what its lane draws apart: the running cells among those (here all of them)
     assert h.unsplit_running_cells(h.threads[1], 10_000, 0, 4) == bytes([1, 0, 0, 1, 0])
     assert h.unsplit_running_cells(h.threads[3], 10_000, 0, 4) is None  # (not Python: native)
+    # 20 ms cells: the first is half unsplit, drawn so (as a cell is drawn held at half); the second
+    # a quarter: drawn running, as most of it was split
+    assert h.unsplit_cells(100, 20_000, 0, 2) == bytes([1, 1, 0])
+    assert h.unsplit_running_cells(h.threads[1], 20_000, 0, 2) == bytes([1, 0, 0])
     assert h.unsplit_in(100, 0, 50_000) and not h.unsplit_in(100, 10_000, 30_000)
     st = h.thread_stats(h.threads[1], 10_000, 35_000)  # 4 ticks split, the last one not
     assert st.unsplit == pytest.approx(0.2) and st.unsplit_now and st.state == "running"

@@ -272,7 +272,6 @@ class ThreadProbe:
         leader = threads.get(self.pid)
         if leader is not None and leader.unchanged >= idle_from:
             leader.unchanged = 0  # (read at every read, asleep or not: its moving says a stop)
-        parked_before = set(self.parked) if self.waits else ()
         if _gilloop is not None:
             if list_threads:
                 open_threads = []
@@ -287,7 +286,7 @@ class ThreadProbe:
             else:
                 open_threads = list(threads.values())  # (the known threads, in the same order: no loop here)
             how = (self._reads, read_every, idle_from, STAT_AFTER_NS, IDLE_STEPS[-1][1], ThreadReading, self.parked,
-                   self.waits, WAITS_READ_EVERY)
+                   self.waits, WAITS_READ_EVERY, self.carried)
             if between is None or len(open_threads) <= READ_CHUNK:
                 readings = _gilloop.read_threads(open_threads, *how)
             else:
@@ -298,8 +297,6 @@ class ThreadProbe:
                     readings += _gilloop.read_threads(open_threads[start : start + READ_CHUNK], *how)
         else:
             readings = self._read_in_python(tids if list_threads else list(threads), read_every, idle_from, between)
-        if parked_before or self.carried:
-            readings = self._read_carried_again(readings, parked_before)
         leader = leader or threads.get(self.pid)  # (opened at this read)
         if leader is not None and (self.stopped or (leader.last is not None and leader.last.moved)):
             self.stopped = self._stopped_as(leader) is not None
@@ -319,31 +316,6 @@ class ThreadProbe:
         if not readings and not os.path.exists(self.task_dir):
             raise ProcessLookupError(self.pid)
         return readings, gone
-
-    def _read_carried_again(self, readings: list[ThreadReading], parked_before) -> list[ThreadReading]:
-        """The syscall files of the threads carried over at the last read that this one found still,
-        as moved where the text changed (the state rules look at it again); then which threads this
-        read carried over (read the same way in C and in Python: a parked thread that moved, but at
-        one read in WAITS_READ_EVERY)."""
-        threads, reads = self._threads, self._reads
-        fresh = {}
-        for tid in self.carried:
-            th = threads.get(tid)
-            last = th.last if th is not None else None
-            if last is None or last.moved:
-                continue  # (moved again: read, or carried again below)
-            try:
-                syscall = self._read_syscall(th, last)
-            except (OSError, ValueError):
-                continue  # (ended: its next read says so)
-            if syscall != last.syscall:
-                th.last = fresh[tid] = last._replace(state="R" if syscall.startswith("running") else "S",
-                                                     syscall=syscall, moved=True)
-                th.unchanged = 0
-        self.carried = {tid for tid in parked_before if (reads + tid) % WAITS_READ_EVERY
-                        and (th := threads.get(tid)) is not None and th.last is not None and th.last.moved
-                        and tid not in fresh}
-        return [fresh.get(r.tid, r) for r in readings] if fresh else readings
 
     def _read_syscall(self, th: _OpenThread, last: ThreadReading | None) -> str:
         """Its syscall file's text (a restart as the wait it restarts), and whether it is parked."""
@@ -401,7 +373,7 @@ class ThreadProbe:
         idle_most = len(read_every) - 1
         readings = []
         reads = self._reads
-        waits, parked = self.waits, self.parked
+        waits, parked, carried = self.waits, self.parked, self.carried
         for i, tid in enumerate(tids):
             if between is not None and i and i % READ_CHUNK == 0:
                 between()
@@ -422,14 +394,26 @@ class ThreadProbe:
             try:
                 on, runq, slices = parse_schedstat(pread(th.sched, 128, 0).decode())
                 if last is not None and last.on_ns == on and last.runq_ns == runq and last.slices == slices:
+                    if carried and tid in carried:  # still, after a move its file was not read at
+                        carried.discard(tid)
+                        syscall = self._read_syscall(th, last)
+                        if syscall != last.syscall:  # (left the wait before it stopped: moved into this one)
+                            th.unchanged = 0
+                            r = last._replace(state="R" if syscall.startswith("running") else "S", syscall=syscall,
+                                              moved=True)
+                            th.last = r
+                            readings.append(r)
+                            continue
                     r = last if not last.moved else last._replace(moved=False)
                     th.unchanged += 1
                 else:
                     th.unchanged = 0
                     if waits and last is not None and (reads + tid) % WAITS_READ_EVERY and tid in parked:
                         syscall = last.syscall  # still in the wait its last read found
+                        carried.add(tid)
                     else:
                         syscall = self._read_syscall(th, last)
+                        carried.discard(tid)
                     if last is None or on - last.on_ns >= STAT_AFTER_NS or reads % IDLE_STEPS[-1][1] == 0:
                         state, cpu = parse_stat(pread(th.stat, 1024, 0).decode(errors="replace"))
                     else:

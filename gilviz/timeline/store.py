@@ -315,6 +315,8 @@ class History:
         # pid -> [start, end] times (sorted, apart) of the ticks in which nothing split its threads'
         # time on a CPU by the GIL (not located, or not sampled): counted as running, it may be C
         self.unsplit: dict[int, list[list[int]]] = {}
+        self._to_split: set[int] = set()  # live Python processes with a GIL: those marked where unsampled
+        self._unsplit_memo: dict[tuple, tuple] = {}  # (pid, zoom, c0, c1) -> (ticks then, mask, partial cells)
 
     # ----------------------------------------------------------------- ingest
     def add(self, rec: Record) -> None:
@@ -346,8 +348,13 @@ class History:
             self.stats = rec
         elif isinstance(rec, Process):
             self.processes[rec.pid] = rec
+            if rec.has_gil() and rec.pid not in self.proc_ended:
+                self._to_split.add(rec.pid)
+            else:
+                self._to_split.discard(rec.pid)
         elif isinstance(rec, ProcessEnd):
             self.proc_ended[rec.pid] = rec.t
+            self._to_split.discard(rec.pid)
         elif isinstance(rec, Header):
             self.header = rec
             self._ensure_cores(rec.cpus or 0)
@@ -516,15 +523,17 @@ class History:
     def _mark_unsplit(self, t: int, dt: int, gils) -> None:
         """The processes whose threads' time on a CPU this tick no GIL sample split, as the state
         rules decide it: a Python process with a GIL (not free-threaded) and no sample of it."""
-        sampled = gil_sampled(gils)
-        for pid, proc in self.processes.items():
-            if pid in sampled or not proc.has_gil() or pid in self.proc_ended:
-                continue
+        if not self._to_split:
+            return
+        for pid in self._to_split - gil_sampled(gils):
             ranges = self.unsplit.setdefault(pid, [])
             if ranges and ranges[-1][1] >= t - dt - dt // 4:  # (the next tick, give or take its jitter)
                 ranges[-1][1] = t
                 continue
             ranges.append([t - dt, t])
+            if len(ranges) > MAX_UNSPLIT_RANGES:
+                kept = self.times[0] - self.dts[0]  # ranges of ticks let go go too
+                ranges[:] = [r for r in ranges if r[1] > kept]
             if len(ranges) > MAX_UNSPLIT_RANGES:  # flapping: join pairs, more drawn unsplit, none less
                 ranges[:] = [[ranges[i][0], ranges[min(i + 1, len(ranges) - 1)][1]] for i in range(0, len(ranges), 2)]
 
@@ -556,33 +565,72 @@ class History:
         found = self._unsplit_from(pid, t0)
         return found is not None and found[0][found[1]][0] < t1
 
-    def unsplit_cells(self, pid: int | None, zoom: int, c0: int, c1: int) -> bytes | None:
-        """1 for each cell c0..c1 (as thread_cells) with time of the process's that went unsplit by
-        its GIL; None when there is none (as nearly always)."""
+    def _unsplit_spans(self, pid: int | None, zoom: int, c0: int, c1: int) -> tuple[bytes, dict] | None:
+        """Per cell c0..c1: 2 where all its ticks went unsplit by the process's GIL, 1 where some
+        did (and which: global tick ranges, per cell), 0 where none; None when none did (as nearly
+        always). The same for every lane of the process in a frame: kept till a tick comes."""
         found = self._unsplit_from(pid, c0 * zoom)
         if found is None or found[0][found[1]][0] >= (c1 + 1) * zoom:
             return None
+        key = (pid, zoom, c0, c1)
+        now = (self.base, len(self.times))
+        hit = self._unsplit_memo.get(key)
+        if hit is not None and hit[0] == now:
+            return hit[1]
         ranges, i = found
-        out = bytearray(c1 - c0 + 1)
+        mask = bytearray(c1 - c0 + 1)
+        partial: dict[int, list[tuple[int, int]]] = {}
         for start, end in ranges[i:]:
             if start >= (c1 + 1) * zoom:
                 break
             ta, tb = self.tick_index(start + 1), self.tick_index(end) + 1  # its ticks
-            for c in range(max(c0, start // zoom), min(c1 + 1, -(-end // zoom))):
+            first, last = max(c0, start // zoom), min(c1, (end - 1) // zoom)
+            for c in range(first, last + 1):
+                if first < c < last:
+                    mask[c - c0] = 2  # (inside the range: every tick whose middle it holds is unsplit)
+                    continue
                 a, b = self.cell_range(zoom, c)  # (a cell holds the ticks whose middles it holds)
-                if max(a, ta) < min(b, tb):
-                    out[c - c0] = 1
-        return bytes(out) if any(out) else None
+                ra, rb = max(a, ta), min(b, tb)
+                if ra < rb:
+                    if (ra, rb) == (a, b) and mask[c - c0] != 1:
+                        mask[c - c0] = 2
+                    else:
+                        mask[c - c0] = 1
+                        partial.setdefault(c, []).append((ra, rb))
+        out = (bytes(mask), partial) if any(mask) else None
+        if len(self._unsplit_memo) > 64:
+            self._unsplit_memo.clear()
+        self._unsplit_memo[key] = (now, out)
+        return out
+
+    def unsplit_cells(self, pid: int | None, zoom: int, c0: int, c1: int) -> bytes | None:
+        """1 for each cell c0..c1 (as thread_cells) with time of the process's that went unsplit by
+        its GIL; None when there is none (as nearly always)."""
+        spans = self._unsplit_spans(pid, zoom, c0, c1)
+        return bytes(1 if m else 0 for m in spans[0]) if spans is not None else None
 
     def unsplit_running_cells(self, s: ThreadSeries, zoom: int, c0: int, c1: int) -> bytes | None:
-        """1 for each cell c0..c1 the thread's lane draws as running where no GIL sample split
-        some of its ticks: Python or C, unknown which. None when there is none."""
-        mask = self.unsplit_cells(s.pid, zoom, c0, c1)
-        if mask is None:
+        """1 for each cell c0..c1 the thread's lane draws as running where at least half of its
+        running there no GIL sample split (Python or C, unknown which, as its HELD_BIT is half of
+        it). None when there is none."""
+        spans = self._unsplit_spans(s.pid, zoom, c0, c1)
+        if spans is None:
             return None
+        mask, partial = spans
         cells = self.thread_cells(s, zoom, c0, c1)
-        out = bytes(1 if m and c & STATE_MASK == RUNNING else 0 for c, m in zip(cells, mask))
-        return out if any(out) else None
+        out = bytearray(len(mask))
+        off = s.start - self.base
+        for i, (m, code) in enumerate(zip(mask, cells)):
+            if not m or code & STATE_MASK != RUNNING:
+                continue
+            if m == 2:
+                out[i] = 1
+                continue
+            a, b = self.cell_range(zoom, c0 + i)
+            running = s.sums(a - s.start, b - s.start, self.dts, off)[0]
+            unsplit = sum(s.sums(ra - s.start, rb - s.start, self.dts, off)[0] for ra, rb in partial[c0 + i])
+            out[i] = 1 if running and unsplit * 2 >= running else 0
+        return bytes(out) if any(out) else None
 
     def _tick_weight(self) -> int:
         """What a tick costs beside its threads (its times, cores and GILs), in thread ticks."""

@@ -250,7 +250,7 @@ class GilvizApp(App[int]):
             caption = self.query_one("#compare-caption", Static)
             ratio = self.query_one("#ratio", Digits)
             work = self.query_one(WorkLanes)
-            legend = self.query_one(Legend)
+            legend = self.query_one("#compare-legend", Legend)  # (by id: each run has a legend of its own)
         except NoMatches:  # closing: the widgets go one by one, before the timers stop
             return
         text = Text()

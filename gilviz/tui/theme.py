@@ -138,7 +138,7 @@ LIGHT_VARS = {
     "gv-lock": "#c2410c",
     "gv-other": "#475569",
     "gv-others": "#94a3b8",
-    "gv-unsplit": "#4b5563",
+    "gv-unsplit": "#0d9488",
     "gv-muted": "#94a3b8",
     "gv-axis": "#475569",
     "gv-heading": "#0f172a",
