@@ -57,6 +57,7 @@ class Report:
         # hold the GIL a moment at a time can take a third of a second to confirm it; a tick it
         # could not be read in, as the process ends; after gilviz stopped reading it)
         self.unsplit: dict[int, int] = defaultdict(int)  # pid -> us
+        self.unsplit_by_thread: dict[int, int] = defaultdict(int)  # tid -> us
         self._to_split: set[int] = set()  # Python processes with a GIL, as their Process records last said
         self._unsplit_pending: list[tuple[int, int, frozenset[int]]] = []  # (tid, us, pids) of threads not yet named
 
@@ -148,6 +149,7 @@ class Report:
                         self._unsplit_pending.append((th.tid, th.running, pids))
                 elif info.pid in pids:
                     self.unsplit[info.pid] += th.running
+                    self.unsplit_by_thread[th.tid] += th.running
 
     def _place_unsplit(self) -> None:
         keep = []
@@ -157,6 +159,7 @@ class Report:
                 keep.append((tid, us, pids))
             elif info.pid in pids:
                 self.unsplit[info.pid] += us
+                self.unsplit_by_thread[tid] += us
         self._unsplit_pending = keep
 
     def _settle(self, final: bool) -> None:
@@ -198,6 +201,8 @@ class Report:
                 "name": info.name if info is not None and info.name else str(tid),
                 "pid": info.pid if info is not None else None,
                 "running": _frac(sums["running"], life),
+                # (of running, what no reading of the GIL split: Python or C, unknown which)
+                "running_unsplit": _frac(self.unsplit_by_thread.get(tid, 0), life),
                 "native": _frac(sums["native"], life),
                 "waiting": _frac(sums["waiting"], life),
                 "runnable": _frac(sums["runnable"], life),
@@ -371,7 +376,7 @@ def format_text(summary: dict[str, Any]) -> str:
                 f" ({root['why']})" if root.get("why") else "")
         lines.append(f"GIL       {status}")
     root_gil = next((g for g in summary["gils"] if g["pid"] == t["pid"] and g["interp"] == 0), {})
-    if gil and root_gil.get("unsplit_cpu_s"):
+    if gil and root_gil.get("unsplit_cpu_s", 0.0) >= 0.005:  # (as much as it shows: 0.01 CPU s)
         # (a GIL read, then no more: gilviz stopped reading it, and says why)
         when = ("in ticks with no reading of it (before it was found, as the process ended)"
                 if root_gil.get("status") == "located" or not root_gil.get("why")
@@ -400,8 +405,10 @@ def format_text(summary: dict[str, Any]) -> str:
     lines.append(f"{'tid':>7} {'name':<18} {'running':>7} {'native':>7} {'waiting':>7} {'runnable':>8} {'blocked':>7} {'by':<6} {'GIL':>5} {'cpu s':>7}")
     for th in summary["threads"]:
         by = max(th["blocked_by"].items(), key=lambda kv: kv[1])[0] if th["blocked"] > 0.005 else ""
+        # (at most that much Python: where no reading of the GIL split some of it, part may be C)
+        running = ("≤" if th.get("running_unsplit", 0.0) >= 0.0005 else "") + f"{th['running']:.1%}"
         lines.append(
-            f"{th['tid']:>7} {th['name'][:18]:<18} {th['running']:>7.1%} {th['native']:>7.1%} {th['waiting']:>7.1%} "
+            f"{th['tid']:>7} {th['name'][:18]:<18} {running:>7} {th['native']:>7.1%} {th['waiting']:>7.1%} "
             f"{th['runnable']:>8.1%} {th['blocked']:>7.1%} {by:<6} {th['gil_held']:>5.0%} {th['cpu_s']:>7.2f}"
         )
     lines.append("")

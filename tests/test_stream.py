@@ -200,5 +200,9 @@ def test_the_report_says_how_much_time_on_a_cpu_no_reading_of_the_gil_split():
     summary = replay(records, Report()).summary()
     unsplit = {g["pid"]: g.get("unsplit_cpu_s") for g in summary["gils"]}
     assert unsplit == {10: (4 * 1300 + 900) / 1e6, 20: None}, summary["gils"]
+    by_thread = {t["tid"]: t["running_unsplit"] for t in summary["threads"]}
+    assert by_thread == {10: round(4900 / 40_000, 4), 11: round(1200 / 35_000, 4), 20: 0.0}, by_thread
+    rows = {line.split()[0]: line for line in format_text(summary).splitlines() if line.split()[:1] in (["10"], ["20"])}
+    assert "≤" in rows["10"] and "≤" not in rows["20"], rows  # (running: at most that much Python)
     assert "in ticks with no reading of it (before it was found, as the process ended), 0.01 CPU s of its threads " \
            "count as running" in format_text(summary)
