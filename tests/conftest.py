@@ -101,3 +101,33 @@ def read_syscalls() -> int:
     """This process's read system calls so far: os.pread from Python and pread from gilviz's C alike."""
     with open("/proc/self/io", "rb") as f:
         return int(f.read().split(b"syscr: ")[1].split()[0])
+
+
+THREADS_FIXTURE = os.path.join(os.path.dirname(__file__), "data", "threads.gilviz")
+GIL_LOST_AT = 1_000_000
+GIL_LOST_WHY = "gilviz stopped reading it after an error of its own (TypeError: a misread), worth reporting"
+
+
+def gil_lost_records(at: int = GIL_LOST_AT, recording: str = THREADS_FIXTURE) -> list:
+    """The fixture as the sampler writes a run whose GIL it stopped reading at `at`: a Process
+    record that says so, no GIL samples after, and each thread's time on a CPU counted as running,
+    as the state rules count it with nothing to split it by."""
+    import dataclasses
+
+    from gilviz.recording import read
+    from gilviz.stream import Process, Tick
+
+    records, said, last = [], False, None
+    for rec in read(recording):
+        if isinstance(rec, Process):
+            last = rec
+        if isinstance(rec, Tick) and rec.t > at:
+            if not said:
+                records.append(dataclasses.replace(last, t=rec.t - rec.dt, gil="not located", gil_found_by=None,
+                                                   gil_why=GIL_LOST_WHY))
+                said = True
+            threads = [th._replace(running=th.oncpu, native=0, waiting=th.waiting - (th.oncpu - th.running - th.native),
+                                   held=0) for th in rec.threads]
+            rec = Tick(rec.t, rec.dt, threads, [], rec.core_busy)
+        records.append(rec)
+    return records

@@ -185,6 +185,38 @@ def test_export_refuses_bad_input_with_one_line(tmp_path):
     assert not list(tmp_path.glob("*.svg"))
 
 
+def test_perfetto_names_the_time_no_gil_reading_split_as_the_report_counts_it(tmp_path):
+    """A run whose GIL gilviz stopped reading at 1 s (the fixture rewritten so): per thread, the
+    slices "on a CPU (GIL not read)" are the report's unsplit running, to the microsecond, none
+    before the loss, and with the running slices make the report's running."""
+    from conftest import GIL_LOST_AT, gil_lost_records
+    from gilviz.recording import RecordingWriter
+
+    path = tmp_path / "lost.gilviz"
+    writer = RecordingWriter(str(path))
+    for rec in gil_lost_records():
+        writer.write(rec)
+    writer.close()
+    out = tmp_path / "lost.trace.json"
+    result = gilviz("export", path, "--format", "perfetto", "-o", out)
+    assert result.returncode == 0, result.stderr
+    report = replay_file(str(path), Report())
+    pid = report.header.pid
+    unsplit: dict[int, int] = defaultdict(int)
+    running: dict[int, int] = defaultdict(int)
+    for ev in trace_events(out):
+        if ev["ph"] == "X" and ev["pid"] == pid and ev["tid"] != GIL_TID:
+            if ev["name"] == UNSPLIT_NAME:
+                unsplit[ev["tid"]] += ev["dur"]
+                assert ev["ts"] >= GIL_LOST_AT - 20_000, ev  # (the tick it was lost in, at the earliest)
+            elif ev["name"] == "running":
+                running[ev["tid"]] += ev["dur"]
+    assert sum(unsplit.values()) > 500_000 and sum(unsplit.values()) == report.unsplit[pid], (dict(unsplit), report.unsplit)
+    for tid, sums in report.per_thread.items():
+        assert unsplit[tid] == report.unsplit_by_thread.get(tid, 0), tid
+        assert abs(running[tid] + unsplit[tid] - sums[1]) <= 1, tid
+
+
 # ------------------------------------------------------------------ the screen: svg, asciicast
 from gilviz.sources import RecordsSource  # noqa: E402
 

@@ -12,7 +12,6 @@ Remake the fixture with the script in FIXTURE_SCRIPT:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import functools
@@ -132,38 +131,12 @@ async def test_shows_the_whole_run_and_how_it_ended():
         assert "releasing the lock" in "\n".join(output.lines)
 
 
-GIL_LOST_AT = 1_000_000
-GIL_LOST_WHY = "gilviz stopped reading it after an error of its own (TypeError: a misread), worth reporting"
-
-
-def gil_lost_records(at: int = GIL_LOST_AT) -> list:
-    """The fixture as the sampler writes a run whose GIL it stopped reading at `at`: a Process
-    record that says so, no GIL samples after, and each thread's time on a CPU counted as running,
-    as the state rules count it with nothing to split it by."""
-    from gilviz.recording import read
-    from gilviz.stream import Process, Tick
-
-    records, said, last = [], False, None
-    for rec in read(str(FIXTURE)):
-        if isinstance(rec, Process):
-            last = rec
-        if isinstance(rec, Tick) and rec.t > at:
-            if not said:
-                records.append(dataclasses.replace(last, t=rec.t - rec.dt, gil="not located", gil_found_by=None,
-                                                   gil_why=GIL_LOST_WHY))
-                said = True
-            threads = [th._replace(running=th.oncpu, native=0, waiting=th.waiting - (th.oncpu - th.running - th.native),
-                                   held=0) for th in rec.threads]
-            rec = Tick(rec.t, rec.dt, threads, [], rec.core_busy)
-        records.append(rec)
-    return records
-
-
 @sync
 async def test_time_on_a_cpu_no_gil_sample_split_is_drawn_apart_from_running():
     """After gilviz stops reading a GIL, its threads' time on a CPU is Python or C, unknown which:
     the lanes draw it with a glyph and colour of its own, never as running, the legend says what it
     is, the table's run share says it is at most that, and the help lists it."""
+    from conftest import GIL_LOST_AT, gil_lost_records
     from gilviz.sources import RecordsSource
     from gilviz.tui.screens import help_text
 
@@ -196,6 +169,7 @@ async def test_time_on_a_cpu_no_gil_sample_split_is_drawn_apart_from_running():
 
 
 def test_snapshot_time_on_a_cpu_no_gil_sample_split(snap_compare):
+    from conftest import gil_lost_records
     from gilviz.sources import RecordsSource
 
     app = make_app(RecordsSource(gil_lost_records()), show_ui_cost=False)
