@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from .collect import Recording, replay
 from .lines import LineSums
 from .stream import (BLOCK_REASONS, End, Header, Line, Notice, Process, Progress, Record, Stack, Stats, Thread,
-                     ThreadTick, Tick, gil_sampled)
+                     ThreadTick, Tick, Unsplit)
 
 _THREAD_SUMS = ThreadTick._fields[2:12]  # every duration after tid and cpu
 _GIL_SUMS = ("samples", "held", "contended", "switches")
@@ -56,9 +56,8 @@ class Report:
         # split into Python and native code (before it is located: on a busy machine, threads that
         # hold the GIL a moment at a time can take a third of a second to confirm it; a tick it
         # could not be read in, as the process ends; after gilviz stopped reading it)
-        self.unsplit: dict[int, int] = defaultdict(int)  # pid -> us
         self.unsplit_by_thread: dict[int, int] = defaultdict(int)  # tid -> us
-        self._to_split: set[int] = set()  # Python processes with a GIL, as their Process records last said
+        self._unsplit_now = Unsplit()
         self._unsplit_pending: list[tuple[int, int, frozenset[int]]] = []  # (tid, us, pids) of threads not yet named
 
     def add(self, rec: Record) -> None:
@@ -77,10 +76,7 @@ class Report:
                 self._place_unsplit()
         elif isinstance(rec, Process):
             self.processes[rec.pid] = rec
-            if rec.has_gil():
-                self._to_split.add(rec.pid)
-            else:  # free-threaded (running is any Python), not Python (native), or not said
-                self._to_split.discard(rec.pid)
+            self._unsplit_now.process(rec)
         elif isinstance(rec, Stack):
             for th in rec.threads:
                 self.last_line[th.tid] = th.line
@@ -129,15 +125,14 @@ class Report:
             tot[4] += g.switches
         for cpu, busy in enumerate(tick.core_busy):
             self.core_busy[cpu] += busy
-        if self._to_split:
+        if self._unsplit_now.with_gil:
             self._count_unsplit(tick)
         self._recent.append((tick.t, dt, frozenset(held_by)))
         if self._pending:
             self._settle(final=False)
 
     def _count_unsplit(self, tick: Tick) -> None:
-        # (as the state rules split it: by the main GIL's samples in the tick; found in it: read)
-        unread = self._to_split - gil_sampled(tick.gils)
+        unread = self._unsplit_now.in_tick(tick.gils)  # (found in this tick: its samples split it)
         if not unread:
             return
         pids = frozenset(unread)
@@ -148,7 +143,6 @@ class Report:
                     if len(self._unsplit_pending) < 100_000:
                         self._unsplit_pending.append((th.tid, th.running, pids))
                 elif info.pid in pids:
-                    self.unsplit[info.pid] += th.running
                     self.unsplit_by_thread[th.tid] += th.running
 
     def _place_unsplit(self) -> None:
@@ -158,9 +152,16 @@ class Report:
             if info is None or info.pid is None:
                 keep.append((tid, us, pids))
             elif info.pid in pids:
-                self.unsplit[info.pid] += us
                 self.unsplit_by_thread[tid] += us
         self._unsplit_pending = keep
+
+    @property
+    def unsplit(self) -> dict[int, int]:
+        """Per process, the us of its threads' running that no reading of its GIL split."""
+        out: dict[int, int] = defaultdict(int)
+        for tid, us in self.unsplit_by_thread.items():
+            out[self.threads[tid].pid] += us  # (counted once its thread's record named its process)
+        return out
 
     def _settle(self, final: bool) -> None:
         """Scores the stack dumps whose neighbouring ticks have all arrived."""
@@ -217,6 +218,7 @@ class Report:
         names = {t["tid"]: t["name"] for t in threads}
 
         gils = []
+        unsplit = self.unsplit
         for pid, proc in self.processes.items():
             for interp in sorted({0, *(i for p, i in self.gil_totals if p == pid)}):
                 tot = self.gil_totals.get((pid, interp))
@@ -230,8 +232,8 @@ class Report:
                 }
                 if proc.gil_why:
                     entry["why"] = proc.gil_why
-                if not interp and self.unsplit.get(pid):
-                    entry["unsplit_cpu_s"] = round(self.unsplit[pid] / 1e6, 4)
+                if not interp and unsplit.get(pid):
+                    entry["unsplit_cpu_s"] = round(unsplit[pid] / 1e6, 4)
                 if tot and tot[1]:
                     life, samples, held, contended, switches = tot
                     entry.update(

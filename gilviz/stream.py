@@ -81,12 +81,6 @@ class GilTick(NamedTuple):
     holder: int = 0  # the thread that held it in most samples, 0 if none
 
 
-def gil_sampled(gils: Iterable) -> set[int]:
-    """The processes whose main GIL a tick's samples read (GilTicks, or their fields as recorded):
-    the state rules split those processes' threads' time on a CPU by them, no other's."""
-    return {g[0] for g in gils if g[1] > 0 and (len(g) < 6 or not g[5])}
-
-
 # Field names of a tick's rows, as written by each format without a header naming them.
 _FORMAT1_FIELDS = {"threads": ThreadTick._fields, "gils": GilTick._fields[:5]}
 
@@ -176,10 +170,31 @@ class Process(_Record):
     gil_why: str | None = None  # why it is not located
     interpreters: list[int] | None = None  # subinterpreters with a GIL of their own
 
-    def has_gil(self) -> bool:
-        """A Python process with a GIL (located or not): its threads' time on a CPU is split into
-        Python and C by samples of it, where a tick has some (free-threaded: any Python runs)."""
-        return self.python is not None and self.gil in ("located", "not located")
+
+
+class Unsplit:
+    """Which processes' threads' time on a CPU a tick's GIL samples did not split into Python and
+    C, as the state rules split it: a live Python process with a GIL (located or not; free-threaded,
+    any Python runs; not Python, all is native) whose main GIL has no sample in the tick. Its
+    running may be C. Fed the Process and ProcessEnd records, in the stream's order."""
+
+    def __init__(self) -> None:
+        self.with_gil: set[int] = set()
+
+    def process(self, rec: Process) -> None:
+        if rec.python is not None and rec.gil in ("located", "not located"):
+            self.with_gil.add(rec.pid)
+        else:
+            self.with_gil.discard(rec.pid)
+
+    def ended(self, pid: int) -> None:
+        self.with_gil.discard(pid)
+
+    def in_tick(self, gils: Iterable) -> set[int]:
+        """gils: the tick's GilTicks, or their fields as recorded."""
+        if not self.with_gil:
+            return set()
+        return self.with_gil - {g[0] for g in gils if g[1] > 0 and (len(g) < 6 or not g[5])}
 
 
 @dataclass(slots=True)

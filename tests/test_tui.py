@@ -1063,9 +1063,12 @@ async def test_a_comparison_closing_widget_by_widget_draws_nothing_and_raises_no
     async with app.run_test(size=(160, 48)) as pilot:
         await both_loaded(pilot, app)
         a, b = app.timelines
+        caption = app.query_one("#compare-caption")
         for gone in ("#compare-legend", "#ratio", "#work"):
             await app.query_one(gone).remove()
+            caption.update("as it was")
             app._compare_figures()
+            assert str(caption.render()) == "as it was", gone  # (drew nothing: a widget of the figures is gone)
             app._frame_both()
         for t in (a, b):
             t.model.add(Output(t=t.model.t_last, data="printed as it closes\n"))  # to a pane that is gone

@@ -474,10 +474,10 @@ def test_time_on_a_cpu_that_no_gil_sample_split_is_marked_unsplit():
     h.add(Process(0, 100, python="3.12.0", gil="not located"))
     h.add(Process(0, 200, python="3.13.0", gil="no GIL"))  # free-threaded: running is any Python
     h.add(Process(0, 300, python=None, gil="not python"))
-    for tid, pid in ((1, 100), (2, 200), (3, 300)):
+    for tid, pid in ((1, 100), (2, 200), (3, 300), (4, 100)):
         h.add(Thread(0, tid, pid, f"t{tid}"))
     sampled = [GilTick(100, 50, 50, 0, 0)]
-    feed(h, 2, {1: "running", 2: "running", 3: "native"})  # 0..10 ms: the GIL not located yet
+    feed(h, 2, {1: "running", 2: "running", 3: "native", 4: "sleep"})  # 0..10 ms: the GIL not located yet
     h.add(Process(10_000, 100, python="3.12.0", gil="located"))
     feed(h, 4, {1: "running", 2: "running", 3: "native"}, t0=10_000, gils=sampled)  # 10..30: split
     # 30..35: located, not sampled (its row without samples; a subinterpreter's GIL's samples split nothing)
@@ -485,17 +485,19 @@ def test_time_on_a_cpu_that_no_gil_sample_split_is_marked_unsplit():
          gils=[GilTick(100, 0, 0, 0, 0), GilTick(100, 40, 40, 0, 0, 1)])
     feed(h, 3, {1: "running", 2: "running", 3: "native"}, t0=35_000, gils=sampled)  # 35..50: split
     assert h.unsplit == {100: [[0, 10_000], [30_000, 35_000]]}
-    # 5 ms cells: the first two and the seventh; 10 ms cells: the first and the fourth
-    assert h.unsplit_cells(100, 5_000, 0, 9) == bytes([1, 1, 0, 0, 0, 0, 1, 0, 0, 0])
-    assert h.unsplit_cells(100, 10_000, 0, 4) == bytes([1, 0, 0, 1, 0])
-    assert h.unsplit_cells(100, 5_000, 2, 5) is None  # nothing in the window: nothing to mark
-    assert h.unsplit_cells(200, 5_000, 0, 9) is None and h.unsplit_cells(300, 5_000, 0, 9) is None
-    # what its lane draws apart: the running cells among those (here all of them)
+    # per cell, 2 where all its ticks were unsplit, 1 where some: 5 ms cells, the first two and the
+    # seventh; 10 ms cells, the first and (one tick of two) the fourth
+    assert h._unsplit_spans(100, 5_000, 0, 9)[0] == bytes([2, 2, 0, 0, 0, 0, 2, 0, 0, 0])
+    assert h._unsplit_spans(100, 10_000, 0, 4)[0] == bytes([2, 0, 0, 1, 0])
+    assert h._unsplit_spans(100, 5_000, 2, 5) is None  # nothing in the window: nothing to mark
+    assert h._unsplit_spans(200, 5_000, 0, 9) is None and h._unsplit_spans(300, 5_000, 0, 9) is None
+    # what its lane draws apart: the running cells among those (here all of them), none of a sleeper's
     assert h.unsplit_running_cells(h.threads[1], 10_000, 0, 4) == bytes([1, 0, 0, 1, 0])
+    assert h.unsplit_running_cells(h.threads[4], 10_000, 0, 4) is None
     assert h.unsplit_running_cells(h.threads[3], 10_000, 0, 4) is None  # (not Python: native)
     # 20 ms cells: the first is half unsplit, drawn so (as a cell is drawn held at half); the second
     # a quarter: drawn running, as most of it was split
-    assert h.unsplit_cells(100, 20_000, 0, 2) == bytes([1, 1, 0])
+    assert h._unsplit_spans(100, 20_000, 0, 2)[0] == bytes([1, 1, 0])
     assert h.unsplit_running_cells(h.threads[1], 20_000, 0, 2) == bytes([1, 0, 0])
     assert h.unsplit_in(100, 0, 50_000) and not h.unsplit_in(100, 10_000, 30_000)
     st = h.thread_stats(h.threads[1], 10_000, 35_000)  # 4 ticks split, the last one not

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from ..stream import (BLOCKED, STATES, End, Header, Line, Process, Progress, Record, Stack, State, Thread, Tick,
-                      gil_sampled)
+from ..stream import (BLOCKED, STATES, End, Header, Line, Process, ProcessEnd, Progress, Record, Stack, State,
+                      Thread, Tick, Unsplit)
 
 CORES_PID = 2**31 - 1  # the made-up process that holds one track per core (minus the run's index)
 GIL_TID = 2**31 - 1000  # the made-up thread of a process that holds its GIL's track (plus interp)
@@ -43,6 +43,7 @@ def state_name(state: State) -> str:
 
 _NAMES = [state_name(s) for s in STATES]
 UNSPLIT_NAME = "on a CPU (GIL not read)"
+_INDEX = {**{name: i for i, name in enumerate(_NAMES)}, UNSPLIT_NAME: State.RUNNING}  # a slice's name -> its state
 
 
 class TraceWriter:
@@ -81,7 +82,7 @@ class RunTrace:
         self.thread_pid: dict[int, int] = {}
         self.thread_name: dict[int, str] = {}
         self.named_processes: dict[int, str] = {}
-        self.with_gil: set[int] = set()  # Python processes with a GIL, located or not
+        self.unsplit = Unsplit()
         self.open: dict[tuple[int, int], _Slice] = {}  # (pid, tid) -> the slice still growing
         self.counters: dict[tuple[int, str], float] = {}
         self.last_core_t: int | None = None
@@ -108,12 +109,11 @@ class RunTrace:
         elif isinstance(rec, Thread):
             self._thread(rec)
         elif isinstance(rec, Process):
-            if rec.has_gil():
-                self.with_gil.add(rec.pid)
-            else:
-                self.with_gil.discard(rec.pid)
+            self.unsplit.process(rec)
             if not (rec.pid == self.header.pid and self.root_named):  # the target keeps the name it was given
                 self._process(rec.pid, rec.command)
+        elif isinstance(rec, ProcessEnd):
+            self.unsplit.ended(rec.pid)
         elif isinstance(rec, Stack):
             self._stack(rec)
         elif isinstance(rec, Line):
@@ -207,8 +207,7 @@ class RunTrace:
         self.ticks += 1
         t, dt = tick.t, tick.dt
         root = self.header.pid or 0
-        # as the state rules split it: by the GIL's samples in the tick, where it had any
-        unsplit = self.with_gil - gil_sampled(tick.gils)
+        unsplit = self.unsplit.in_tick(tick.gils)
         waiting_per_pid: dict[int, int] = {}
         on_core: dict[int, list[tuple[int, int]]] = {}
         for th in tick.threads:
@@ -251,7 +250,7 @@ class RunTrace:
         parts = [i for i, us in enumerate(times) if us > 0]
         cur = self.open.get((pid, tid))
         if cur is not None and len(parts) > 1:  # the state the last tick ended in goes on first
-            first = _NAMES.index(cur.name) if cur.name in _NAMES else State.RUNNING if cur.name == UNSPLIT_NAME else -1
+            first = _INDEX.get(cur.name, -1)
             if first in parts:
                 parts.remove(first)
                 parts.insert(0, first)

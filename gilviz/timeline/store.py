@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 from ..lines import LineFigures, LineSums
 from ..stream import (BLOCK_REASONS, STATE_KEYS, End, Header, Line, Process, ProcessEnd, Progress, Record, Stack,
-                      StackEntry, State, Stats, Thread, ThreadTick, Tick, gil_sampled)
+                      StackEntry, State, Stats, Thread, ThreadTick, Tick, Unsplit)
 from ..stream import Output as OutputRecord
 
 Q = 250  # a tick's full share
@@ -315,7 +315,7 @@ class History:
         # pid -> [start, end] times (sorted, apart) of the ticks in which nothing split its threads'
         # time on a CPU by the GIL (not located, or not sampled): counted as running, it may be C
         self.unsplit: dict[int, list[list[int]]] = {}
-        self._to_split: set[int] = set()  # live Python processes with a GIL: those marked where unsampled
+        self._unsplit_now = Unsplit()
         self._unsplit_memo: dict[tuple, tuple] = {}  # (pid, zoom, c0, c1) -> (ticks then, mask, partial cells)
 
     # ----------------------------------------------------------------- ingest
@@ -348,13 +348,11 @@ class History:
             self.stats = rec
         elif isinstance(rec, Process):
             self.processes[rec.pid] = rec
-            if rec.has_gil() and rec.pid not in self.proc_ended:
-                self._to_split.add(rec.pid)
-            else:
-                self._to_split.discard(rec.pid)
+            if rec.pid not in self.proc_ended:
+                self._unsplit_now.process(rec)
         elif isinstance(rec, ProcessEnd):
             self.proc_ended[rec.pid] = rec.t
-            self._to_split.discard(rec.pid)
+            self._unsplit_now.ended(rec.pid)
         elif isinstance(rec, Header):
             self.header = rec
             self._ensure_cores(rec.cpus or 0)
@@ -521,11 +519,8 @@ class History:
             self.coarsen_oldest()
 
     def _mark_unsplit(self, t: int, dt: int, gils) -> None:
-        """The processes whose threads' time on a CPU this tick no GIL sample split, as the state
-        rules decide it: a Python process with a GIL (not free-threaded) and no sample of it."""
-        if not self._to_split:
-            return
-        for pid in self._to_split - gil_sampled(gils):
+        """The processes whose threads' time on a CPU this tick no GIL sample split."""
+        for pid in self._unsplit_now.in_tick(gils):
             ranges = self.unsplit.setdefault(pid, [])
             if ranges and ranges[-1][1] >= t - dt - dt // 4:  # (the next tick, give or take its jitter)
                 ranges[-1][1] = t
@@ -602,12 +597,6 @@ class History:
             self._unsplit_memo.clear()
         self._unsplit_memo[key] = (now, out)
         return out
-
-    def unsplit_cells(self, pid: int | None, zoom: int, c0: int, c1: int) -> bytes | None:
-        """1 for each cell c0..c1 (as thread_cells) with time of the process's that went unsplit by
-        its GIL; None when there is none (as nearly always)."""
-        spans = self._unsplit_spans(pid, zoom, c0, c1)
-        return bytes(1 if m else 0 for m in spans[0]) if spans is not None else None
 
     def unsplit_running_cells(self, s: ThreadSeries, zoom: int, c0: int, c1: int) -> bytes | None:
         """1 for each cell c0..c1 the thread's lane draws as running where at least half of its

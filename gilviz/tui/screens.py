@@ -55,19 +55,14 @@ def help_text(colors: dict[str, str] | None = None) -> Text:
         text.append(f"  {key:<12}", style="bold")
         text.append(f"{what}\n")
     text.append("\nStates (one glyph and one colour each)\n", style="bold underline")
-    for state in State:
-        code = int(state)
-        name, what = theme.LABELS[code]
-        color = colors.get(f"gv-{state.key}")
-        text.append(f"  {theme.GLYPHS[code] * 3}  ", style=f"bold {color}" if color else "bold")
+    unsplit = (theme.UNSPLIT_GLYPH, "unsplit", *theme.UNSPLIT_LABEL)
+    for glyph, key, name, what in [*((theme.GLYPHS[s], s.key, *theme.LABELS[s]) for s in State), unsplit]:
+        color = colors.get(f"gv-{key}")
+        text.append(f"  {glyph * 3}  ", style=f"bold {color}" if color else "bold")
         text.append(f"{name:<9}", style="bold")
         text.append(f"{what}\n")
-    name, what = theme.UNSPLIT_LABEL
-    color = colors.get("gv-unsplit")
-    text.append(f"  {theme.UNSPLIT_GLYPH * 3}  ", style=f"bold {color}" if color else "bold")
-    text.append(f"{name:<9}", style="bold")
-    text.append(f"{what} (its GIL not located yet, or lost; or not sampled\n"
-                "               that tick): counted as running in the figures, the table says ≤ run%\n")
+    text.append("               (its GIL not located yet, or lost; or not sampled that tick): counted as\n"
+                "               running in the figures, the table says ≤ run%\n")
     text.append("       gone     not started, or ended\n")
     text.append("  underlined: the thread held the GIL for at least half of that cell\n")
     text.append("\nLanes\n", style="bold underline")
