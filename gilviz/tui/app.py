@@ -74,8 +74,7 @@ class MainScreen(Screen):
 
     def on_resize(self) -> None:
         for timeline in self.query(TimelineView):
-            timeline.apply_layout()
-            timeline.refresh_now()
+            timeline.relayout()
 
 
 class GilvizApp(App[int]):

@@ -217,7 +217,17 @@ class TimelineView(Vertical):
             self.refresh_now()
 
     def on_resize(self) -> None:
-        self.apply_layout()
+        self.relayout(repaint=False)
+
+    def relayout(self, repaint: bool = True) -> None:
+        """After a resize, which can come as the app closes, after some of its widgets went."""
+        if self._ready:
+            try:
+                self.apply_layout()
+                if repaint:
+                    self.refresh_now()
+            except NoMatches:
+                self._ready = False
 
     @property
     def layout_size(self) -> tuple[int, int]:
@@ -313,7 +323,10 @@ class TimelineView(Vertical):
         if self.fit_when_loaded and not self.source.capabilities.live and self.view.following:
             self.view.fit(self.model, self.cells_width())
         if self.loop and not self.source.capabilities.live and message.error is None:
-            self.restart(self.source.fresh())
+            try:
+                self.restart(self.source.fresh())
+            except NoMatches:  # closing: the pane it clears is gone (nothing was changed)
+                self._ready = False
             return
         self.post_message(RunEnded(self))
         self._lanes_dirty = self._figures_dirty = True
@@ -630,6 +643,7 @@ class TimelineView(Vertical):
     def restart(self, source: Source, start: bool = True) -> None:
         """Starts over with this source (the same run again, or another target); start=False
         waits for start() (the second of two runs one after the other)."""
+        output = self.query_one("#output", Log)  # first: as the app closes, it may be gone
         self.source.stop()
         self.source.set_paused(False)
         self.model = History(self.max_thread_ticks)
@@ -640,7 +654,7 @@ class TimelineView(Vertical):
         self.figures = present.Figures()
         self._known_threads = 0
         self._output_seen = 0
-        self.query_one("#output", Log).clear()
+        output.clear()
         for painter in self.query("Painter"):
             painter.forget_rows()  # type: ignore[attr-defined]
         if start:
