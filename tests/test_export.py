@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -183,6 +186,44 @@ def test_export_refuses_bad_input_with_one_line(tmp_path):
     assert_user_error(gilviz("export", RACE, "--format", "asciicast", "--speed", "0"), "--speed")
     assert_user_error(gilviz("export", RACE, "--format", "svg", "-o", tmp_path / "no" / "s.svg"), "no folder")
     assert not list(tmp_path.glob("*.svg"))
+
+
+def test_export_never_writes_over_its_own_recording_nor_into_a_folder(tmp_path):
+    recording = tmp_path / "race.gilviz"
+    shutil.copy(RACE, recording)
+    kept = recording.read_bytes()
+    link = tmp_path / "link.gilviz"
+    link.symlink_to(recording)
+    for fmt in ("perfetto", "svg", "asciicast"):
+        assert_user_error(gilviz("export", link, "--format", fmt, "-o", recording, "--force"),
+                          "is the recording being exported", "-o another file")
+        assert_user_error(gilviz("export", recording, "--format", fmt, "-o", tmp_path, "--force"), "is a folder")
+    assert recording.read_bytes() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gilviz", "race.gilviz"]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_an_export_cut_short_leaves_no_half_a_file_and_the_one_it_would_replace_whole(tmp_path, how):
+    """A slow cast (a tenth of real time at 60 frames a second: minutes of frames), ended as it
+    writes: nothing at -o but what was there, and after SIGTERM nothing of the export beside it."""
+    out = tmp_path / "race.cast"
+    out.write_text("keep me")
+    export = subprocess.Popen([sys.executable, "-m", "gilviz", "export", str(RACE), "--format", "asciicast",
+                               "--speed", "0.1", "--fps", "60", "-o", str(out), "--force"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".race.cast.*.partial")):
+            assert export.poll() is None and time.monotonic() < deadline, export.stderr and export.stderr.read()
+            time.sleep(0.05)
+        export.send_signal(getattr(signal, how))
+        _, stderr = export.communicate(timeout=30)
+    finally:
+        export.kill()
+    assert out.read_text() == "keep me"
+    if how == "SIGTERM":  # as Ctrl-C: said in one line, and what it wrote is gone
+        assert export.returncode == 130 and stderr.strip() == "gilviz: interrupted", (export.returncode, stderr)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["race.cast"]
 
 
 def test_perfetto_names_the_time_no_gil_reading_split_as_the_report_counts_it(tmp_path):

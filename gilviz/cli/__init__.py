@@ -17,6 +17,7 @@ TARGET is a scenario name with its options, a script with its arguments, -m MODU
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from .. import __version__
@@ -25,6 +26,10 @@ from .commands import cmd_pythons, cmd_record, cmd_report, cmd_sample, cmd_scena
 from .export import cmd_export
 from .serve import cmd_serve
 from .options import ShowText
+
+# ended by SIGTERM and SIGHUP as by Ctrl-C, where the default would end them mid-write
+# (the sessions and the live view take these signals their own way)
+ENDED_AS_BY_CTRL_C = ("report", "export", "scenarios", "pythons")
 
 COMMANDS = {"record": cmd_record, "_sample": cmd_sample, "report": cmd_report, "scenarios": cmd_scenarios,
             "pythons": cmd_pythons, "export": cmd_export, "serve": cmd_serve}
@@ -40,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         command = argv[0] if argv else "run"
+        if command in ENDED_AS_BY_CTRL_C:
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _interrupt)
         if command in COMMANDS:
             return COMMANDS[command](argv[1:])
         from .live import TUI_COMMANDS
@@ -59,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `gilviz report x | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def cmd_export(argv: list[str]) -> int:
             if getattr(args, name) is not None:
                 raise UserError(f"--{name} is for svg and asciicast, not perfetto")
         out = args.output or default_output(args.file, fmt)
+        _check_new(out, args.force, args.file)
         return _perfetto(args.file, out, args.force, compare)
     size = parse_size(args.size) if args.size else ((160, 48) if fmt == "svg" else (120, 36))
     theme = THEMES[args.theme] if args.theme else None
@@ -81,14 +82,14 @@ def cmd_export(argv: list[str]) -> int:
         out = args.output or default_output(args.file, fmt, round(at, 3))
         from ..tui.export import export_svg
 
-        _check_new(out, args.force)
+        _check_new(out, args.force, args.file)
         export_svg(args.file, out, at, size, theme, args.force)
         print(f"gilviz: the screen at {at:.3f} s ({size[0]}x{size[1]}) written to {out}", file=sys.stderr)
         return 0
     speed = _number(args.speed, "--speed", 0, 100.0)
     fps = _number(args.fps, "--fps", 0, 60.0)
     out = args.output or default_output(args.file, fmt)
-    _check_new(out, args.force)
+    _check_new(out, args.force, args.file)
     from ..tui.export import export_asciicast
 
     frames = export_asciicast(args.file, out, size, theme, speed, fps, args.force)
@@ -97,8 +98,13 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
-def _check_new(out: str, force: bool) -> None:
-    """Said before the screen is drawn: the file exists, or its folder is not there."""
+def _check_new(out: str, force: bool, source: str) -> None:
+    """Said before anything is drawn: the file is the recording itself, or a folder, or exists,
+    or its folder is not there."""
+    if os.path.exists(out) and os.path.samefile(out, source):
+        raise UserError(f"{out} is the recording being exported; give -o another file")
+    if os.path.isdir(out):
+        raise UserError(f"{out} is a folder; give -o a file's name")
     if os.path.lexists(out) and not force:
         raise UserError(f"{out} exists; give another -o, or --force to write over it")
     folder = os.path.dirname(os.path.abspath(out))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 from contextlib import contextmanager
 from typing import IO, Iterator
 
@@ -17,12 +18,18 @@ from ..errors import UserError
 
 @contextmanager
 def new_file(path: str, force: bool = False, text: bool = True) -> Iterator[IO]:
-    """A file to write an export to: never one that exists unless `force`; gzip'd for a .gz name;
-    removed again if the export fails half-way, so no half-written file is left behind."""
+    """A file to write an export to: never one that exists unless `force`; gzip'd for a .gz name.
+    It is written beside `path` under a passing name and put in place only when whole, so an
+    export that fails or is killed half-way leaves no half-written file, nor harms the one
+    `force` would have replaced."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; give -o a file's name")
+    if os.path.lexists(path) and not force:
+        raise UserError(f"{path} exists; give another -o, or --force to write over it")
+    folder, name = os.path.split(os.path.abspath(path))
+    partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
-        raw = open(path, "wb" if force else "xb")
-    except FileExistsError:
-        raise UserError(f"{path} exists; give another -o, or --force to write over it") from None
+        raw = open(partial, "xb")
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
     stream: IO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if path.endswith(".gz") else raw
@@ -30,22 +37,39 @@ def new_file(path: str, force: bool = False, text: bool = True) -> Iterator[IO]:
         import io
 
         stream = io.TextIOWrapper(stream, encoding="utf-8", newline="\n")
-    ok = False
+    placed = False
     try:
         yield stream
         stream.close()
         raw.close()
-        ok = True
+        _put_in_place(partial, path, force)
+        placed = True
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
     finally:
-        if not ok:
+        if not placed:
+            for close in (stream.close, raw.close):
+                try:
+                    close()
+                except OSError:
+                    pass
             try:
-                stream.close()
+                os.unlink(partial)
             except OSError:
                 pass
-            raw.close()
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+
+
+def _put_in_place(partial: str, path: str, force: bool) -> None:
+    if force:
+        os.replace(partial, path)
+        return
+    try:
+        os.link(partial, path)  # fails if a file came at `path` meanwhile: still nothing written over
+    except FileExistsError:
+        raise UserError(f"{path} exists; give another -o, or --force to write over it") from None
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            raise UserError(f"{path} exists; give another -o, or --force to write over it") from None
+        os.replace(partial, path)
+        return
+    os.unlink(partial)
