@@ -131,8 +131,9 @@ def main(argv: list[str]) -> None:
     status = statuses.get(workload.pid, 0)
     if os.WIFSIGNALED(status):  # end as it ended
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # (those two have no handler to reset, nor a mask)
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
     sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 

@@ -72,10 +72,12 @@ class RecordingWriter:
                  flush_every_s: float = FLUSH_EVERY_S, force: bool = False):
         if isinstance(out, (str, os.PathLike)):
             self.name = str(out)
+            if os.path.isdir(out):
+                raise UserError(f"{out} is a folder; give a file's name")
             try:
                 self._file: IO[bytes] = open(out, "wb" if force else "xb")
             except FileExistsError:
-                raise UserError(f"{out} exists; give another -o, or --force to write over it") from None
+                raise UserError(f"{out} exists; give another file, or --force to write over it") from None
             except OSError as e:
                 raise UserError(f"cannot write the recording {out}: {e.strerror}") from None
             self._owns = True

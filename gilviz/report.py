@@ -7,6 +7,7 @@ so its memory does not grow with the length of the recording.
 from __future__ import annotations
 
 import json
+import signal
 from collections import defaultdict, deque
 from typing import Any, Iterable
 
@@ -358,6 +359,19 @@ def summarize(rec: Recording) -> dict[str, Any]:
     return report.summary()
 
 
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its Popen return code."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit status {code}"
+
+
 def format_text(summary: dict[str, Any]) -> str:
     t = summary["target"]
     lines = [
@@ -398,7 +412,7 @@ def format_text(summary: dict[str, Any]) -> str:
     if s["overhead"] is not None:
         lines.append(f"sampler   {s['cpu_s']:.2f} CPU s ({s['overhead']:.1%} of a core)")
     end = summary["end"]
-    lines.append(f"ended     {end['reason']}" + (f", exit status {end['exit_code']}" if end["reason"] == "exited" else "")
+    lines.append(f"ended     {end['reason']}" + (f", {describe_exit(end['exit_code'])}" if end["reason"] == "exited" else "")
                  + ("  (recording truncated)" if summary["truncated"] else "")
                  + ("  (the rest was damaged and is lost)" if summary["damaged_tail"] else "")
                  + (f"  ({summary['damaged_records']} damaged records skipped)" if summary["damaged_records"] else ""))

@@ -50,6 +50,10 @@ def check_attachable(pid: int) -> None:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         os.close(fd)
     except PermissionError:
+        if os.geteuid() == 0:
+            raise UserError(f"no permission to read process {pid}, even as root: this system forbids it "
+                            "(a container's or a security module's rule); let gilviz start the program "
+                            "(`gilviz record script.py`)") from None
         raise UserError(
             f"no permission to read process {pid}: run gilviz as root or with CAP_SYS_PTRACE "
             "(sudo setcap cap_sys_ptrace+ep on the python running gilviz), or allow it for all with "
@@ -57,6 +61,9 @@ def check_attachable(pid: int) -> None:
         ) from None
     except FileNotFoundError:
         raise UserError(f"no process {pid}: it has exited; find a running one with `ps`") from None
+    except ProcessLookupError:  # no memory to read
+        raise UserError(f"process {pid} is not a running program: it has exited (a zombie, not yet reaped) "
+                        "or is a kernel thread; find a running Python program with `ps`") from None
     if inspect(pid) is None:
         raise UserError(f"process {pid} is not CPython (no libpython or _PyRuntime in it); attach to a Python process")
 

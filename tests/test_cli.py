@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,21 @@ def test_pid_that_is_gone(tmp_path):
     assert_user_error(gilviz("record", "-o", str(tmp_path / "r"), "--pid", str(proc.pid)), f"no process {proc.pid}")
 
 
+def test_pid_of_a_zombie(tmp_path):
+    proc = subprocess.Popen(["true"])  # not waited for: a zombie
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for command in ("record", "attach"):
+            args = ("record", "-o", str(tmp_path / "r"), "--pid") if command == "record" else ("attach",)
+            assert_user_error(gilviz(*args, str(proc.pid)), f"process {proc.pid} is not a running program", "zombie")
+        assert not (tmp_path / "r").exists()
+    finally:
+        proc.wait()
+
+
 def test_pid_that_is_not_python(tmp_path):
     proc = subprocess.Popen(["sleep", "30"])
     try:
@@ -84,6 +100,21 @@ def test_corrupt_and_missing_recordings(tmp_path):
     not_ours.write_bytes(gzip.compress(b'{"some": "json"}\n'))
     assert_user_error(gilviz("report", str(not_ours)), "no header")
     assert_user_error(gilviz("report", str(tmp_path / "missing.gilviz")), "no recording at")
+
+
+def test_what_cannot_be_done_says_what_can(tmp_path):
+    replay = str(Path(__file__).parent / "data" / "race.gilviz")
+    assert_user_error(gilviz("replay", replay), "needs a terminal", f"gilviz report {replay}", "gilviz export")
+    assert_user_error(gilviz("run", "-c", "pass"), "needs a terminal", "gilviz record")
+    for force in ([], ["--force"]):
+        assert_user_error(gilviz("record", "-o", str(tmp_path), *force, "-c", "pass"), "is a folder")
+        assert_user_error(gilviz("compare", "--record", str(tmp_path), *force, "-c", "pass", "--", "-c", "pass"),
+                          "is a folder")
+    there = tmp_path / "there.gilviz"
+    there.write_bytes(b"keep")
+    assert_user_error(gilviz("compare", "--record", str(there), "-c", "pass", "--", "-c", "pass"),
+                      "exists; give another file, or --force")
+    assert there.read_bytes() == b"keep"
 
 
 def _start_record(tmp_path, *target):
@@ -124,6 +155,63 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert not os.path.exists(f"/proc/{rec.header.pid}")
 
 
+def test_sigterm_to_the_live_view_gives_the_terminal_back_and_ends_the_workload(tmp_path):
+    """In a terminal (a pseudo-terminal here): the app leaves its screen, mouse and hidden cursor
+    behind it as q does, where the default of SIGTERM left them on."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    marker = tmp_path / "pid"
+    code = f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: gilviz in a terminal of 120x40
+        try:
+            os.environ["TERM"] = "xterm-256color"
+            os.execv(sys.executable, [*GILVIZ, "run", "-c", code])
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    screen = bytearray()
+    deadline = time.monotonic() + 60
+
+    def read_for(seconds: float) -> bool:
+        """Reads what the app sends; False once it closed the terminal."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                screen.extend(data)
+        return True
+
+    try:
+        while not (marker.exists() and marker.read_text() and b"\x1b[?1049h" in screen):
+            assert read_for(0.1) and time.monotonic() < deadline, bytes(screen[-500:])
+        workload = int(marker.read_text())
+        read_for(1.0)  # some frames
+        os.kill(pid, signal.SIGTERM)
+        while read_for(0.5) and time.monotonic() < deadline:
+            pass
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGTERM, status
+    after = bytes(screen[screen.rindex(b"\x1b[?1049h"):])
+    for restored in (b"\x1b[?1049l", b"\x1b[?25h", b"\x1b[?1000l"):  # its screen, its cursor, the mouse
+        assert restored in after, restored
+    assert not os.path.exists(f"/proc/{workload}"), "the workload outlived gilviz"
+
+
 def test_killed_gilviz_leaves_a_readable_recording_and_no_workload(tmp_path):
     proc, out = _start_record(tmp_path, "-c", SLEEPY)
     time.sleep(1.5)
@@ -142,16 +230,20 @@ def test_killed_gilviz_leaves_a_readable_recording_and_no_workload(tmp_path):
     assert not os.path.exists(f"/proc/{pid}"), "the workload outlived a killed gilviz"
 
 
-def test_crashing_workload_is_recorded_with_its_status(tmp_path):
+@pytest.mark.parametrize("end, status, said", [("sys.exit(3)", 3, "exit status 3"),
+                                               ("os.kill(os.getpid(), 9)", -9, "killed by SIGKILL"),
+                                               ("os.kill(os.getpid(), 11)", -11, "killed by SIGSEGV")])
+def test_crashing_workload_is_recorded_with_its_status(tmp_path, end, status, said):
+    """As the OOM killer's SIGKILL, too: the status is the workload's, not its keeper's."""
     out = tmp_path / "crash.gilviz"
-    code = "import time, sys\ntime.sleep(0.5)\nprint('about to fail', flush=True)\nsys.exit(3)\n"
-    result = gilviz("record", "-o", str(out), "-c", code)
-    assert result.returncode == 0, result.stderr
+    code = f"import os, time, sys\ntime.sleep(0.5)\nprint('about to fail', flush=True)\n{end}\n"
+    result = gilviz("record", "--exit-code", "-o", str(out), "-c", code)
+    assert result.returncode == (status if status > 0 else 128 - status), result.stderr
     rec = load(str(out))
-    assert rec.end.reason == "exited" and rec.end.exit_code == 3
+    assert rec.end.reason == "exited" and rec.end.exit_code == status
     assert "about to fail" in "".join(o.data for o in rec.output if o.stream == "out")
     report = gilviz("report", str(out))
-    assert report.returncode == 0 and "exit status 3" in report.stdout
+    assert report.returncode == 0 and said in report.stdout
 
 
 def test_report_json_has_the_documented_fields(tmp_path):
@@ -252,7 +344,7 @@ def test_attach_to_a_running_process_and_leave_it_running(tmp_path):
         time.sleep(0.5)
         out = tmp_path / "attach.gilviz"
         result = gilviz("record", "-o", str(out), "--duration", "1", "--pid", str(target.pid))
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0 and "the duration passed, the process runs on" in result.stderr, result.stderr
         summary = summarize(load(str(out)))
         assert summary["target"]["pid"] == target.pid
         assert summary["gil_status"] == "located" and summary["gil"]["held"] > 0.9

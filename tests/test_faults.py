@@ -266,6 +266,13 @@ def test_the_script_being_run_is_never_written_over(tmp_path):
     for extra in ([], ["--force"]):
         assert_user_error(gilviz("record", *extra, "-o", str(target), str(target)), "is the program being run")
         assert target.read_text() == "print('hi')\n"
+    package = tmp_path / "pkg"
+    package.mkdir()
+    main = script(package, "__main__.py", "print('hi')\n")
+    for module, path in (("s", target), ("pkg", main)):  # run as `python -m`, found in the folder it runs in
+        assert_user_error(gilviz("record", "--force", "-o", str(path), "-m", module, cwd=tmp_path),
+                          "is the program being run")
+        assert path.read_text() == "print('hi')\n"
 
 
 def test_default_names_never_collide(tmp_path):

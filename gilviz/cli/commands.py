@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime
 import os
-import signal
 import sys
 from typing import Any
 
 from ..errors import UserError
+from ..report import describe_exit
 from .options import Parser, add_sampling_options, resolve_target, settings_from, split_target
 
 def _default_output(target: list[str]) -> str:
@@ -28,25 +28,16 @@ def _check_output(out: str, kwargs: dict[str, Any]) -> None:
     command = kwargs.get("command")
     if command is None or not os.path.exists(out):
         return
-    for arg in command.argv[1:]:
+    args = list(command.argv[1:])
+    if "-m" in args[:-1]:  # a module of this folder, as `python -m` finds it first
+        module = os.path.join(*args[args.index("-m") + 1].split("."))
+        args += [module + ".py", os.path.join(module, "__main__.py"), os.path.join(module, "__init__.py")]
+    for arg in args:
         try:
             if os.path.exists(arg) and os.path.samefile(arg, out):
                 raise UserError(f"{out} is the program being run; give -o another file")
         except OSError:
             continue
-
-
-def describe_exit(code: int | None) -> str:
-    """How a process ended, from its Popen return code."""
-    if code is None:
-        return "its end is unknown"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    return f"exit status {code}"
 
 
 def cmd_record(argv: list[str]) -> int:
@@ -66,8 +57,9 @@ def cmd_record(argv: list[str]) -> int:
 
     end = record_to_file(out, settings, force=args.force, **kwargs)
     code = end.exit_code
-    how = {"exited": "the target exited", "duration": "the duration passed, gilviz ended the target",
-           "interrupted": "interrupted, gilviz ended the target", "stopped": "stopped"}.get(end.reason, end.reason)
+    ended_by_gilviz = "gilviz ended the target" if kwargs.get("command") is not None else "the process runs on"
+    how = {"exited": "the target exited", "duration": f"the duration passed, {ended_by_gilviz}",
+           "interrupted": f"interrupted, {ended_by_gilviz}", "stopped": "stopped"}.get(end.reason, end.reason)
     ended_itself = end.reason == "exited"
     if ended_itself and code is not None and kwargs.get("command") is not None:
         how += f", {describe_exit(code)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from typing import Callable
 
@@ -100,7 +101,11 @@ def _has_terminal() -> bool:
 def _open(source, theme: str | None, **options) -> int:
     if not _has_terminal():
         # without a terminal Textual cannot read keys (and spins on the closed input)
-        raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
+        if source.capabilities.live:
+            raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
+        path = shlex.quote(source.path)
+        raise UserError(f"the replay needs a terminal; without one, `gilviz report {path}` gives its "
+                        f"totals and `gilviz export {path} --format svg` its screen")
     from ..tui import make_app
 
     app = make_app(source, theme_name=THEMES.get(theme or ""), **options)

@@ -7,10 +7,12 @@ screenshot, the palette's commands; its keys act on the timeline view, which own
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import io
 import os
+import signal
 import time
 from functools import partial
 from typing import Any, Callable, Iterable
@@ -233,6 +235,16 @@ class GilvizApp(App[int]):
         if len(self.timelines) > 1:
             self.set_interval(1.0 / FIGURES_HZ, self._compare_figures)
             self.set_interval(1.0 / self.timeline.frame_hz, self._frame_both)
+        if not self.is_headless:  # (drawn off screen, an export takes SIGTERM as gilviz's commands do)
+            try:  # SIGTERM ends it as q does: its default would leave the terminal as the app set it
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+            except (RuntimeError, ValueError):  # not the main thread's loop: its owner takes the signal
+                pass
+
+    def _terminated(self) -> None:
+        for t in self.timelines:
+            t.stop()
+        self.exit(return_code=128 + signal.SIGTERM)
 
     def _frame_both(self) -> None:
         """Both runs painted in one frame: on one time axis they move together."""
