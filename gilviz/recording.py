@@ -21,7 +21,7 @@ import zlib
 from typing import IO, Any, Iterator
 
 from .errors import UserError
-from .stream import FORMAT_VERSION, Compare, Decoder, End, Record, Tick, decode_header, well_formed
+from .stream import FORMAT_VERSION, Compare, Decoder, End, Header, Record, Tick, decode_header, well_formed
 
 FLUSH_EVERY_S = 0.5
 MEMBER_MAX = 1 << 20  # text in a member: it ends at a flush, or once it holds this much
@@ -111,8 +111,10 @@ class RecordingWriter:
             else:
                 self._file.write(data)
             if (time.monotonic() - self._last_flush >= self.flush_every_s or not self.flushed
-                    or self._member_bytes >= MEMBER_MAX):
-                self._flush()  # (the header alone first: a reader knows the file's members from it)
+                    or self._member_bytes >= MEMBER_MAX or isinstance(record, (Header, End))):
+                # (the header alone first: a reader knows the file's members from it; a run's start
+                # and end at once: a comparison killed as run B starts keeps run A whole, and B begun)
+                self._flush()
         except OSError as e:
             self._fail(e)
 
@@ -340,6 +342,11 @@ def _check_header(rec: Any, name: str) -> None:
         raise UserError(f"{name} is not a gilviz recording (its header is damaged)")
 
 
+class RunNotBegun(UserError):
+    """A run of a comparison the file holds nothing of: the recording ended (a kill, Ctrl-C, a
+    full disk) before that run began. Readers of the whole file say so and go on with the other."""
+
+
 def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None, run: int = 0) -> Iterator[Record]:
     """The typed records of a recording or stream (of one of its runs, in a comparison), its Header
     first; damaged ones skipped and counted."""
@@ -353,7 +360,7 @@ def read(source: str | os.PathLike | IO[bytes], damage: Damage | None = None, ru
             stream = (rec for rec in wire if rec.get("run", 0) == run)
             first = next(stream, None)
             if first is None or first.get("k") != "header":
-                raise UserError(f"{name} holds no run {run + 1} (it was cut short before it began)")
+                raise RunNotBegun(f"{name} holds no run {'AB'[run]} (it was cut short before it began)")
             _check_header(first, name)
         elif run != 0:
             raise UserError(f"{name} holds one run, not a comparison")

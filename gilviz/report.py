@@ -318,10 +318,24 @@ def summarize_file(path: str, run: int = 0) -> dict[str, Any]:
     return report.summary()
 
 
-def throughput_ratio(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+def summarize_runs(path: str) -> list[dict[str, Any] | None]:
+    """The report of each run of a comparison on disk; None for a run the recording was cut short
+    before (a kill, Ctrl-C), so the run it holds is still reported."""
+    from .recording import RunNotBegun
+
+    runs: list[dict[str, Any] | None] = []
+    for run in (0, 1):
+        try:
+            runs.append(summarize_file(path, run))
+        except RunNotBegun:
+            runs.append(None)
+    return runs
+
+
+def throughput_ratio(runs: list[dict[str, Any] | None], names: list[str]) -> dict[str, Any]:
     """How many times one run did the other's work per second (when both count the same work)."""
-    rates = [(r.get("throughput") or {}).get("per_s") for r in runs]
-    units = [(r.get("throughput") or {}).get("unit") for r in runs]
+    rates = [((r or {}).get("throughput") or {}).get("per_s") for r in runs]
+    units = [((r or {}).get("throughput") or {}).get("unit") for r in runs]
     out: dict[str, Any] = {"per_s": rates, "units": units, "ratio": None, "faster": None}
     if all(rates) and units[0] == units[1]:
         fast = 0 if rates[0] >= rates[1] else 1
@@ -330,13 +344,19 @@ def throughput_ratio(runs: list[dict[str, Any]], names: list[str]) -> dict[str, 
     return out
 
 
-def compare_text(runs: list[dict[str, Any]], names: list[str], together: bool) -> str:
+def compare_text(runs: list[dict[str, Any] | None], names: list[str], together: bool) -> str:
     figures = throughput_ratio(runs, names)
     parts = []
     for letter, name, run in zip("AB", names, runs):
-        parts += [f"== {letter}: {name}", format_text(run), ""]
+        body = format_text(run) if run is not None else "not begun the recording was cut short before this run began"
+        parts += [f"== {letter}: {name}", body, ""]
     how = "run together, sharing the cores" if together else "run one after the other"
-    if figures["ratio"] is not None:
+    how += "".join(f"; run {letter} was cut short" for letter, run in zip("AB", runs) if run and run["truncated"])
+    not_begun = [letter for letter, run in zip("AB", runs) if run is None]
+    if not_begun:
+        which = f"run {not_begun[0]} was cut short before it" if len(not_begun) == 1 else "both runs were cut short before they"
+        parts.append(f"compare   no ratio: {which} began ({how})")
+    elif figures["ratio"] is not None:
         slow = names[1] if figures["faster"] == names[0] else names[0]
         parts.append(f"compare   {figures['faster']}: {figures['ratio']:.2f}x the {figures['units'][0]} per second "
                      f"of {slow} ({how})")

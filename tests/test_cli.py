@@ -418,3 +418,134 @@ def test_compare_together_runs_both_at_once_and_says_so(tmp_path):
     (a0, a1), (b0, b1) = spans(together)
     assert b0 < a1 and a0 < b1  # at the same time
     assert "run together, sharing the cores" in gilviz("report", str(together)).stdout
+
+
+def _runs_in(path) -> list[set[str]]:
+    """The kinds of record each run of a comparison's file holds so far (a file being written reads
+    up to its last whole member)."""
+    from gilviz.recording import iter_records
+
+    kinds: list[set[str]] = [set(), set()]
+    try:
+        for rec in iter_records(str(path)):
+            if rec.get("run") in (0, 1):
+                kinds[rec["run"]].add(rec["k"])
+    except Exception:  # not yet a recording: nothing written
+        pass
+    return kinds
+
+
+def _killed_compare(tmp_path, side_a, side_b, ready, timeout=30):
+    """gilviz compare --record, killed with SIGKILL as soon as `ready()` holds: the recording."""
+    out = tmp_path / "killed.gilviz"
+    proc = subprocess.Popen([*GILVIZ, "compare", "--record", str(out), *side_a, "--", *side_b],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready(out):
+            assert proc.poll() is None, "gilviz compare ended before it was killed"
+            assert time.monotonic() < deadline, "the comparison never got that far"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return out
+
+
+def _section(report: str, letter: str) -> str:
+    """One run's part of a comparison's report."""
+    return report.split(f"== {letter}: ", 1)[1].split("\n== ", 1)[0].split("\ncompare ", 1)[0]
+
+
+def test_compare_killed_during_run_a_reports_what_it_holds(tmp_path):
+    import json
+
+    out = _killed_compare(tmp_path, ["--duration", "10", "cpu-threads", "--threads", "2"],
+                          ["--duration", "1", "-c", SLEEPY], ready=lambda path: "progress" in _runs_in(path)[0])
+    assert _runs_in(out)[1] == set()  # run B never began
+    report = gilviz("report", str(out))
+    assert report.returncode == 0, report.stderr
+    a, b = _section(report.stdout, "A"), _section(report.stdout, "B")
+    assert "work      " in a and " loops (" in a and "(recording truncated)" in a, a
+    assert "not begun the recording was cut short before this run began" in b, b
+    assert "compare   no ratio: run B was cut short before it began (run one after the other; run A was cut short)" \
+        in report.stdout
+    data = json.loads(gilviz("report", "--json", str(out)).stdout)
+    assert data["compare"]["began"] == [True, False] and data["runs"][1] is None
+    assert data["runs"][0]["truncated"] and data["runs"][0]["throughput"]["unit"] == "loops"
+    trace = tmp_path / "a.trace.json"
+    export = gilviz("export", str(out), "--format", "perfetto", "-o", str(trace))
+    assert export.returncode == 0 and "of run A only (run B was cut short before it began)" in export.stderr, \
+        export.stderr
+    assert json.loads(trace.read_text())["traceEvents"]
+    assert_user_error(gilviz("export", str(out), "--format", "svg", "-o", str(tmp_path / "a.svg")),
+                      "holds run A only", "--format perfetto")
+    assert not (tmp_path / "a.svg").exists()
+
+
+def test_compare_killed_during_run_b_reports_run_a_whole_and_b_as_far_as_it_got(tmp_path):
+    """Killed as run B's workload runs its first line: run A's end and B's header reach the file as
+    they are written, so A is whole and B cut short (or, should gilviz have been slower than B's
+    first line, not begun: the report says which)."""
+    import json
+
+    mark = tmp_path / "b-started"
+    out = _killed_compare(tmp_path, ["--duration", "1", "cpu-threads", "--threads", "2"],
+                          ["--duration", "10", "-c", f"open({str(mark)!r}, 'w').close()\n" + SLEEPY],
+                          ready=lambda path: mark.exists())
+    b_began = "header" in _runs_in(out)[1]
+    report = gilviz("report", str(out))
+    assert report.returncode == 0, report.stderr
+    a, b = _section(report.stdout, "A"), _section(report.stdout, "B")
+    assert "work      " in a and "ended     duration" in a and "truncated" not in a, a  # (its --duration)
+    if b_began:
+        assert "(recording truncated)" in b and "run B was cut short)" in report.stdout, report.stdout
+    else:
+        assert "not begun the recording was cut short before this run began" in b, b
+        assert "no ratio: run B was cut short before it began" in report.stdout, report.stdout
+    data = json.loads(gilviz("report", "--json", str(out)).stdout)
+    assert data["compare"]["began"] == [True, b_began]
+    assert not data["runs"][0]["truncated"] and data["runs"][0]["throughput"]["unit"] == "loops"
+    assert data["runs"][1] is None if not b_began else data["runs"][1]["truncated"]
+    export = gilviz("export", str(out), "--format", "perfetto", "-o", str(tmp_path / "b.trace.json"))
+    assert export.returncode == 0, export.stderr
+    assert ("of run A only" in export.stderr) == (not b_began), export.stderr
+
+
+def test_compare_recording_cut_before_run_b_began_is_reported_and_exported_as_run_a(tmp_path):
+    """The comparison fixture as a kill leaves it when run B's header was not yet flushed: run A
+    whole in its members, then half a member."""
+    import json
+    import zlib
+
+    from gilviz.report import summarize_file
+
+    whole = Path(__file__).parent / "data" / "compare.gilviz"
+    lines = zlib.decompress(whole.read_bytes(), 31).splitlines(keepends=True)
+    b_header = next(i for i, line in enumerate(lines) if b'"run":1' in line and b'"k":"header"' in line)
+
+    def member(text: bytes) -> bytes:
+        z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        return z.compress(text) + z.flush()
+
+    rest = member(b"".join(lines[b_header:]))
+    cut = tmp_path / "cut.gilviz"
+    cut.write_bytes(member(lines[0]) + member(b"".join(lines[1:b_header])) + rest[: len(rest) // 2])
+    report = gilviz("report", str(cut))
+    assert report.returncode == 0, report.stderr
+    assert "ended     exited, exit status 0" in _section(report.stdout, "A"), report.stdout
+    assert "not begun the recording was cut short before this run began" in _section(report.stdout, "B")
+    assert "compare   no ratio: run B was cut short before it began (run one after the other)\n" in report.stdout + "\n"
+    data = json.loads(gilviz("report", "--json", str(cut)).stdout)
+    assert data["runs"] == [summarize_file(str(whole), 0), None] and data["compare"]["began"] == [True, False]
+    assert data["compare"]["per_s"][0] == data["runs"][0]["throughput"]["per_s"] and data["compare"]["ratio"] is None
+    export = gilviz("export", str(cut), "--format", "perfetto", "-o", str(tmp_path / "cut.trace.json"))
+    assert export.returncode == 0 and "of run A only" in export.stderr, export.stderr
+    for fmt in ("svg", "asciicast"):
+        assert_user_error(gilviz("export", str(cut), "--format", fmt, "-o", str(tmp_path / f"cut.{fmt}")),
+                          "holds run A only (run B was cut short before it began)", "--format perfetto")
+    # a file cut before run A began holds no run to export
+    cut.write_bytes(member(lines[0]))
+    assert gilviz("report", str(cut)).returncode == 0
+    assert_user_error(gilviz("export", str(cut), "--format", "perfetto", "-o", str(tmp_path / "none.json")),
+                      "holds no run A")

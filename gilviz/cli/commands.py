@@ -90,24 +90,25 @@ def cmd_report(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = p.parse_args(argv)
     from ..recording import comparison
-    from ..report import compare_text, format_text, summarize_file, to_json
+    from ..report import compare_text, format_text, summarize_file, summarize_runs, to_json
 
     compare = comparison(args.file)
     if compare is None:
         summary = summarize_file(args.file)
         print(to_json(summary) if args.json else format_text(summary))
         return 0
-    runs = [summarize_file(args.file, run) for run in (0, 1)]
+    runs = summarize_runs(args.file)  # (a run the recording was cut short before is None)
     names = (compare.runs + ["A", "B"])[:2]
     if args.json:
-        print(to_json({"compare": {"runs": names, "together": compare.together, **compare_figures(runs, names)},
+        print(to_json({"compare": {"runs": names, "together": compare.together,
+                                   "began": [run is not None for run in runs], **compare_figures(runs, names)},
                        "runs": runs}))
     else:
         print(compare_text(runs, names, compare.together))
     return 0
 
 
-def compare_figures(runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+def compare_figures(runs: list[dict[str, Any] | None], names: list[str]) -> dict[str, Any]:
     from ..report import throughput_ratio
 
     return throughput_ratio(runs, names)

@@ -56,24 +56,35 @@ def cmd_export(argv: list[str]) -> int:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {args.format!r}")
     if not os.path.isfile(args.file):
         raise UserError(f"no recording at {args.file}")
-    from ..recording import comparison, read
+    from ..recording import RunNotBegun, comparison, read
 
     compare = comparison(args.file)
-    runs = 2 if compare is not None else 1
-    for run in range(runs):
-        next(read(args.file, run=run))  # not a recording: one line, before anything is written
+    runs, not_begun = [], None  # the runs the file holds; why one is missing
+    for run in range(2 if compare is not None else 1):
+        try:
+            next(read(args.file, run=run))  # not a recording: one line, before anything is written
+            runs.append(run)
+        except RunNotBegun as e:  # (gilviz compare --record killed before this run)
+            not_begun = not_begun or e
+    if not runs:
+        raise not_begun
     if fmt == "perfetto":
         for name in ("at", "theme"):
             if getattr(args, name) is not None:
                 raise UserError(f"--{name} is for svg and asciicast, not perfetto")
         out = args.output or default_output(args.file, fmt)
         _check_new(out, args.force, args.file)
-        return _perfetto(args.file, out, args.force, compare)
+        return _perfetto(args.file, out, args.force, compare, runs)
+    if not_begun is not None:  # the screen of a comparison draws both runs
+        held, missing = "AB"[runs[0]], "AB"[1 - runs[0]]
+        raise UserError(f"{args.file} holds run {held} only (run {missing} was cut short before it began), and the "
+                        f"screen of a comparison needs both: export it with --format perfetto, or read it with "
+                        f"`gilviz report {args.file}`")
     size = parse_size(args.size) if args.size else ((160, 48) if fmt == "svg" else (120, 36))
     theme = THEMES[args.theme] if args.theme else None
     from ..recording import last_time
 
-    duration = max(last_time(args.file, run) for run in range(runs)) / 1e6
+    duration = max(last_time(args.file, run) for run in runs) / 1e6
     if fmt == "svg":
         at = duration if args.at is None else args.at
         if not math.isfinite(at) or not 0 <= at <= duration + 1e-6:
@@ -114,19 +125,23 @@ def _check_new(out: str, force: bool, source: str) -> None:
         raise UserError(f"cannot write {out}: {folder} is not writable")
 
 
-def _perfetto(path: str, out: str, force: bool, compare: Any) -> int:
+def _perfetto(path: str, out: str, force: bool, compare: Any, held: list[int]) -> int:
+    """held: the runs of a comparison the file holds (one, when it was cut short before the other)."""
     from ..export import new_file
     from ..export.perfetto import write_trace
     from ..recording import read
 
+    only = ""
     if compare is None:
         runs = [(read(path), "")]
     else:
         names = (compare.runs + ["A", "B"])[:2]
-        runs = [(read(path, run=i), f"{'AB'[i]} {names[i]}") for i in (0, 1)]
+        runs = [(read(path, run=i), f"{'AB'[i]} {names[i]}") for i in held]
+        if len(held) == 1:
+            only = f" of run {'AB'[held[0]]} only (run {'AB'[1 - held[0]]} was cut short before it began)"
     with new_file(out, force) as f:
         wrote = write_trace(f, runs)
     size = os.path.getsize(out)
-    print(f"gilviz: {wrote['events']:,} events from {sum(wrote['ticks']):,} ticks written to {out} "
+    print(f"gilviz: {wrote['events']:,} events from {sum(wrote['ticks']):,} ticks{only} written to {out} "
           f"({size / 1e6:.1f} MB); open it at https://ui.perfetto.dev", file=sys.stderr)
     return 0
