@@ -275,3 +275,36 @@ def check(scenario: Scenario | str, version_info: tuple, free_threaded: bool) ->
             f"(pyenv install {want}, or uv python install {want}) and pass --python {want}"
         )
     return None
+
+
+def option_error(scenario: Scenario | str, args: list[str]) -> str | None:
+    """What the scenario's own parser says of these options, in one line, before anything starts
+    (run, the workload would print it among its output and exit 2). None when they parse, or when
+    the parser cannot be loaded here (the run says then)."""
+    import contextlib
+    import importlib.util
+    import io
+    import sys
+
+    scenario = _lookup(scenario)
+    modules, path = set(sys.modules), list(sys.path)
+    said = io.StringIO()
+    try:
+        sys.path.insert(0, WORKLOADS_DIR)  # (as run by path: its folder first, for `import _common`)
+        spec = importlib.util.spec_from_file_location(f"_gilviz_scenario_{scenario.script[:-3]}", script_path(scenario))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            module.build_parser().parse_args(args)
+    except SystemExit as e:
+        complaint = [line for line in said.getvalue().splitlines() if "error: " in line]
+        if e.code and complaint:
+            return f"{scenario.name}: {complaint[-1].split('error: ', 1)[1]}; its options: `gilviz run {scenario.name} --help`"
+    except Exception:
+        pass
+    finally:
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            del sys.modules[name]
+    return None

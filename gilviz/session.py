@@ -8,8 +8,10 @@ the stream closes with an `end` record saying how.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -143,11 +145,12 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old_handlers[sig] = signal.signal(sig, _raise_interrupt)
-    reason, exit_code, sampler = "error", None, None
+    reason, exit_code, sampler, out_of_files = "error", None, None, None
     try:
         if workload is not None:
             pid = workload.start()
         assert pid is not None
+        _allow_all_files()  # (after the start: the workload keeps the limits it was given)
         locked(_header(command, interp, pid, settings, locked.t0))
         try:
             sampler = Sampler(pid, locked, tick_hz=settings.tick_hz, gil_hz=settings.gil_hz,
@@ -164,6 +167,10 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
             reason = sampler.run(duration_s=settings.duration_s, stop=stop, done=done)
     except (KeyboardInterrupt, _Interrupted):
         reason = "interrupted"
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        out_of_files = e  # said once the session is closed and its end recorded
     finally:
         hurry = threading.Event()
         if old_handlers:  # a second Ctrl-C (or SIGTERM) during the polite shutdown makes it quick
@@ -184,17 +191,43 @@ def run_session(sink: Sink, settings: Settings, *, command: Command | None = Non
             if sampler.pyspy is not None and sampler.pyspy.last_error:
                 end.stacks_error = sampler.pyspy.last_error
         locked(end)
+    if out_of_files is not None:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise UserError(f"out of open files ({out_of_files.strerror}): the sampler keeps a few open per thread "
+                        f"and may open {limit} at most; sample fewer threads, or raise the limit (ulimit -n); "
+                        "what was sampled until then is kept")
     return end
 
 
-def record_to_file(path: str, settings: Settings, *, force: bool = False, **target) -> End:
+def _allow_all_files() -> None:
+    """The sampler keeps a few /proc files open per thread: thousands of threads need more than
+    the usual soft limit of 1024, and the hard limit is the user's to give."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def record_to_file(path: str, settings: Settings, *, force: bool = False, said: list[str] | None = None,
+                   **target) -> End:
     """Samples into a new file (an existing one only with force); nothing is created for a
-    target that cannot be sampled. A write that fails ends the session and says why."""
+    target that cannot be sampled. A write that fails ends the session and says why.
+    said: gets the target's last line on stderr (what a target that failed said last)."""
     if target.get("pid") is not None:
         check_attachable(target["pid"])
     writer = RecordingWriter(path, force=force)
+
+    def sink(rec: Record) -> None:
+        writer.write(rec)
+        if said is not None and isinstance(rec, Output) and rec.stream == "err":
+            lines = [line.strip() for line in rec.data.splitlines() if line.strip()]
+            if lines:
+                said[:] = lines[-1:]
+
     try:
-        end = run_session(writer.write, settings, stop=writer.failed, **target)
+        end = run_session(sink, settings, stop=writer.failed, **target)
     finally:
         writer.close()
     if writer.error is not None:

@@ -102,6 +102,21 @@ def test_corrupt_and_missing_recordings(tmp_path):
     assert_user_error(gilviz("report", str(tmp_path / "missing.gilviz")), "no recording at")
 
 
+def test_a_scenarios_wrong_option_is_said_before_anything_starts(tmp_path):
+    out = tmp_path / "r.gilviz"
+    for command in (["record", "-o", str(out)], ["run"], ["compare", "--record", str(out), "cpu-threads", "--"]):
+        assert_user_error(gilviz(*command, "cpu-threads", "--threads", "abc"),
+                          "cpu-threads: argument --threads: invalid positive_int value: 'abc'",
+                          "gilviz run cpu-threads --help")
+    assert not out.exists()
+
+
+def test_a_target_that_fails_says_why_beside_its_status(tmp_path):
+    result = gilviz("record", "-o", str(tmp_path / "r.gilviz"), "-m", "no_module_of_this_name")
+    assert result.returncode == 0  # (a run that ended by itself, recorded: its status, with --exit-code)
+    assert "exit status 1: " in result.stderr and "No module named no_module_of_this_name" in result.stderr
+
+
 def test_what_cannot_be_done_says_what_can(tmp_path):
     replay = str(Path(__file__).parent / "data" / "race.gilviz")
     assert_user_error(gilviz("replay", replay), "needs a terminal", f"gilviz report {replay}", "gilviz export")
@@ -210,6 +225,23 @@ def test_sigterm_to_the_live_view_gives_the_terminal_back_and_ends_the_workload(
     for restored in (b"\x1b[?1049l", b"\x1b[?25h", b"\x1b[?1000l"):  # its screen, its cursor, the mouse
         assert restored in after, restored
     assert not os.path.exists(f"/proc/{workload}"), "the workload outlived gilviz"
+
+
+def test_out_of_open_files_is_said_in_one_line_and_what_was_sampled_kept(tmp_path):
+    """The sampler keeps files of each thread open: at 100 files, 300 threads are too many. They
+    start one by one, so that some ticks were sampled before."""
+    import resource
+
+    out = tmp_path / "many.gilviz"
+    code = ("import threading, time\nfor _ in range(300):\n"
+            "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n    time.sleep(0.01)\n")
+    result = subprocess.run([*GILVIZ, "record", "-o", str(out), "--duration", "10", "-c", code],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100)))
+    assert_user_error(result, "out of open files", "may open 100 at most", "ulimit -n")
+    rec = load(str(out))
+    assert rec.ticks and rec.end is not None and rec.end.reason == "error"
+    assert not os.path.exists(f"/proc/{rec.header.pid}"), "the workload outlived gilviz"
 
 
 def test_killed_gilviz_leaves_a_readable_recording_and_no_workload(tmp_path):

@@ -7,6 +7,7 @@ from gilviz.cli.options import build_command
 from gilviz.errors import UserError
 from gilviz.collect import load
 from gilviz.report import summarize
+from gilviz.scenarios import SCENARIOS, option_error
 from gilviz.session import Settings, record_to_file
 from gilviz.target import query_interpreter
 
@@ -194,3 +195,16 @@ def test_scenarios_that_cannot_run_here_say_why():
     if not old.free_threaded:
         with pytest.raises(UserError, match="free-threaded.*3.13t"):
             build_command(["free-threaded"], old)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_each_scenarios_options_are_checked_before_it_starts(name):
+    """By the workload's own parser, loaded here: a wrong option is said in one line before
+    anything runs, where the workload would print it among its output and exit 2."""
+    import sys
+
+    modules = set(sys.modules)
+    assert option_error(name, []) is None
+    said = option_error(name, ["--no-such-option", "3"])
+    assert said == f"{name}: unrecognized arguments: --no-such-option 3; its options: `gilviz run {name} --help`"
+    assert set(sys.modules) == modules  # (its modules, _common among them, are not left in gilviz's)

@@ -55,7 +55,8 @@ def cmd_record(argv: list[str]) -> int:
     _check_output(out, kwargs)
     from ..session import record_to_file
 
-    end = record_to_file(out, settings, force=args.force, **kwargs)
+    said: list[str] = []
+    end = record_to_file(out, settings, force=args.force, said=said, **kwargs)
     code = end.exit_code
     ended_by_gilviz = "gilviz ended the target" if kwargs.get("command") is not None else "the process runs on"
     how = {"exited": "the target exited", "duration": f"the duration passed, {ended_by_gilviz}",
@@ -63,6 +64,8 @@ def cmd_record(argv: list[str]) -> int:
     ended_itself = end.reason == "exited"
     if ended_itself and code is not None and kwargs.get("command") is not None:
         how += f", {describe_exit(code)}"
+        if code != 0 and said:  # what it failed with, not left inside the file alone
+            how += f": {said[0][:200]}"
     print(f"gilviz: recorded {end.sampler_wall_s or 0:.1f} s ({how}) to {out}; "
           f"see it with `gilviz report {out}` or `gilviz replay {out}`", file=sys.stderr)
     if args.exit_code and ended_itself and code is not None:

@@ -137,7 +137,8 @@ def _scenario_command(head: str, rest: list[str], interp):
     if scenario is not None and ("-h" in rest or "--help" in rest):
         raise ShowText(scenario_help(scenario))
     if scenario is not None:
-        problem = scenarios.check(scenario, interp.version_info, interp.free_threaded)
+        problem = (scenarios.check(scenario, interp.version_info, interp.free_threaded)
+                   or scenarios.option_error(scenario, rest))
         if problem:
             raise UserError(problem)
         return Command([interp.path, scenarios.script_path(scenario), *rest], " ".join([head, *rest]), scenario=head)
