@@ -35,7 +35,10 @@ class Report:
         self.ticks = 0
         self.per_thread: dict[int, list[int]] = {}  # tid -> [life, *the sums of _THREAD_SUMS]
         self.core_target: dict[int, int] = defaultdict(int)
+        # busy: per reading of /proc/stat, at least what the target's threads were on the core by
+        # their own clocks (stat counts in clock ticks), as the live view's core lanes draw it
         self.core_busy: dict[int, int] = defaultdict(int)
+        self._core_target_unread: dict[int, int] = defaultdict(int)  # since the last reading
         self.gil_totals: dict[tuple[int, int], list[int]] = {}  # (pid, interp) -> [life, *_GIL_SUMS]
         self.threads: dict[int, Thread] = {}
         self.processes: dict[int, Process] = {}
@@ -102,7 +105,7 @@ class Report:
         dt = tick.dt
         self.ticks += 1
         self.duration_us += dt
-        per_thread, core_target = self.per_thread, self.core_target
+        per_thread, core_target, unread = self.per_thread, self.core_target, self._core_target_unread
         held_by = []
         for th in tick.threads:
             acc = per_thread.get(th.tid)
@@ -113,6 +116,7 @@ class Report:
                 acc[i] += value
             if th.cpu >= 0:
                 core_target[th.cpu] += th.oncpu
+                unread[th.cpu] += th.oncpu
             if th.held > 0:
                 held_by.append(th.tid)
         for g in tick.gils:
@@ -124,8 +128,10 @@ class Report:
             tot[2] += g.held
             tot[3] += g.contended
             tot[4] += g.switches
-        for cpu, busy in enumerate(tick.core_busy):
-            self.core_busy[cpu] += busy
+        if tick.core_busy:
+            for cpu, busy in enumerate(tick.core_busy):
+                self.core_busy[cpu] += max(busy, unread.get(cpu, 0))
+            unread.clear()
         if self._unsplit_now.with_gil:
             self._count_unsplit(tick)
         self._recent.append((tick.t, dt, frozenset(held_by)))
@@ -252,7 +258,8 @@ class Report:
 
         ncpu = max(header.cpus or 0, len(self.core_busy), max(self.core_target, default=-1) + 1)
         cores = [
-            {"cpu": cpu, "busy": min(1.0, _frac(self.core_busy.get(cpu, 0), self.duration_us)),
+            {"cpu": cpu, "busy": min(1.0, _frac(self.core_busy.get(cpu, 0) + self._core_target_unread.get(cpu, 0),
+                                                self.duration_us)),
              "by_target": min(1.0, _frac(self.core_target.get(cpu, 0), self.duration_us))}
             for cpu in range(ncpu)
         ]

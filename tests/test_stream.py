@@ -206,3 +206,24 @@ def test_the_report_says_how_much_time_on_a_cpu_no_reading_of_the_gil_split():
     assert "≤" in rows["10"] and "≤" not in rows["20"], rows  # (running: at most that much Python)
     assert "in ticks with no reading of it (before it was found, as the process ended), 0.01 CPU s of its threads " \
            "count as running" in format_text(summary)
+
+
+def test_a_cores_busy_time_is_at_least_what_the_targets_threads_were_on_it():
+    """/proc/stat counts a core's busy time in clock ticks, the threads' own clocks count theirs to
+    the nanosecond: where stat says less than the target's threads were on the core, the report
+    says the threads' time (as the live view's core lanes draw it), per reading and after the last."""
+    def row(tid, cpu, oncpu):
+        return ThreadTick(tid, cpu, oncpu, 0, 0, 0, 5000 - oncpu, 0, 0, 0, 0, oncpu)
+
+    records = [Header(pid=10, python_version="3.12.1", cpus=2), Thread(tid=10, pid=10, name="MainThread"),
+               Thread(tid=11, pid=10, name="worker")]
+    t = 0
+    for busy in ([], [], [], [2000, 9000]):  # one reading for four ticks: cpu0 undercounted, cpu1 not
+        t += 5000
+        records.append(Tick(t=t, dt=5000, threads=[row(10, 0, 1000), row(11, 1, 500)], gils=[], core_busy=busy))
+    t += 5000  # a tick after the last reading: its threads' time still counts
+    records.append(Tick(t=t, dt=5000, threads=[row(10, 0, 5000), row(11, 1, 0)], gils=[], core_busy=[]))
+    records.append(End(t=t, reason="exited", exit_code=0))
+    cores = replay(records, Report()).summary()["cores"]
+    assert [(c["busy"], c["by_target"]) for c in cores] == [(9000 / 25_000, 9000 / 25_000), (9000 / 25_000, 2000 / 25_000)]
+    assert all(c["busy"] >= c["by_target"] for c in cores)
