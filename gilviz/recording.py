@@ -338,7 +338,9 @@ def _check_header(rec: Any, name: str) -> None:
         raise UserError(f"{name} is not a gilviz recording (its header's format is {fmt!r}, not a number)")
     if fmt > FORMAT_VERSION:
         raise UserError(f"{name} was written by a newer gilviz (format {fmt}); upgrade gilviz to read it")
-    if not isinstance(rec.get("pid", 0), (int, type(None))) or not isinstance(rec.get("cpus", 0), (int, type(None))):
+    if rec.get("k") == "header" and type(rec.get("pid")) is not int:  # (every header gilviz writes names it)
+        raise UserError(f"{name} is not a gilviz recording (its header names no process)")
+    if not isinstance(rec.get("cpus", 0), (int, type(None))):
         raise UserError(f"{name} is not a gilviz recording (its header is damaged)")
 
 

@@ -203,11 +203,15 @@ HEADER = {"k": "header", "format": 1, "pid": 1, "cpus": 2, "command": "demo.py"}
 GOOD_TICK = {"k": "tick", "t": 5000, "dt": 5000, "th": [[2, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 5000, 5000]], "g": [], "c": []}
 
 
-def test_a_header_of_the_wrong_shape_is_refused(tmp_path):
+@pytest.mark.parametrize("header, words", [({"k": "header", "format": "1", "pid": 1}, "format"),
+                                           ({"k": "header"}, "names no process"),
+                                           ({"k": "header", "format": 1, "pid": "1"}, "names no process"),
+                                           ({"k": "header", "format": 1, "pid": 1, "cpus": "2"}, "damaged")])
+def test_a_header_of_the_wrong_shape_is_refused(tmp_path, header, words):
     bad = tmp_path / "bad.gilviz"
-    _write_records(bad, [{"k": "header", "format": "1"}, GOOD_TICK])
-    for args in (["report"], ["report", "--json"], ["replay"]):
-        assert_user_error(gilviz(*args, str(bad)), "not a gilviz recording", "format")
+    _write_records(bad, [header, GOOD_TICK])
+    for args in (["report"], ["report", "--json"], ["replay"], ["export", "--format", "perfetto"]):
+        assert_user_error(gilviz(*args, str(bad)), "not a gilviz recording", words)
 
 
 @pytest.mark.parametrize("damaged", [
