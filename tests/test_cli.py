@@ -125,6 +125,10 @@ def test_what_cannot_be_done_says_what_can(tmp_path):
         assert_user_error(gilviz("record", "-o", str(tmp_path), *force, "-c", "pass"), "is a folder")
         assert_user_error(gilviz("compare", "--record", str(tmp_path), *force, "-c", "pass", "--", "-c", "pass"),
                           "is a folder")
+    for command in (["record", "-o", "", "-c", "pass"], ["export", replay, "--format", "perfetto", "-o", ""],
+                    ["compare", "--record", "", "-c", "pass", "--", "-c", "pass"]):
+        assert_user_error(gilviz(*command, cwd=tmp_path), "needs a value, not an empty one")
+    assert not list(tmp_path.iterdir())  # (not the default name in its stead)
     there = tmp_path / "there.gilviz"
     there.write_bytes(b"keep")
     assert_user_error(gilviz("compare", "--record", str(there), "-c", "pass", "--", "-c", "pass"),

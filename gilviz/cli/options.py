@@ -60,6 +60,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message}; see `{self.prog} --help`")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        for action in self._actions:  # an empty value (-o "") is a mistake, not "the default"
+            if action.option_strings and getattr(parsed, action.dest, None) == "":
+                self.error(f"{'/'.join(action.option_strings)} needs a value, not an empty one")
+        return parsed
+
 
 def _number(value: float, name: str, low: float, high: float, zero: bool = False) -> float:
     """A finite number in (low, high], or 0 where zero is allowed (nan and inf are refused)."""
