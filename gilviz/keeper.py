@@ -1,6 +1,6 @@
 """The workload's parent: everything the workload starts ends with it, or with gilviz.
 
-    python keeper.py LIFELINE_FD REPORT_FD TRACER_PID ARGV...
+    python keeper.py LIFELINE_FD REPORT_FD TRACER_PID FILES_LIMIT ARGV...
 
 gilviz starts this small process, which starts the workload as its own child and is made a
 child subreaper (PR_SET_CHILD_SUBREAPER): whatever the workload forks, daemons and new
@@ -16,6 +16,7 @@ library: it starts in a few milliseconds, before the workload does.
 
 import ctypes
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -87,8 +88,12 @@ def reap(statuses: dict[int, int]) -> bool:
 
 
 def main(argv: list[str]) -> None:
-    lifeline, report, tracer = int(argv[0]), int(argv[1]), int(argv[2])
-    command = argv[3:]
+    lifeline, report, tracer, files = int(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
+    command = argv[4:]
+    try:  # the limit gilviz was given, not the one its sampler raised itself to
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    except (ValueError, OSError):
+        pass
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     asked: list[bool] = []
     signal.signal(signal.SIGUSR1, lambda *_: asked.append(True))

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -134,6 +135,8 @@ class Command:
 
 
 KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+# the open-files limit gilviz was given: its workloads get it too, whatever the sampler raises its own to
+FILES_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 STOP_GRACE_S = 1.0  # the workload's time to finish its last words after SIGINT, then after SIGTERM
 
 
@@ -167,7 +170,8 @@ class Workload:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         env["GILVIZ_PROGRESS_FD"] = str(progress_w)
-        keeper = [sys.executable, "-I", "-S", KEEPER, str(lifeline_r), str(report_w), str(os.getpid())]
+        keeper = [sys.executable, "-I", "-S", KEEPER, str(lifeline_r), str(report_w), str(os.getpid()),
+                  str(FILES_LIMIT)]
         try:
             self.proc = subprocess.Popen(
                 [*keeper, *self.command.argv], stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,

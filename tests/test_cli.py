@@ -231,6 +231,27 @@ def test_sigterm_to_the_live_view_gives_the_terminal_back_and_ends_the_workload(
     assert not os.path.exists(f"/proc/{workload}"), "the workload outlived gilviz"
 
 
+def test_workloads_get_the_open_files_limit_gilviz_was_given(tmp_path):
+    """The sampler raises its own to the hard limit once its workload started; the second run of a
+    comparison, started after, still gets the limit gilviz was given."""
+    import resource
+
+    from gilviz.collect import Recording, replay_file
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip(f"a hard limit of {hard} open files leaves nothing to raise")
+    out = tmp_path / "limits.gilviz"
+    code = "import resource, time\nprint('limit', resource.getrlimit(resource.RLIMIT_NOFILE)[0])\ntime.sleep(0.3)\n"
+    result = subprocess.run([*GILVIZ, "compare", "--record", str(out), "-c", code, "--", "-c", code],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard)))
+    assert result.returncode == 0, result.stderr
+    for run in (0, 1):
+        rec = replay_file(str(out), Recording(), run=run)
+        assert "limit 512\n" in "".join(o.data for o in rec.output), (run, rec.output)
+
+
 def test_out_of_open_files_is_said_in_one_line_and_what_was_sampled_kept(tmp_path):
     """The sampler keeps files of each thread open: at 100 files, 300 threads are too many. They
     start one by one, so that some ticks were sampled before."""
