@@ -305,6 +305,7 @@ def option_error(scenario: Scenario | str, args: list[str]) -> str | None:
         pass
     finally:
         sys.path[:] = path
-        for name in set(sys.modules) - modules:
-            del sys.modules[name]
+        for name in set(sys.modules) - modules:  # the workloads' own (_common...), not the library's
+            if os.path.dirname(getattr(sys.modules[name], "__file__", None) or "") == WORKLOADS_DIR:
+                del sys.modules[name]
     return None
