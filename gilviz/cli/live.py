@@ -102,7 +102,9 @@ def _open(source, theme: str | None, **options) -> int:
         # without a terminal Textual cannot read keys (and spins on the closed input)
         raise UserError("the live view needs a terminal; to sample without one, use `gilviz record -o FILE TARGET`")
     from ..tui import make_app
+    from .serve import end_with_serve
 
+    end_with_serve()
     app = make_app(source, theme_name=THEMES.get(theme or ""), **options)
     try:
         app.run()
