@@ -123,8 +123,9 @@ class _LockedSink:
                 self(Progress.from_wire(rec))
 
 
-class _Interrupted(Exception):
-    pass
+class _Interrupted(BaseException):
+    """Not an Exception, as KeyboardInterrupt is not: the guards that keep a run going past a misread
+    (a frame reader's, a GIL probe's) would take a SIGTERM that lands in them for one, and sample on."""
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM and SIGHUP end a session like Ctrl-C does

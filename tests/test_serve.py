@@ -1,5 +1,7 @@
 """gilviz serve in a real headless browser (Debian's chromium, driven by Playwright): the page
-loads, the lanes draw, a key press reaches the app, and the screenshot key downloads an SVG."""
+loads, the lanes draw, a key press reaches the app, and the screenshot key downloads an SVG. And
+with a page open (a websocket, as the browser's), serve killed or stopped leaves none of the
+page's processes behind."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -179,3 +182,103 @@ def test_serve_refuses_bad_input_with_one_line():
             result = serve(*args)
             lines = result.stderr.strip().splitlines()
             assert result.returncode == 2 and len(lines) == 1 and words in lines[0], (args, result.stderr)
+
+
+class Page(threading.Thread):
+    """A browser page as textual-serve sees one: a websocket on /ws, read until it closes."""
+
+    def __init__(self, port: int):
+        super().__init__(daemon=True, name="page")
+        self.url = f"http://localhost:{port}/ws?width=100&height=30"
+        self.opened = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import asyncio
+
+        import aiohttp
+
+        async def read() -> None:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):  # serve says where it serves just before it listens
+                    try:
+                        ws = await session.ws_connect(self.url)
+                        break
+                    except aiohttp.ClientConnectorError:
+                        await asyncio.sleep(0.2)
+                else:
+                    ws = await session.ws_connect(self.url)
+                async with ws:
+                    self.opened.set()
+                    async for _ in ws:
+                        pass
+
+        try:
+            asyncio.run(read())
+        except (OSError, aiohttp.ClientError) as e:
+            self.error = e  # never served, or serve went: a dead connection, as a browser's would be
+
+
+def running(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def page_processes(server) -> list:
+    """Everything serve's page started, once the page's workload runs: its gilviz run, the
+    sampler, the keeper, the workload and the workload's service (io-threads' child)."""
+    import psutil
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = psutil.Process(server.pid).children(recursive=True)
+        keepers = [p for p in found if running(p) and any("keeper.py" in a for a in p.cmdline())]
+        if keepers and len(keepers[0].children(recursive=True)) >= 2:
+            return psutil.Process(server.pid).children(recursive=True)
+        time.sleep(0.2)
+    raise AssertionError("the page's workload did not start within 60 s")
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_nothing_a_page_started_outlives_serve(tmp_path, how):
+    """The page's gilviz run ends when serve does, however serve ended (kill -9 leaves no one to
+    close the page), and takes its sampler, keeper and workload with it; SIGTERM with a page open
+    ends serve at once, not when the page closes."""
+    pytest.importorskip("textual_serve", reason="textual-serve is not installed: pip install '.[test]'")
+    pytest.importorskip("psutil")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gilviz", "serve", "--port", str(port),
+                               "io-threads", "--threads", "2", "--duration", "90"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=tmp_path)
+    procs = []
+    try:
+        ready, _, _ = select.select([server.stderr], [], [], 30)
+        assert ready and server.stderr.readline().startswith(b"gilviz: serving"), "gilviz serve did not start"
+        page = Page(port)
+        page.start()
+        assert page.opened.wait(30), f"the page did not open: {page.error!r}"
+        procs = page_processes(server)
+        assert len(procs) >= 5, procs
+        described = {p.pid: " ".join(p.cmdline()) for p in procs}
+        server.send_signal(how)
+        if how == signal.SIGTERM:
+            try:
+                server.wait(20)  # at once, but for the page's app's polite end
+            except subprocess.TimeoutExpired:
+                pytest.fail("serve still runs 20 s after SIGTERM with a page open")
+        deadline = time.monotonic() + 20
+        while any(running(p) for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [described[p.pid] for p in procs if running(p)]
+        assert not left, f"alive 20 s after serve got {how.name}: {left}"
+    finally:
+        for proc in [server, *procs]:
+            try:
+                proc.kill()
+            except Exception:
+                pass
+        server.wait()

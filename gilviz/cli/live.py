@@ -107,7 +107,9 @@ def _open(source, theme: str | None, **options) -> int:
         raise UserError(f"the replay needs a terminal; without one, `gilviz report {path}` gives its "
                         f"totals and `gilviz export {path} --format svg` its screen")
     from ..tui import make_app
+    from .serve import end_with_serve
 
+    end_with_serve()
     app = make_app(source, theme_name=THEMES.get(theme or ""), **options)
     try:
         app.run()

@@ -1,14 +1,17 @@
 """gilviz serve: the app in a browser, through textual-serve (`pip install 'gilviz[serve]'`).
 
 Each browser page starts its own `gilviz run TARGET` (or `gilviz replay FILE`) under Textual's
-web driver; closing the page ends it, and with it the workload. The input is checked here, once,
-before anything listens.
+web driver; closing the page ends it, and with it the workload. So does serve's end, however it
+came: stopped, serve closes its pages; killed, the kernel tells each page's app (see end_with_serve).
+The input is checked here, once, before anything listens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
+import signal
 import socket
 import sys
 
@@ -16,6 +19,8 @@ from ..errors import UserError
 from .options import Parser, resolve_target, settings_from, split_target
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+SERVE_PID = "GILVIZ_SERVE_PID"  # in a page's environment: the serve whose end ends the page
+PR_SET_PDEATHSIG = 1
 
 
 def _serve_options(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -72,6 +77,22 @@ def page_command(rest: list[str]) -> tuple[list[str], str]:
     return ["run", *opts, *target], "gilviz run " + " ".join(target)
 
 
+def end_with_serve() -> None:
+    """In a page's app: SIGTERM when serve dies, even by kill -9, which closes no page; the app
+    ends as it does when its page closes, and takes its sampler and workload with it."""
+    serve = os.environ.pop(SERVE_PID, None)  # the sampler and the workload are not pages
+    if serve is None:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(serve):  # it died before we asked
+        raise UserError("gilviz serve, which opened this page, is gone")
+
+
 def check_port(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise UserError(f"--port must be from 1 to 65535, not {port}")
@@ -102,10 +123,28 @@ def cmd_serve(argv: list[str]) -> int:
         raise UserError("gilviz serve needs textual-serve: pip install 'gilviz[serve]'") from None
     command, what = page_command(rest)
     check_port(args.host, args.port)
-    line = shlex.join([sys.executable, "-m", "gilviz", *command])
+    # exec: the page's app is serve's own child, not a shell's, so that it learns when serve dies
+    line = "exec " + shlex.join([sys.executable, "-m", "gilviz", *command])
+    os.environ[SERVE_PID] = str(os.getpid())  # textual-serve hands its environment to each page
     local = args.host in LOCAL_HOSTS
+    pages: set[asyncio.Task] = set()
 
     class GilvizServer(Server):
+        async def handle_websocket(self, request):
+            """A page's whole life, known so that stopping serve can close it."""
+            page = asyncio.current_task()
+            pages.add(page)
+            try:
+                return await super().handle_websocket(request)
+            finally:
+                pages.discard(page)
+
+        async def on_shutdown(self, app) -> None:
+            """Stopping serve (Ctrl+C, SIGTERM) closes the open pages now, as aiohttp would after a
+            minute: textual-serve then asks each page's app to quit and waits until it has ended."""
+            for page in pages:
+                page.cancel()
+
         async def on_startup(self, app) -> None:  # textual-serve's banner, said our way
             print(f"gilviz: serving {what} at {self.public_url}; each page runs its own. "
                   + ("Only this machine can open it (--host 0.0.0.0 lets others in). " if local else
