@@ -176,6 +176,7 @@ def test_serve_refuses_bad_input_with_one_line():
         busy = taken.getsockname()[1]
         for args, words in ((["--port", "0", "cpu-threads"], "--port must be"),
                             (["--port", str(busy), "cpu-threads"], "give another --port"),
+                            (["--host", "192.0.2.1", "cpu-threads"], "--host 192.0.2.1 is not an address of this"),
                             (["nope.gilviz"], "no recording at"),
                             (["--pid", "1"], "not --pid"),
                             (["no-such-scenario"], "no-such-scenario")):

@@ -9,6 +9,7 @@ The input is checked here, once, before anything listens.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shlex
 import signal
@@ -106,6 +107,9 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:  # (the port is not the matter)
+                raise UserError(f"--host {host} is not an address of this machine ({e.strerror}); "
+                                "give one it has, or 0.0.0.0 for all") from None
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); give another --port") from None
 
 
