@@ -206,10 +206,12 @@ def test_each_scenarios_options_are_checked_before_it_starts(name):
 
     from gilviz.scenarios import WORKLOADS_DIR
 
+    def workloads_modules():
+        return {name for name, m in list(sys.modules.items())
+                if os.path.dirname(getattr(m, "__file__", None) or "") == WORKLOADS_DIR}
+
+    before, path = workloads_modules(), list(sys.path)
     assert option_error(name, []) is None
     said = option_error(name, ["--no-such-option", "3"])
     assert said == f"{name}: unrecognized arguments: --no-such-option 3; its options: `gilviz run {name} --help`"
-    left = [name for name, m in list(sys.modules.items())
-            if os.path.dirname(getattr(m, "__file__", None) or "") == WORKLOADS_DIR]
-    assert not left  # (its modules, _common among them, are not left among gilviz's)
-    assert WORKLOADS_DIR not in sys.path
+    assert workloads_modules() == before and sys.path == path  # (_common and the like not left in gilviz's)

@@ -11,11 +11,15 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import sys
 from typing import Callable
 
 from ..errors import UserError
 from .options import Parser, add_sampling_options, resolve_target, settings_from, split_target
+
+SERVE_PID = "GILVIZ_SERVE_PID"  # in a page's environment (gilviz serve): the serve whose end ends the page
+PR_SET_PDEATHSIG = 1
 
 
 THEMES = {"dark": "gilviz-dark", "light": "gilviz-light", "contrast": "gilviz-contrast"}
@@ -98,6 +102,22 @@ def _has_terminal() -> bool:
     return sys.stdin.isatty() and (sys.stdout.isatty() or sys.stderr.isatty())
 
 
+def end_with_serve() -> None:
+    """In a page's app: SIGTERM when serve dies, even by kill -9, which closes no page; the app
+    ends as it does when its page closes, and takes its sampler and workload with it."""
+    serve = os.environ.pop(SERVE_PID, None)  # the sampler and the workload are not pages
+    if serve is None:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(serve):  # it died before we asked
+        raise UserError("gilviz serve, which opened this page, is gone")
+
+
 def _open(source, theme: str | None, **options) -> int:
     if not _has_terminal():
         # without a terminal Textual cannot read keys (and spins on the closed input)
@@ -107,7 +127,6 @@ def _open(source, theme: str | None, **options) -> int:
         raise UserError(f"the replay needs a terminal; without one, `gilviz report {path}` gives its "
                         f"totals and `gilviz export {path} --format svg` its screen")
     from ..tui import make_app
-    from .serve import end_with_serve
 
     end_with_serve()
     app = make_app(source, theme_name=THEMES.get(theme or ""), **options)

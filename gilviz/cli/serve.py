@@ -2,7 +2,7 @@
 
 Each browser page starts its own `gilviz run TARGET` (or `gilviz replay FILE`) under Textual's
 web driver; closing the page ends it, and with it the workload. So does serve's end, however it
-came: stopped, serve closes its pages; killed, the kernel tells each page's app (see end_with_serve).
+came: stopped, serve closes its pages; killed, the kernel tells each page's app (live.end_with_serve).
 The input is checked here, once, before anything listens.
 """
 
@@ -12,16 +12,14 @@ import asyncio
 import errno
 import os
 import shlex
-import signal
 import socket
 import sys
 
 from ..errors import UserError
+from .live import SERVE_PID
 from .options import Parser, resolve_target, settings_from, split_target
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-SERVE_PID = "GILVIZ_SERVE_PID"  # in a page's environment: the serve whose end ends the page
-PR_SET_PDEATHSIG = 1
 
 
 def _serve_options(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -76,22 +74,6 @@ def page_command(rest: list[str]) -> tuple[list[str], str]:
     if resolved.get("pid") is not None:
         raise UserError("gilviz serve starts what it shows, for each page: give it a target or a recording, not --pid")
     return ["run", *opts, *target], "gilviz run " + " ".join(target)
-
-
-def end_with_serve() -> None:
-    """In a page's app: SIGTERM when serve dies, even by kill -9, which closes no page; the app
-    ends as it does when its page closes, and takes its sampler and workload with it."""
-    serve = os.environ.pop(SERVE_PID, None)  # the sampler and the workload are not pages
-    if serve is None:
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != int(serve):  # it died before we asked
-        raise UserError("gilviz serve, which opened this page, is gone")
 
 
 def check_port(host: str, port: int) -> None:
