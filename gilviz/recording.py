@@ -60,6 +60,24 @@ def decode_line(line: bytes) -> Any:
     return json.loads(line)
 
 
+def exists(path: str) -> str:
+    return f"{path} exists; give another file, or --force to write over it"
+
+
+def check_new_file(path: str, force: bool) -> None:
+    """What makes a file to be written (a recording, an export) refused before anything is made:
+    a folder at its name, a file there without `force`, no folder to write it in."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; give a file's name")
+    if os.path.lexists(path) and not force:
+        raise UserError(exists(path))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"cannot write {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write {path}: {folder} is not writable")
+
+
 class RecordingWriter:
     """Writes records to a file or pipe; usable from one thread at a time.
 
@@ -72,12 +90,11 @@ class RecordingWriter:
                  flush_every_s: float = FLUSH_EVERY_S, force: bool = False):
         if isinstance(out, (str, os.PathLike)):
             self.name = str(out)
-            if os.path.isdir(out):
-                raise UserError(f"{out} is a folder; give a file's name")
+            check_new_file(self.name, force)
             try:
                 self._file: IO[bytes] = open(out, "wb" if force else "xb")
-            except FileExistsError:
-                raise UserError(f"{out} exists; give another file, or --force to write over it") from None
+            except FileExistsError:  # (came since the check)
+                raise UserError(exists(self.name)) from None
             except OSError as e:
                 raise UserError(f"cannot write the recording {out}: {e.strerror}") from None
             self._owns = True

@@ -171,7 +171,6 @@ class Process(_Record):
     interpreters: list[int] | None = None  # subinterpreters with a GIL of their own
 
 
-
 class Unsplit:
     """Which processes' threads' time on a CPU a tick's GIL samples did not split into Python and
     C, as the state rules split it: a live Python process with a GIL (located or not; free-threaded,

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ..errors import UserError
+from ..recording import check_new_file
 from .live import THEMES
 from .options import Parser, _number
 
@@ -110,19 +111,10 @@ def cmd_export(argv: list[str]) -> int:
 
 
 def _check_new(out: str, force: bool, source: str) -> None:
-    """Said before anything is drawn: the file is the recording itself, or a folder, or exists,
-    or its folder is not there."""
+    """Said before anything is drawn: the file is the recording itself, or cannot be made."""
     if os.path.exists(out) and os.path.samefile(out, source):
         raise UserError(f"{out} is the recording being exported; give -o another file")
-    if os.path.isdir(out):
-        raise UserError(f"{out} is a folder; give -o a file's name")
-    if os.path.lexists(out) and not force:
-        raise UserError(f"{out} exists; give another -o, or --force to write over it")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise UserError(f"cannot write {out}: no folder {folder}")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write {out}: {folder} is not writable")
+    check_new_file(out, force)
 
 
 def _perfetto(path: str, out: str, force: bool, compare: Any, held: list[int]) -> int:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import IO, Iterator
 
 from ..errors import UserError
+from ..recording import check_new_file, exists
 
 
 @contextmanager
@@ -22,10 +23,7 @@ def new_file(path: str, force: bool = False, text: bool = True) -> Iterator[IO]:
     It is written beside `path` under a passing name and put in place only when whole, so an
     export that fails or is killed half-way leaves no half-written file, nor harms the one
     `force` would have replaced."""
-    if os.path.isdir(path):
-        raise UserError(f"{path} is a folder; give -o a file's name")
-    if os.path.lexists(path) and not force:
-        raise UserError(f"{path} exists; give another -o, or --force to write over it")
+    check_new_file(path, force)
     folder, name = os.path.split(os.path.abspath(path))
     partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
     try:
@@ -66,10 +64,10 @@ def _put_in_place(partial: str, path: str, force: bool) -> None:
     try:
         os.link(partial, path)  # fails if a file came at `path` meanwhile: still nothing written over
     except FileExistsError:
-        raise UserError(f"{path} exists; give another -o, or --force to write over it") from None
+        raise UserError(exists(path)) from None
     except OSError:  # a file system without hard links
         if os.path.lexists(path):
-            raise UserError(f"{path} exists; give another -o, or --force to write over it") from None
+            raise UserError(exists(path)) from None
         os.replace(partial, path)
         return
     os.unlink(partial)

@@ -242,9 +242,12 @@ class GilvizApp(App[int]):
                 pass
 
     def _terminated(self) -> None:
+        self._stop_and_exit(128 + signal.SIGTERM)
+
+    def _stop_and_exit(self, return_code: int) -> None:
         for t in self.timelines:
             t.stop()
-        self.exit(return_code=128 + signal.SIGTERM)
+        self.exit(return_code=return_code)
 
     def _frame_both(self) -> None:
         """Both runs painted in one frame: on one time axis they move together."""
@@ -503,9 +506,7 @@ class GilvizApp(App[int]):
         yield SystemCommand("Help", "Keys, states and lanes", self.action_help)
 
     async def action_quit(self) -> None:
-        for t in self.timelines:
-            t.stop()
-        self.exit(0)
+        self._stop_and_exit(0)
 
     def on_unmount(self) -> None:
         for t in self.timelines:
